@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ASYNCFLAG_FLAG_H
+#define ASYNCFLAG_FLAG_H
+
+#include <asyncflag/common.h>
+
+AF_BEGIN_DECLS
+
+/**
+ * A ThreadSafeFlag: one bit that another thread or a signal handler sets to
+ * wake one task on a loop.
+ *
+ * af_flag_set() is lock-free and async-signal-safe: it uses only atomics and,
+ * when the loop sleeps, one write(2) to the loop's eventfd. Sets coalesce (the
+ * flag is not a counter). One task may wait at a time; its wait clears the
+ * flag when it returns. Caller-allocated and bound to one loop by
+ * af_flag_init().
+ */
+struct af_flag {
+	union af__private _private;
+};
+
+/**
+ * @brief Initialise @p flag, cleared, bound to @p loop.
+ * @param loop the loop whose tasks will wait on it; NULL means the loop
+ *        running on this thread.
+ * @return 0; -EINVAL if @p flag is NULL, or @p loop is NULL and no loop
+ *         runs on this thread.
+ */
+int af_flag_init(struct af_flag *flag, struct af_loop *loop);
+
+/**
+ * @brief Release a flag. Stops any af_signal_watch() that targets it.
+ * No task may be waiting on it and no thread or handler may set it any more.
+ * NULL is ignored.
+ */
+void af_flag_destroy(struct af_flag *flag);
+
+/**
+ * @brief Set the flag and, if a task waits on it, wake it.
+ *
+ * Safe from any thread and from signal handlers; preserves errno. A set on a
+ * set flag does nothing. The waiter runs when the loop next collects its
+ * wake-ups, behind tasks already runnable, so a task that sets a flag and
+ * yields resumes before the waiter. Costs no system call while the loop is
+ * awake; at most one eventfd write per loop sleep however many flags are set.
+ * A NULL or uninitialised flag is ignored.
+ */
+void af_flag_set(struct af_flag *flag);
+
+/**
+ * @brief Clear the flag, discarding a set that no wait has consumed (a stale
+ * interrupt before a fresh operation). Safe from any thread.
+ */
+void af_flag_clear(struct af_flag *flag);
+
+/** @brief Whether the flag is set (a snapshot; another thread may change it). */
+bool af_flag_is_set(const struct af_flag *flag);
+
+/**
+ * @brief Wait until the flag is set, then clear it and return.
+ *
+ * Returns at once if it is set. A task waiting on a flag keeps its loop
+ * alive; the loop sleeps in the kernel until a set arrives (no polling).
+ * @return 0; -EINVAL for a NULL or uninitialised flag; -EPERM outside a task,
+ *         or from a task of another loop; -EBUSY if another task is already
+ *         waiting (that task keeps waiting); -ECANCELED (the flag's state is
+ *         left as it was).
+ */
+int af_flag_wait(struct af_flag *flag);
+
+/** @brief af_flag_wait() giving up after @p timeout_ns (negative: forever).
+ *  @return as af_flag_wait(), plus -ETIMEDOUT (the flag's state is untouched). */
+int af_flag_wait_timeout(struct af_flag *flag, int64_t timeout_ns);
+
+AF_END_DECLS
+
+#endif

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ASYNCFLAG_LOOP_H
+#define ASYNCFLAG_LOOP_H
+
+#include <asyncflag/common.h>
+
+AF_BEGIN_DECLS
+
+/** A task body. Its return value becomes the task's result (see af_task_join). */
+typedef int (*af_task_fn)(void *arg);
+
+/** af_loop_opts.flags: create a plain ring without COOP_TASKRUN,
+ *  SINGLE_ISSUER or DEFER_TASKRUN (for kernels or sandboxes that reject them;
+ *  the loop also falls back by itself when the kernel refuses a flag). */
+#define AF_LOOP_BASIC_RING (1u << 0)
+
+/**
+ * Options for af_loop_new(). Zero-initialise and set what you need: every
+ * zero field means "the default".
+ */
+struct af_loop_opts {
+	/** io_uring submission queue entries; 0 means 256. Rounded up to a power of two by the kernel. */
+	unsigned ring_entries;
+	/** AF_LOOP_* flags. */
+	unsigned flags;
+	/** Default task stack size in bytes; 0 means 256 KiB. Stacks are
+	 *  reserved with mmap and committed lazily, so a large size costs address
+	 *  space, not memory. Rounded up to whole pages; at least 16 KiB. */
+	size_t stack_size;
+	/** How many freed default-size stacks the loop keeps for reuse; 0 means 64. */
+	unsigned stack_cache;
+	/** Reserved for future options; keep zero. */
+	uint64_t _reserved[4];
+};
+
+/**
+ * @brief Create an event loop and its io_uring.
+ *
+ * The loop belongs to the thread that first runs it (af_loop_run); any number
+ * of loops may exist, each run by its own thread. Uses COOP_TASKRUN,
+ * SINGLE_ISSUER and DEFER_TASKRUN when the kernel offers them and falls back
+ * cleanly when it does not (Linux 6.1 and later are supported).
+ *
+ * @param loop receives the new loop.
+ * @param opts options, or NULL for the defaults.
+ * @return 0; -EINVAL if @p loop is NULL or an option is out of range;
+ *         -ENOMEM; or the kernel's error from io_uring_setup() or eventfd():
+ *         -EPERM / -ENOSYS when io_uring is disabled (kernel.io_uring_disabled
+ *         sysctl, a seccomp filter in a container), -EMFILE, -ENFILE.
+ *         af_strerror() explains these.
+ */
+int af_loop_new(struct af_loop **loop, const struct af_loop_opts *opts);
+
+/**
+ * @brief Free a loop that is not running, with every task that was never
+ * joined and every cached stack. NULL is ignored. Flags bound to the loop
+ * must not be set after this.
+ */
+void af_loop_free(struct af_loop *loop);
+
+/**
+ * @brief Run @p main as a task on @p loop until it returns.
+ *
+ * When @p main returns, every task still alive is cancelled and the loop runs
+ * until they have all ended, so af_loop_run() never leaves coroutines behind.
+ * If every task is blocked on something that nothing can complete (no timer,
+ * no flag waiter, no I/O), the loop cancels all tasks so they can unwind and
+ * reports -EDEADLK.
+ *
+ * @param loop the loop; it must not be running already.
+ * @param main the main task's body.
+ * @param arg  passed to @p main.
+ * @param result receives @p main's return value (may be NULL).
+ * @return 0; -EINVAL for a NULL @p loop or @p main; -EBUSY if the loop is
+ *         already running (a nested call from one of its tasks); -EPERM if
+ *         called from a thread other than the one that ran it first, or from
+ *         a thread already running another loop; -ENOMEM;
+ *         -EDEADLK as described above (@p result is still filled in).
+ */
+int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *result);
+
+/**
+ * @brief Create a loop with default options, run @p main on it, free it.
+ * @return @p main's return value, or the negative errno of af_loop_new() /
+ *         af_loop_run() if the loop could not run (main then never ran).
+ */
+int af_run(af_task_fn main, void *arg);
+
+/** @brief The loop running on the calling thread, or NULL. Async-signal-safe. */
+struct af_loop *af_loop_current(void);
+
+/** Feature bits reported by af_loop_features(). */
+#define AF_FEATURE_COOP_TASKRUN  (1u << 0) /**< ring uses IORING_SETUP_COOP_TASKRUN */
+#define AF_FEATURE_SINGLE_ISSUER (1u << 1) /**< ring uses IORING_SETUP_SINGLE_ISSUER */
+#define AF_FEATURE_DEFER_TASKRUN (1u << 2) /**< ring uses IORING_SETUP_DEFER_TASKRUN */
+#define AF_FEATURE_ASM_SWITCH    (1u << 3) /**< tasks switch with the hand-written assembly switch */
+
+/**
+ * @brief Which optional io_uring setup flags this loop got from the kernel,
+ * and which context switch the library was built with (AF_FEATURE_* bits).
+ * @return the bits, or 0 for a NULL loop.
+ */
+unsigned af_loop_features(const struct af_loop *loop);
+
+AF_END_DECLS
+
+#endif

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ASYNCFLAG_SIGNAL_H
+#define ASYNCFLAG_SIGNAL_H
+
+#include <asyncflag/common.h>
+#include <asyncflag/flag.h>
+
+AF_BEGIN_DECLS
+
+/**
+ * @brief Install a handler for @p signo that sets @p flag.
+ *
+ * The handler only calls af_flag_set(), so a task awaits the signal with
+ * af_flag_wait(). Signals that arrive while the flag is already set coalesce,
+ * as with any flag. The handler is process-wide (signal dispositions are) and
+ * runs with SA_RESTART; the previous disposition is restored by
+ * af_signal_unwatch() or af_flag_destroy().
+ *
+ * @return 0; -EINVAL for a NULL or uninitialised flag, or a signal number
+ *         that is out of range or cannot be caught (SIGKILL, SIGSTOP) or
+ *         that the runtime needs (SIGSEGV, SIGBUS); -EBUSY if @p signo is
+ *         already watched by another flag (watching with the same flag again
+ *         returns 0).
+ */
+int af_signal_watch(struct af_flag *flag, int signo);
+
+/**
+ * @brief Stop watching @p signo and restore its previous disposition.
+ * A handler already running on another thread may still set the flag once.
+ * @return 0; -EINVAL for an out-of-range signal; -ENOENT if it is not watched.
+ */
+int af_signal_unwatch(int signo);
+
+AF_END_DECLS
+
+#endif

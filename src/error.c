@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+AF_API const char *af_version(void)
+{
+	return AF_VERSION_STRING;
+}
+
+AF_API const char *af_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case 0:
+		return "success";
+	case EPERM:
+		return "operation not permitted: a blocking call outside a task, "
+		       "a call from a thread that does not run the object's loop, "
+		       "or (from af_loop_new) io_uring disabled by the "
+		       "kernel.io_uring_disabled sysctl or a seccomp filter";
+	case ENOSYS:
+		return "io_uring is not available: the kernel lacks it or a "
+		       "seccomp filter (a container runtime's default profile) "
+		       "blocks io_uring_setup; allow the io_uring_* system calls";
+	case EBUSY:
+		return "busy: another task already waits on this flag, or the loop "
+		       "is already running";
+	case ECANCELED:
+		return "the task was cancelled";
+	case ETIMEDOUT:
+		return "timed out";
+	case EDEADLK:
+		return "deadlock: every task waits on something nothing can complete";
+	default:
+		return strerror(err);
+	}
+}
+
+void af__misuse(const char *func, const char *fmt, ...)
+{
+#if AF_DEBUG
+	char buf[512];
+	int n;
+	va_list ap;
+
+	/* One write(2), so messages from several threads do not interleave. */
+	n = snprintf(buf, sizeof(buf), "libasyncflag: %s: ", func);
+	va_start(ap, fmt);
+	if (n >= 0 && (size_t)n < sizeof(buf))
+		n += vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(buf) - 1)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	if (write(STDERR_FILENO, buf, (size_t)n) < 0)
+		return;
+#else
+	(void)func;
+	(void)fmt;
+#endif
+}

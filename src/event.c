@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/* asyncio Event: a boolean with a FIFO of waiting tasks. Loop-thread only,
+ * which is what lets set() wake waiters with plain list operations. */
+#include "internal.h"
+
+struct af__event {
+	struct af__list waiters;
+	struct af_loop *loop;   /* the loop of the current waiters */
+	uint64_t is_set;
+};
+
+_Static_assert(sizeof(struct af__event) <= sizeof(union af__private),
+	       "struct af_event is too small for its private state");
+
+static struct af__event *priv(struct af_event *ev)
+{
+	return (struct af__event *)(void *)&ev->_private;
+}
+
+/* An event may only be touched by the thread running its loop. Between
+ * uses (no waiters) it may move to another loop. */
+static bool on_loop_thread(struct af__event *e, const char *func)
+{
+	struct af_loop *here = af__tls_loop;
+
+	if (here && (e->loop == here || af__list_empty(&e->waiters))) {
+		e->loop = here;
+		return true;
+	}
+	af__misuse(func, "called from a thread that does not run the event's loop. "
+			 "Events are loop-thread only; to wake a loop from another "
+			 "thread or a signal handler, use af_flag_set()");
+	return false;
+}
+
+AF_API void af_event_init(struct af_event *ev)
+{
+	if (ev)
+		*ev = (struct af_event)AF_EVENT_INIT;
+}
+
+AF_API void af_event_set(struct af_event *ev)
+{
+	struct af__event *e;
+	struct af__node *n;
+
+	if (!ev) {
+		af__misuse(__func__, "invalid argument: ev is NULL");
+		return;
+	}
+	e = priv(ev);
+	if (!on_loop_thread(e, __func__))
+		return;
+	e->is_set = 1;
+	/* Every waiter goes to the back of the run queue in the order it
+	 * started waiting; the caller keeps running. */
+	while ((n = af__list_pop_front(&e->waiters)) != NULL)
+		af__task_wake(af__container_of(n, struct af_task, wait_node), 0);
+}
+
+AF_API void af_event_clear(struct af_event *ev)
+{
+	struct af__event *e;
+
+	if (!ev) {
+		af__misuse(__func__, "invalid argument: ev is NULL");
+		return;
+	}
+	e = priv(ev);
+	if (on_loop_thread(e, __func__))
+		e->is_set = 0;
+}
+
+AF_API bool af_event_is_set(const struct af_event *ev)
+{
+	return ev && priv((struct af_event *)ev)->is_set;
+}
+
+static void event_detach(struct af_task *t)
+{
+	struct af__event *e = t->wait_obj;
+
+	af__list_remove(&e->waiters, &t->wait_node);
+}
+
+static const struct af__wait_ops event_ops = { .what = "event", .detach = event_detach };
+
+AF_API int af_event_wait_timeout(struct af_event *ev, int64_t timeout_ns)
+{
+	int err = 0;
+	struct af_task *t = af__task_self(&err);
+	struct af__event *e;
+
+	af_assert_return(ev, -EINVAL);
+	if (!t)
+		return err;
+	e = priv(ev);
+	if (!on_loop_thread(e, __func__))
+		return -EPERM;
+	if (e->is_set)
+		return 0;
+	af__list_push_back(&e->waiters, &t->wait_node);
+	return af__task_block(&event_ops, e, timeout_ns);
+}
+
+AF_API int af_event_wait(struct af_event *ev)
+{
+	return af_event_wait_timeout(ev, -1);
+}

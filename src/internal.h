@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+/* Private structures shared by the library's source files. Never installed. */
+#ifndef AF_INTERNAL_H
+#define AF_INTERNAL_H
+
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "asyncflag.h"
+#include "list.h"
+#include "switch.h"
+
+#define AF_API __attribute__((visibility("default")))
+
+/* ---- diagnostics --------------------------------------------------------- */
+
+/* Report a programming error (debug builds print it; every build then
+ * refuses the call). */
+void af__misuse(const char *func, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define af_assert_return(expr, ret)                                            \
+	do {                                                                   \
+		if (__builtin_expect(!(expr), 0)) {                            \
+			af__misuse(__func__, "invalid argument: %s is false",  \
+				   #expr);                                     \
+			return ret;                                            \
+		}                                                              \
+	} while (0)
+
+/* ---- time ------------------------------------------------------------------ */
+
+uint64_t af__now_ns(void);
+/* now + timeout, saturating; a negative timeout is "never" (UINT64_MAX). */
+uint64_t af__deadline(int64_t timeout_ns);
+
+/* ---- timers (timer.c): a binary min-heap of deadlines ----------------------- */
+
+struct af__timer {
+	uint64_t deadline;
+	uint64_t seq;        /* ties fire in the order they were armed */
+	size_t index;        /* position in the heap + 1; 0 when not armed */
+};
+
+struct af__timer_heap {
+	struct af__timer **items;
+	size_t len, cap;
+	uint64_t seq;
+};
+
+int af__timer_reserve(struct af__timer_heap *h, size_t n);
+void af__timer_add(struct af__timer_heap *h, struct af__timer *t, uint64_t deadline);
+void af__timer_remove(struct af__timer_heap *h, struct af__timer *t);
+static inline struct af__timer *af__timer_top(const struct af__timer_heap *h)
+{
+	return h->len ? h->items[0] : NULL;
+}
+static inline bool af__timer_armed(const struct af__timer *t)
+{
+	return t->index != 0;
+}
+void af__timer_heap_free(struct af__timer_heap *h);
+
+/* ---- stacks (stack.c) ------------------------------------------------------ */
+
+struct af__stack {
+	void *map;          /* the whole mapping, guard included */
+	size_t map_size;
+	void *lo;           /* lowest usable byte, just above the guard */
+	size_t size;        /* usable bytes */
+	unsigned vg_id;     /* valgrind stack id */
+};
+
+struct af__stack_pool {
+	struct af__stack *items;
+	unsigned len, cap;
+	size_t size;        /* the loop's default stack size: only it is pooled */
+};
+
+#define AF_STACK_MIN ((size_t)16 * 1024)
+#define AF_STACK_DEFAULT ((size_t)256 * 1024)
+
+size_t af__page_size(void);
+size_t af__stack_round(size_t size);
+int af__stack_get(struct af__stack_pool *pool, size_t size, struct af__stack *out);
+void af__stack_put(struct af__stack_pool *pool, struct af__stack *st);
+void af__stack_pool_free(struct af__stack_pool *pool);
+/* Install the process-wide SIGSEGV handler that names overflowing tasks
+ * (once) and give the calling thread an alternate signal stack for it. */
+int af__overflow_guard_enter(void **altstack);
+void af__overflow_guard_leave(void *altstack);
+
+/* ---- tasks (task.c) -------------------------------------------------------- */
+
+enum af__task_state {
+	AF_TASK_NEW,      /* spawned, never ran, in the run queue */
+	AF_TASK_RUNNABLE, /* in the run queue */
+	AF_TASK_RUNNING,
+	AF_TASK_BLOCKED,  /* parked on something, maybe with a timer */
+	AF_TASK_DONE,
+};
+
+/* How a parked task is taken off what it waits on. */
+struct af__wait_ops {
+	const char *what;
+	/* The task leaves before it was woken (cancel, timeout): unlink it. */
+	void (*detach)(struct af_task *t);
+	/* The task was woken but is cancelled before it resumed: undo what the
+	 * wake gave it (a lock passes on). May be NULL. */
+	void (*revoke)(struct af_task *t);
+	/* Waiting on this can be ended from outside the loop (a flag), so the
+	 * loop must sleep rather than report a deadlock. */
+	bool keeps_alive;
+};
+
+struct af_task {
+	struct af_loop *loop;
+	struct af__node run_node;    /* run queue */
+	uint64_t stamp;              /* when it was queued, 0 if before every timer */
+	struct af__node all_node;    /* loop->tasks */
+	struct af__node wait_node;   /* an Event's or Lock's waiters */
+	const struct af__wait_ops *wait_ops; /* set while in a blocking call */
+	void *wait_obj;
+	struct af__timer timer;
+	int wake_result;
+	int result;
+	uint8_t state;
+	bool cancel_pending;
+	bool detached;
+	bool started;
+	struct af_task *joiner;
+	af_task_fn fn;
+	void *arg;
+	size_t stack_size;
+	struct af__stack stack;
+	struct af__ctx ctx;
+	char name[32];
+};
+
+/* Park the running task on @obj until af__task_wake(), a cancel or the
+ * timeout (negative: none). The caller has already linked the task where a
+ * waker will find it; on an early exit ops->detach unlinks it.
+ * Returns the wake result: 0, -ECANCELED or -ETIMEDOUT. */
+int af__task_block(const struct af__wait_ops *ops, void *obj, int64_t timeout_ns);
+/* Make a blocked task runnable with @result (loop thread only). */
+void af__task_wake(struct af_task *t, int result);
+/* The calling task, or NULL; sets *err to -EPERM when there is none. */
+struct af_task *af__task_self(int *err);
+void af__task_free(struct af_task *t);
+void af__task_run(struct af_loop *loop, struct af_task *t);
+int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
+		 void *arg, const struct af_task_opts *opts);
+int af__task_cancel(struct af_task *t);
+void af__task_abandon(struct af_task *t);
+
+/* ---- flags (flag.c) -------------------------------------------------------- */
+
+struct af__flag {
+	/* AF_FLAG_* bits; the only field other threads touch. */
+	_Atomic uint32_t state;
+	uint32_t magic;
+	struct af_loop *loop;
+	struct af_task *waiter;      /* loop thread only */
+	struct af__flag *next;       /* link in loop->pending while QUEUED */
+};
+
+#define AF_FLAG_SET     (1u << 0)
+#define AF_FLAG_WAITING (1u << 1)
+#define AF_FLAG_QUEUED  (1u << 2)
+#define AF_FLAG_MAGIC   0x61664c47u /* "afLG" */
+
+/* Move waiters of flags set since the last call to the run queue. */
+void af__flag_collect(struct af_loop *loop);
+/* Take @f out of loop->pending (loop thread, or loop not running). */
+void af__flag_unqueue(struct af__flag *f);
+
+/* ---- the loop (loop.c) ----------------------------------------------------- */
+
+/* An operation in flight on the ring; cqe->user_data points at it. */
+struct af__op {
+	void (*complete)(struct af_loop *loop, struct af__op *op, int res,
+			 unsigned cqe_flags);
+};
+
+/* Loop sleep states, for the flag wake-up handshake (flag.c). */
+enum {
+	AF_AWAKE = 0,    /* running tasks: setters need no system call */
+	AF_SLEEPING = 1, /* about to block in io_uring_enter, or blocked */
+	AF_WOKEN = 2,    /* a setter has written (or is writing) the eventfd */
+};
+
+struct af_loop {
+	struct io_uring ring;
+	unsigned features;
+	unsigned ring_entries;
+
+	pthread_t owner;
+	bool owned;              /* owner is valid: the ring is bound to it */
+	bool running;
+
+	struct af__ctx sched_ctx; /* the thread's own stack, between tasks */
+	struct af_task *current;
+
+	struct af__list runq;
+	size_t runq_len;
+	struct af__timer_heap timers;
+	struct af__list tasks;   /* every task not yet freed */
+	size_t ntasks;
+	size_t nalive;           /* tasks not DONE */
+	size_t nkeepalive;       /* tasks parked on something outside the loop */
+	size_t ninflight;        /* ring operations besides the eventfd read */
+	uint64_t task_seq;
+
+	/* Flag wake-up path. pending is a lock-free stack of flags set while a
+	 * task waited on them; setters push, the loop takes the whole stack. */
+	_Atomic(struct af__flag *) pending;
+	_Atomic unsigned sleep_state;
+	int efd;
+	uint64_t efd_value;
+	struct af__op efd_op;
+	bool efd_armed;
+	bool efd_expected;       /* a write happened: reap its completion */
+
+	struct af__stack_pool stacks;
+	size_t stack_size;
+};
+
+/* The loop running on this thread. initial-exec so the overflow handler
+ * and af_flag_set() can read it from a signal handler without a call into
+ * the dynamic linker. */
+extern __thread struct af_loop *af__tls_loop
+	__attribute__((tls_model("initial-exec")));
+
+static inline struct af_loop *af__loop_here(void)
+{
+	return af__tls_loop;
+}
+
+/* Queue a task at the back of the run queue. */
+void af__loop_push(struct af_loop *loop, struct af_task *t);
+void af__loop_unqueue(struct af_loop *loop, struct af_task *t);
+/* Switch from the running task to the loop. */
+void af__loop_park(struct af_loop *loop, struct af_task *t);
+/* Wake a sleeping loop from any thread or signal handler. */
+void af__loop_kick(struct af_loop *loop);
+/* The io_uring submission slot, flushing the queue when it is full. */
+struct io_uring_sqe *af__loop_sqe(struct af_loop *loop);
+
+unsigned af__ctx_features(void);
+
+#endif

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/* Signals delivered as flag sets. The handler does nothing but
+ * af_flag_set(), which is async-signal-safe, so all the work happens in the
+ * task that waits on the flag. */
+#include <signal.h>
+#include <string.h>
+
+#include "internal.h"
+
+void af__signal_forget(struct af_flag *flag);
+
+/* Which flag each signal sets, and the disposition it replaced. Global
+ * because signal dispositions are process-wide; the handler reads only
+ * `watched`, atomically, and watch/unwatch serialise on watch_lock. */
+static _Atomic(struct af_flag *) watched[NSIG];
+static struct sigaction previous[NSIG];
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_signal(int signo)
+{
+	/* acquire pairs with the release in af_signal_watch(): the flag was
+	 * initialised before it was published here. */
+	struct af_flag *f = atomic_load_explicit(&watched[signo], memory_order_acquire);
+
+	if (f)
+		af_flag_set(f);
+}
+
+static bool catchable(int signo)
+{
+	if (signo <= 0 || signo >= NSIG)
+		return false;
+	switch (signo) {
+	case SIGKILL:
+	case SIGSTOP:
+	/* Synchronous faults: returning from a handler re-runs the faulting
+	 * instruction, and SIGSEGV reports task stack overflows. */
+	case SIGSEGV:
+	case SIGBUS:
+	case SIGILL:
+	case SIGFPE:
+		return false;
+	default:
+		return true;
+	}
+}
+
+AF_API int af_signal_watch(struct af_flag *flag, int signo)
+{
+	struct sigaction sa;
+	struct af_flag *cur;
+	int r = 0;
+
+	af_assert_return(flag, -EINVAL);
+	if (!catchable(signo)) {
+		af__misuse(__func__, "signal %d cannot be watched", signo);
+		return -EINVAL;
+	}
+	if (((const struct af__flag *)(const void *)&flag->_private)->magic != AF_FLAG_MAGIC)
+		return -EINVAL;
+	pthread_mutex_lock(&watch_lock);
+	cur = atomic_load_explicit(&watched[signo], memory_order_relaxed);
+	if (cur) {
+		r = cur == flag ? 0 : -EBUSY;
+		goto out_unlock;
+	}
+	atomic_store_explicit(&watched[signo], flag, memory_order_release);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(signo, &sa, &previous[signo]) < 0) {
+		r = -errno;
+		atomic_store_explicit(&watched[signo], NULL, memory_order_relaxed);
+	}
+out_unlock:
+	pthread_mutex_unlock(&watch_lock);
+	return r;
+}
+
+static int unwatch_locked(int signo)
+{
+	if (!atomic_load_explicit(&watched[signo], memory_order_relaxed))
+		return -ENOENT;
+	sigaction(signo, &previous[signo], NULL);
+	atomic_store_explicit(&watched[signo], NULL, memory_order_release);
+	return 0;
+}
+
+AF_API int af_signal_unwatch(int signo)
+{
+	int r;
+
+	if (signo <= 0 || signo >= NSIG)
+		return -EINVAL;
+	pthread_mutex_lock(&watch_lock);
+	r = unwatch_locked(signo);
+	pthread_mutex_unlock(&watch_lock);
+	return r;
+}
+
+void af__signal_forget(struct af_flag *flag)
+{
+	pthread_mutex_lock(&watch_lock);
+	for (int s = 1; s < NSIG; s++)
+		if (atomic_load_explicit(&watched[s], memory_order_relaxed) == flag)
+			unwatch_locked(s);
+	pthread_mutex_unlock(&watch_lock);
+}

@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+/* Task stacks: mmap'd, committed lazily by the kernel as they are touched,
+ * with a PROT_NONE guard below them, pooled per loop. A task that runs off
+ * its stack hits the guard; the SIGSEGV handler here names the task on
+ * stderr and lets the process die, instead of letting it corrupt a
+ * neighbouring mapping. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#if AF_HAVE_VALGRIND
+#include <valgrind/valgrind.h>
+#endif
+
+/* Faults this far below the guard still count as an overflow of this
+ * stack: a large frame can step over the guard in one go. */
+#define AF_GUARD_SIZE ((size_t)64 * 1024)
+#define AF_GUARD_SLACK ((size_t)64 * 1024)
+#define AF_ALTSTACK_SIZE ((size_t)64 * 1024)
+
+size_t af__page_size(void)
+{
+	long p = sysconf(_SC_PAGESIZE);
+
+	return p > 0 ? (size_t)p : 4096;
+}
+
+size_t af__stack_round(size_t size)
+{
+	size_t page = af__page_size();
+
+	if (size < AF_STACK_MIN)
+		size = AF_STACK_MIN;
+	return (size + page - 1) & ~(page - 1);
+}
+
+static int stack_map(size_t size, struct af__stack *st)
+{
+	size_t total = size + AF_GUARD_SIZE;
+	char *map;
+
+	/* MAP_NORESERVE: only touched pages are committed, so a 256 KiB
+	 * stack for a task that uses 8 KiB costs 8 KiB. */
+	map = mmap(NULL, total, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (map == MAP_FAILED)
+		return -ENOMEM;
+	if (mprotect(map, AF_GUARD_SIZE, PROT_NONE) < 0) {
+		munmap(map, total);
+		return -ENOMEM;
+	}
+	st->map = map;
+	st->map_size = total;
+	st->lo = map + AF_GUARD_SIZE;
+	st->size = size;
+#if AF_HAVE_VALGRIND
+	st->vg_id = VALGRIND_STACK_REGISTER(st->lo, map + total);
+#else
+	st->vg_id = 0;
+#endif
+	return 0;
+}
+
+static void stack_unmap(struct af__stack *st)
+{
+#if AF_HAVE_VALGRIND
+	VALGRIND_STACK_DEREGISTER(st->vg_id);
+#endif
+	munmap(st->map, st->map_size);
+	st->map = NULL;
+}
+
+int af__stack_get(struct af__stack_pool *pool, size_t size, struct af__stack *out)
+{
+	if (size == pool->size && pool->len > 0) {
+		*out = pool->items[--pool->len];
+		return 0;
+	}
+	return stack_map(size, out);
+}
+
+void af__stack_put(struct af__stack_pool *pool, struct af__stack *st)
+{
+	if (!st->map)
+		return;
+	if (st->size == pool->size && pool->len < pool->cap) {
+		pool->items[pool->len++] = *st;
+		st->map = NULL;
+		return;
+	}
+	stack_unmap(st);
+}
+
+void af__stack_pool_free(struct af__stack_pool *pool)
+{
+	while (pool->len > 0)
+		stack_unmap(&pool->items[--pool->len]);
+	free(pool->items);
+	pool->items = NULL;
+	pool->cap = 0;
+}
+
+/* ---- overflow reporting ---------------------------------------------------- */
+
+/* The disposition we replaced, to pass faults that are not ours on to.
+ * Written once under pthread_once before the handler can run, read-only
+ * afterwards: process-wide because signal dispositions are. */
+static struct sigaction prev_segv;
+static pthread_once_t segv_once = PTHREAD_ONCE_INIT;
+static int segv_install_err;
+
+static size_t put_str(char *buf, size_t at, size_t cap, const char *s)
+{
+	while (*s && at < cap)
+		buf[at++] = *s++;
+	return at;
+}
+
+static size_t put_uint(char *buf, size_t at, size_t cap, uintptr_t v, unsigned base)
+{
+	char tmp[24];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = "0123456789abcdef"[v % base];
+		v /= base;
+	} while (v && n < sizeof(tmp));
+	while (n > 0 && at < cap)
+		buf[at++] = tmp[--n];
+	return at;
+}
+
+/* Async-signal-safe: formats by hand and writes once. */
+static void report_overflow(const struct af_task *t, const void *addr)
+{
+	char buf[320];
+	size_t n = 0, cap = sizeof(buf);
+
+	n = put_str(buf, n, cap, "libasyncflag: stack overflow in task \"");
+	n = put_str(buf, n, cap, t->name);
+	n = put_str(buf, n, cap, "\": its ");
+	n = put_uint(buf, n, cap, t->stack.size, 10);
+	n = put_str(buf, n, cap, "-byte stack is exhausted (fault at 0x");
+	n = put_uint(buf, n, cap, (uintptr_t)addr, 16);
+	n = put_str(buf, n, cap, "). Give it a larger stack with "
+				 "af_task_opts.stack_size or af_loop_opts.stack_size.\n");
+	if (write(STDERR_FILENO, buf, n) < 0)
+		return;
+}
+
+static bool in_guard(const struct af__stack *st, uintptr_t a)
+{
+	uintptr_t lo = (uintptr_t)st->map, hi = (uintptr_t)st->lo;
+
+	if (!st->map)
+		return false;
+	return a < hi && a + AF_GUARD_SLACK >= lo;
+}
+
+static void pass_on(int sig, siginfo_t *si, void *uc)
+{
+	if (prev_segv.sa_flags & SA_SIGINFO) {
+		if (prev_segv.sa_sigaction) {
+			prev_segv.sa_sigaction(sig, si, uc);
+			return;
+		}
+	} else if (prev_segv.sa_handler != SIG_DFL &&
+		   prev_segv.sa_handler != SIG_IGN && prev_segv.sa_handler) {
+		prev_segv.sa_handler(sig);
+		return;
+	}
+	/* Default (or ignored, which would refault forever): return with the
+	 * default action in place, the faulting access repeats and the kernel
+	 * ends the process with SIGSEGV as it would have without us. */
+	signal(sig, SIG_DFL);
+}
+
+static void on_segv(int sig, siginfo_t *si, void *uc)
+{
+	struct af_loop *loop = af__tls_loop;
+	struct af_task *t = loop ? loop->current : NULL;
+
+	if (t && in_guard(&t->stack, (uintptr_t)si->si_addr)) {
+		report_overflow(t, si->si_addr);
+		signal(sig, SIG_DFL);
+		return;
+	}
+	pass_on(sig, si, uc);
+}
+
+static void install_segv(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_segv;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, &prev_segv) < 0)
+		segv_install_err = -errno;
+}
+
+int af__overflow_guard_enter(void **altstack)
+{
+	stack_t ss, old;
+	void *mem;
+
+	*altstack = NULL;
+	pthread_once(&segv_once, install_segv);
+	if (segv_install_err)
+		return segv_install_err;
+	/* The handler must run on a stack that is not the overflowing one. A
+	 * thread that already has an alternate stack keeps its own. */
+	if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
+		return 0;
+	mem = mmap(NULL, AF_ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED)
+		return -ENOMEM;
+	ss.ss_sp = mem;
+	ss.ss_size = AF_ALTSTACK_SIZE;
+	ss.ss_flags = 0;
+	if (sigaltstack(&ss, NULL) < 0) {
+		munmap(mem, AF_ALTSTACK_SIZE);
+		return -errno;
+	}
+	*altstack = mem;
+	return 0;
+}
+
+void af__overflow_guard_leave(void *altstack)
+{
+	stack_t ss;
+
+	if (!altstack)
+		return;
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_flags = SS_DISABLE;
+	sigaltstack(&ss, NULL);
+	munmap(altstack, AF_ALTSTACK_SIZE);
+}

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/* Coroutine context switching. Two implementations share this interface:
+ * switch_asm.c + switch_x86_64.S (callee-saved registers and the stack
+ * pointer only) and switch_ucontext.c (swapcontext, which also saves the
+ * signal mask with a sigprocmask system call on every switch). Both set up
+ * new stacks with makecontext. The sanitizer fiber hooks live here too, so
+ * ASan and TSan follow every switch whichever implementation is built. */
+#ifndef AF_SWITCH_H
+#define AF_SWITCH_H
+
+#include <stddef.h>
+#include <ucontext.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define AF_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define AF_TSAN 1
+#endif
+
+struct af__ctx {
+#if AF_SWITCH_ASM
+	void *sp;
+#else
+	ucontext_t uc;
+#endif
+	/* Bounds of the stack this context runs on, for ASan. For the thread's
+	 * own context they are learnt on the first switch away from it. */
+	const void *stack_lo;
+	size_t stack_size;
+	void *asan_fake_stack;
+	struct af__ctx *from;
+	void *tsan_fiber;
+	int owns_tsan_fiber;
+};
+
+/* Adopt the calling thread's own stack as a context to switch back to. */
+void af__ctx_init_thread(struct af__ctx *ctx);
+
+/* Prepare @ctx to call @entry on [stack_lo, stack_lo + size). @entry
+ * takes no arguments (it finds its task through the current loop) and must
+ * never return. */
+int af__ctx_make(struct af__ctx *ctx, void *stack_lo, size_t size,
+		 void (*entry)(void));
+
+/* Release what af__ctx_make() or af__ctx_init_thread() acquired. */
+void af__ctx_destroy(struct af__ctx *ctx);
+
+/* Save the running context in @from and resume @to. Returns when something
+ * switches back to @from. */
+void af__ctx_switch(struct af__ctx *from, struct af__ctx *to);
+
+/* Leave @from for good: its stack may be reused once this returns in @to. */
+void af__ctx_switch_final(struct af__ctx *from, struct af__ctx *to)
+	__attribute__((noreturn));
+
+/* First thing a new context must call, before touching its stack much. */
+void af__ctx_entered(struct af__ctx *self);
+
+#endif

@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: MIT */
+/* Tasks: coroutines with their own stacks, and the one blocking primitive
+ * (af__task_block / af__task_wake) that Event, flag, Lock, join and sleep
+ * are built on, so that cancellation and timeouts work the same for all. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- creation and teardown -------------------------------------------------- */
+
+int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
+		 void *arg, const struct af_task_opts *opts)
+{
+	struct af_task *t;
+	int r;
+
+	if (opts && opts->stack_size && opts->stack_size < AF_STACK_MIN)
+		return -EINVAL;
+	if (opts && (opts->_reserved[0] || opts->_reserved[1]))
+		return -EINVAL;
+	/* One timer slot per task, reserved now, so that no blocking call can
+	 * fail for want of memory later. */
+	r = af__timer_reserve(&loop->timers, loop->ntasks + 1);
+	if (r < 0)
+		return r;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->loop = loop;
+	t->fn = fn;
+	t->arg = arg;
+	t->state = AF_TASK_NEW;
+	t->stack_size = opts && opts->stack_size ? af__stack_round(opts->stack_size)
+						 : loop->stack_size;
+	loop->task_seq++;
+	if (opts && opts->name)
+		snprintf(t->name, sizeof(t->name), "%s", opts->name);
+	else
+		snprintf(t->name, sizeof(t->name), "task-%llu",
+			 (unsigned long long)loop->task_seq);
+	af__list_push_back(&loop->tasks, &t->all_node);
+	loop->ntasks++;
+	loop->nalive++;
+	af__loop_push(loop, t);
+	*out = t;
+	return 0;
+}
+
+static void release_stack(struct af_task *t)
+{
+	if (!t->stack.map)
+		return;
+	af__ctx_destroy(&t->ctx);
+	af__stack_put(&t->loop->stacks, &t->stack);
+}
+
+void af__task_free(struct af_task *t)
+{
+	struct af_loop *loop = t->loop;
+
+	if (t->state != AF_TASK_DONE)
+		af__task_abandon(t);
+	release_stack(t);
+	af__list_remove(&loop->tasks, &t->all_node);
+	loop->ntasks--;
+	free(t);
+}
+
+/* ---- running --------------------------------------------------------------- */
+
+static void finish(struct af_task *t, int result)
+{
+	struct af_loop *loop = t->loop;
+
+	t->result = result;
+	t->state = AF_TASK_DONE;
+	t->wait_ops = NULL;
+	loop->nalive--;
+}
+
+/* After the task's last switch: its stack is free to go back to the pool. */
+static void reap(struct af_task *t)
+{
+	release_stack(t);
+	if (t->joiner)
+		af__task_wake(t->joiner, 0);
+	else if (t->detached)
+		af__task_free(t);
+}
+
+static void entry(void)
+{
+	struct af_loop *loop = af__tls_loop;
+	struct af_task *t = loop->current;
+	int result;
+
+	af__ctx_entered(&t->ctx);
+	result = t->fn(t->arg);
+	finish(t, result);
+	af__ctx_switch_final(&t->ctx, &loop->sched_ctx);
+}
+
+static int start(struct af_loop *loop, struct af_task *t)
+{
+	int r = af__stack_get(&loop->stacks, t->stack_size, &t->stack);
+
+	if (r < 0)
+		return r;
+	r = af__ctx_make(&t->ctx, t->stack.lo, t->stack.size, entry);
+	if (r < 0) {
+		af__stack_put(&loop->stacks, &t->stack);
+		return r;
+	}
+	t->started = true;
+	return 0;
+}
+
+void af__task_run(struct af_loop *loop, struct af_task *t)
+{
+	if (!t->started) {
+		int r = start(loop, t);
+
+		if (r < 0) {
+			/* No stack: the task ends without running, as if it had
+			 * returned the error itself. */
+			finish(t, r);
+			reap(t);
+			return;
+		}
+	}
+	t->state = AF_TASK_RUNNING;
+	loop->current = t;
+	af__ctx_switch(&loop->sched_ctx, &t->ctx);
+	loop->current = NULL;
+	if (t->state == AF_TASK_DONE)
+		reap(t);
+}
+
+/* ---- blocking ------------------------------------------------------------- */
+
+struct af_task *af__task_self(int *err)
+{
+	struct af_loop *loop = af__tls_loop;
+	struct af_task *t = loop ? loop->current : NULL;
+
+	if (!t)
+		*err = -EPERM;
+	return t;
+}
+
+int af__task_block(const struct af__wait_ops *ops, void *obj, int64_t timeout_ns)
+{
+	struct af_loop *loop = af__tls_loop;
+	struct af_task *t = loop->current;
+
+	if (t->cancel_pending) {
+		t->cancel_pending = false;
+		ops->detach(t);
+		return -ECANCELED;
+	}
+	t->wait_ops = ops;
+	t->wait_obj = obj;
+	t->state = AF_TASK_BLOCKED;
+	if (timeout_ns >= 0)
+		af__timer_add(&loop->timers, &t->timer, af__deadline(timeout_ns));
+	if (ops->keeps_alive)
+		loop->nkeepalive++;
+	af__loop_park(loop, t);
+	t->wait_ops = NULL;
+	t->wait_obj = NULL;
+	return t->wake_result;
+}
+
+void af__task_wake(struct af_task *t, int result)
+{
+	struct af_loop *loop = t->loop;
+
+	if (af__timer_armed(&t->timer))
+		af__timer_remove(&loop->timers, &t->timer);
+	if (t->wait_ops && t->wait_ops->keeps_alive)
+		loop->nkeepalive--;
+	t->wake_result = result;
+	t->state = AF_TASK_RUNNABLE;
+	af__loop_push(loop, t);
+}
+
+/* A yield parks the task runnable; a cancel meanwhile turns it into
+ * -ECANCELED like any other blocking call. */
+static void no_detach(struct af_task *t)
+{
+	(void)t;
+}
+
+static const struct af__wait_ops yield_ops = { .what = "yield", .detach = no_detach };
+static const struct af__wait_ops sleep_ops = { .what = "sleep", .detach = no_detach };
+
+static int yield_now(struct af_loop *loop, struct af_task *t)
+{
+	if (t->cancel_pending) {
+		t->cancel_pending = false;
+		return -ECANCELED;
+	}
+	t->wait_ops = &yield_ops;
+	t->wake_result = 0;
+	t->state = AF_TASK_RUNNABLE;
+	af__loop_push(loop, t);
+	af__loop_park(loop, t);
+	t->wait_ops = NULL;
+	return t->wake_result;
+}
+
+AF_API int af_yield(void)
+{
+	int err = 0;
+	struct af_task *t = af__task_self(&err);
+
+	if (!t)
+		return err;
+	return yield_now(t->loop, t);
+}
+
+AF_API int af_sleep_ns(uint64_t ns)
+{
+	int err = 0, r;
+	struct af_task *t = af__task_self(&err);
+
+	if (!t)
+		return err;
+	r = af__task_block(&sleep_ops, NULL, ns > INT64_MAX ? INT64_MAX : (int64_t)ns);
+	return r == -ETIMEDOUT ? 0 : r;
+}
+
+AF_API int af_sleep_ms(uint64_t ms)
+{
+	return af_sleep_ns(ms > UINT64_MAX / 1000000u ? UINT64_MAX : ms * 1000000u);
+}
+
+/* ---- cancellation ------------------------------------------------------------ */
+
+int af__task_cancel(struct af_task *t)
+{
+	struct af_loop *loop = t->loop;
+
+	switch (t->state) {
+	case AF_TASK_DONE:
+		return -EALREADY;
+	case AF_TASK_NEW:
+		/* Never ran: it runs no code at all. */
+		af__loop_unqueue(loop, t);
+		finish(t, -ECANCELED);
+		reap(t);
+		return 0;
+	case AF_TASK_BLOCKED:
+		t->wait_ops->detach(t);
+		af__task_wake(t, -ECANCELED);
+		return 0;
+	case AF_TASK_RUNNABLE:
+		if (t->wait_ops) {
+			/* Woken but not resumed: the cancel wins, and whatever the
+			 * wake handed over is given back. */
+			if (t->wait_ops->revoke && t->wake_result == 0)
+				t->wait_ops->revoke(t);
+			t->wake_result = -ECANCELED;
+			return 0;
+		}
+		t->cancel_pending = true;
+		return 0;
+	default: /* RUNNING: its next blocking call sees it */
+		t->cancel_pending = true;
+		return 0;
+	}
+}
+
+/* End a task that can never run again without switching to it: it is
+ * unlinked from what it waits on and its stack is dropped unwound. */
+void af__task_abandon(struct af_task *t)
+{
+	struct af_loop *loop = t->loop;
+
+	switch (t->state) {
+	case AF_TASK_BLOCKED:
+		t->wait_ops->detach(t);
+		if (af__timer_armed(&t->timer))
+			af__timer_remove(&loop->timers, &t->timer);
+		if (t->wait_ops->keeps_alive)
+			loop->nkeepalive--;
+		break;
+	case AF_TASK_NEW:
+	case AF_TASK_RUNNABLE:
+		af__loop_unqueue(loop, t);
+		break;
+	default:
+		return;
+	}
+	finish(t, -EDEADLK);
+	if (t->joiner)
+		af__task_wake(t->joiner, 0);
+}
+
+/* ---- the public task API ---------------------------------------------------- */
+
+static int check_loop_thread(const struct af_task *t)
+{
+	return af__tls_loop == t->loop ? 0 : -EPERM;
+}
+
+AF_API int af_task_spawn_opts(struct af_task **task, af_task_fn fn, void *arg,
+			      const struct af_task_opts *opts)
+{
+	struct af_loop *loop = af__tls_loop;
+	struct af_task *t;
+	int r;
+
+	af_assert_return(fn, -EINVAL);
+	if (!loop) {
+		af__misuse(__func__, "no loop runs on this thread; spawn from a task or use af_loop_run()");
+		return -EPERM;
+	}
+	r = af__task_new(loop, &t, fn, arg, opts);
+	if (r < 0)
+		return r;
+	if (task)
+		*task = t;
+	else
+		t->detached = true;
+	return 0;
+}
+
+AF_API int af_task_spawn(struct af_task **task, af_task_fn fn, void *arg)
+{
+	return af_task_spawn_opts(task, fn, arg, NULL);
+}
+
+static void join_detach(struct af_task *joiner)
+{
+	struct af_task *target = joiner->wait_obj;
+
+	target->joiner = NULL;
+}
+
+static const struct af__wait_ops join_ops = { .what = "join", .detach = join_detach };
+
+static int wait_done(struct af_task *self, struct af_task *task, int64_t timeout_ns)
+{
+	if (task->state == AF_TASK_DONE)
+		return 0;
+	task->joiner = self;
+	return af__task_block(&join_ops, task, timeout_ns);
+}
+
+AF_API int af_task_join_timeout(struct af_task *task, int64_t timeout_ns, int *result)
+{
+	int err = 0, r;
+	struct af_task *self = af__task_self(&err);
+
+	af_assert_return(task, -EINVAL);
+	if (!self)
+		return err;
+	if (self->loop != task->loop) {
+		af__misuse(__func__, "task \"%s\" belongs to another loop", task->name);
+		return -EPERM;
+	}
+	if (task == self)
+		return -EDEADLK;
+	if (task->detached) {
+		af__misuse(__func__, "task \"%s\" is detached and cannot be joined", task->name);
+		return -EINVAL;
+	}
+	if (task->joiner)
+		return -EBUSY;
+	r = wait_done(self, task, timeout_ns);
+	if (r == -ETIMEDOUT) {
+		/* asyncio's wait_for: cancel, and return only once it has
+		 * ended, so nothing of it outlives the call. */
+		af__task_cancel(task);
+		err = wait_done(self, task, -1);
+		if (err < 0)
+			return err;
+	} else if (r < 0) {
+		return r;
+	}
+	if (result)
+		*result = task->result;
+	task->joiner = NULL;
+	af__task_free(task);
+	return r;
+}
+
+AF_API int af_task_join(struct af_task *task, int *result)
+{
+	return af_task_join_timeout(task, -1, result);
+}
+
+AF_API int af_task_cancel(struct af_task *task)
+{
+	af_assert_return(task, -EINVAL);
+	if (check_loop_thread(task) < 0) {
+		af__misuse(__func__, "task \"%s\" belongs to a loop this thread does not run",
+			   task->name);
+		return -EPERM;
+	}
+	return af__task_cancel(task);
+}
+
+AF_API int af_task_detach(struct af_task *task)
+{
+	af_assert_return(task, -EINVAL);
+	if (check_loop_thread(task) < 0 && task->loop->running)
+		return -EPERM;
+	if (task->joiner)
+		return -EBUSY;
+	if (task->state == AF_TASK_DONE)
+		af__task_free(task);
+	else
+		task->detached = true;
+	return 0;
+}
+
+AF_API bool af_task_done(const struct af_task *task)
+{
+	return task && task->state == AF_TASK_DONE;
+}
+
+AF_API struct af_task *af_task_current(void)
+{
+	struct af_loop *loop = af__tls_loop;
+
+	return loop ? loop->current : NULL;
+}
+
+AF_API const char *af_task_name(const struct af_task *task)
+{
+	return task ? task->name : "";
+}
