@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Shared by scripts/run and scripts/test: install what is missing (Debian
+# packages via apt-get), then configure and build a meson build directory.
+# Sourced, not run.
+
+AF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Build and test dependencies, by Debian package name. valgrind runs the
+# examples' leak checks; python3 reads meson's test log for the summary.
+AF_PACKAGES=(gcc libc6-dev meson ninja-build pkg-config liburing-dev check libsubunit-dev valgrind python3)
+
+af_missing_packages() {
+	local p missing=()
+	for p in "${AF_PACKAGES[@]}"; do
+		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+			missing+=("$p")
+		fi
+	done
+	echo "${missing[@]}"
+}
+
+af_install_deps() {
+	local missing sudo=""
+	if ! command -v dpkg-query >/dev/null 2>&1; then
+		echo "scripts: not a Debian-family system; install by hand: ${AF_PACKAGES[*]}" >&2
+		return 0
+	fi
+	missing=$(af_missing_packages)
+	[ -z "$missing" ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		if command -v sudo >/dev/null 2>&1; then
+			sudo="sudo"
+		else
+			echo "scripts: missing packages ($missing) and not root; install them with apt-get" >&2
+			return 1
+		fi
+	fi
+	echo "scripts: installing $missing"
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq || return 1
+	# shellcheck disable=SC2086
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing || return 1
+}
+
+# af_build DIR [meson options...]: configure once (reconfigure when the
+# options change) and build.
+af_build() {
+	local dir=$1
+	shift
+	local stamp="$dir/.af-options" want="$*"
+	if [ -f "$dir/build.ninja" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+		:
+	elif [ -f "$dir/build.ninja" ]; then
+		meson setup --wipe "$dir" "$AF_ROOT" "$@" >/dev/null || return 1
+	else
+		meson setup "$dir" "$AF_ROOT" "$@" >/dev/null || return 1
+	fi
+	echo "$want" >"$stamp"
+	ninja -C "$dir" >/dev/null || ninja -C "$dir"
+}
