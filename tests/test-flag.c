@@ -1,0 +1,1214 @@
+/* SPDX-License-Identifier: MIT */
+/* ThreadSafeFlag (af_flag): every rule of semantics.md, the wake-up path
+ * seen through internal.h, and cross-thread stress. */
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+/* Generous: only a lost wake-up ever waits this long. */
+#define LONG_NS ((int64_t)10 * 1000 * 1000 * 1000)
+#define MS ((int64_t)1000 * 1000)
+
+static struct af__flag *fl(struct af_flag *f)
+{
+	return (struct af__flag *)(void *)&f->_private;
+}
+
+static uint32_t fstate(struct af_flag *f)
+{
+	return atomic_load(&fl(f)->state);
+}
+
+static uint64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void run_on_new_loop(af_task_fn fn, void *arg, int want_result)
+{
+	ck_assert_int_eq(run_main(fn, arg), want_result);
+}
+
+/* A thread that sets (or clears) a flag, optionally after a delay. */
+struct setter {
+	pthread_t th;
+	struct af_flag *flag;
+	unsigned delay_ms;
+	int times;
+	bool clear_first;
+};
+
+static void *setter_main(void *arg)
+{
+	struct setter *s = arg;
+
+	if (s->delay_ms)
+		sleep_ms(s->delay_ms);
+	if (s->clear_first)
+		af_flag_clear(s->flag);
+	for (int i = 0; i < s->times; i++)
+		af_flag_set(s->flag);
+	return NULL;
+}
+
+static void setter_start(struct setter *s, struct af_flag *flag, unsigned delay_ms, int times)
+{
+	s->flag = flag;
+	s->delay_ms = delay_ms;
+	s->times = times;
+	ck_assert_int_eq(pthread_create(&s->th, NULL, setter_main, s), 0);
+}
+
+/* From a task: blocking the loop thread in pthread_join is fine here, the
+ * thread never needs the loop. */
+static void setter_join(struct setter *s)
+{
+	ck_assert_int_eq(pthread_join(s->th, NULL), 0);
+}
+
+/* Shared state of the small scenarios: one flag, a trace, a result. */
+struct sc {
+	struct af_flag f;
+	struct trace tr;
+	int r1, r2;
+	struct af_task *waiter;
+};
+
+static int waiter_waits_once(void *arg)
+{
+	struct sc *s = arg;
+
+	trace_add(&s->tr, "waiting");
+	s->r1 = af_flag_wait(&s->f);
+	trace_add(&s->tr, "waiter-resumed");
+	return s->r1;
+}
+
+static int trace_other(void *arg)
+{
+	trace_add(arg, "other");
+	return 0;
+}
+
+/* ---- wait and set ------------------------------------------------------------ */
+
+static int wait_on_set_flag_main(void *arg)
+{
+	struct sc *s = arg;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	ck_assert(!af_flag_is_set(&s->f));
+	af_flag_set(&s->f);
+	ck_assert(af_flag_is_set(&s->f));
+	ck_assert_int_eq(af_task_spawn(NULL, trace_other, &s->tr), 0);
+	ck_assert_int_eq(af_flag_wait(&s->f), 0);
+	/* No yield: the runnable task has not run yet. */
+	trace_add(&s->tr, "returned");
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert(!af_flag_is_set(&s->f));
+	ck_assert_int_eq(af_flag_wait_timeout(&s->f, 0), -ETIMEDOUT);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(wait_on_a_set_flag_returns_at_once_and_clears_it)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(wait_on_set_flag_main, &s, 0);
+	ck_assert_str_eq(s.tr.buf, "returned other");
+}
+END_TEST
+
+static int coalesce_main(void *arg)
+{
+	struct sc *s = arg;
+	struct setter st;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	af_flag_set(&s->f);
+	af_flag_set(&s->f);
+	ck_assert_int_eq(af_flag_wait(&s->f), 0);
+	ck_assert_int_eq(af_flag_wait_timeout(&s->f, 20 * MS), -ETIMEDOUT);
+
+	/* The same with the waiter parked and the sets from another thread. */
+	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_once, s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	setter_start(&st, &s->f, 0, 2);
+	setter_join(&st);
+	ck_assert_int_eq(af_task_join(s->waiter, NULL), 0);
+	ck_assert_int_eq(s->r1, 0);
+	ck_assert(!af_flag_is_set(&s->f));
+	ck_assert_int_eq(af_flag_wait_timeout(&s->f, 20 * MS), -ETIMEDOUT);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(two_sets_before_a_wait_make_one_wake_up_and_the_second_wait_blocks)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(coalesce_main, &s, 0);
+}
+END_TEST
+
+static int clear_main(void *arg)
+{
+	struct sc *s = arg;
+	struct setter st = { .clear_first = true };
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	af_flag_set(&s->f);
+	af_flag_clear(&s->f);
+	ck_assert(!af_flag_is_set(&s->f));
+	ck_assert_int_eq(af_flag_wait_timeout(&s->f, 20 * MS), -ETIMEDOUT);
+
+	/* Clear is safe from another thread too. */
+	af_flag_set(&s->f);
+	setter_start(&st, &s->f, 0, 0);
+	setter_join(&st);
+	ck_assert(!af_flag_is_set(&s->f));
+	ck_assert_int_eq(af_flag_wait_timeout(&s->f, 20 * MS), -ETIMEDOUT);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(clear_discards_a_pending_set)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(clear_main, &s, 0);
+}
+END_TEST
+
+/* ---- one waiter ---------------------------------------------------------------- */
+
+static int second_waiter(void *arg)
+{
+	struct sc *s = arg;
+
+	s->r2 = af_flag_wait(&s->f);
+	trace_add(&s->tr, "second-returned");
+	return s->r2;
+}
+
+static int ebusy_main(void *arg)
+{
+	struct sc *s = arg;
+	struct af_task *second;
+	int res = 1;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_once, s), 0);
+	ck_assert_int_eq(af_task_spawn(&second, second_waiter, s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	/* One round: the second waiter already returned, it never parked. */
+	ck_assert(af_task_done(second));
+	ck_assert_int_eq(af_task_join(second, &res), 0);
+	ck_assert_int_eq(res, -EBUSY);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(af_yield(), 0);
+	ck_assert(!af_task_done(s->waiter));
+	ck_assert_ptr_eq(fl(&s->f)->waiter, s->waiter);
+	af_flag_set(&s->f);
+	ck_assert_int_eq(af_task_join(s->waiter, &res), 0);
+	ck_assert_int_eq(res, 0);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(a_second_waiter_gets_ebusy_at_once_and_the_first_keeps_waiting)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(ebusy_main, &s, 0);
+	ck_assert_str_eq(s.tr.buf, "waiting second-returned waiter-resumed");
+}
+END_TEST
+
+/* ---- ordering ------------------------------------------------------------------ */
+
+static int setter_first_main(void *arg)
+{
+	struct sc *s = arg;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_once, s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&s->tr, "set");
+	af_flag_set(&s->f);
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&s->tr, "setter-resumed");
+	ck_assert_int_eq(af_task_join(s->waiter, NULL), 0);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(set_then_yield_on_the_loop_thread_resumes_the_setter_before_the_waiter)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(setter_first_main, &s, 0);
+	/* The opposite of Event, where the waiter would run first. */
+	ck_assert_str_eq(s.tr.buf, "waiting set setter-resumed waiter-resumed");
+	ck_assert_int_eq(s.r1, 0);
+}
+END_TEST
+
+static int waiter_waits_twice(void *arg)
+{
+	struct sc *s = arg;
+
+	s->r1 = af_flag_wait(&s->f);
+	trace_add(&s->tr, "woken");
+	s->r2 = af_flag_wait_timeout(&s->f, 50 * MS);
+	trace_add(&s->tr, "second-wait-returned");
+	return 0;
+}
+
+static int absorbed_main(void *arg)
+{
+	struct sc *s = arg;
+	struct setter st = { .clear_first = true };
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_twice, s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	af_flag_set(&s->f);
+	ck_assert_int_eq(af_yield(), 0);
+	/* The loop has made the waiter runnable; it has not resumed. */
+	ck_assert_int_eq(s->waiter->state, AF_TASK_RUNNABLE);
+	ck_assert_int_eq(s->tr.len, 0);
+	/* A fresh set lands now, from another thread: clear, then set, so it
+	 * is a real 0 -> 1 transition and not just a coalesced repeat. */
+	setter_start(&st, &s->f, 0, 1);
+	setter_join(&st);
+	ck_assert(af_flag_is_set(&s->f));
+	ck_assert_int_eq(af_task_join(s->waiter, NULL), 0);
+	ck_assert(!af_flag_is_set(&s->f));
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(a_set_landing_after_the_wake_but_before_the_waiter_resumed_is_absorbed)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(absorbed_main, &s, 0);
+	ck_assert_int_eq(s.r1, 0);
+	ck_assert_int_eq(s.r2, -ETIMEDOUT);
+	ck_assert_str_eq(s.tr.buf, "woken second-wait-returned");
+}
+END_TEST
+
+static int set_after_resume_main(void *arg)
+{
+	struct sc *s = arg;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_twice, s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	af_flag_set(&s->f);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	/* Resumed, cleared, and parked again in its second wait. */
+	ck_assert_str_eq(s->tr.buf, "woken");
+	ck_assert_int_eq(s->waiter->state, AF_TASK_BLOCKED);
+	af_flag_set(&s->f);
+	ck_assert_int_eq(af_task_join(s->waiter, NULL), 0);
+	ck_assert(!af_flag_is_set(&s->f));
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(a_set_after_the_waiter_resumed_wakes_the_next_wait)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(set_after_resume_main, &s, 0);
+	ck_assert_int_eq(s.r1, 0);
+	ck_assert_int_eq(s.r2, 0);
+}
+END_TEST
+
+/* ---- cancel and timeout ------------------------------------------------------- */
+
+static void assert_free_and_clear(struct af_flag *f)
+{
+	ck_assert(!af_flag_is_set(f));
+	ck_assert_ptr_eq(fl(f)->waiter, NULL);
+	ck_assert_uint_eq(fstate(f) & AF_FLAG_WAITING, 0);
+}
+
+/* The flag still works for a parked waiter woken by a set. */
+static void assert_reusable(struct sc *s)
+{
+	int res = 1;
+
+	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_once, s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(s->waiter->state, AF_TASK_BLOCKED);
+	af_flag_set(&s->f);
+	ck_assert_int_eq(af_task_join(s->waiter, &res), 0);
+	ck_assert_int_eq(res, 0);
+	ck_assert(!af_flag_is_set(&s->f));
+}
+
+static int timeout_main(void *arg)
+{
+	struct sc *s = arg;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	ck_assert_int_eq(af_flag_wait_timeout(&s->f, 10 * MS), -ETIMEDOUT);
+	assert_free_and_clear(&s->f);
+	assert_reusable(s);
+
+	/* A set flag stays set across someone else's timeout elsewhere, and a
+	 * timed wait on it returns at once. */
+	af_flag_set(&s->f);
+	ck_assert_int_eq(af_flag_wait_timeout(&s->f, 0), 0);
+	ck_assert(!af_flag_is_set(&s->f));
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(a_timed_out_wait_leaves_the_flag_clear_and_reusable)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(timeout_main, &s, 0);
+}
+END_TEST
+
+static int cancel_main(void *arg)
+{
+	struct sc *s = arg;
+	int res = 1;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_once, s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_task_cancel(s->waiter), 0);
+	ck_assert_int_eq(af_task_join(s->waiter, &res), 0);
+	ck_assert_int_eq(res, -ECANCELED);
+	assert_free_and_clear(&s->f);
+	assert_reusable(s);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(a_cancelled_wait_leaves_the_flag_clear_and_reusable)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(cancel_main, &s, 0);
+}
+END_TEST
+
+static int cancel_race_main(void *arg)
+{
+	struct sc *s = arg;
+	int res = 1;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_once, s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	af_flag_set(&s->f);
+	ck_assert_int_eq(af_yield(), 0);
+	/* Woken, not resumed: the cancel wins over the set. */
+	ck_assert_int_eq(s->waiter->state, AF_TASK_RUNNABLE);
+	ck_assert_int_eq(af_task_cancel(s->waiter), 0);
+	ck_assert_int_eq(af_task_join(s->waiter, &res), 0);
+	ck_assert_int_eq(res, -ECANCELED);
+	/* ... but the set is not lost: the next wait takes it at once. */
+	ck_assert(af_flag_is_set(&s->f));
+	ck_assert_ptr_eq(fl(&s->f)->waiter, NULL);
+	ck_assert_int_eq(af_flag_wait_timeout(&s->f, 0), 0);
+	assert_free_and_clear(&s->f);
+	assert_reusable(s);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(a_set_that_raced_with_a_cancel_is_seen_by_the_next_wait)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(cancel_race_main, &s, 0);
+}
+END_TEST
+
+static int timed_wait_woken_main(void *arg)
+{
+	struct sc *s = arg;
+	struct setter st;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	setter_start(&st, &s->f, 20, 1);
+	ck_assert_int_eq(af_flag_wait_timeout(&s->f, LONG_NS), 0);
+	setter_join(&st);
+	assert_free_and_clear(&s->f);
+	/* The timer of that wait is gone: nothing fires later. */
+	ck_assert_uint_eq(af__loop_here()->timers.len, 0);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(a_set_from_another_thread_ends_a_timed_wait_with_success)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(timed_wait_woken_main, &s, 0);
+}
+END_TEST
+
+/* ---- keeping the loop alive, asleep -------------------------------------------- */
+
+struct alive {
+	struct af_flag f;
+	uint64_t wall_ns, cpu_ns;
+	long nvcsw;
+	int r;
+};
+
+static int alive_main(void *arg)
+{
+	struct alive *a = arg;
+	struct setter st;
+	struct rusage ru0, ru1;
+	uint64_t w0, c0;
+
+	ck_assert_int_eq(af_flag_init(&a->f, NULL), 0);
+	setter_start(&st, &a->f, 200, 1);
+	w0 = now_ns(CLOCK_MONOTONIC);
+	c0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+	getrusage(RUSAGE_THREAD, &ru0);
+	/* No timeout: nothing but the flag can end this wait, so the loop
+	 * must neither report a deadlock nor poll. */
+	a->r = af_flag_wait(&a->f);
+	getrusage(RUSAGE_THREAD, &ru1);
+	a->cpu_ns = now_ns(CLOCK_THREAD_CPUTIME_ID) - c0;
+	a->wall_ns = now_ns(CLOCK_MONOTONIC) - w0;
+	a->nvcsw = ru1.ru_nvcsw - ru0.ru_nvcsw;
+	setter_join(&st);
+	af_flag_destroy(&a->f);
+	return 7;
+}
+
+START_TEST(a_task_waiting_on_a_flag_keeps_the_loop_alive_asleep_in_the_kernel)
+{
+	struct af_loop *loop;
+	struct alive a = { .r = 1 };
+	int result = 0;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_loop_run(loop, alive_main, &a, &result), 0);
+	af_loop_free(loop);
+	ck_assert_int_eq(result, 7);
+	ck_assert_int_eq(a.r, 0);
+	ck_assert_msg(a.wall_ns >= 100 * MS, "the wait ended after %llu ns, before the set",
+		      (unsigned long long)a.wall_ns);
+	/* Sleeping in io_uring_enter costs no CPU; a 1 ms poll costs a
+	 * wake-up (a voluntary context switch) per millisecond. */
+	ck_assert_msg(a.cpu_ns < a.wall_ns / 2, "loop thread used %llu ns CPU in %llu ns",
+		      (unsigned long long)a.cpu_ns, (unsigned long long)a.wall_ns);
+	ck_assert_msg(a.nvcsw < 50, "loop thread woke %ld times while waiting", a.nvcsw);
+}
+END_TEST
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+struct errs {
+	struct af_flag other_loops_flag;
+	struct af_flag mine;
+};
+
+static int errors_main(void *arg)
+{
+	struct errs *e = arg;
+	struct af_flag zero;
+
+	memset(&zero, 0, sizeof(zero));
+	ck_assert_int_eq(af_flag_wait(&e->other_loops_flag), -EPERM);
+	ck_assert_int_eq(af_flag_wait_timeout(&e->other_loops_flag, 0), -EPERM);
+	ck_assert_int_eq(af_flag_wait(NULL), -EINVAL);
+	ck_assert_int_eq(af_flag_wait_timeout(NULL, 0), -EINVAL);
+	ck_assert_int_eq(af_flag_wait(&zero), -EINVAL);
+	ck_assert_int_eq(af_flag_wait_timeout(&zero, 0), -EINVAL);
+	/* NULL means the loop of this thread. */
+	ck_assert_int_eq(af_flag_init(&e->mine, NULL), 0);
+	ck_assert_ptr_eq(fl(&e->mine)->loop, af_loop_current());
+	ck_assert_int_eq(af_flag_wait_timeout(&e->mine, 0), -ETIMEDOUT);
+	af_flag_destroy(&e->mine);
+	ck_assert_int_eq(af_flag_wait(&e->mine), -EINVAL);
+	return 0;
+}
+
+START_TEST(a_flag_of_another_loop_or_an_invalid_flag_is_refused)
+{
+	struct af_loop *other;
+	struct errs e;
+
+	ck_assert_int_eq(af_loop_new(&other, NULL), 0);
+	ck_assert_int_eq(af_flag_init(&e.other_loops_flag, other), 0);
+	run_on_new_loop(errors_main, &e, 0);
+	af_flag_destroy(&e.other_loops_flag);
+	af_loop_free(other);
+}
+END_TEST
+
+START_TEST(wait_outside_a_task_fails_with_eperm)
+{
+	struct af_loop *loop;
+	struct af_flag f;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_flag_init(&f, loop), 0);
+	ck_assert_int_eq(af_flag_wait(&f), -EPERM);
+	ck_assert_int_eq(af_flag_wait_timeout(&f, 0), -EPERM);
+	/* Set and clear need no task. */
+	af_flag_set(&f);
+	ck_assert(af_flag_is_set(&f));
+	af_flag_clear(&f);
+	ck_assert(!af_flag_is_set(&f));
+	af_flag_destroy(&f);
+	af_loop_free(loop);
+}
+END_TEST
+
+START_TEST(init_without_a_loop_on_this_thread_fails_with_einval)
+{
+	struct af_loop *loop;
+	struct af_flag f;
+
+	ck_assert_ptr_eq(af_loop_current(), NULL);
+	ck_assert_int_eq(af_flag_init(&f, NULL), -EINVAL);
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_flag_init(NULL, loop), -EINVAL);
+	ck_assert_int_eq(af_flag_init(NULL, NULL), -EINVAL);
+	af_loop_free(loop);
+}
+END_TEST
+
+START_TEST(set_clear_and_is_set_ignore_a_null_or_uninitialised_flag)
+{
+	struct af_flag zero;
+
+	memset(&zero, 0, sizeof(zero));
+	errno = 4321;
+	af_flag_set(NULL);
+	af_flag_set(&zero);
+	af_flag_clear(NULL);
+	af_flag_clear(&zero);
+	ck_assert(!af_flag_is_set(NULL));
+	ck_assert(!af_flag_is_set(&zero));
+	af_flag_destroy(NULL);
+	af_flag_destroy(&zero);
+	ck_assert_int_eq(errno, 4321);
+	/* Nothing was written into the uninitialised storage. */
+	for (size_t i = 0; i < sizeof(zero._private._u) / sizeof(zero._private._u[0]); i++)
+		ck_assert_uint_eq(zero._private._u[i], 0);
+}
+END_TEST
+
+/* ---- the wake-up path (white-box) ------------------------------------------------ */
+
+static bool fd_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+START_TEST(a_set_with_no_waiter_only_sets_the_bit_and_queues_nothing)
+{
+	struct af_loop *loop;
+	struct af_flag f;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_flag_init(&f, loop), 0);
+	atomic_store(&loop->sleep_state, AF_SLEEPING);
+	af_flag_set(&f);
+	ck_assert_uint_eq(fstate(&f), AF_FLAG_SET);
+	ck_assert_ptr_eq(atomic_load(&loop->pending), NULL);
+	/* Even a sleeping loop is not woken: nobody waits. */
+	ck_assert_uint_eq(atomic_load(&loop->sleep_state), AF_SLEEPING);
+	ck_assert(!fd_readable(loop->efd));
+	atomic_store(&loop->sleep_state, AF_AWAKE);
+	af_flag_destroy(&f);
+	af_loop_free(loop);
+}
+END_TEST
+
+/* The loop has never run, so no io_uring read drains its eventfd: the
+ * counter shows exactly how many writes the setters made. */
+START_TEST(sets_write_the_eventfd_once_per_loop_sleep_and_never_while_it_is_awake)
+{
+	struct af_loop *loop;
+	struct af_flag f[4];
+	uint64_t count = 0;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	for (int i = 0; i < 4; i++) {
+		ck_assert_int_eq(af_flag_init(&f[i], loop), 0);
+		/* As if a task were parked on each. */
+		atomic_fetch_or(&fl(&f[i])->state, AF_FLAG_WAITING);
+	}
+	af_flag_set(&f[0]);
+	ck_assert_ptr_eq(atomic_load(&loop->pending), fl(&f[0]));
+	ck_assert_uint_eq(atomic_load(&loop->sleep_state), AF_AWAKE);
+	ck_assert(!fd_readable(loop->efd));
+
+	atomic_store(&loop->sleep_state, AF_SLEEPING);
+	for (int i = 1; i < 4; i++)
+		af_flag_set(&f[i]);
+	ck_assert_uint_eq(atomic_load(&loop->sleep_state), AF_WOKEN);
+	ck_assert(fd_readable(loop->efd));
+	ck_assert_int_eq(read(loop->efd, &count, sizeof(count)), (ssize_t)sizeof(count));
+	ck_assert_uint_eq(count, 1);
+
+	for (int i = 0; i < 4; i++) {
+		atomic_fetch_and(&fl(&f[i])->state, ~AF_FLAG_WAITING);
+		af_flag_destroy(&f[i]);
+	}
+	ck_assert_ptr_eq(atomic_load(&loop->pending), NULL);
+	af_loop_free(loop);
+}
+END_TEST
+
+struct awake {
+	struct sc s;
+	int fake;
+	bool was_readable;
+};
+
+static int awake_main(void *arg)
+{
+	struct awake *a = arg;
+	struct af_loop *loop = af_loop_current();
+	struct setter st;
+	int real;
+
+	ck_assert_int_eq(af_flag_init(&a->s.f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&a->s.waiter, waiter_waits_once, &a->s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(a->s.waiter->state, AF_TASK_BLOCKED);
+	/* This task runs, so the loop is awake. Any write the set makes goes
+	 * to our own eventfd, which nothing else reads. */
+	ck_assert_uint_eq(atomic_load(&loop->sleep_state), AF_AWAKE);
+	real = loop->efd;
+	loop->efd = a->fake;
+	setter_start(&st, &a->s.f, 0, 1);
+	setter_join(&st);
+	loop->efd = real;
+	a->was_readable = fd_readable(a->fake);
+	ck_assert_ptr_eq(atomic_load(&loop->pending), fl(&a->s.f));
+	ck_assert_int_eq(af_task_join(a->s.waiter, NULL), 0);
+	af_flag_destroy(&a->s.f);
+	return 0;
+}
+
+START_TEST(a_set_from_another_thread_while_the_loop_is_awake_makes_no_system_call)
+{
+	struct awake a = { .s = { .r1 = 1 } };
+
+	a.fake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ck_assert_int_ge(a.fake, 0);
+	run_on_new_loop(awake_main, &a, 0);
+	close(a.fake);
+	ck_assert(!a.was_readable);
+	ck_assert_int_eq(a.s.r1, 0);
+}
+END_TEST
+
+#define MANY_FLAGS 10000
+#define MANY_WAITERS 16
+
+struct many {
+	struct af_flag *flags;
+	int woken[MANY_WAITERS];
+	int idx[MANY_WAITERS];
+	struct af_task *tasks[MANY_WAITERS];
+	int target;
+};
+
+struct many_arg {
+	struct many *m;
+	int w;
+};
+
+static int many_waiter(void *arg)
+{
+	struct many_arg *a = arg;
+	int r = af_flag_wait(&a->m->flags[a->m->idx[a->w]]);
+
+	if (r == 0)
+		a->m->woken[a->w]++;
+	return r;
+}
+
+struct many_setter {
+	struct many *m;
+	bool waited[MANY_FLAGS];
+};
+
+static void *many_setter_main(void *arg)
+{
+	struct many_setter *ms = arg;
+
+	/* Every flag nobody waits on, then the one with a waiter. */
+	for (int i = 0; i < MANY_FLAGS; i++)
+		if (!ms->waited[i])
+			af_flag_set(&ms->m->flags[i]);
+	af_flag_set(&ms->m->flags[ms->m->idx[ms->m->target]]);
+	return NULL;
+}
+
+static int many_main(void *arg)
+{
+	struct many *m = arg;
+	struct many_arg args[MANY_WAITERS];
+	struct many_setter *ms = calloc(1, sizeof(*ms));
+	struct af_loop *loop = af_loop_current();
+	struct af__flag *head;
+	pthread_t th;
+	int spins = 0;
+
+	ck_assert_ptr_nonnull(ms);
+	ms->m = m;
+	for (int i = 0; i < MANY_FLAGS; i++)
+		ck_assert_int_eq(af_flag_init(&m->flags[i], NULL), 0);
+	for (int w = 0; w < MANY_WAITERS; w++) {
+		m->idx[w] = w * (MANY_FLAGS / MANY_WAITERS) + 7;
+		ms->waited[m->idx[w]] = true;
+		args[w] = (struct many_arg){ m, w };
+		ck_assert_int_eq(af_task_spawn(&m->tasks[w], many_waiter, &args[w]), 0);
+	}
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_ptr_eq(atomic_load(&loop->pending), NULL);
+	m->target = 11;
+	ck_assert_int_eq(pthread_create(&th, NULL, many_setter_main, ms), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	/* 10000 flags set, one waited on: exactly one flag to collect. */
+	head = atomic_load(&loop->pending);
+	ck_assert_ptr_eq(head, fl(&m->flags[m->idx[m->target]]));
+	ck_assert_ptr_eq(head->next, NULL);
+	while (m->woken[m->target] == 0 && spins++ < 10)
+		ck_assert_int_eq(af_yield(), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(af_yield(), 0);
+	for (int w = 0; w < MANY_WAITERS; w++) {
+		int res = 1;
+
+		ck_assert_int_eq(m->woken[w], w == m->target);
+		if (w != m->target)
+			ck_assert_int_eq(af_task_cancel(m->tasks[w]), 0);
+		ck_assert_int_eq(af_task_join(m->tasks[w], &res), 0);
+		ck_assert_int_eq(res, w == m->target ? 0 : -ECANCELED);
+	}
+	for (int i = 0; i < MANY_FLAGS; i++)
+		af_flag_destroy(&m->flags[i]);
+	free(ms);
+	return 0;
+}
+
+START_TEST(among_ten_thousand_set_flags_the_loop_collects_only_the_one_with_a_waiter)
+{
+	struct many m = { 0 };
+
+	m.flags = calloc(MANY_FLAGS, sizeof(*m.flags));
+	ck_assert_ptr_nonnull(m.flags);
+	run_on_new_loop(many_main, &m, 0);
+	free(m.flags);
+}
+END_TEST
+
+/* ---- stress ------------------------------------------------------------------------ */
+
+#define STORM_THREADS 4
+#define STORM_SETS 100000
+
+struct storm {
+	struct af_flag f;
+	pthread_t th[STORM_THREADS];
+	atomic_int last[STORM_THREADS];
+	long wakes;
+};
+
+struct storm_thread {
+	struct storm *s;
+	int id;
+};
+
+static void *storm_setter(void *arg)
+{
+	struct storm_thread *t = arg;
+
+	for (int i = 0; i < STORM_SETS; i++)
+		af_flag_set(&t->s->f);
+	/* The final set comes after the value, so the wait that consumes it
+	 * (or any later one) must see the value. */
+	atomic_store_explicit(&t->s->last[t->id], 1, memory_order_relaxed);
+	af_flag_set(&t->s->f);
+	return NULL;
+}
+
+static bool storm_all_final(struct storm *s)
+{
+	for (int i = 0; i < STORM_THREADS; i++)
+		if (!atomic_load_explicit(&s->last[i], memory_order_relaxed))
+			return false;
+	return true;
+}
+
+static int storm_main(void *arg)
+{
+	struct storm *s = arg;
+	struct storm_thread ts[STORM_THREADS];
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	for (int i = 0; i < STORM_THREADS; i++) {
+		ts[i] = (struct storm_thread){ s, i };
+		ck_assert_int_eq(pthread_create(&s->th[i], NULL, storm_setter, &ts[i]), 0);
+	}
+	while (!storm_all_final(s)) {
+		int r = af_flag_wait_timeout(&s->f, LONG_NS);
+
+		ck_assert_msg(r == 0, "lost wake-up: wait returned %d after %ld wakes; "
+				      "final sets seen: %d %d %d %d", r, s->wakes,
+			      atomic_load(&s->last[0]), atomic_load(&s->last[1]),
+			      atomic_load(&s->last[2]), atomic_load(&s->last[3]));
+		s->wakes++;
+	}
+	for (int i = 0; i < STORM_THREADS; i++)
+		ck_assert_int_eq(pthread_join(s->th[i], NULL), 0);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(four_threads_storming_sets_never_lose_their_final_set)
+{
+	struct storm s = { .wakes = 0 };
+
+	run_on_new_loop(storm_main, &s, 0);
+	ck_assert_int_ge(s.wakes, 1);
+	ck_assert_int_le(s.wakes, STORM_THREADS * (STORM_SETS + 1));
+}
+END_TEST
+
+/* A thread that sets the flag until told to stop, pausing a little
+ * between sets so that waits really park and sets land at every point
+ * of the wait/cancel/timeout paths. */
+struct racer {
+	struct af_flag *f;
+	atomic_bool stop;
+	long sets;
+	pthread_t th;
+};
+
+static void *racer_main(void *arg)
+{
+	struct racer *r = arg;
+	unsigned spin = 1;
+
+	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+		af_flag_set(r->f);
+		r->sets++;
+		spin = spin * 1103515245u + 12345u;
+		for (volatile unsigned i = 0; i < ((spin >> 16) & 1023); i++)
+			;
+	}
+	return NULL;
+}
+
+static void racer_start(struct racer *r, struct af_flag *f)
+{
+	r->f = f;
+	atomic_init(&r->stop, false);
+	ck_assert_int_eq(pthread_create(&r->th, NULL, racer_main, r), 0);
+}
+
+static void racer_stop(struct racer *r)
+{
+	atomic_store(&r->stop, true);
+	ck_assert_int_eq(pthread_join(r->th, NULL), 0);
+}
+
+/* After a storm: a clean flag, one waiter parked, one set from another
+ * thread must wake it. */
+static void assert_final_set_wakes_final_wait(struct sc *s)
+{
+	struct setter st;
+
+	af_flag_clear(&s->f);
+	assert_free_and_clear(&s->f);
+	s->r1 = 1;
+	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_once, s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(s->waiter->state, AF_TASK_BLOCKED);
+	setter_start(&st, &s->f, 0, 1);
+	setter_join(&st);
+	ck_assert_int_eq(af_task_join(s->waiter, NULL), 0);
+	ck_assert_msg(s->r1 == 0, "final wait returned %d", s->r1);
+}
+
+#define RACE_ROUNDS 10000
+
+static int cancel_storm_waiter(void *arg)
+{
+	return af_flag_wait_timeout(arg, LONG_NS);
+}
+
+static int cancel_storm_main(void *arg)
+{
+	struct sc *s = arg;
+	struct racer rc;
+	long took = 0, cancelled = 0;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	racer_start(&rc, &s->f);
+	for (int i = 0; i < RACE_ROUNDS; i++) {
+		struct af_task *t;
+		int res = 1, c;
+
+		ck_assert_int_eq(af_task_spawn(&t, cancel_storm_waiter, &s->f), 0);
+		/* 0 yields: cancelled before it ran; 1: parked or took the
+		 * flag; 2-3: maybe woken and not yet resumed. */
+		for (int y = 0; y < i % 4; y++)
+			ck_assert_int_eq(af_yield(), 0);
+		c = af_task_cancel(t);
+		ck_assert_msg(c == 0 || c == -EALREADY, "cancel returned %d", c);
+		ck_assert_int_eq(af_task_join(t, &res), 0);
+		ck_assert_msg(res == 0 || res == -ECANCELED, "round %d: wait returned %d", i, res);
+		if (res == 0)
+			took++;
+		else
+			cancelled++;
+		ck_assert_ptr_eq(fl(&s->f)->waiter, NULL);
+		ck_assert_uint_eq(fstate(&s->f) & AF_FLAG_WAITING, 0);
+	}
+	racer_stop(&rc);
+	ck_assert_int_gt(rc.sets, 0);
+	assert_final_set_wakes_final_wait(s);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(sets_racing_with_cancelled_waits_lose_no_wake_up)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(cancel_storm_main, &s, 0);
+}
+END_TEST
+
+static int timeout_storm_main(void *arg)
+{
+	struct sc *s = arg;
+	struct racer rc;
+	long ok = 0, timedout = 0;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	racer_start(&rc, &s->f);
+	for (int i = 0; i < RACE_ROUNDS * 2; i++) {
+		int r;
+
+		/* Half the waits start on a cleared flag, so they park and the
+		 * timer and the set race for them. */
+		if (i & 1)
+			af_flag_clear(&s->f);
+		r = af_flag_wait_timeout(&s->f, (int64_t)(i % 20) * 1000);
+		ck_assert_msg(r == 0 || r == -ETIMEDOUT, "round %d: wait returned %d", i, r);
+		if (r == 0)
+			ok++;
+		else
+			timedout++;
+		ck_assert_ptr_eq(fl(&s->f)->waiter, NULL);
+		ck_assert_uint_eq(fstate(&s->f) & AF_FLAG_WAITING, 0);
+	}
+	racer_stop(&rc);
+	ck_assert_int_gt(ok, 0);
+	assert_final_set_wakes_final_wait(s);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(sets_racing_with_tiny_timeouts_lose_no_wake_up)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(timeout_storm_main, &s, 0);
+}
+END_TEST
+
+/* Four loops on four threads: each round, every loop bumps its round
+ * number and sets every other loop's flag, then waits on its own flag until
+ * every other loop has reached the round. A lost cross-loop wake-up leaves
+ * one loop waiting forever. */
+#define NLOOPS 4
+#define LOOP_ROUNDS 2000
+
+struct mesh {
+	struct af_loop *loops[NLOOPS];
+	struct af_flag flags[NLOOPS];
+	atomic_int round[NLOOPS];
+	int result[NLOOPS];
+	int run_r[NLOOPS];
+	long waits[NLOOPS];
+};
+
+struct mesh_arg {
+	struct mesh *m;
+	int id;
+	pthread_t th;
+};
+
+static int mesh_min_other(struct mesh *m, int id)
+{
+	int min = 1 << 30;
+
+	for (int j = 0; j < NLOOPS; j++) {
+		int r = atomic_load_explicit(&m->round[j], memory_order_relaxed);
+
+		if (j != id && r < min)
+			min = r;
+	}
+	return min;
+}
+
+static int mesh_main(void *arg)
+{
+	struct mesh_arg *a = arg;
+	struct mesh *m = a->m;
+
+	for (int round = 1; round <= LOOP_ROUNDS; round++) {
+		atomic_store_explicit(&m->round[a->id], round, memory_order_relaxed);
+		for (int j = 0; j < NLOOPS; j++)
+			if (j != a->id)
+				af_flag_set(&m->flags[j]);
+		while (mesh_min_other(m, a->id) < round) {
+			int r = af_flag_wait_timeout(&m->flags[a->id], LONG_NS);
+
+			if (r != 0)
+				return r;
+			m->waits[a->id]++;
+		}
+	}
+	return 0;
+}
+
+static void *mesh_thread(void *arg)
+{
+	struct mesh_arg *a = arg;
+
+	a->m->run_r[a->id] = af_loop_run(a->m->loops[a->id], mesh_main, a,
+					 &a->m->result[a->id]);
+	return NULL;
+}
+
+START_TEST(loops_on_four_threads_wake_each_other_through_flags)
+{
+	struct mesh *m = calloc(1, sizeof(*m));
+	struct mesh_arg args[NLOOPS];
+
+	ck_assert_ptr_nonnull(m);
+	for (int i = 0; i < NLOOPS; i++) {
+		ck_assert_int_eq(af_loop_new(&m->loops[i], NULL), 0);
+		ck_assert_int_eq(af_flag_init(&m->flags[i], m->loops[i]), 0);
+	}
+	for (int i = 0; i < NLOOPS; i++) {
+		args[i] = (struct mesh_arg){ .m = m, .id = i };
+		ck_assert_int_eq(pthread_create(&args[i].th, NULL, mesh_thread, &args[i]), 0);
+	}
+	for (int i = 0; i < NLOOPS; i++)
+		ck_assert_int_eq(pthread_join(args[i].th, NULL), 0);
+	for (int i = 0; i < NLOOPS; i++) {
+		ck_assert_int_eq(m->run_r[i], 0);
+		ck_assert_msg(m->result[i] == 0, "loop %d: wait returned %d (lost wake-up) at round %d",
+			      i, m->result[i], atomic_load(&m->round[i]));
+		ck_assert_int_eq(atomic_load(&m->round[i]), LOOP_ROUNDS);
+		af_flag_destroy(&m->flags[i]);
+		af_loop_free(m->loops[i]);
+	}
+	free(m);
+}
+END_TEST
+
+Suite *make_suite(void)
+{
+	Suite *s = suite_create("flag");
+	TCase *tc;
+
+	tc = tcase_create("wait and set");
+	tcase_add_test(tc, wait_on_a_set_flag_returns_at_once_and_clears_it);
+	tcase_add_test(tc, two_sets_before_a_wait_make_one_wake_up_and_the_second_wait_blocks);
+	tcase_add_test(tc, clear_discards_a_pending_set);
+	tcase_add_test(tc, a_set_from_another_thread_ends_a_timed_wait_with_success);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("one waiter");
+	tcase_add_test(tc, a_second_waiter_gets_ebusy_at_once_and_the_first_keeps_waiting);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("ordering");
+	tcase_add_test(tc, set_then_yield_on_the_loop_thread_resumes_the_setter_before_the_waiter);
+	tcase_add_test(tc, a_set_landing_after_the_wake_but_before_the_waiter_resumed_is_absorbed);
+	tcase_add_test(tc, a_set_after_the_waiter_resumed_wakes_the_next_wait);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cancel and timeout");
+	tcase_add_test(tc, a_timed_out_wait_leaves_the_flag_clear_and_reusable);
+	tcase_add_test(tc, a_cancelled_wait_leaves_the_flag_clear_and_reusable);
+	tcase_add_test(tc, a_set_that_raced_with_a_cancel_is_seen_by_the_next_wait);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("keeping the loop alive");
+	tcase_add_test(tc, a_task_waiting_on_a_flag_keeps_the_loop_alive_asleep_in_the_kernel);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("errors");
+	tcase_add_test(tc, a_flag_of_another_loop_or_an_invalid_flag_is_refused);
+	tcase_add_test(tc, wait_outside_a_task_fails_with_eperm);
+	tcase_add_test(tc, init_without_a_loop_on_this_thread_fails_with_einval);
+	tcase_add_test(tc, set_clear_and_is_set_ignore_a_null_or_uninitialised_flag);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("wake-up path");
+	tcase_add_test(tc, a_set_with_no_waiter_only_sets_the_bit_and_queues_nothing);
+	tcase_add_test(tc, sets_write_the_eventfd_once_per_loop_sleep_and_never_while_it_is_awake);
+	tcase_add_test(tc, a_set_from_another_thread_while_the_loop_is_awake_makes_no_system_call);
+	tcase_add_test(tc, among_ten_thousand_set_flags_the_loop_collects_only_the_one_with_a_waiter);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("stress");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, four_threads_storming_sets_never_lose_their_final_set);
+	tcase_add_test(tc, sets_racing_with_cancelled_waits_lose_no_wake_up);
+	tcase_add_test(tc, sets_racing_with_tiny_timeouts_lose_no_wake_up);
+	tcase_add_test(tc, loops_on_four_threads_wake_each_other_through_flags);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(make_suite());
+}
