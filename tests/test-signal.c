@@ -1,0 +1,472 @@
+/* SPDX-License-Identifier: MIT */
+/* Signals delivered as flag sets: af_signal_watch() / af_signal_unwatch().
+ * Dispositions are process-wide, so every test puts back what it changed. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+#define LONG_NS ((int64_t)10 * 1000 * 1000 * 1000)
+#define MS ((int64_t)1000 * 1000)
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static struct af_loop *new_loop(void)
+{
+	struct af_loop *loop;
+	int r = af_loop_new(&loop, NULL);
+
+	ck_assert_msg(r == 0, "af_loop_new: %s", af_strerror(r));
+	return loop;
+}
+
+/* A handler of our own, to see which one a signal reaches. */
+static volatile sig_atomic_t own_handler_runs;
+
+static void own_handler(int signo)
+{
+	(void)signo;
+	own_handler_runs++;
+}
+
+static void install(int signo, void (*handler)(int))
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handler;
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(signo, &sa, NULL), 0);
+}
+
+static void (*current_handler(int signo))(int)
+{
+	struct sigaction sa;
+
+	ck_assert_int_eq(sigaction(signo, NULL, &sa), 0);
+	return sa.sa_handler;
+}
+
+/* ---- delivery -------------------------------------------------------------------- */
+
+struct wake {
+	struct af_flag f;
+	pthread_t loop_thread;
+	pthread_t th;
+	bool to_thread;
+	int r, r2;
+};
+
+static void *sender_main(void *arg)
+{
+	struct wake *w = arg;
+
+	/* Late enough that the loop is asleep in the kernel. */
+	sleep_ms(50);
+	if (w->to_thread)
+		pthread_kill(w->loop_thread, SIGUSR1);
+	else
+		kill(getpid(), SIGUSR1);
+	return NULL;
+}
+
+static int wake_main(void *arg)
+{
+	struct wake *w = arg;
+
+	w->loop_thread = pthread_self();
+	ck_assert_int_eq(pthread_create(&w->th, NULL, sender_main, w), 0);
+	w->r = af_flag_wait_timeout(&w->f, LONG_NS);
+	ck_assert_int_eq(pthread_join(w->th, NULL), 0);
+	/* One signal, one wake-up. */
+	w->r2 = af_flag_wait_timeout(&w->f, 20 * MS);
+	return 0;
+}
+
+static void run_wake(bool to_thread)
+{
+	struct af_loop *loop = new_loop();
+	struct wake w = { .to_thread = to_thread, .r = 1, .r2 = 1 };
+	int result = 1;
+
+	ck_assert_int_eq(af_flag_init(&w.f, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&w.f, SIGUSR1), 0);
+	ck_assert_int_eq(af_loop_run(loop, wake_main, &w, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_int_eq(w.r, 0);
+	ck_assert_int_eq(w.r2, -ETIMEDOUT);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
+	af_flag_destroy(&w.f);
+	af_loop_free(loop);
+}
+
+START_TEST(a_signal_sent_to_the_process_wakes_the_task_waiting_on_the_flag)
+{
+	run_wake(false);
+}
+END_TEST
+
+START_TEST(a_signal_sent_to_the_sleeping_loop_thread_wakes_the_task_waiting_on_the_flag)
+{
+	run_wake(true);
+}
+END_TEST
+
+static int raise_main(void *arg)
+{
+	struct wake *w = arg;
+
+	/* raise() runs the handler before it returns: the flag is set and no
+	 * task waits, so the wait takes it at once. Two signals coalesce. */
+	ck_assert_int_eq(raise(SIGUSR1), 0);
+	ck_assert_int_eq(raise(SIGUSR1), 0);
+	ck_assert(af_flag_is_set(&w->f));
+	w->r = af_flag_wait_timeout(&w->f, 0);
+	w->r2 = af_flag_wait_timeout(&w->f, 20 * MS);
+	return 0;
+}
+
+START_TEST(signals_raised_before_the_wait_coalesce_into_one_wake_up)
+{
+	struct af_loop *loop = new_loop();
+	struct wake w = { .r = 1, .r2 = 1 };
+	int result = 1;
+
+	ck_assert_int_eq(af_flag_init(&w.f, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&w.f, SIGUSR1), 0);
+	ck_assert_int_eq(af_loop_run(loop, raise_main, &w, &result), 0);
+	ck_assert_int_eq(w.r, 0);
+	ck_assert_int_eq(w.r2, -ETIMEDOUT);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
+	af_flag_destroy(&w.f);
+	af_loop_free(loop);
+}
+END_TEST
+
+START_TEST(a_watched_signal_is_installed_with_sa_restart)
+{
+	struct af_loop *loop = new_loop();
+	struct af_flag f;
+	struct sigaction sa;
+
+	ck_assert_int_eq(af_flag_init(&f, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&f, SIGUSR1), 0);
+	ck_assert_int_eq(sigaction(SIGUSR1, NULL, &sa), 0);
+	ck_assert(sa.sa_flags & SA_RESTART);
+	ck_assert_ptr_ne((void *)sa.sa_handler, (void *)SIG_DFL);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
+	af_flag_destroy(&f);
+	af_loop_free(loop);
+}
+END_TEST
+
+/* ---- storm -------------------------------------------------------------------------- */
+
+#define STORM_SIGNALS 100000
+
+struct storm {
+	struct af_flag f;
+	pthread_t loop_thread;
+	atomic_bool storm_done;
+	atomic_bool ready_for_final;
+	bool ack_timed_out;
+	long wakes;
+	int final_r;
+};
+
+static void *storm_sender(void *arg)
+{
+	struct storm *s = arg;
+
+	for (int i = 0; i < STORM_SIGNALS; i++)
+		pthread_kill(s->loop_thread, SIGUSR1);
+	atomic_store(&s->storm_done, true);
+	/* The task clears the flag and says so; only then does the final
+	 * signal go out, so a wake-up after it can only come from it (or a
+	 * straggler, which is allowed), and missing it is a lost signal. */
+	for (int i = 0; !atomic_load(&s->ready_for_final); i++) {
+		if (i == 10000) {
+			s->ack_timed_out = true;
+			return NULL;
+		}
+		sleep_ms(1);
+	}
+	pthread_kill(s->loop_thread, SIGUSR1);
+	return NULL;
+}
+
+static int storm_main(void *arg)
+{
+	struct storm *s = arg;
+	pthread_t th;
+
+	s->loop_thread = pthread_self();
+	ck_assert_int_eq(pthread_create(&th, NULL, storm_sender, s), 0);
+	while (!atomic_load(&s->storm_done)) {
+		/* Short timeouts: the storm ends without a signal to say so. */
+		int r = af_flag_wait_timeout(&s->f, 10 * MS);
+
+		ck_assert_msg(r == 0 || r == -ETIMEDOUT, "wait returned %d", r);
+		if (r == 0)
+			s->wakes++;
+	}
+	af_flag_clear(&s->f);
+	atomic_store(&s->ready_for_final, true);
+	s->final_r = af_flag_wait_timeout(&s->f, LONG_NS);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	return 0;
+}
+
+START_TEST(after_a_storm_of_signals_to_the_loop_thread_the_final_signal_is_observed)
+{
+	struct af_loop *loop = new_loop();
+	struct storm s = { .final_r = 1 };
+	int result = 1;
+
+	atomic_init(&s.storm_done, false);
+	atomic_init(&s.ready_for_final, false);
+	ck_assert_int_eq(af_flag_init(&s.f, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&s.f, SIGUSR1), 0);
+	ck_assert_int_eq(af_loop_run(loop, storm_main, &s, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert(!s.ack_timed_out);
+	ck_assert_int_ge(s.wakes, 1);
+	ck_assert_msg(s.final_r == 0, "the final signal was lost: wait returned %d", s.final_r);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
+	af_flag_destroy(&s.f);
+	af_loop_free(loop);
+}
+END_TEST
+
+/* ---- errno --------------------------------------------------------------------------- */
+
+struct err {
+	struct af_flag f;
+	int seen[3];
+	unsigned state_after_write;
+};
+
+static int flag_waiter(void *arg)
+{
+	return af_flag_wait(arg);
+}
+
+static int errno_main(void *arg)
+{
+	struct err *e = arg;
+	struct af_loop *loop = af_loop_current();
+	struct af_task *t;
+	int real;
+
+	/* Handler on a flag nobody waits on: the set only flips the bit. */
+	errno = 1111;
+	ck_assert_int_eq(raise(SIGUSR1), 0);
+	e->seen[0] = errno;
+	ck_assert_int_eq(af_flag_wait(&e->f), 0);
+
+	/* Handler on a flag with a waiter while the loop "sleeps": the set
+	 * writes the eventfd, and that write fails (EBADF) inside the
+	 * handler. The interrupted code must still see its own errno. */
+	ck_assert_int_eq(af_task_spawn(&t, flag_waiter, &e->f), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(t->state, AF_TASK_BLOCKED);
+	real = loop->efd;
+	loop->efd = -1;
+	atomic_store(&loop->sleep_state, AF_SLEEPING);
+	errno = 2222;
+	ck_assert_int_eq(raise(SIGUSR1), 0);
+	e->seen[1] = errno;
+	e->state_after_write = atomic_load(&loop->sleep_state);
+	atomic_store(&loop->sleep_state, AF_AWAKE);
+	loop->efd = real;
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+
+	/* And a signal on a set flag (coalesced). */
+	af_flag_set(&e->f);
+	errno = 3333;
+	ck_assert_int_eq(raise(SIGUSR1), 0);
+	e->seen[2] = errno;
+	return 0;
+}
+
+START_TEST(the_handler_preserves_errno_of_the_code_it_interrupts)
+{
+	struct af_loop *loop = new_loop();
+	struct err e = { .seen = { 0 } };
+	int result = 1;
+
+	ck_assert_int_eq(af_flag_init(&e.f, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&e.f, SIGUSR1), 0);
+	ck_assert_int_eq(af_loop_run(loop, errno_main, &e, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_int_eq(e.seen[0], 1111);
+	/* The failing write really happened. */
+	ck_assert_uint_eq(e.state_after_write, AF_WOKEN);
+	ck_assert_int_eq(e.seen[1], 2222);
+	ck_assert_int_eq(e.seen[2], 3333);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
+	af_flag_destroy(&e.f);
+	af_loop_free(loop);
+}
+END_TEST
+
+/* ---- watch and unwatch --------------------------------------------------------------- */
+
+START_TEST(watching_a_watched_signal_with_another_flag_fails_with_ebusy)
+{
+	struct af_loop *loop = new_loop();
+	struct af_flag f, g;
+
+	ck_assert_int_eq(af_flag_init(&f, loop), 0);
+	ck_assert_int_eq(af_flag_init(&g, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&f, SIGUSR1), 0);
+	ck_assert_int_eq(af_signal_watch(&g, SIGUSR1), -EBUSY);
+	/* The same flag again is fine, and does not stack handlers. */
+	ck_assert_int_eq(af_signal_watch(&f, SIGUSR1), 0);
+	ck_assert_int_eq(raise(SIGUSR1), 0);
+	ck_assert(af_flag_is_set(&f));
+	ck_assert(!af_flag_is_set(&g));
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), -ENOENT);
+	af_flag_destroy(&f);
+	af_flag_destroy(&g);
+	af_loop_free(loop);
+}
+END_TEST
+
+START_TEST(watching_an_invalid_or_reserved_signal_fails_with_einval)
+{
+	static const int bad[] = { 0, -1, NSIG, NSIG + 1, SIGKILL, SIGSTOP, SIGSEGV, SIGBUS };
+	struct af_loop *loop = new_loop();
+	struct af_flag f, zero;
+
+	memset(&zero, 0, sizeof(zero));
+	ck_assert_int_eq(af_flag_init(&f, loop), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(af_signal_watch(&f, bad[i]) == -EINVAL, "signal %d accepted", bad[i]);
+	ck_assert_int_eq(af_signal_watch(NULL, SIGUSR1), -EINVAL);
+	ck_assert_int_eq(af_signal_watch(&zero, SIGUSR1), -EINVAL);
+	/* None of that left anything watched. */
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), -ENOENT);
+	af_flag_destroy(&f);
+	af_loop_free(loop);
+}
+END_TEST
+
+START_TEST(unwatching_a_signal_that_is_not_watched_fails_with_enoent)
+{
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), -ENOENT);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR2), -ENOENT);
+	ck_assert_int_eq(af_signal_unwatch(0), -EINVAL);
+	ck_assert_int_eq(af_signal_unwatch(-1), -EINVAL);
+	ck_assert_int_eq(af_signal_unwatch(NSIG), -EINVAL);
+}
+END_TEST
+
+START_TEST(unwatch_restores_the_handler_that_was_there_before)
+{
+	struct af_loop *loop = new_loop();
+	struct af_flag f;
+
+	install(SIGUSR1, own_handler);
+	install(SIGUSR2, SIG_IGN);
+	ck_assert_int_eq(af_flag_init(&f, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&f, SIGUSR1), 0);
+	ck_assert_int_eq(af_signal_watch(&f, SIGUSR2), 0);
+	own_handler_runs = 0;
+	ck_assert_int_eq(raise(SIGUSR1), 0);
+	ck_assert_int_eq(own_handler_runs, 0);
+	ck_assert(af_flag_is_set(&f));
+	af_flag_clear(&f);
+
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
+	ck_assert_ptr_eq((void *)current_handler(SIGUSR1), (void *)own_handler);
+	ck_assert_int_eq(raise(SIGUSR1), 0);
+	ck_assert_int_eq(own_handler_runs, 1);
+	ck_assert(!af_flag_is_set(&f));
+
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR2), 0);
+	ck_assert_ptr_eq((void *)current_handler(SIGUSR2), (void *)SIG_IGN);
+	ck_assert_int_eq(raise(SIGUSR2), 0);
+	ck_assert(!af_flag_is_set(&f));
+
+	install(SIGUSR1, SIG_DFL);
+	install(SIGUSR2, SIG_DFL);
+	af_flag_destroy(&f);
+	af_loop_free(loop);
+}
+END_TEST
+
+START_TEST(destroying_a_flag_unwatches_its_signals)
+{
+	struct af_loop *loop = new_loop();
+	struct af_flag f, g;
+
+	install(SIGUSR1, own_handler);
+	ck_assert_int_eq(af_flag_init(&f, loop), 0);
+	ck_assert_int_eq(af_flag_init(&g, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&f, SIGUSR1), 0);
+	ck_assert_int_eq(af_signal_watch(&f, SIGUSR2), 0);
+	ck_assert_int_eq(af_signal_watch(&g, SIGHUP), 0);
+	af_flag_destroy(&f);
+
+	ck_assert_ptr_eq((void *)current_handler(SIGUSR1), (void *)own_handler);
+	ck_assert_ptr_eq((void *)current_handler(SIGUSR2), (void *)SIG_DFL);
+	own_handler_runs = 0;
+	ck_assert_int_eq(raise(SIGUSR1), 0);
+	ck_assert_int_eq(own_handler_runs, 1);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), -ENOENT);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR2), -ENOENT);
+	/* The signals are free for another flag; g's watch was not touched. */
+	ck_assert_int_eq(af_signal_watch(&g, SIGUSR1), 0);
+	ck_assert_int_eq(af_signal_unwatch(SIGHUP), 0);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
+
+	install(SIGUSR1, SIG_DFL);
+	af_flag_destroy(&g);
+	af_loop_free(loop);
+}
+END_TEST
+
+Suite *make_suite(void)
+{
+	Suite *s = suite_create("signal");
+	TCase *tc;
+
+	tc = tcase_create("delivery");
+	tcase_add_test(tc, a_signal_sent_to_the_process_wakes_the_task_waiting_on_the_flag);
+	tcase_add_test(tc, a_signal_sent_to_the_sleeping_loop_thread_wakes_the_task_waiting_on_the_flag);
+	tcase_add_test(tc, signals_raised_before_the_wait_coalesce_into_one_wake_up);
+	tcase_add_test(tc, a_watched_signal_is_installed_with_sa_restart);
+	tcase_add_test(tc, the_handler_preserves_errno_of_the_code_it_interrupts);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("storm");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, after_a_storm_of_signals_to_the_loop_thread_the_final_signal_is_observed);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("watch and unwatch");
+	tcase_add_test(tc, watching_a_watched_signal_with_another_flag_fails_with_ebusy);
+	tcase_add_test(tc, watching_an_invalid_or_reserved_signal_fails_with_einval);
+	tcase_add_test(tc, unwatching_a_signal_that_is_not_watched_fails_with_enoent);
+	tcase_add_test(tc, unwatch_restores_the_handler_that_was_there_before);
+	tcase_add_test(tc, destroying_a_flag_unwatches_its_signals);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(make_suite());
+}
