@@ -1,0 +1,784 @@
+/* SPDX-License-Identifier: MIT */
+/* Event: every rule of semantics.md "Event", each as its own test. The
+ * interleavings are asserted exactly with a trace; the expected strings
+ * follow from the FIFO run queue, not from the library's output. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "internal.h"
+
+static struct trace tr;
+
+static void tracef(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void tracef(const char *fmt, ...)
+{
+	char buf[64];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	trace_add(&tr, buf);
+}
+
+static const char *errname(int r)
+{
+	switch (r) {
+	case 0: return "0";
+	case -ECANCELED: return "ECANCELED";
+	case -ETIMEDOUT: return "ETIMEDOUT";
+	case -EINVAL: return "EINVAL";
+	case -EPERM: return "EPERM";
+	case -EBUSY: return "EBUSY";
+	case -EDEADLK: return "EDEADLK";
+	default: return "other";
+	}
+}
+
+static void reset(void)
+{
+	memset(&tr, 0, sizeof(tr));
+}
+
+/* A waiter: yields @delay times before waiting, so tests choose the order in
+ * which waiters start waiting independently of spawn order. */
+struct waiter {
+	const char *name;
+	struct af_event *ev;
+	int delay;
+	int *nwaiting;
+	bool report_state;   /* also trace whether the event was set on return */
+	int result;
+};
+
+static int waiter_fn(void *arg)
+{
+	struct waiter *w = arg;
+
+	for (int i = 0; i < w->delay; i++)
+		af_yield();
+	tracef("%s-wait", w->name);
+	if (w->nwaiting)
+		(*w->nwaiting)++;
+	w->result = af_event_wait(w->ev);
+	if (w->report_state)
+		tracef("%s=%s:%s", w->name, errname(w->result),
+		       af_event_is_set(w->ev) ? "set" : "clear");
+	else
+		tracef("%s=%s", w->name, errname(w->result));
+	return 0;
+}
+
+static int tracer_fn(void *arg)
+{
+	trace_add(&tr, arg);
+	return 0;
+}
+
+static void yield_until(const int *count, int want)
+{
+	while (*count < want)
+		ck_assert_int_eq(af_yield(), 0);
+}
+
+static void join_ok(struct af_task *t)
+{
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+}
+
+/* ---- set ------------------------------------------------------------------ */
+
+static int set_order_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *ta, *tb, *tc, *tr_;
+	int n = 0;
+	/* Spawned a, b, c but made to wait c, a, b: wake order must follow
+	 * wait order, not spawn order. */
+	struct waiter a = { "a", &ev, 1, &n, false, 1 };
+	struct waiter b = { "b", &ev, 2, &n, false, 1 };
+	struct waiter c = { "c", &ev, 0, &n, false, 1 };
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&ta, waiter_fn, &a), 0);
+	ck_assert_int_eq(af_task_spawn(&tb, waiter_fn, &b), 0);
+	ck_assert_int_eq(af_task_spawn(&tc, waiter_fn, &c), 0);
+	yield_until(&n, 3);
+	/* Already runnable before the set: the waiters must go behind it. */
+	ck_assert_int_eq(af_task_spawn(&tr_, tracer_fn, "r"), 0);
+	af_event_set(&ev);
+	trace_add(&tr, "set");
+	ck_assert(af_event_is_set(&ev));
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "main");
+	join_ok(ta);
+	join_ok(tb);
+	join_ok(tc);
+	join_ok(tr_);
+	return 0;
+}
+
+START_TEST(set_moves_every_waiter_to_the_back_of_the_run_queue_in_wait_order_without_yielding)
+{
+	reset();
+	ck_assert_int_eq(run_main(set_order_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "c-wait a-wait b-wait set r c=0 a=0 b=0 main");
+}
+END_TEST
+
+static int set_no_waiters_main(void *arg)
+{
+	struct af_event ev;
+	struct af_task *t;
+
+	(void)arg;
+	af_event_init(&ev);
+	ck_assert(!af_event_is_set(&ev));
+	ck_assert_int_eq(af_task_spawn(&t, tracer_fn, "r"), 0);
+	af_event_set(&ev);
+	trace_add(&tr, "set");
+	ck_assert(af_event_is_set(&ev));
+	/* Setting again is harmless and keeps it set. */
+	af_event_set(&ev);
+	ck_assert(af_event_is_set(&ev));
+	join_ok(t);
+	return 0;
+}
+
+START_TEST(set_with_no_waiters_only_sets_the_state)
+{
+	reset();
+	ck_assert_int_eq(run_main(set_no_waiters_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "set r");
+}
+END_TEST
+
+static int set_yield_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t1, *t2;
+	int n = 0;
+	struct waiter w1 = { "w1", &ev, 0, &n, false, 1 };
+	struct waiter w2 = { "w2", &ev, 0, &n, false, 1 };
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t1, waiter_fn, &w1), 0);
+	ck_assert_int_eq(af_task_spawn(&t2, waiter_fn, &w2), 0);
+	yield_until(&n, 2);
+	af_event_set(&ev);
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "setter");
+	join_ok(t1);
+	join_ok(t2);
+	return 0;
+}
+
+START_TEST(woken_waiters_run_before_the_setter_resumes_from_a_yield)
+{
+	reset();
+	ck_assert_int_eq(run_main(set_yield_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "w1-wait w2-wait w1=0 w2=0 setter");
+}
+END_TEST
+
+/* ---- wait ----------------------------------------------------------------- */
+
+static int wait_set_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t, tracer_fn, "r"), 0);
+	af_event_set(&ev);
+	ck_assert_int_eq(af_event_wait(&ev), 0);
+	trace_add(&tr, "waited");
+	ck_assert_int_eq(af_event_wait_timeout(&ev, 0), 0);
+	trace_add(&tr, "waited-timeout");
+	ck_assert(af_event_is_set(&ev));
+	join_ok(t);
+	return 0;
+}
+
+START_TEST(wait_on_a_set_event_returns_at_once_without_yielding)
+{
+	reset();
+	ck_assert_int_eq(run_main(wait_set_main, NULL), 0);
+	/* r was runnable the whole time: any yield would have run it first. */
+	ck_assert_str_eq(tr.buf, "waited waited-timeout r");
+}
+END_TEST
+
+static int set_clear_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t1, *t2;
+	int n = 0;
+	struct waiter w1 = { "w1", &ev, 0, &n, true, 1 };
+	struct waiter w2 = { "w2", &ev, 0, &n, true, 1 };
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t1, waiter_fn, &w1), 0);
+	ck_assert_int_eq(af_task_spawn(&t2, waiter_fn, &w2), 0);
+	yield_until(&n, 2);
+	af_event_set(&ev);
+	af_event_clear(&ev);
+	ck_assert(!af_event_is_set(&ev));
+	join_ok(t1);
+	join_ok(t2);
+	return 0;
+}
+
+START_TEST(set_then_clear_before_the_waiters_run_still_wakes_every_waiter)
+{
+	reset();
+	ck_assert_int_eq(run_main(set_clear_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "w1-wait w2-wait w1=0:clear w2=0:clear");
+}
+END_TEST
+
+static int clear_blocks_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t;
+	int n = 0;
+	struct waiter w = { "w", &ev, 0, &n, false, 1 };
+
+	(void)arg;
+	af_event_set(&ev);
+	af_event_clear(&ev);
+	ck_assert(!af_event_is_set(&ev));
+	ck_assert_int_eq(af_task_spawn(&t, waiter_fn, &w), 0);
+	yield_until(&n, 1);
+	/* A few rounds: a waiter that did not block would have traced by now. */
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "set");
+	af_event_set(&ev);
+	join_ok(t);
+	return 0;
+}
+
+START_TEST(clear_makes_later_waits_block_until_the_next_set)
+{
+	reset();
+	ck_assert_int_eq(run_main(clear_blocks_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "w-wait set w=0");
+}
+END_TEST
+
+/* ---- fairness ------------------------------------------------------------- */
+
+struct pingpong {
+	struct af_event ping, pong;
+	int rounds;
+};
+
+static int ping_fn(void *arg)
+{
+	struct pingpong *p = arg;
+
+	for (int i = 0; i < p->rounds; i++) {
+		trace_add(&tr, "a");
+		af_event_set(&p->pong);
+		ck_assert_int_eq(af_event_wait(&p->ping), 0);
+		af_event_clear(&p->ping);
+	}
+	return 0;
+}
+
+static int pong_fn(void *arg)
+{
+	struct pingpong *p = arg;
+
+	for (int i = 0; i < p->rounds; i++) {
+		ck_assert_int_eq(af_event_wait(&p->pong), 0);
+		af_event_clear(&p->pong);
+		trace_add(&tr, "b");
+		af_event_set(&p->ping);
+	}
+	return 0;
+}
+
+static int spinner_fn(void *arg)
+{
+	int n = *(int *)arg;
+
+	for (int i = 0; i < n; i++) {
+		trace_add(&tr, "c");
+		ck_assert_int_eq(af_yield(), 0);
+	}
+	return 0;
+}
+
+static int pingpong_main(void *arg)
+{
+	struct pingpong p = { AF_EVENT_INIT, AF_EVENT_INIT, 3 };
+	struct af_task *a, *b, *c;
+	int spins = 6;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&a, ping_fn, &p), 0);
+	ck_assert_int_eq(af_task_spawn(&b, pong_fn, &p), 0);
+	ck_assert_int_eq(af_task_spawn(&c, spinner_fn, &spins), 0);
+	join_ok(a);
+	join_ok(b);
+	join_ok(c);
+	return 0;
+}
+
+START_TEST(set_clear_wait_ping_pong_does_not_starve_a_yielding_task)
+{
+	reset();
+	ck_assert_int_eq(run_main(pingpong_main, NULL), 0);
+	/* c gets a turn between every hand-over of the ping-pong; a waiter
+	 * queued ahead of runnable tasks would give "a b a b a b c c c ...". */
+	ck_assert_str_eq(tr.buf, "a b c a c b c a c b c c");
+}
+END_TEST
+
+/* ---- cancellation --------------------------------------------------------- */
+
+struct rewaiter {
+	const char *name;
+	struct af_event *ev, *ev2;
+	int *nwaiting;
+};
+
+/* Waits on ev; whatever it returns, waits on ev2 with the same wait node,
+ * so a stale link left in ev's waiters would show up as a wrong wake. */
+static int rewaiter_fn(void *arg)
+{
+	struct rewaiter *w = arg;
+	int r;
+
+	(*w->nwaiting)++;
+	r = af_event_wait(w->ev);
+	tracef("%s=%s", w->name, errname(r));
+	r = af_event_wait(w->ev2);
+	tracef("%s2=%s", w->name, errname(r));
+	return 0;
+}
+
+static int cancel_waiting_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT, ev2 = AF_EVENT_INIT;
+	struct af_task *t1, *t2;
+	int n = 0, n2 = 0;
+	struct rewaiter w1 = { "w1", &ev, &ev2, &n };
+	struct waiter w2 = { "w2", &ev, 0, &n2, false, 1 };
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t1, rewaiter_fn, &w1), 0);
+	ck_assert_int_eq(af_task_spawn(&t2, waiter_fn, &w2), 0);
+	yield_until(&n, 1);
+	yield_until(&n2, 1);
+	ck_assert_int_eq(af_task_cancel(t1), 0);
+	ck_assert_int_eq(af_yield(), 0); /* w1 sees the cancel, parks on ev2 */
+	trace_add(&tr, "set");
+	af_event_set(&ev);
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "set2");
+	af_event_set(&ev2);
+	join_ok(t1);
+	join_ok(t2);
+	return 0;
+}
+
+START_TEST(cancelling_a_waiter_removes_it_from_the_waiters)
+{
+	reset();
+	ck_assert_int_eq(run_main(cancel_waiting_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "w2-wait w1=ECANCELED set w2=0 set2 w12=0");
+}
+END_TEST
+
+static int cancel_woken_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t1, *t2;
+	int n = 0;
+	struct waiter w1 = { "w1", &ev, 0, &n, false, 1 };
+	struct waiter w2 = { "w2", &ev, 0, &n, false, 1 };
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t1, waiter_fn, &w1), 0);
+	ck_assert_int_eq(af_task_spawn(&t2, waiter_fn, &w2), 0);
+	yield_until(&n, 2);
+	af_event_set(&ev);
+	/* w1 is runnable now but has not resumed: the cancel wins. */
+	ck_assert_int_eq(af_task_cancel(t1), 0);
+	join_ok(t1);
+	join_ok(t2);
+	ck_assert(af_event_is_set(&ev));
+	ck_assert_int_eq(w1.result, -ECANCELED);
+	ck_assert_int_eq(w2.result, 0);
+	return 0;
+}
+
+START_TEST(cancel_after_set_but_before_the_waiter_resumed_makes_wait_return_ecanceled)
+{
+	reset();
+	ck_assert_int_eq(run_main(cancel_woken_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "w1-wait w2-wait w1=ECANCELED w2=0");
+}
+END_TEST
+
+/* ---- timeouts ------------------------------------------------------------- */
+
+struct timed_rewaiter {
+	struct af_event *ev, *ev2;
+	int64_t timeout_ns;
+	uint64_t elapsed_ns;
+};
+
+static int timed_rewaiter_fn(void *arg)
+{
+	struct timed_rewaiter *w = arg;
+	uint64_t t0 = af__now_ns();
+	int r;
+
+	r = af_event_wait_timeout(w->ev, w->timeout_ns);
+	w->elapsed_ns = af__now_ns() - t0;
+	tracef("t=%s", errname(r));
+	/* Same wait node on another event: a stale link in ev would be seen. */
+	r = af_event_wait(w->ev2);
+	tracef("t2=%s", errname(r));
+	return 0;
+}
+
+static int timeout_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT, ev2 = AF_EVENT_INIT;
+	struct af_task *tt, *tw;
+	int n = 0;
+	struct timed_rewaiter t = { &ev, &ev2, 20 * 1000 * 1000, 0 };
+	struct waiter w = { "w", &ev, 0, &n, false, 1 };
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&tt, timed_rewaiter_fn, &t), 0);
+	ck_assert_int_eq(af_task_spawn(&tw, waiter_fn, &w), 0);
+	/* Outlive the timeout; w keeps waiting without one. */
+	ck_assert_int_eq(af_sleep_ms(100), 0);
+	trace_add(&tr, "slept");
+	ck_assert(!af_event_is_set(&ev));
+	af_event_set(&ev);
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "set2");
+	af_event_set(&ev2);
+	join_ok(tt);
+	join_ok(tw);
+	ck_assert_uint_ge(t.elapsed_ns, 20u * 1000 * 1000);
+	ck_assert_uint_lt(t.elapsed_ns, 5000ull * 1000 * 1000);
+	return 0;
+}
+
+START_TEST(wait_timeout_expiry_returns_etimedout_removes_the_waiter_and_leaves_the_event_unchanged)
+{
+	reset();
+	ck_assert_int_eq(run_main(timeout_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "w-wait t=ETIMEDOUT slept w=0 set2 t2=0");
+}
+END_TEST
+
+static int timeout_set_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+
+	(void)arg;
+	af_event_set(&ev);
+	ck_assert_int_eq(af_event_wait_timeout(&ev, 20 * 1000 * 1000), 0);
+	af_event_clear(&ev);
+	ck_assert_int_eq(af_event_wait_timeout(&ev, 0), -ETIMEDOUT);
+	/* A timeout leaves a cleared event cleared. */
+	ck_assert(!af_event_is_set(&ev));
+	return 0;
+}
+
+START_TEST(wait_timeout_of_zero_expires_and_leaves_a_cleared_event_cleared)
+{
+	ck_assert_int_eq(run_main(timeout_set_main, NULL), 0);
+}
+END_TEST
+
+/* ---- errors --------------------------------------------------------------- */
+
+static int null_main(void *arg)
+{
+	(void)arg;
+	ck_assert_int_eq(af_event_wait(NULL), -EINVAL);
+	ck_assert_int_eq(af_event_wait_timeout(NULL, 0), -EINVAL);
+	ck_assert_int_eq(af_event_wait_timeout(NULL, -1), -EINVAL);
+	/* void calls: must simply not crash. */
+	af_event_set(NULL);
+	af_event_clear(NULL);
+	af_event_init(NULL);
+	ck_assert(!af_event_is_set(NULL));
+	return 0;
+}
+
+START_TEST(null_event_is_refused_with_einval)
+{
+	ck_assert_int_eq(run_main(null_main, NULL), 0);
+}
+END_TEST
+
+START_TEST(wait_outside_a_task_is_refused_with_eperm)
+{
+	struct af_event ev = AF_EVENT_INIT;
+
+	ck_assert_int_eq(af_event_wait(&ev), -EPERM);
+	ck_assert_int_eq(af_event_wait_timeout(&ev, 0), -EPERM);
+	ck_assert_int_eq(af_event_wait_timeout(&ev, -1), -EPERM);
+	/* Even a set event: the caller is not a task, so nothing may be
+	 * waited for. */
+	af_event_set(&ev);
+	ck_assert_int_eq(af_event_wait(&ev), -EPERM);
+}
+END_TEST
+
+/* ---- initialisation ------------------------------------------------------- */
+
+static struct af_event static_ev;
+
+static int static_waiter_fn(void *arg)
+{
+	int *n = arg;
+
+	(*n)++;
+	return af_event_wait(&static_ev) == 0 ? 7 : -1;
+}
+
+static int static_main(void *arg)
+{
+	struct af_task *t;
+	int n = 0, res = 0;
+
+	(void)arg;
+	ck_assert(!af_event_is_set(&static_ev));
+	ck_assert_int_eq(af_task_spawn(&t, static_waiter_fn, &n), 0);
+	yield_until(&n, 1);
+	ck_assert(!af_task_done(t));
+	af_event_set(&static_ev);
+	ck_assert_int_eq(af_task_join(t, &res), 0);
+	ck_assert_int_eq(res, 7);
+	ck_assert(af_event_is_set(&static_ev));
+	return 0;
+}
+
+START_TEST(zero_initialised_static_event_is_a_cleared_event_that_works)
+{
+	ck_assert_int_eq(run_main(static_main, NULL), 0);
+}
+END_TEST
+
+static int macro_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t;
+	int n = 0;
+	struct waiter w = { "w", &ev, 0, &n, false, 1 };
+
+	(void)arg;
+	ck_assert(!af_event_is_set(&ev));
+	ck_assert_int_eq(af_task_spawn(&t, waiter_fn, &w), 0);
+	yield_until(&n, 1);
+	ck_assert(!af_task_done(t));
+	af_event_set(&ev);
+	join_ok(t);
+	ck_assert_int_eq(w.result, 0);
+	return 0;
+}
+
+START_TEST(af_event_init_macro_gives_a_cleared_event_that_works)
+{
+	reset();
+	ck_assert_int_eq(run_main(macro_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "w-wait w=0");
+}
+END_TEST
+
+static int init_main(void *arg)
+{
+	struct af_event ev;
+
+	(void)arg;
+	memset(&ev, 0xa5, sizeof(ev));
+	af_event_init(&ev);
+	ck_assert(!af_event_is_set(&ev));
+	ck_assert_int_eq(af_event_wait_timeout(&ev, 0), -ETIMEDOUT);
+	af_event_set(&ev);
+	ck_assert_int_eq(af_event_wait(&ev), 0);
+	return 0;
+}
+
+START_TEST(af_event_init_turns_garbage_into_a_cleared_event)
+{
+	ck_assert_int_eq(run_main(init_main, NULL), 0);
+}
+END_TEST
+
+/* ---- threads -------------------------------------------------------------- */
+
+static void *foreign_set(void *arg)
+{
+	af_event_set(arg);
+	return NULL;
+}
+
+static void *foreign_clear(void *arg)
+{
+	af_event_clear(arg);
+	return NULL;
+}
+
+static void run_thread(void *(*fn)(void *), void *arg)
+{
+	pthread_t th;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, fn, arg), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+}
+
+/* Runs @fn on a plain thread with stderr captured; returns what it wrote. */
+static char *capture_stderr_of_thread(void *(*fn)(void *), void *arg)
+{
+	static char out[2048];
+	FILE *f = tmpfile();
+	int saved;
+	ssize_t n;
+
+	ck_assert_ptr_nonnull(f);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_ge(dup2(fileno(f), STDERR_FILENO), 0);
+	run_thread(fn, arg);
+	fflush(stderr);
+	ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+	close(saved);
+	n = pread(fileno(f), out, sizeof(out) - 1, 0);
+	ck_assert_int_ge(n, 0);
+	out[n] = '\0';
+	fclose(f);
+	return out;
+}
+
+static int foreign_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t1, *t2;
+	int n = 0;
+	struct waiter w1 = { "w1", &ev, 0, &n, false, 1 };
+	struct waiter w2 = { "w2", &ev, 0, &n, false, 1 };
+	char *msg;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t1, waiter_fn, &w1), 0);
+	ck_assert_int_eq(af_task_spawn(&t2, waiter_fn, &w2), 0);
+	yield_until(&n, 2);
+	/* The loop thread blocks in pthread_join meanwhile, which is fine:
+	 * the foreign set must be refused without the loop's help. */
+	msg = capture_stderr_of_thread(foreign_set, &ev);
+#if AF_DEBUG
+	ck_assert_msg(strstr(msg, "af_event_set") && strstr(msg, "af_flag_set"),
+		      "debug message should name af_event_set and point to af_flag_set, got: \"%s\"",
+		      msg);
+#else
+	(void)msg;
+#endif
+	ck_assert(!af_event_is_set(&ev));
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(af_yield(), 0);
+	ck_assert(!af_task_done(t1));
+	ck_assert(!af_task_done(t2));
+	trace_add(&tr, "set");
+	af_event_set(&ev);
+	join_ok(t1);
+	join_ok(t2);
+	return 0;
+}
+
+START_TEST(set_from_a_plain_thread_is_refused_and_the_waiters_stay_waiting)
+{
+	reset();
+	ck_assert_int_eq(run_main(foreign_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "w1-wait w2-wait set w1=0 w2=0");
+}
+END_TEST
+
+static int foreign_clear_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+
+	(void)arg;
+	af_event_set(&ev);
+	run_thread(foreign_clear, &ev);
+	/* The event belongs to this loop (it was used here): a foreign
+	 * thread may not change it. */
+	ck_assert(af_event_is_set(&ev));
+	return 0;
+}
+
+START_TEST(clear_from_a_plain_thread_is_refused)
+{
+	ck_assert_int_eq(run_main(foreign_clear_main, NULL), 0);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+	Suite *s = suite_create("event");
+	TCase *tc;
+
+	tc = tcase_create("set");
+	tcase_add_test(tc, set_moves_every_waiter_to_the_back_of_the_run_queue_in_wait_order_without_yielding);
+	tcase_add_test(tc, set_with_no_waiters_only_sets_the_state);
+	tcase_add_test(tc, woken_waiters_run_before_the_setter_resumes_from_a_yield);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("wait");
+	tcase_add_test(tc, wait_on_a_set_event_returns_at_once_without_yielding);
+	tcase_add_test(tc, set_then_clear_before_the_waiters_run_still_wakes_every_waiter);
+	tcase_add_test(tc, clear_makes_later_waits_block_until_the_next_set);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fairness");
+	tcase_add_test(tc, set_clear_wait_ping_pong_does_not_starve_a_yielding_task);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cancel");
+	tcase_add_test(tc, cancelling_a_waiter_removes_it_from_the_waiters);
+	tcase_add_test(tc, cancel_after_set_but_before_the_waiter_resumed_makes_wait_return_ecanceled);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("timeout");
+	tcase_add_test(tc, wait_timeout_expiry_returns_etimedout_removes_the_waiter_and_leaves_the_event_unchanged);
+	tcase_add_test(tc, wait_timeout_of_zero_expires_and_leaves_a_cleared_event_cleared);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("errors");
+	tcase_add_test(tc, null_event_is_refused_with_einval);
+	tcase_add_test(tc, wait_outside_a_task_is_refused_with_eperm);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("init");
+	tcase_add_test(tc, zero_initialised_static_event_is_a_cleared_event_that_works);
+	tcase_add_test(tc, af_event_init_macro_gives_a_cleared_event_that_works);
+	tcase_add_test(tc, af_event_init_turns_garbage_into_a_cleared_event);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("threads");
+	tcase_add_test(tc, set_from_a_plain_thread_is_refused_and_the_waiters_stay_waiting);
+	tcase_add_test(tc, clear_from_a_plain_thread_is_refused);
+	suite_add_tcase(s, tc);
+
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(make_suite());
+}
