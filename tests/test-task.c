@@ -1,0 +1,968 @@
+/* SPDX-License-Identifier: MIT */
+/* Tasks: spawning, yielding, joining, cancellation, timeouts on join, the
+ * end of af_loop_run and the error codes of task.h. Orders are asserted
+ * exactly with a trace (semantics.md "Run queue" and "Tasks"). */
+#include <stdarg.h>
+
+#include "testutil.h"
+#include "internal.h"
+
+static struct trace tr;
+
+static void tracef(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void tracef(const char *fmt, ...)
+{
+	char buf[64];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	trace_add(&tr, buf);
+}
+
+static const char *errname(int r)
+{
+	switch (r) {
+	case 0: return "0";
+	case -ECANCELED: return "ECANCELED";
+	case -ETIMEDOUT: return "ETIMEDOUT";
+	case -EINVAL: return "EINVAL";
+	case -EPERM: return "EPERM";
+	case -EBUSY: return "EBUSY";
+	case -EDEADLK: return "EDEADLK";
+	case -EALREADY: return "EALREADY";
+	default: return "other";
+	}
+}
+
+static void reset(void)
+{
+	memset(&tr, 0, sizeof(tr));
+}
+
+static const uint64_t ms = 1000 * 1000;
+
+static int tracer_fn(void *arg)
+{
+	trace_add(&tr, arg);
+	return 0;
+}
+
+static int return_arg_fn(void *arg)
+{
+	return (int)(intptr_t)arg;
+}
+
+static int wait_event_fn(void *arg)
+{
+	int r = af_event_wait(arg);
+
+	tracef("waiter=%s", errname(r));
+	return r == 0 ? 9 : r;
+}
+
+/* ---- running -------------------------------------------------------------- */
+
+static int not_yet_main(void *arg)
+{
+	struct af_task *t;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t, tracer_fn, "t"), 0);
+	trace_add(&tr, "spawned");
+	ck_assert(!af_task_done(t));
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "yielded");
+	ck_assert(af_task_done(t));
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+
+	ck_assert_int_eq(af_task_spawn(&t, tracer_fn, "u"), 0);
+	trace_add(&tr, "spawned");
+	ck_assert_int_eq(af_sleep_ms(1), 0);
+	trace_add(&tr, "slept");
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	return 0;
+}
+
+START_TEST(a_spawned_task_does_not_run_until_its_creator_yields_or_blocks)
+{
+	reset();
+	ck_assert_int_eq(run_main(not_yet_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "spawned t yielded spawned u slept");
+}
+END_TEST
+
+static int two_step_fn(void *arg)
+{
+	const char *name = arg;
+
+	tracef("%s1", name);
+	ck_assert_int_eq(af_yield(), 0);
+	tracef("%s2", name);
+	return 0;
+}
+
+static int yield_main(void *arg)
+{
+	struct af_task *a, *b, *c;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&a, two_step_fn, "a"), 0);
+	ck_assert_int_eq(af_task_spawn(&b, two_step_fn, "b"), 0);
+	ck_assert_int_eq(af_task_spawn(&c, two_step_fn, "c"), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "m");
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "m");
+	ck_assert_int_eq(af_task_join(a, NULL), 0);
+	ck_assert_int_eq(af_task_join(b, NULL), 0);
+	ck_assert_int_eq(af_task_join(c, NULL), 0);
+	return 0;
+}
+
+START_TEST(yield_lets_every_runnable_task_run_once_then_continues)
+{
+	reset();
+	ck_assert_int_eq(run_main(yield_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "a1 b1 c1 m a2 b2 c2 m");
+}
+END_TEST
+
+/* ---- join ----------------------------------------------------------------- */
+
+static int join_main(void *arg)
+{
+	struct af_loop *loop = af_loop_current();
+	struct af_task *t;
+	size_t before;
+	int res = 0;
+
+	(void)arg;
+	before = loop->ntasks;
+	ck_assert_int_eq(af_task_spawn(&t, return_arg_fn, (void *)(intptr_t)42), 0);
+	ck_assert_uint_eq(loop->ntasks, before + 1);
+	ck_assert_int_eq(af_task_join(t, &res), 0);
+	ck_assert_int_eq(res, 42);
+	/* White-box: the join freed the task. */
+	ck_assert_uint_eq(loop->ntasks, before);
+	return 0;
+}
+
+START_TEST(join_waits_for_the_result_and_frees_the_task)
+{
+	ck_assert_int_eq(run_main(join_main, NULL), 0);
+}
+END_TEST
+
+static int join_finished_main(void *arg)
+{
+	struct af_loop *loop = af_loop_current();
+	struct af_task *t;
+	size_t before = loop->ntasks;
+	int res = 0;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t, return_arg_fn, (void *)(intptr_t)-5), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert(af_task_done(t));
+	ck_assert_int_eq(af_task_join(t, &res), 0);
+	ck_assert_int_eq(res, -5);
+	ck_assert_uint_eq(loop->ntasks, before);
+	return 0;
+}
+
+START_TEST(join_of_a_finished_task_returns_its_result)
+{
+	ck_assert_int_eq(run_main(join_finished_main, NULL), 0);
+}
+END_TEST
+
+struct joiner {
+	struct af_task *target;
+	int r, res;
+};
+
+static int joiner_fn(void *arg)
+{
+	struct joiner *j = arg;
+
+	j->r = af_task_join(j->target, &j->res);
+	tracef("joiner=%s", errname(j->r));
+	return 0;
+}
+
+static int two_joiners_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t, *j1;
+	struct joiner j = { NULL, 1, 0 };
+	int res = 0;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t, wait_event_fn, &ev), 0);
+	j.target = t;
+	ck_assert_int_eq(af_task_spawn(&j1, joiner_fn, &j), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_task_join(t, &res), -EBUSY);
+	ck_assert_int_eq(af_task_join_timeout(t, 0, &res), -EBUSY);
+	ck_assert_int_eq(res, 0);
+	/* The first joiner is undisturbed and still gets the result. */
+	af_event_set(&ev);
+	ck_assert_int_eq(af_task_join(j1, NULL), 0);
+	ck_assert_int_eq(j.r, 0);
+	ck_assert_int_eq(j.res, 9);
+	return 0;
+}
+
+START_TEST(a_second_joiner_is_refused_with_ebusy)
+{
+	reset();
+	ck_assert_int_eq(run_main(two_joiners_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "waiter=0 joiner=0");
+}
+END_TEST
+
+static int join_self_main(void *arg)
+{
+	int res = 12345;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_join(af_task_current(), &res), -EDEADLK);
+	ck_assert_int_eq(af_task_join_timeout(af_task_current(), 0, &res), -EDEADLK);
+	ck_assert_int_eq(res, 12345);
+	return 0;
+}
+
+START_TEST(joining_itself_is_refused_with_edeadlk)
+{
+	ck_assert_int_eq(run_main(join_self_main, NULL), 0);
+}
+END_TEST
+
+static int join_detached_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t, wait_event_fn, &ev), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_task_detach(t), 0);
+	/* Still alive (it waits on ev), so the handle still points at it. */
+	ck_assert_int_eq(af_task_join(t, NULL), -EINVAL);
+	af_event_set(&ev);
+	ck_assert_int_eq(af_yield(), 0);
+	return 0;
+}
+
+START_TEST(joining_a_detached_task_is_refused_with_einval)
+{
+	reset();
+	ck_assert_int_eq(run_main(join_detached_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "waiter=0");
+}
+END_TEST
+
+static int join_cancelled_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t, *jt;
+	struct joiner j = { NULL, 1, 0 };
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t, wait_event_fn, &ev), 0);
+	j.target = t;
+	ck_assert_int_eq(af_task_spawn(&jt, joiner_fn, &j), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_task_cancel(jt), 0);
+	ck_assert_int_eq(af_task_join(jt, NULL), 0);
+	ck_assert_int_eq(j.r, -ECANCELED);
+	/* The handle is still valid: the target can be joined again. */
+	ck_assert(!af_task_done(t));
+	af_event_set(&ev);
+	ck_assert_int_eq(af_task_join(t, &j.res), 0);
+	ck_assert_int_eq(j.res, 9);
+	return 0;
+}
+
+START_TEST(a_cancelled_join_returns_ecanceled_and_the_handle_stays_joinable)
+{
+	reset();
+	ck_assert_int_eq(run_main(join_cancelled_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "joiner=ECANCELED waiter=0");
+}
+END_TEST
+
+static struct af_task *main_task;
+
+static int cancel_main_fn(void *arg)
+{
+	(void)arg;
+	trace_add(&tr, "cancel-main");
+	ck_assert_int_eq(af_task_cancel(main_task), 0);
+	return 0;
+}
+
+static int join_woken_cancelled_main(void *arg)
+{
+	struct af_task *t, *x;
+	int res = 0, r;
+
+	(void)arg;
+	main_task = af_task_current();
+	ck_assert_int_eq(af_task_spawn(&t, return_arg_fn, (void *)(intptr_t)9), 0);
+	ck_assert_int_eq(af_task_spawn(&x, cancel_main_fn, NULL), 0);
+	/* t ends first and makes main runnable; x then cancels main before it
+	 * resumed: the cancel wins, and the handle must stay joinable. */
+	r = af_task_join(t, &res);
+	tracef("join=%s", errname(r));
+	ck_assert(af_task_done(t));
+	r = af_task_join(t, &res);
+	tracef("again=%s:%d", errname(r), res);
+	ck_assert_int_eq(af_task_join(x, NULL), 0);
+	return 0;
+}
+
+START_TEST(a_join_cancelled_after_the_target_ended_but_before_resuming_stays_joinable)
+{
+	reset();
+	ck_assert_int_eq(run_main(join_woken_cancelled_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "cancel-main join=ECANCELED again=0:9");
+}
+END_TEST
+
+/* ---- cancellation --------------------------------------------------------- */
+
+static bool ran;
+
+static int mark_ran_fn(void *arg)
+{
+	(void)arg;
+	ran = true;
+	return 1;
+}
+
+static int cancel_new_main(void *arg)
+{
+	struct af_task *t;
+	int res = 0;
+
+	(void)arg;
+	ran = false;
+	ck_assert_int_eq(af_task_spawn(&t, mark_ran_fn, NULL), 0);
+	ck_assert_int_eq(af_task_cancel(t), 0);
+	ck_assert(af_task_done(t));
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_task_join(t, &res), 0);
+	ck_assert_int_eq(res, -ECANCELED);
+	ck_assert(!ran);
+	return 0;
+}
+
+START_TEST(a_task_cancelled_before_it_first_ran_runs_no_code_and_ends_with_ecanceled)
+{
+	ck_assert_int_eq(run_main(cancel_new_main, NULL), 0);
+}
+END_TEST
+
+static struct af_task *victim;
+
+static int cancel_victim_fn(void *arg)
+{
+	(void)arg;
+	trace_add(&tr, "canceller");
+	ck_assert_int_eq(af_task_cancel(victim), 0);
+	return 0;
+}
+
+static int cancel_sibling_main(void *arg)
+{
+	struct af_task *c;
+	int res = 0;
+
+	(void)arg;
+	ran = false;
+	/* The canceller runs in the same round as the victim, just ahead of
+	 * it in the run queue. */
+	ck_assert_int_eq(af_task_spawn(&c, cancel_victim_fn, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&victim, mark_ran_fn, NULL), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "main");
+	ck_assert_int_eq(af_task_join(victim, &res), 0);
+	ck_assert_int_eq(res, -ECANCELED);
+	ck_assert(!ran);
+	ck_assert_int_eq(af_task_join(c, NULL), 0);
+	return 0;
+}
+
+START_TEST(a_task_cancelled_by_a_sibling_queued_just_ahead_of_it_runs_no_code)
+{
+	reset();
+	ck_assert_int_eq(run_main(cancel_sibling_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "canceller main");
+}
+END_TEST
+
+static int cancel_once_fn(void *arg)
+{
+	struct af_event *ev = arg;
+	int r;
+
+	r = af_event_wait(ev);
+	tracef("first=%s", errname(r));
+	r = af_event_wait(ev);
+	tracef("second=%s", errname(r));
+	r = af_sleep_ms(1);
+	tracef("sleep=%s", errname(r));
+	return 0;
+}
+
+static int cancel_once_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t, cancel_once_fn, &ev), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_task_cancel(t), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "set");
+	af_event_set(&ev);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	return 0;
+}
+
+START_TEST(cancel_makes_the_current_blocking_call_return_ecanceled_once)
+{
+	reset();
+	ck_assert_int_eq(run_main(cancel_once_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "first=ECANCELED set second=0 sleep=0");
+}
+END_TEST
+
+static int cancel_sleeper_fn(void *arg)
+{
+	int r;
+
+	(void)arg;
+	r = af_sleep_ms(60 * 1000);
+	tracef("sleep=%s", errname(r));
+	r = af_sleep_ms(1);
+	tracef("again=%s", errname(r));
+	return 3;
+}
+
+static int cancel_sleeper_main(void *arg)
+{
+	struct af_task *t;
+	int res = 0;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t, cancel_sleeper_fn, NULL), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_task_cancel(t), 0);
+	/* A second cancel before it resumed is still one -ECANCELED. */
+	ck_assert_int_eq(af_task_cancel(t), 0);
+	ck_assert_int_eq(af_task_join(t, &res), 0);
+	ck_assert_int_eq(res, 3);
+	return 0;
+}
+
+START_TEST(cancel_interrupts_a_sleep_and_the_next_sleep_works)
+{
+	reset();
+	ck_assert_int_eq(run_main(cancel_sleeper_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "sleep=ECANCELED again=0");
+}
+END_TEST
+
+static int self_cancel_main(void *arg)
+{
+	int r;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_cancel(af_task_current()), 0);
+	trace_add(&tr, "cancelled");
+	r = af_sleep_ms(1);
+	tracef("sleep=%s", errname(r));
+	r = af_yield();
+	tracef("yield=%s", errname(r));
+
+	ck_assert_int_eq(af_task_cancel(af_task_current()), 0);
+	r = af_yield();
+	tracef("yield=%s", errname(r));
+	r = af_sleep_ms(1);
+	tracef("sleep=%s", errname(r));
+	return 0;
+}
+
+START_TEST(self_cancel_makes_the_next_blocking_call_return_ecanceled)
+{
+	reset();
+	ck_assert_int_eq(run_main(self_cancel_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "cancelled sleep=ECANCELED yield=0 yield=ECANCELED sleep=0");
+}
+END_TEST
+
+static int cancel_finished_main(void *arg)
+{
+	struct af_task *t;
+	int res = 0;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t, return_arg_fn, (void *)(intptr_t)4), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert(af_task_done(t));
+	ck_assert_int_eq(af_task_cancel(t), -EALREADY);
+	/* The refused cancel changed nothing. */
+	ck_assert_int_eq(af_task_join(t, &res), 0);
+	ck_assert_int_eq(res, 4);
+
+	ck_assert_int_eq(af_task_spawn(&t, return_arg_fn, (void *)(intptr_t)4), 0);
+	ck_assert_int_eq(af_task_cancel(t), 0);
+	ck_assert_int_eq(af_task_cancel(t), -EALREADY);
+	ck_assert_int_eq(af_task_join(t, &res), 0);
+	ck_assert_int_eq(res, -ECANCELED);
+	return 0;
+}
+
+START_TEST(cancel_of_a_finished_task_is_refused_with_ealready)
+{
+	ck_assert_int_eq(run_main(cancel_finished_main, NULL), 0);
+}
+END_TEST
+
+/* ---- join with a timeout -------------------------------------------------- */
+
+static int slow_fn(void *arg)
+{
+	int r;
+
+	(void)arg;
+	trace_add(&tr, "start");
+	r = af_sleep_ms(60 * 1000);
+	tracef("slow=%s", errname(r));
+	/* Cleanup that itself blocks: join must wait for it. */
+	r = af_sleep_ms(5);
+	tracef("cleanup=%s", errname(r));
+	return 7;
+}
+
+static int join_timeout_main(void *arg)
+{
+	struct af_loop *loop = af_loop_current();
+	struct af_task *t;
+	size_t before = loop->ntasks;
+	int res = 0, r;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t, slow_fn, NULL), 0);
+	r = af_task_join_timeout(t, 20 * ms, &res);
+	tracef("join=%s:%d", errname(r), res);
+	/* Freed, as with a successful join. */
+	ck_assert_uint_eq(loop->ntasks, before);
+	return 0;
+}
+
+START_TEST(join_timeout_cancels_the_task_waits_for_its_cleanup_and_returns_etimedout)
+{
+	reset();
+	ck_assert_int_eq(run_main(join_timeout_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "start slow=ECANCELED cleanup=0 join=ETIMEDOUT:7");
+}
+END_TEST
+
+static int join_timeout_in_time_main(void *arg)
+{
+	struct af_task *t;
+	int res = 0;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t, return_arg_fn, (void *)(intptr_t)8), 0);
+	ck_assert_int_eq(af_task_join_timeout(t, 5000 * ms, &res), 0);
+	ck_assert_int_eq(res, 8);
+	return 0;
+}
+
+START_TEST(join_timeout_returns_the_result_when_the_task_ends_in_time)
+{
+	ck_assert_int_eq(run_main(join_timeout_in_time_main, NULL), 0);
+}
+END_TEST
+
+/* ---- identity and options ------------------------------------------------- */
+
+static int current_fn(void *arg)
+{
+	struct af_task **self = arg;
+
+	*self = af_task_current();
+	return 0;
+}
+
+static int identity_main(void *arg)
+{
+	struct af_task *t1, *t2, *seen1 = NULL, *seen2 = NULL;
+	const char *n1, *n2;
+
+	(void)arg;
+	ck_assert_ptr_nonnull(af_task_current());
+	ck_assert_str_eq(af_task_name(af_task_current()), "main");
+	ck_assert_int_eq(af_task_spawn(&t1, current_fn, &seen1), 0);
+	ck_assert_int_eq(af_task_spawn(&t2, current_fn, &seen2), 0);
+	n1 = af_task_name(t1);
+	n2 = af_task_name(t2);
+	ck_assert_msg(strncmp(n1, "task-", 5) == 0, "default name \"%s\"", n1);
+	ck_assert_msg(strncmp(n2, "task-", 5) == 0, "default name \"%s\"", n2);
+	ck_assert_str_ne(n1, n2);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_ptr_eq(seen1, t1);
+	ck_assert_ptr_eq(seen2, t2);
+	ck_assert_int_eq(af_task_join(t1, NULL), 0);
+	ck_assert_int_eq(af_task_join(t2, NULL), 0);
+	ck_assert_str_eq(af_task_name(NULL), "");
+	return 0;
+}
+
+START_TEST(af_task_current_and_af_task_name_identify_tasks)
+{
+	ck_assert_ptr_null(af_task_current());
+	ck_assert_int_eq(run_main(identity_main, NULL), 0);
+	ck_assert_ptr_null(af_task_current());
+}
+END_TEST
+
+static int stack_size_fn(void *arg)
+{
+	size_t *size = arg;
+
+	*size = af_task_current()->stack.size;
+	return 0;
+}
+
+static int opts_main(void *arg)
+{
+	struct af_task_opts o;
+	struct af_task *t;
+	size_t size = 0;
+	static const char long_name[] = "a-name-that-is-longer-than-31-bytes-for-sure";
+
+	(void)arg;
+	memset(&o, 0, sizeof(o));
+	o.name = "worker";
+	o.stack_size = 1024 * 1024;
+	ck_assert_int_eq(af_task_spawn_opts(&t, stack_size_fn, &size, &o), 0);
+	ck_assert_str_eq(af_task_name(t), "worker");
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_uint_eq(size, af__stack_round(1024 * 1024));
+
+	memset(&o, 0, sizeof(o));
+	o.name = long_name;
+	o.stack_size = AF_STACK_MIN;
+	ck_assert_int_eq(af_task_spawn_opts(&t, stack_size_fn, &size, &o), 0);
+	ck_assert_uint_eq(strlen(af_task_name(t)), 31);
+	ck_assert_int_eq(strncmp(af_task_name(t), long_name, 31), 0);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_uint_ge(size, AF_STACK_MIN);
+
+	/* NULL opts and all-zero opts are the defaults. */
+	ck_assert_int_eq(af_task_spawn_opts(&t, stack_size_fn, &size, NULL), 0);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_uint_eq(size, AF_STACK_DEFAULT);
+	memset(&o, 0, sizeof(o));
+	ck_assert_int_eq(af_task_spawn_opts(&t, stack_size_fn, &size, &o), 0);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_uint_eq(size, AF_STACK_DEFAULT);
+
+	o.stack_size = AF_STACK_MIN - 1;
+	t = NULL;
+	ck_assert_int_eq(af_task_spawn_opts(&t, stack_size_fn, &size, &o), -EINVAL);
+	ck_assert_ptr_null(t);
+	o.stack_size = 4096;
+	ck_assert_int_eq(af_task_spawn_opts(&t, stack_size_fn, &size, &o), -EINVAL);
+	ck_assert_int_eq(af_task_spawn_opts(&t, NULL, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(af_task_spawn(&t, NULL, NULL), -EINVAL);
+	return 0;
+}
+
+START_TEST(spawn_opts_sets_name_and_stack_size_and_refuses_stacks_below_16_kib)
+{
+	ck_assert_int_eq(run_main(opts_main, NULL), 0);
+}
+END_TEST
+
+/* ---- sleeping ------------------------------------------------------------- */
+
+static int sleep_main(void *arg)
+{
+	uint64_t t0, dt;
+
+	(void)arg;
+	t0 = af__now_ns();
+	ck_assert_int_eq(af_sleep_ms(50), 0);
+	dt = af__now_ns() - t0;
+	ck_assert_uint_ge(dt, 50 * ms);
+	ck_assert_uint_lt(dt, 5000 * ms);
+
+	t0 = af__now_ns();
+	ck_assert_int_eq(af_sleep_ns(20 * ms), 0);
+	dt = af__now_ns() - t0;
+	ck_assert_uint_ge(dt, 20 * ms);
+	ck_assert_uint_lt(dt, 5000 * ms);
+	return 0;
+}
+
+START_TEST(sleep_lasts_at_least_the_time_asked)
+{
+	ck_assert_int_eq(run_main(sleep_main, NULL), 0);
+}
+END_TEST
+
+/* ---- many tasks ----------------------------------------------------------- */
+
+enum { WAVE = 100, WAVES = 100 };
+
+static int many_fn(void *arg)
+{
+	int *started = arg;
+
+	(*started)++;
+	/* Park so that the whole wave holds its stacks at once. */
+	ck_assert_int_eq(af_yield(), 0);
+	return 1;
+}
+
+static int many_main(void *arg)
+{
+	struct af_loop *loop = af_loop_current();
+	struct af_task *t[WAVE];
+	long total = 0;
+
+	(void)arg;
+	for (int w = 0; w < WAVES; w++) {
+		int started = 0;
+
+		for (int i = 0; i < WAVE; i++)
+			ck_assert_int_eq(af_task_spawn(&t[i], many_fn, &started), 0);
+		ck_assert_int_eq(af_yield(), 0);
+		ck_assert_int_eq(started, WAVE);
+		/* White-box: every cached stack is in use again, so stacks
+		 * were reused rather than mapped afresh. */
+		if (w > 0)
+			ck_assert_uint_eq(loop->stacks.len, 0);
+		for (int i = 0; i < WAVE; i++) {
+			int res = 0;
+
+			ck_assert_int_eq(af_task_join(t[i], &res), 0);
+			total += res;
+		}
+		/* The default cache keeps 64 stacks of a wave of 100. */
+		ck_assert_uint_eq(loop->stacks.len, 64);
+	}
+	ck_assert_int_eq(total, (long)WAVE * WAVES);
+	ck_assert_uint_eq(loop->ntasks, 1);
+	return 0;
+}
+
+START_TEST(ten_thousand_tasks_are_spawned_and_joined_reusing_stacks)
+{
+	ck_assert_int_eq(run_main(many_main, NULL), 0);
+}
+END_TEST
+
+/* ---- the end of the loop -------------------------------------------------- */
+
+START_TEST(af_run_returns_the_result_of_main)
+{
+	ck_assert_int_eq(af_run(return_arg_fn, (void *)(intptr_t)42), 42);
+	ck_assert_int_eq(af_run(return_arg_fn, (void *)(intptr_t)-3), -3);
+	ck_assert_int_eq(af_run(NULL, NULL), -EINVAL);
+}
+END_TEST
+
+static int cleanups;
+
+static int leftover_sleeper_fn(void *arg)
+{
+	int r = af_sleep_ms(60 * 1000);
+
+	(void)arg;
+	ck_assert_int_eq(r, -ECANCELED);
+	/* Cleanup may block: the loop must wait for it. */
+	ck_assert_int_eq(af_sleep_ms(1), 0);
+	cleanups++;
+	return 0;
+}
+
+static int leftover_waiter_fn(void *arg)
+{
+	ck_assert_int_eq(af_event_wait(arg), -ECANCELED);
+	ck_assert_int_eq(af_yield(), 0);
+	cleanups++;
+	return 0;
+}
+
+static int leftover_spinner_fn(void *arg)
+{
+	(void)arg;
+	while (af_yield() == 0)
+		;
+	cleanups++;
+	return 0;
+}
+
+static struct af_event leftover_ev;
+
+static int leftover_main(void *arg)
+{
+	(void)arg;
+	cleanups = 0;
+	ck_assert_int_eq(af_task_spawn(NULL, leftover_sleeper_fn, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(NULL, leftover_waiter_fn, &leftover_ev), 0);
+	ck_assert_int_eq(af_task_spawn(NULL, leftover_spinner_fn, NULL), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	return 5;
+}
+
+START_TEST(when_main_returns_remaining_tasks_are_cancelled_and_waited_for)
+{
+	uint64_t t0 = af__now_ns();
+
+	ck_assert_int_eq(run_main(leftover_main, NULL), 5);
+	ck_assert_int_eq(cleanups, 3);
+	/* Not the 60 s the sleeper asked for. */
+	ck_assert_uint_lt(af__now_ns() - t0, 30000 * ms);
+}
+END_TEST
+
+static int deadlock_wait_result;
+
+static int deadlock_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+
+	(void)arg;
+	deadlock_wait_result = af_event_wait(&ev);
+	return 6;
+}
+
+START_TEST(a_main_waiting_on_an_event_nothing_can_set_is_a_deadlock)
+{
+	struct af_loop *loop;
+	int result = 0;
+
+	deadlock_wait_result = 1;
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_loop_run(loop, deadlock_main, NULL, &result), -EDEADLK);
+	ck_assert_int_eq(deadlock_wait_result, -ECANCELED);
+	ck_assert_int_eq(result, 6);
+	af_loop_free(loop);
+}
+END_TEST
+
+/* ---- errors --------------------------------------------------------------- */
+
+START_TEST(spawning_outside_a_loop_is_refused_with_eperm)
+{
+	struct af_task *t = NULL;
+
+	ck_assert_int_eq(af_task_spawn(&t, return_arg_fn, NULL), -EPERM);
+	ck_assert_int_eq(af_task_spawn(NULL, return_arg_fn, NULL), -EPERM);
+	ck_assert_int_eq(af_task_spawn_opts(&t, return_arg_fn, NULL, NULL), -EPERM);
+	ck_assert_ptr_null(t);
+}
+END_TEST
+
+START_TEST(yield_and_sleep_outside_a_task_are_refused_with_eperm)
+{
+	ck_assert_int_eq(af_yield(), -EPERM);
+	ck_assert_int_eq(af_sleep_ms(1), -EPERM);
+	ck_assert_int_eq(af_sleep_ns(0), -EPERM);
+}
+END_TEST
+
+static int null_main(void *arg)
+{
+	(void)arg;
+	ck_assert_int_eq(af_task_join(NULL, NULL), -EINVAL);
+	ck_assert_int_eq(af_task_join_timeout(NULL, 0, NULL), -EINVAL);
+	ck_assert_int_eq(af_task_cancel(NULL), -EINVAL);
+	ck_assert_int_eq(af_task_detach(NULL), -EINVAL);
+	ck_assert(!af_task_done(NULL));
+	return 0;
+}
+
+START_TEST(null_task_handles_are_refused_with_einval)
+{
+	ck_assert_int_eq(run_main(null_main, NULL), 0);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+	Suite *s = suite_create("task");
+	TCase *tc;
+
+	tc = tcase_create("run");
+	tcase_add_test(tc, a_spawned_task_does_not_run_until_its_creator_yields_or_blocks);
+	tcase_add_test(tc, yield_lets_every_runnable_task_run_once_then_continues);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("join");
+	tcase_add_test(tc, join_waits_for_the_result_and_frees_the_task);
+	tcase_add_test(tc, join_of_a_finished_task_returns_its_result);
+	tcase_add_test(tc, a_second_joiner_is_refused_with_ebusy);
+	tcase_add_test(tc, joining_itself_is_refused_with_edeadlk);
+	tcase_add_test(tc, joining_a_detached_task_is_refused_with_einval);
+	tcase_add_test(tc, a_cancelled_join_returns_ecanceled_and_the_handle_stays_joinable);
+	tcase_add_test(tc, a_join_cancelled_after_the_target_ended_but_before_resuming_stays_joinable);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cancel");
+	tcase_add_test(tc, a_task_cancelled_before_it_first_ran_runs_no_code_and_ends_with_ecanceled);
+	tcase_add_test(tc, a_task_cancelled_by_a_sibling_queued_just_ahead_of_it_runs_no_code);
+	tcase_add_test(tc, cancel_makes_the_current_blocking_call_return_ecanceled_once);
+	tcase_add_test(tc, cancel_interrupts_a_sleep_and_the_next_sleep_works);
+	tcase_add_test(tc, self_cancel_makes_the_next_blocking_call_return_ecanceled);
+	tcase_add_test(tc, cancel_of_a_finished_task_is_refused_with_ealready);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("join-timeout");
+	tcase_add_test(tc, join_timeout_cancels_the_task_waits_for_its_cleanup_and_returns_etimedout);
+	tcase_add_test(tc, join_timeout_returns_the_result_when_the_task_ends_in_time);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("identity");
+	tcase_add_test(tc, af_task_current_and_af_task_name_identify_tasks);
+	tcase_add_test(tc, spawn_opts_sets_name_and_stack_size_and_refuses_stacks_below_16_kib);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("sleep");
+	tcase_add_test(tc, sleep_lasts_at_least_the_time_asked);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("many");
+	tcase_add_test(tc, ten_thousand_tasks_are_spawned_and_joined_reusing_stacks);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("loop-end");
+	tcase_add_test(tc, af_run_returns_the_result_of_main);
+	tcase_add_test(tc, when_main_returns_remaining_tasks_are_cancelled_and_waited_for);
+	tcase_add_test(tc, a_main_waiting_on_an_event_nothing_can_set_is_a_deadlock);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("errors");
+	tcase_add_test(tc, spawning_outside_a_loop_is_refused_with_eperm);
+	tcase_add_test(tc, yield_and_sleep_outside_a_task_are_refused_with_eperm);
+	tcase_add_test(tc, null_task_handles_are_refused_with_einval);
+	suite_add_tcase(s, tc);
+
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(make_suite());
+}
