@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/perf_event.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "bench-util.h"
+
+/* ---- statistics -------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Nearest rank: the smallest sample with at least p% of the samples at or
+ * below it. With few samples p99 is simply the maximum, which is the honest
+ * answer. */
+static double rank(const double *v, size_t n, size_t p)
+{
+	size_t k = (p * n + 99) / 100;
+
+	return v[k > 0 ? k - 1 : 0];
+}
+
+struct bench_pct bench_pct_of(double *v, size_t n)
+{
+	struct bench_pct r;
+	double sum = 0;
+
+	memset(&r, 0, sizeof(r));
+	r.n = n;
+	if (n == 0)
+		return r;
+	qsort(v, n, sizeof(*v), cmp_double);
+	for (size_t i = 0; i < n; i++)
+		sum += v[i];
+	r.min = v[0];
+	r.p10 = rank(v, n, 10);
+	r.p50 = rank(v, n, 50);
+	r.p90 = rank(v, n, 90);
+	r.p99 = rank(v, n, 99);
+	r.max = v[n - 1];
+	r.mean = sum / (double)n;
+	return r;
+}
+
+/* ---- options --------------------------------------------------------- */
+
+bool bench_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max,
+		     uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-') {
+		fprintf(stderr, "%s: expected a number\n", opt);
+		return false;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max) {
+		fprintf(stderr, "%s: expected a number in [%llu, %llu], got \"%s\"\n", opt,
+			(unsigned long long)min, (unsigned long long)max, s);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* ---- system call counting ------------------------------------------------ */
+
+static long tracepoint_id(const char *event)
+{
+	static const char *const roots[] = {
+		"/sys/kernel/tracing/events",
+		"/sys/kernel/debug/tracing/events",
+	};
+	char path[256], buf[32];
+
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+		ssize_t n;
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%s/id", roots[i], event);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		return strtol(buf, NULL, 10);
+	}
+	return -ENOENT;
+}
+
+void bench_sysc_open(struct bench_sysc *c, const char *event)
+{
+	bench_sysc_open_filter(c, event, NULL);
+}
+
+void bench_sysc_open_filter(struct bench_sysc *c, const char *event, const char *filter)
+{
+	struct perf_event_attr attr;
+	long id = tracepoint_id(event);
+	uint64_t a, b;
+
+	c->fd = -1;
+	c->self = 0;
+	if (id < 0) {
+		c->err = (int)id;
+		return;
+	}
+	memset(&attr, 0, sizeof(attr));
+	attr.size = sizeof(attr);
+	attr.type = PERF_TYPE_TRACEPOINT;
+	attr.config = (uint64_t)id;
+	/* pid 0, cpu -1: this thread wherever it runs, and only this thread
+	 * (no inherit), so a reading is exactly what this thread did. */
+	c->fd = (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	if (c->fd < 0) {
+		c->err = -errno;
+		return;
+	}
+	if (filter && ioctl(c->fd, PERF_EVENT_IOC_SET_FILTER, filter) < 0) {
+		c->err = -errno;
+		close(c->fd);
+		c->fd = -1;
+		return;
+	}
+	c->err = 0;
+	/* Two reads back to back: what one read of the counter adds. */
+	a = bench_sysc_read(c);
+	b = bench_sysc_read(c);
+	c->self = b - a;
+}
+
+void bench_sysc_close(struct bench_sysc *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+uint64_t bench_sysc_read(const struct bench_sysc *c)
+{
+	uint64_t v = 0;
+
+	if (c->fd < 0)
+		return 0;
+	if (read(c->fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+		return 0;
+	return v;
+}
+
+const char *bench_sysc_why(const struct bench_sysc *c)
+{
+	if (c->fd >= 0)
+		return "ok";
+	if (c->err == -ENOENT)
+		return "tracefs not mounted (run `perf stat -e raw_syscalls:sys_enter true` "
+		       "once, or mount -t tracefs nodev /sys/kernel/tracing)";
+	if (c->err == -EACCES || c->err == -EPERM)
+		return "no permission for perf tracepoints (needs root, CAP_PERFMON or "
+		       "kernel.perf_event_paranoid=-1)";
+	return strerror(-c->err);
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+static void sep(struct bench_json *j, const char *key)
+{
+	if (!j->first[j->depth])
+		fputc(',', j->f);
+	j->first[j->depth] = false;
+	fputc('\n', j->f);
+	for (int i = 0; i < j->depth; i++)
+		fputs("  ", j->f);
+	if (key)
+		fprintf(j->f, "\"%s\": ", key);
+}
+
+static void open_(struct bench_json *j, const char *key, char c)
+{
+	sep(j, key);
+	fputc(c, j->f);
+	if (j->depth + 1 < (int)(sizeof(j->first) / sizeof(j->first[0])))
+		j->depth++;
+	j->first[j->depth] = true;
+}
+
+static void close_(struct bench_json *j, char c)
+{
+	bool empty = j->first[j->depth];
+
+	if (j->depth > 0)
+		j->depth--;
+	if (!empty) {
+		fputc('\n', j->f);
+		for (int i = 0; i < j->depth; i++)
+			fputs("  ", j->f);
+	}
+	fputc(c, j->f);
+}
+
+void bench_json_begin(struct bench_json *j, FILE *f)
+{
+	memset(j, 0, sizeof(*j));
+	j->f = f;
+	fputc('{', f);
+	j->first[0] = true;
+}
+
+void bench_json_end(struct bench_json *j)
+{
+	bool empty = j->first[0];
+
+	if (!empty)
+		fputc('\n', j->f);
+	fputs("}\n", j->f);
+	fflush(j->f);
+}
+
+void bench_json_obj(struct bench_json *j, const char *key)
+{
+	open_(j, key, '{');
+}
+
+void bench_json_obj_end(struct bench_json *j)
+{
+	close_(j, '}');
+}
+
+void bench_json_arr(struct bench_json *j, const char *key)
+{
+	open_(j, key, '[');
+}
+
+void bench_json_arr_end(struct bench_json *j)
+{
+	close_(j, ']');
+}
+
+void bench_json_num(struct bench_json *j, const char *key, double v)
+{
+	sep(j, key);
+	/* JSON has no NaN or infinity. */
+	if (isfinite(v))
+		fprintf(j->f, "%.6g", v);
+	else
+		fputs("null", j->f);
+}
+
+void bench_json_int(struct bench_json *j, const char *key, long long v)
+{
+	sep(j, key);
+	fprintf(j->f, "%lld", v);
+}
+
+void bench_json_str(struct bench_json *j, const char *key, const char *v)
+{
+	sep(j, key);
+	fputc('"', j->f);
+	for (const char *p = v; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(j->f, "\\%c", *p);
+		else if ((unsigned char)*p < 0x20)
+			fprintf(j->f, "\\u%04x", (unsigned char)*p);
+		else
+			fputc(*p, j->f);
+	}
+	fputc('"', j->f);
+}
+
+void bench_json_bool(struct bench_json *j, const char *key, bool v)
+{
+	sep(j, key);
+	fputs(v ? "true" : "false", j->f);
+}
+
+void bench_json_null(struct bench_json *j, const char *key)
+{
+	sep(j, key);
+	fputs("null", j->f);
+}
+
+void bench_json_pct(struct bench_json *j, const char *key, const struct bench_pct *p)
+{
+	bench_json_obj(j, key);
+	bench_json_int(j, "n", (long long)p->n);
+	bench_json_num(j, "min", p->min);
+	bench_json_num(j, "p10", p->p10);
+	bench_json_num(j, "p50", p->p50);
+	bench_json_num(j, "p90", p->p90);
+	bench_json_num(j, "p99", p->p99);
+	bench_json_num(j, "max", p->max);
+	bench_json_num(j, "mean", p->mean);
+	bench_json_obj_end(j);
+}

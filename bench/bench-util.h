@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared by the benchmarks: clock, percentiles, option parsing, a JSON
+ * writer and in-process system call counters. Not part of the library. */
+#ifndef AF_BENCH_UTIL_H
+#define AF_BENCH_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+/* CLOCK_MONOTONIC through the vDSO: no system call, and on one machine the
+ * same clock on every CPU, so stamps taken on two threads can be
+ * subtracted. */
+static inline uint64_t bench_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void bench_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+
+/* ---- statistics -------------------------------------------------------- */
+
+struct bench_pct {
+	double min, p10, p50, p90, p99, max, mean;
+	size_t n;
+};
+
+/* Sorts @v in place; nearest-rank percentiles. */
+struct bench_pct bench_pct_of(double *v, size_t n);
+
+/* ---- options --------------------------------------------------------- */
+
+/* Parses a decimal count in [min, max]; prints an error naming @opt and
+ * returns false otherwise. */
+bool bench_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max,
+		     uint64_t *out);
+
+/* ---- system call counting ------------------------------------------------ */
+
+/*
+ * Counts the calling thread's entries into one syscall tracepoint with
+ * perf_event_open, so a benchmark can say "0 system calls per switch"
+ * instead of guessing. Needs tracefs (mounted at /sys/kernel/tracing, as
+ * `perf stat` does) and permission (root, CAP_PERFMON or
+ * kernel.perf_event_paranoid <= -1); without them every count reads as
+ * unavailable and the benchmark says so.
+ */
+struct bench_sysc {
+	int fd;          /* -1 when unavailable */
+	int err;         /* why, as a negative errno */
+	uint64_t self;   /* entries a read of the counter itself adds */
+};
+
+/* @event is "category/name", e.g. "raw_syscalls/sys_enter" (every call) or
+ * "syscalls/sys_enter_write". Counts the calling thread only. */
+void bench_sysc_open(struct bench_sysc *c, const char *event);
+/* The same, counting only entries that match a tracepoint @filter, e.g.
+ * "min_complete != 0" for io_uring_enter calls that wait. */
+void bench_sysc_open_filter(struct bench_sysc *c, const char *event, const char *filter);
+void bench_sysc_close(struct bench_sysc *c);
+static inline bool bench_sysc_ok(const struct bench_sysc *c)
+{
+	return c->fd >= 0;
+}
+/* The running total, or 0 when unavailable. */
+uint64_t bench_sysc_read(const struct bench_sysc *c);
+/* Entries between two reads, not counting the second read itself. */
+static inline uint64_t bench_sysc_delta(const struct bench_sysc *c, uint64_t before,
+					uint64_t after)
+{
+	uint64_t d = after - before;
+
+	return d >= c->self ? d - c->self : 0;
+}
+const char *bench_sysc_why(const struct bench_sysc *c);
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+/* A minimal streaming writer: enough for nested objects and arrays of
+ * numbers and strings, with commas placed for us. */
+struct bench_json {
+	FILE *f;
+	int depth;
+	bool first[16];
+};
+
+void bench_json_begin(struct bench_json *j, FILE *f);
+void bench_json_end(struct bench_json *j);
+void bench_json_obj(struct bench_json *j, const char *key);   /* key NULL in arrays */
+void bench_json_obj_end(struct bench_json *j);
+void bench_json_arr(struct bench_json *j, const char *key);
+void bench_json_arr_end(struct bench_json *j);
+void bench_json_num(struct bench_json *j, const char *key, double v);
+void bench_json_int(struct bench_json *j, const char *key, long long v);
+void bench_json_str(struct bench_json *j, const char *key, const char *v);
+void bench_json_bool(struct bench_json *j, const char *key, bool v);
+void bench_json_null(struct bench_json *j, const char *key);
+void bench_json_pct(struct bench_json *j, const char *key, const struct bench_pct *p);
+
+#endif
