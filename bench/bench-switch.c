@@ -1,0 +1,510 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench-switch: what one coroutine context switch costs.
+ *
+ * Three ping-pongs run side by side in one process, interleaved round by
+ * round (the order rotates every round) so that whatever the machine is
+ * doing hits all three alike:
+ *   (a) swapcontext between two ucontexts: the baseline. glibc's
+ *       swapcontext saves and restores the signal mask, one rt_sigprocmask
+ *       system call per switch.
+ *   (b) af__ctx_switch between two contexts made with af__ctx_make: the
+ *       library's own switch, whichever one it was built with.
+ *   (c) two tasks yielding to each other with af_yield() through the
+ *       scheduler: each hop is a switch to the loop, a turn of the run
+ *       queue and a switch to the other task.
+ * Each round gives one ns-per-switch figure per path; we report
+ * percentiles over rounds and the per-round ratio (a)/(b), which cancels
+ * the slow drifts of a shared machine better than a ratio of medians.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include "asyncflag.h"
+#include "switch.h"
+#include "bench-util.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
+
+#define STACK_SIZE ((size_t)64 * 1024)
+
+enum { M_UCONTEXT, M_AFCTX, M_YIELD, M_COUNT };
+
+static const char *const method_key[M_COUNT] = { "swapcontext", "af_ctx_switch", "af_yield" };
+
+/* ---- (a) raw swapcontext ---------------------------------------------------- */
+
+/* The baseline is plain swapcontext. Sanitizer builds also need to be told
+ * about the stack change, exactly as the library tells them in
+ * src/sanitizer.h; that costs nothing in the builds we take numbers from. */
+struct uc_side {
+	ucontext_t uc;
+#if defined(__SANITIZE_ADDRESS__)
+	const void *lo;
+	size_t size;
+	void *fake;
+	struct uc_side *prev;
+#endif
+#if defined(__SANITIZE_THREAD__)
+	void *fiber;
+#endif
+};
+
+static struct uc_side uc_main, uc_co;
+static volatile int uc_stop;
+
+static inline void uc_swap(struct uc_side *from, struct uc_side *to)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	to->prev = from;
+	__sanitizer_start_switch_fiber(&from->fake, to->lo, to->size);
+#endif
+#if defined(__SANITIZE_THREAD__)
+	__tsan_switch_to_fiber(to->fiber, 0);
+#endif
+	swapcontext(&from->uc, &to->uc);
+#if defined(__SANITIZE_ADDRESS__)
+	__sanitizer_finish_switch_fiber(from->fake, &from->prev->lo, &from->prev->size);
+#endif
+}
+
+static void uc_entry(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	__sanitizer_finish_switch_fiber(NULL, &uc_co.prev->lo, &uc_co.prev->size);
+#endif
+	while (!uc_stop)
+		uc_swap(&uc_co, &uc_main);
+	/* Back to main through uc_link; tell the sanitizers first. */
+#if defined(__SANITIZE_ADDRESS__)
+	__sanitizer_start_switch_fiber(NULL, uc_main.lo, uc_main.size);
+#endif
+#if defined(__SANITIZE_THREAD__)
+	__tsan_switch_to_fiber(uc_main.fiber, 0);
+#endif
+}
+
+static int uc_setup(void *stack)
+{
+	memset(&uc_main, 0, sizeof(uc_main));
+	memset(&uc_co, 0, sizeof(uc_co));
+	if (getcontext(&uc_co.uc) < 0)
+		return -errno;
+	uc_co.uc.uc_stack.ss_sp = stack;
+	uc_co.uc.uc_stack.ss_size = STACK_SIZE;
+	/* When the co-routine returns, the final swapcontext in main returns. */
+	uc_co.uc.uc_link = &uc_main.uc;
+	makecontext(&uc_co.uc, uc_entry, 0);
+#if defined(__SANITIZE_ADDRESS__)
+	uc_co.lo = stack;
+	uc_co.size = STACK_SIZE;
+#endif
+#if defined(__SANITIZE_THREAD__)
+	uc_main.fiber = __tsan_get_current_fiber();
+	uc_co.fiber = __tsan_create_fiber(0);
+#endif
+	return 0;
+}
+
+static void uc_teardown(void)
+{
+	uc_stop = 1;
+	uc_swap(&uc_main, &uc_co);
+#if defined(__SANITIZE_THREAD__)
+	__tsan_destroy_fiber(uc_co.fiber);
+#endif
+}
+
+static double run_ucontext(uint64_t iters)
+{
+	uint64_t t0 = bench_now_ns();
+
+	for (uint64_t i = 0; i < iters; i++)
+		uc_swap(&uc_main, &uc_co);
+	/* Each iteration is two switches: there and back. */
+	return (double)(bench_now_ns() - t0) / (2.0 * (double)iters);
+}
+
+/* ---- (b) af__ctx_switch -------------------------------------------------- */
+
+static struct af__ctx af_main, af_co;
+static volatile int af_stop;
+
+static void af_entry(void)
+{
+	af__ctx_entered(&af_co);
+	while (!af_stop)
+		af__ctx_switch(&af_co, &af_main);
+	af__ctx_switch_final(&af_co, &af_main);
+}
+
+static int afctx_setup(void *stack)
+{
+	af__ctx_init_thread(&af_main);
+	return af__ctx_make(&af_co, stack, STACK_SIZE, af_entry);
+}
+
+static void afctx_teardown(void)
+{
+	af_stop = 1;
+	af__ctx_switch(&af_main, &af_co);
+	af__ctx_destroy(&af_co);
+	af__ctx_destroy(&af_main);
+}
+
+static double run_afctx(uint64_t iters)
+{
+	uint64_t t0 = bench_now_ns();
+
+	for (uint64_t i = 0; i < iters; i++)
+		af__ctx_switch(&af_main, &af_co);
+	return (double)(bench_now_ns() - t0) / (2.0 * (double)iters);
+}
+
+/* ---- (c) af_yield between two tasks ------------------------------------------ */
+
+struct yield_run {
+	uint64_t iters;
+	uint64_t t0, t1;
+	struct bench_sysc *sysc;
+	uint64_t sys0, sys1;
+};
+
+/* A stamps before its first yield and after its last: in between, A and B
+ * each yielded iters times, strictly alternating, so 2 * iters hops. */
+static int yield_a(void *arg)
+{
+	struct yield_run *y = arg;
+
+	y->sys0 = bench_sysc_read(y->sysc);
+	y->t0 = bench_now_ns();
+	for (uint64_t i = 0; i < y->iters; i++)
+		if (af_yield() < 0)
+			return -1;
+	y->t1 = bench_now_ns();
+	y->sys1 = bench_sysc_read(y->sysc);
+	return 0;
+}
+
+static int yield_b(void *arg)
+{
+	struct yield_run *y = arg;
+
+	for (uint64_t i = 0; i < y->iters; i++)
+		if (af_yield() < 0)
+			return -1;
+	return 0;
+}
+
+static int yield_main(void *arg)
+{
+	struct af_task *a, *b;
+	int ra = -1, rb = -1, r;
+
+	r = af_task_spawn(&a, yield_a, arg);
+	if (r < 0)
+		return r;
+	r = af_task_spawn(&b, yield_b, arg);
+	if (r < 0)
+		return r;
+	/* main blocks in join, so only A and B are runnable while timed. */
+	if (af_task_join(a, &ra) < 0 || af_task_join(b, &rb) < 0)
+		return -1;
+	return ra == 0 && rb == 0 ? 0 : -1;
+}
+
+/* ---- driver ---------------------------------------------------------------- */
+
+struct opts {
+	uint64_t rounds, iters;
+	bool json;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: bench-switch [--rounds N] [--iters N] [--json]\n"
+		"  --rounds N  timed rounds per path, interleaved (default 100)\n"
+		"  --iters N   round trips per round (default 20000)\n"
+		"  --json      machine-readable output on stdout\n");
+}
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{ "rounds", required_argument, NULL, 'r' },
+		{ "iters", required_argument, NULL, 'i' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	o->rounds = 100;
+	o->iters = 20000;
+	o->json = false;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			if (!bench_parse_u64("--rounds", optarg, 1, 1000000, &o->rounds))
+				return -1;
+			break;
+		case 'i':
+			if (!bench_parse_u64("--iters", optarg, 1, 1000000000, &o->iters))
+				return -1;
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return -1;
+	}
+	return 0;
+}
+
+/* Every round runs the three paths in one of the six orders, so none of
+ * them always goes first (cold caches) or last. */
+static const int orders[6][M_COUNT] = {
+	{ 0, 1, 2 }, { 1, 2, 0 }, { 2, 0, 1 }, { 2, 1, 0 }, { 1, 0, 2 }, { 0, 2, 1 },
+};
+
+struct result {
+	double *ns;        /* per round: ns per switch (per hop for af_yield) */
+	uint64_t sys;      /* system calls over all timed rounds */
+	uint64_t switches; /* switches over all timed rounds */
+};
+
+static int run_one(int m, struct af_loop *loop, const struct opts *o,
+		   struct bench_sysc *sysc, double *ns, uint64_t *sys)
+{
+	uint64_t s0, s1;
+
+	switch (m) {
+	case M_UCONTEXT:
+		s0 = bench_sysc_read(sysc);
+		*ns = run_ucontext(o->iters);
+		s1 = bench_sysc_read(sysc);
+		*sys = bench_sysc_delta(sysc, s0, s1);
+		return 0;
+	case M_AFCTX:
+		s0 = bench_sysc_read(sysc);
+		*ns = run_afctx(o->iters);
+		s1 = bench_sysc_read(sysc);
+		*sys = bench_sysc_delta(sysc, s0, s1);
+		return 0;
+	default: {
+		struct yield_run y = { .iters = o->iters, .sysc = sysc };
+		int res = -1, r = af_loop_run(loop, yield_main, &y, &res);
+
+		if (r < 0 || res != 0) {
+			fprintf(stderr, "bench-switch: af_loop_run: %s (task result %d)\n",
+				af_strerror(r), res);
+			return -1;
+		}
+		*ns = (double)(y.t1 - y.t0) / (2.0 * (double)o->iters);
+		*sys = bench_sysc_delta(sysc, y.sys0, y.sys1);
+		return 0;
+	}
+	}
+}
+
+static bool sane(const struct bench_pct *p)
+{
+	return p->n > 0 && p->min > 0 && p->max < 1e9;
+}
+
+static void print_text(const struct opts *o, const char *sw, const struct bench_sysc *sysc,
+		       struct bench_pct pct[M_COUNT], const struct result res[M_COUNT],
+		       const struct bench_pct *ratio, const struct bench_pct *yratio)
+{
+	static const char *const label[M_COUNT] = {
+		"(a) swapcontext (glibc)",
+		"(b) af__ctx_switch",
+		"(c) af_yield hop, per switch",
+	};
+
+	printf("bench-switch: libasyncflag %s, context switch built: %s\n", af_version(), sw);
+	printf("%llu rounds x %llu round trips per path, interleaved; ns per switch over rounds\n",
+	       (unsigned long long)o->rounds, (unsigned long long)o->iters);
+	printf("  %-30s %8s %8s %8s %8s  %s\n", "", "min", "p50", "p90", "p99", "syscalls/switch");
+	for (int m = 0; m < M_COUNT; m++) {
+		/* A hop is two switches (task -> loop -> task); halve it so the
+		 * column compares like with like. The hop itself is below. */
+		double k = m == M_YIELD ? 0.5 : 1.0;
+
+		printf("  %-30s %8.1f %8.1f %8.1f %8.1f  ", label[m], pct[m].min * k,
+		       pct[m].p50 * k, pct[m].p90 * k, pct[m].p99 * k);
+		if (bench_sysc_ok(sysc))
+			printf("%.3f\n", (double)res[m].sys / (double)res[m].switches);
+		else
+			printf("n/a\n");
+	}
+	printf("  af_yield hop (task -> loop -> task): p50 %.1f ns, p90 %.1f ns, p99 %.1f ns\n",
+	       pct[M_YIELD].p50, pct[M_YIELD].p90, pct[M_YIELD].p99);
+	printf("ratio swapcontext / af__ctx_switch, per round: p50 %.2fx (p10 %.2fx, p90 %.2fx)\n",
+	       ratio->p50, ratio->p10, ratio->p90);
+	printf("ratio af_yield hop / af__ctx_switch, per round: p50 %.2fx (p10 %.2fx, p90 %.2fx)\n",
+	       yratio->p50, yratio->p10, yratio->p90);
+	if (!bench_sysc_ok(sysc))
+		printf("system calls not counted: %s\n", bench_sysc_why(sysc));
+}
+
+static void print_json(const struct opts *o, const char *sw, const struct bench_sysc *sysc,
+		       struct bench_pct pct[M_COUNT], const struct result res[M_COUNT],
+		       const struct bench_pct *ratio, const struct bench_pct *yratio)
+{
+	struct bench_json j;
+
+	bench_json_begin(&j, stdout);
+	bench_json_str(&j, "bench", "switch");
+	bench_json_str(&j, "version", af_version());
+	bench_json_str(&j, "switch", sw);
+	bench_json_int(&j, "rounds", (long long)o->rounds);
+	bench_json_int(&j, "iters", (long long)o->iters);
+	bench_json_str(&j, "syscall_counting", bench_sysc_why(sysc));
+	bench_json_obj(&j, "results");
+	for (int m = 0; m < M_COUNT; m++) {
+		bench_json_obj(&j, method_key[m]);
+		bench_json_pct(&j, m == M_YIELD ? "ns_per_hop" : "ns_per_switch", &pct[m]);
+		if (bench_sysc_ok(sysc))
+			bench_json_num(&j, m == M_YIELD ? "syscalls_per_hop" : "syscalls_per_switch",
+				       (double)res[m].sys / (double)res[m].switches *
+					       (m == M_YIELD ? 2.0 : 1.0));
+		else
+			bench_json_null(&j, m == M_YIELD ? "syscalls_per_hop"
+							 : "syscalls_per_switch");
+		bench_json_obj_end(&j);
+	}
+	bench_json_obj_end(&j);
+	bench_json_obj(&j, "ratios");
+	bench_json_pct(&j, "swapcontext_over_af_ctx_switch", ratio);
+	bench_json_pct(&j, "af_yield_hop_over_af_ctx_switch", yratio);
+	bench_json_obj_end(&j);
+	bench_json_end(&j);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct af_loop *loop;
+	struct bench_sysc sysc;
+	struct result res[M_COUNT];
+	struct bench_pct pct[M_COUNT], ratio, yratio;
+	double *rr, *yr;
+	void *stacks;
+	const char *sw;
+	int r, status = 1;
+
+	if (parse(argc, argv, &o) < 0)
+		return 2;
+	r = af_loop_new(&loop, NULL);
+	if (r < 0) {
+		fprintf(stderr, "bench-switch: af_loop_new: %s\n", af_strerror(r));
+		/* 77: the "skipped" exit status meson and automake understand. */
+		return r == -EPERM || r == -ENOSYS ? 77 : 1;
+	}
+	sw = (af_loop_features(loop) & AF_FEATURE_ASM_SWITCH) ? "asm" : "ucontext";
+	stacks = mmap(NULL, 2 * STACK_SIZE, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stacks == MAP_FAILED) {
+		perror("bench-switch: mmap");
+		goto out_loop;
+	}
+	r = uc_setup(stacks);
+	if (r < 0) {
+		fprintf(stderr, "bench-switch: getcontext: %s\n", strerror(-r));
+		goto out_stacks;
+	}
+	r = afctx_setup((char *)stacks + STACK_SIZE);
+	if (r < 0) {
+		fprintf(stderr, "bench-switch: af__ctx_make: %s\n", strerror(-r));
+		goto out_uc;
+	}
+	bench_sysc_open(&sysc, "raw_syscalls/sys_enter");
+
+	memset(res, 0, sizeof(res));
+	rr = calloc(o.rounds, sizeof(*rr));
+	yr = calloc(o.rounds, sizeof(*yr));
+	for (int m = 0; m < M_COUNT; m++)
+		res[m].ns = calloc(o.rounds, sizeof(double));
+	if (!rr || !yr || !res[0].ns || !res[1].ns || !res[2].ns) {
+		fprintf(stderr, "bench-switch: out of memory\n");
+		goto out_free;
+	}
+
+	/* One untimed round: fault in the stacks, warm caches and branch
+	 * predictors for all three. */
+	for (int m = 0; m < M_COUNT; m++) {
+		double ns;
+		uint64_t sys;
+
+		if (run_one(m, loop, &o, &sysc, &ns, &sys) < 0)
+			goto out_free;
+	}
+	for (uint64_t i = 0; i < o.rounds; i++) {
+		for (int k = 0; k < M_COUNT; k++) {
+			int m = orders[i % 6][k];
+			uint64_t sys;
+
+			if (run_one(m, loop, &o, &sysc, &res[m].ns[i], &sys) < 0)
+				goto out_free;
+			res[m].sys += sys;
+			/* af_yield: 2 * iters hops of two switches each. */
+			res[m].switches += m == M_YIELD ? 4 * o.iters : 2 * o.iters;
+		}
+		rr[i] = res[M_UCONTEXT].ns[i] / res[M_AFCTX].ns[i];
+		yr[i] = res[M_YIELD].ns[i] / res[M_AFCTX].ns[i];
+	}
+	for (int m = 0; m < M_COUNT; m++)
+		pct[m] = bench_pct_of(res[m].ns, o.rounds);
+	ratio = bench_pct_of(rr, o.rounds);
+	yratio = bench_pct_of(yr, o.rounds);
+
+	if (o.json)
+		print_json(&o, sw, &sysc, pct, res, &ratio, &yratio);
+	else
+		print_text(&o, sw, &sysc, pct, res, &ratio, &yratio);
+
+	status = 0;
+	for (int m = 0; m < M_COUNT; m++) {
+		if (!sane(&pct[m])) {
+			fprintf(stderr, "bench-switch: %s: implausible timings (min %g ns, max %g ns)\n",
+				method_key[m], pct[m].min, pct[m].max);
+			status = 1;
+		}
+	}
+
+out_free:
+	for (int m = 0; m < M_COUNT; m++)
+		free(res[m].ns);
+	free(yr);
+	free(rr);
+	bench_sysc_close(&sysc);
+	afctx_teardown();
+out_uc:
+	uc_teardown();
+out_stacks:
+	munmap(stacks, 2 * STACK_SIZE);
+out_loop:
+	af_loop_free(loop);
+	return status;
+}
