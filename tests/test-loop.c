@@ -1,0 +1,761 @@
+/* SPDX-License-Identifier: MIT */
+/* The loop: creation and options, ring features, who may run it and when,
+ * several loops on several threads, and io_uring refused by seccomp. */
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+#define KiB ((size_t)1024)
+#define MS ((int64_t)1000 * 1000)
+#define LONG_NS ((int64_t)10 * 1000 * 1000 * 1000)
+
+static struct af_loop *const not_written = (struct af_loop *)(uintptr_t)0x5a5a;
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int return_arg(void *arg)
+{
+	return (int)(intptr_t)arg;
+}
+
+/* ---- creation ----------------------------------------------------------------------- */
+
+static int stack_size_of_a_task(void *arg)
+{
+	*(size_t *)arg = af_task_current()->stack.size;
+	return 0;
+}
+
+static int spawn_and_measure(void *arg)
+{
+	struct af_task *t;
+
+	ck_assert_int_eq(af_task_spawn(&t, stack_size_of_a_task, arg), 0);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	return 0;
+}
+
+START_TEST(new_with_null_options_gives_the_defaults)
+{
+	struct af_loop *loop = not_written;
+	size_t stack = 0;
+	int result = 1;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_ptr_ne(loop, not_written);
+	ck_assert_uint_eq(loop->ring_entries, 256);
+	ck_assert_uint_eq(loop->ring.sq.ring_entries, 256);
+	ck_assert_uint_eq(loop->stacks.cap, 64);
+	ck_assert_uint_eq(loop->stack_size, 256 * KiB);
+	ck_assert_int_eq(af_loop_run(loop, spawn_and_measure, &stack, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_uint_eq(stack, 256 * KiB);
+	af_loop_free(loop);
+}
+END_TEST
+
+START_TEST(new_with_options_uses_them)
+{
+	struct af_loop *loop;
+	struct af_loop_opts opts = { .ring_entries = 100, .stack_size = 20000, .stack_cache = 3 };
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t stack = 0;
+	int result = 1;
+
+	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
+	/* The kernel rounds the ring up to a power of two. */
+	ck_assert_uint_eq(loop->ring.sq.ring_entries, 128);
+	ck_assert_uint_eq(loop->stacks.cap, 3);
+	ck_assert_int_eq(af_loop_run(loop, spawn_and_measure, &stack, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_uint_eq(stack, (20000 + page - 1) / page * page);
+	af_loop_free(loop);
+}
+END_TEST
+
+START_TEST(options_at_their_limits_are_accepted)
+{
+	struct af_loop *loop;
+	struct af_loop_opts opts = { .ring_entries = 32768, .stack_size = 16 * KiB };
+
+	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
+	ck_assert_uint_eq(loop->stack_size, 16 * KiB);
+	af_loop_free(loop);
+}
+END_TEST
+
+static void assert_refused(const struct af_loop_opts *opts, const char *what)
+{
+	struct af_loop *loop = not_written;
+	int r = af_loop_new(&loop, opts);
+
+	ck_assert_msg(r == -EINVAL, "%s: af_loop_new returned %d", what, r);
+	ck_assert_msg(loop == not_written, "%s: the out pointer was written", what);
+}
+
+START_TEST(out_of_range_options_fail_with_einval)
+{
+	assert_refused(&(struct af_loop_opts){ .ring_entries = 32769 }, "ring_entries 32769");
+	assert_refused(&(struct af_loop_opts){ .ring_entries = UINT32_MAX }, "ring_entries max");
+	assert_refused(&(struct af_loop_opts){ .stack_size = 16 * KiB - 1 }, "stack_size 16 KiB - 1");
+	assert_refused(&(struct af_loop_opts){ .stack_size = 1 }, "stack_size 1");
+	assert_refused(&(struct af_loop_opts){ .flags = 1u << 1 }, "flags bit 1");
+	assert_refused(&(struct af_loop_opts){ .flags = AF_LOOP_BASIC_RING | (1u << 31) },
+		       "flags bit 31");
+	for (int i = 0; i < 4; i++) {
+		struct af_loop_opts opts = { 0 };
+
+		opts._reserved[i] = 1;
+		assert_refused(&opts, "a reserved field");
+	}
+	ck_assert_int_eq(af_loop_new(NULL, NULL), -EINVAL);
+	ck_assert_int_eq(af_loop_new(NULL, &(struct af_loop_opts){ 0 }), -EINVAL);
+}
+END_TEST
+
+START_TEST(free_and_features_accept_null)
+{
+	af_loop_free(NULL);
+	ck_assert_uint_eq(af_loop_features(NULL), 0);
+}
+END_TEST
+
+/* ---- features ----------------------------------------------------------------------- */
+
+#define RING_BITS (AF_FEATURE_COOP_TASKRUN | AF_FEATURE_SINGLE_ISSUER | AF_FEATURE_DEFER_TASKRUN)
+
+/* A small program touching every wake-up path: a timer, a flag set by
+ * another thread, an Event between tasks. */
+struct scenario {
+	struct af_flag flag;
+	struct af_event ev;
+	struct trace tr;
+	pthread_t th;
+};
+
+static void *scenario_setter(void *arg)
+{
+	struct scenario *s = arg;
+
+	sleep_ms(20);
+	af_flag_set(&s->flag);
+	return NULL;
+}
+
+static int scenario_flag_waiter(void *arg)
+{
+	struct scenario *s = arg;
+	int r = af_flag_wait_timeout(&s->flag, LONG_NS);
+
+	trace_add(&s->tr, r == 0 ? "flag" : "flag-failed");
+	af_event_set(&s->ev);
+	return r;
+}
+
+static int scenario_event_waiter(void *arg)
+{
+	struct scenario *s = arg;
+	int r = af_event_wait_timeout(&s->ev, LONG_NS);
+
+	trace_add(&s->tr, r == 0 ? "event" : "event-failed");
+	return r;
+}
+
+static int scenario_main(void *arg)
+{
+	struct scenario *s = arg;
+	struct af_task *a, *b;
+	int ra = 1, rb = 1;
+
+	ck_assert_int_eq(af_flag_init(&s->flag, NULL), 0);
+	af_event_init(&s->ev);
+	ck_assert_int_eq(af_task_spawn(&a, scenario_flag_waiter, s), 0);
+	ck_assert_int_eq(af_task_spawn(&b, scenario_event_waiter, s), 0);
+	ck_assert_int_eq(af_sleep_ms(1), 0);
+	trace_add(&s->tr, "slept");
+	ck_assert_int_eq(pthread_create(&s->th, NULL, scenario_setter, s), 0);
+	ck_assert_int_eq(af_task_join(a, &ra), 0);
+	ck_assert_int_eq(af_task_join(b, &rb), 0);
+	ck_assert_int_eq(pthread_join(s->th, NULL), 0);
+	ck_assert_int_eq(ra, 0);
+	ck_assert_int_eq(rb, 0);
+	af_flag_destroy(&s->flag);
+	return 0;
+}
+
+START_TEST(a_basic_ring_has_no_optional_setup_flags_and_still_runs_everything)
+{
+	struct af_loop *loop;
+	struct af_loop_opts opts = { .flags = AF_LOOP_BASIC_RING };
+	struct scenario s = { .tr = { .len = 0 } };
+	int result = 1;
+
+	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
+	ck_assert_uint_eq(af_loop_features(loop) & RING_BITS, 0);
+	ck_assert_int_eq(af_loop_run(loop, scenario_main, &s, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_str_eq(s.tr.buf, "slept flag event");
+	af_loop_free(loop);
+}
+END_TEST
+
+START_TEST(a_default_loop_uses_every_setup_flag_the_kernel_accepts)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	struct af_loop *loop;
+	struct scenario s = { .tr = { .len = 0 } };
+	int result = 1;
+	bool kernel_has_all;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+		  IORING_SETUP_DEFER_TASKRUN;
+	kernel_has_all = io_uring_queue_init_params(8, &ring, &p) == 0;
+	if (kernel_has_all)
+		io_uring_queue_exit(&ring);
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	if (kernel_has_all)
+		ck_assert_uint_eq(af_loop_features(loop) & RING_BITS, RING_BITS);
+	/* DEFER_TASKRUN cannot come without SINGLE_ISSUER. */
+	if (af_loop_features(loop) & AF_FEATURE_DEFER_TASKRUN)
+		ck_assert(af_loop_features(loop) & AF_FEATURE_SINGLE_ISSUER);
+	/* Whatever it got, it works. */
+	ck_assert_int_eq(af_loop_run(loop, scenario_main, &s, &result), 0);
+	ck_assert_str_eq(s.tr.buf, "slept flag event");
+	af_loop_free(loop);
+}
+END_TEST
+
+START_TEST(features_report_the_assembly_switch_exactly_when_it_is_built)
+{
+	struct af_loop *loop;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+#if AF_SWITCH_ASM
+	ck_assert_uint_eq(af_loop_features(loop) & AF_FEATURE_ASM_SWITCH, AF_FEATURE_ASM_SWITCH);
+#else
+	ck_assert_uint_eq(af_loop_features(loop) & AF_FEATURE_ASM_SWITCH, 0);
+#endif
+	af_loop_free(loop);
+}
+END_TEST
+
+/* ---- running ------------------------------------------------------------------------ */
+
+START_TEST(run_with_a_null_loop_or_main_fails_with_einval)
+{
+	struct af_loop *loop;
+	int result = 12345;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_loop_run(NULL, return_arg, NULL, &result), -EINVAL);
+	ck_assert_int_eq(af_loop_run(loop, NULL, NULL, &result), -EINVAL);
+	ck_assert_int_eq(result, 12345);
+	/* The refused calls did not bind the loop to anything. */
+	ck_assert(!loop->owned);
+	/* A NULL result pointer is fine. */
+	ck_assert_int_eq(af_loop_run(loop, return_arg, (void *)3, NULL), 0);
+	af_loop_free(loop);
+}
+END_TEST
+
+struct nested {
+	struct af_loop *other;
+	int same, other_r;
+};
+
+static int nested_main(void *arg)
+{
+	struct nested *n = arg;
+	int result = 777;
+
+	n->same = af_loop_run(af_loop_current(), return_arg, NULL, &result);
+	n->other_r = af_loop_run(n->other, return_arg, NULL, &result);
+	ck_assert_int_eq(result, 777);
+	return 0;
+}
+
+START_TEST(running_a_loop_from_one_of_its_tasks_fails_with_ebusy_and_another_loop_with_eperm)
+{
+	struct nested n = { .same = 1, .other_r = 1 };
+	int result = 1;
+
+	ck_assert_int_eq(af_loop_new(&n.other, NULL), 0);
+	ck_assert_int_eq(run_main(nested_main, &n), 0);
+	ck_assert_int_eq(n.same, -EBUSY);
+	ck_assert_int_eq(n.other_r, -EPERM);
+	/* The refused call left the other loop free to run here. */
+	ck_assert(!n.other->owned);
+	ck_assert_int_eq(af_loop_run(n.other, return_arg, (void *)5, &result), 0);
+	ck_assert_int_eq(result, 5);
+	af_loop_free(n.other);
+}
+END_TEST
+
+struct second_thread {
+	struct af_loop *loop;
+	int r, result;
+};
+
+static void *run_on_thread(void *arg)
+{
+	struct second_thread *st = arg;
+
+	st->r = af_loop_run(st->loop, return_arg, (void *)9, &st->result);
+	return NULL;
+}
+
+START_TEST(a_loop_runs_only_on_the_thread_that_ran_it_first)
+{
+	struct second_thread st = { .r = 1, .result = 1 };
+	pthread_t th;
+	int result = 1;
+
+	ck_assert_int_eq(af_loop_new(&st.loop, NULL), 0);
+	ck_assert_int_eq(af_loop_run(st.loop, return_arg, (void *)1, &result), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, run_on_thread, &st), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(st.r, -EPERM);
+	ck_assert_int_eq(st.result, 1);
+	af_loop_free(st.loop);
+
+	/* The other way round: first run on a thread, then here. */
+	st.r = st.result = 1;
+	ck_assert_int_eq(af_loop_new(&st.loop, NULL), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, run_on_thread, &st), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(st.r, 0);
+	ck_assert_int_eq(st.result, 9);
+	ck_assert_int_eq(af_loop_run(st.loop, return_arg, (void *)1, &result), -EPERM);
+	af_loop_free(st.loop);
+}
+END_TEST
+
+static int sleeper(void *arg)
+{
+	int *seen = arg;
+
+	*seen = af_sleep_ms(60 * 1000);
+	return *seen;
+}
+
+static int twice_main(void *arg)
+{
+	int *seen = arg;
+
+	ck_assert_ptr_eq(af_loop_current(), af__loop_here());
+	/* Left sleeping: the loop cancels it when main returns. */
+	ck_assert_int_eq(af_task_spawn(NULL, sleeper, seen), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	return 41;
+}
+
+START_TEST(a_loop_can_run_again_after_a_run_returned)
+{
+	struct af_loop *loop;
+	int result = 0, seen1 = 0, seen2 = 0;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_loop_run(loop, twice_main, &seen1, &result), 0);
+	ck_assert_int_eq(result, 41);
+	ck_assert_int_eq(seen1, -ECANCELED);
+	ck_assert_int_eq(af_loop_run(loop, twice_main, &seen2, &result), 0);
+	ck_assert_int_eq(result, 41);
+	ck_assert_int_eq(seen2, -ECANCELED);
+	ck_assert_uint_eq(loop->nalive, 0);
+	af_loop_free(loop);
+}
+END_TEST
+
+#define NTHREADS 4
+
+struct together {
+	pthread_barrier_t barrier;
+	struct af_loop *loops[NTHREADS];
+	pthread_t th[NTHREADS];
+	int r[NTHREADS], result[NTHREADS];
+	struct af_loop *seen[NTHREADS];
+};
+
+struct together_arg {
+	struct together *t;
+	int id;
+};
+
+static int ping(void *arg)
+{
+	struct af_event *evs = arg;
+	int r = af_event_wait_timeout(&evs[0], LONG_NS);
+
+	af_event_set(&evs[1]);
+	return r;
+}
+
+static int together_main(void *arg)
+{
+	struct together_arg *a = arg;
+	struct af_event evs[2];
+	struct af_task *t;
+	int res = 1, b;
+
+	a->t->seen[a->id] = af_loop_current();
+	/* Every loop's main is running at this point, or this never returns
+	 * (the test's timeout catches that). */
+	b = pthread_barrier_wait(&a->t->barrier);
+	ck_assert(b == 0 || b == PTHREAD_BARRIER_SERIAL_THREAD);
+	af_event_init(&evs[0]);
+	af_event_init(&evs[1]);
+	ck_assert_int_eq(af_task_spawn(&t, ping, evs), 0);
+	ck_assert_int_eq(af_sleep_ms(5), 0);
+	af_event_set(&evs[0]);
+	ck_assert_int_eq(af_event_wait_timeout(&evs[1], LONG_NS), 0);
+	ck_assert_int_eq(af_task_join(t, &res), 0);
+	ck_assert_int_eq(res, 0);
+	return 100 + a->id;
+}
+
+static void *together_thread(void *arg)
+{
+	struct together_arg *a = arg;
+
+	a->t->r[a->id] = af_loop_run(a->t->loops[a->id], together_main, a, &a->t->result[a->id]);
+	return NULL;
+}
+
+START_TEST(loops_on_several_threads_run_at_the_same_time)
+{
+	struct together t;
+	struct together_arg args[NTHREADS];
+
+	memset(&t, 0, sizeof(t));
+	ck_assert_int_eq(pthread_barrier_init(&t.barrier, NULL, NTHREADS), 0);
+	for (int i = 0; i < NTHREADS; i++)
+		ck_assert_int_eq(af_loop_new(&t.loops[i], NULL), 0);
+	for (int i = 0; i < NTHREADS; i++) {
+		args[i] = (struct together_arg){ &t, i };
+		ck_assert_int_eq(pthread_create(&t.th[i], NULL, together_thread, &args[i]), 0);
+	}
+	for (int i = 0; i < NTHREADS; i++)
+		ck_assert_int_eq(pthread_join(t.th[i], NULL), 0);
+	for (int i = 0; i < NTHREADS; i++) {
+		ck_assert_int_eq(t.r[i], 0);
+		ck_assert_int_eq(t.result[i], 100 + i);
+		ck_assert_ptr_eq(t.seen[i], t.loops[i]);
+		af_loop_free(t.loops[i]);
+	}
+	pthread_barrier_destroy(&t.barrier);
+}
+END_TEST
+
+struct current {
+	struct af_loop *in_main, *in_task, *in_thread;
+};
+
+static void *current_on_thread(void *arg)
+{
+	((struct current *)arg)->in_thread = af_loop_current();
+	return NULL;
+}
+
+static int current_task(void *arg)
+{
+	((struct current *)arg)->in_task = af_loop_current();
+	return 0;
+}
+
+static int current_main(void *arg)
+{
+	struct current *c = arg;
+	struct af_task *t;
+	pthread_t th;
+
+	c->in_main = af_loop_current();
+	ck_assert_int_eq(af_task_spawn(&t, current_task, c), 0);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, current_on_thread, c), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	return 0;
+}
+
+START_TEST(current_is_the_running_loop_inside_its_tasks_and_null_elsewhere)
+{
+	struct af_loop *loop;
+	struct current c = { .in_thread = not_written };
+	int result = 1;
+
+	ck_assert_ptr_eq(af_loop_current(), NULL);
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_ptr_eq(af_loop_current(), NULL);
+	ck_assert_int_eq(af_loop_run(loop, current_main, &c, &result), 0);
+	ck_assert_ptr_eq(c.in_main, loop);
+	ck_assert_ptr_eq(c.in_task, loop);
+	ck_assert_ptr_eq(c.in_thread, NULL);
+	ck_assert_ptr_eq(af_loop_current(), NULL);
+	af_loop_free(loop);
+}
+END_TEST
+
+START_TEST(af_run_returns_the_result_of_main)
+{
+	ck_assert_int_eq(af_run(return_arg, (void *)42), 42);
+	ck_assert_int_eq(af_run(return_arg, (void *)-7), -7);
+	ck_assert_int_eq(af_run(return_arg, NULL), 0);
+	ck_assert_int_eq(af_run(NULL, NULL), -EINVAL);
+}
+END_TEST
+
+struct leftover {
+	int sleeper_r;
+	bool sleeper_ended;
+};
+
+static int leftover_sleeper(void *arg)
+{
+	struct leftover *l = arg;
+
+	l->sleeper_r = af_sleep_ms(60 * 1000);
+	/* It may still block while unwinding; the loop waits for it. */
+	ck_assert_int_eq(af_sleep_ms(1), 0);
+	l->sleeper_ended = true;
+	return 0;
+}
+
+static int leftover_main(void *arg)
+{
+	ck_assert_int_eq(af_task_spawn(NULL, leftover_sleeper, arg), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	return 3;
+}
+
+START_TEST(when_main_returns_the_remaining_tasks_are_cancelled_and_run_to_their_end)
+{
+	struct af_loop *loop;
+	struct leftover l = { .sleeper_r = 1 };
+	int result = 0;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_loop_run(loop, leftover_main, &l, &result), 0);
+	ck_assert_int_eq(result, 3);
+	ck_assert_int_eq(l.sleeper_r, -ECANCELED);
+	ck_assert(l.sleeper_ended);
+	af_loop_free(loop);
+}
+END_TEST
+
+static int deadlock_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+
+	(void)arg;
+	return af_event_wait(&ev);
+}
+
+START_TEST(a_loop_where_nothing_can_wake_any_task_reports_edeadlk)
+{
+	struct af_loop *loop;
+	int result = 0;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_loop_run(loop, deadlock_main, NULL, &result), -EDEADLK);
+	/* main was cancelled so it could unwind; its result is still filled in. */
+	ck_assert_int_eq(result, -ECANCELED);
+	af_loop_free(loop);
+}
+END_TEST
+
+static int free_running_main(void *arg)
+{
+	(void)arg;
+	af_loop_free(af_loop_current());
+	/* Still here, still working. */
+	ck_assert_int_eq(af_sleep_ms(1), 0);
+	return 8;
+}
+
+START_TEST(freeing_a_running_loop_is_refused)
+{
+	ck_assert_int_eq(run_main(free_running_main, NULL), 8);
+}
+END_TEST
+
+/* ---- io_uring refused ------------------------------------------------------------ */
+
+#if defined(__x86_64__)
+#define THIS_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define THIS_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+#ifdef THIS_AUDIT_ARCH
+/* What a container runtime's profile does: io_uring_setup fails with @err. */
+static int refuse_io_uring_setup(int err)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_AUDIT_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {
+		.len = (unsigned short)(sizeof(filter) / sizeof(filter[0])),
+		.filter = filter,
+	};
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+		return -errno;
+	return 0;
+}
+
+static int count_fds(void)
+{
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			n++;
+	return n;
+}
+
+struct refused {
+	int filter_r;
+	int new_r;
+	int run_r;
+	int fds_before, fds_after;
+	bool out_untouched;
+};
+
+static void run_refused(int err, struct refused *out)
+{
+	int fds[2], status = 0;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct refused r = { 0 };
+		struct af_loop *loop = not_written;
+
+		close(fds[0]);
+		r.filter_r = refuse_io_uring_setup(err);
+		r.fds_before = count_fds();
+		r.new_r = af_loop_new(&loop, NULL);
+		r.out_untouched = loop == not_written;
+		r.fds_after = count_fds();
+		r.run_r = af_run(return_arg, (void *)1);
+		if (write(fds[1], &r, sizeof(r)) != (ssize_t)sizeof(r))
+			_exit(2);
+		_exit(0);
+	}
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], out, sizeof(*out)), (ssize_t)sizeof(*out));
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_msg(out->filter_r == 0, "could not install the seccomp filter: %d", out->filter_r);
+}
+#endif
+
+START_TEST(a_seccomp_filter_that_makes_io_uring_setup_fail_with_enosys_gives_enosys)
+{
+#ifdef THIS_AUDIT_ARCH
+	struct refused r;
+
+	run_refused(ENOSYS, &r);
+	ck_assert_int_eq(r.new_r, -ENOSYS);
+	ck_assert(r.out_untouched);
+	/* The eventfd made before the ring is not leaked. */
+	ck_assert_int_eq(r.fds_after, r.fds_before);
+	ck_assert_int_eq(r.run_r, -ENOSYS);
+	ck_assert_ptr_nonnull(strstr(af_strerror(-ENOSYS), "seccomp"));
+#else
+	ck_abort_msg("no seccomp audit arch known for this machine");
+#endif
+}
+END_TEST
+
+START_TEST(a_seccomp_filter_that_makes_io_uring_setup_fail_with_eperm_gives_eperm)
+{
+#ifdef THIS_AUDIT_ARCH
+	struct refused r;
+
+	run_refused(EPERM, &r);
+	ck_assert_int_eq(r.new_r, -EPERM);
+	ck_assert(r.out_untouched);
+	ck_assert_int_eq(r.fds_after, r.fds_before);
+	ck_assert_int_eq(r.run_r, -EPERM);
+	ck_assert_ptr_nonnull(strstr(af_strerror(-EPERM), "seccomp"));
+	ck_assert_ptr_nonnull(strstr(af_strerror(EPERM), "io_uring"));
+#else
+	ck_abort_msg("no seccomp audit arch known for this machine");
+#endif
+}
+END_TEST
+
+Suite *make_suite(void)
+{
+	Suite *s = suite_create("loop");
+	TCase *tc;
+
+	tc = tcase_create("creation");
+	tcase_add_test(tc, new_with_null_options_gives_the_defaults);
+	tcase_add_test(tc, new_with_options_uses_them);
+	tcase_add_test(tc, options_at_their_limits_are_accepted);
+	tcase_add_test(tc, out_of_range_options_fail_with_einval);
+	tcase_add_test(tc, free_and_features_accept_null);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("features");
+	tcase_add_test(tc, a_basic_ring_has_no_optional_setup_flags_and_still_runs_everything);
+	tcase_add_test(tc, a_default_loop_uses_every_setup_flag_the_kernel_accepts);
+	tcase_add_test(tc, features_report_the_assembly_switch_exactly_when_it_is_built);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("running");
+	tcase_add_test(tc, run_with_a_null_loop_or_main_fails_with_einval);
+	tcase_add_test(tc, running_a_loop_from_one_of_its_tasks_fails_with_ebusy_and_another_loop_with_eperm);
+	tcase_add_test(tc, a_loop_runs_only_on_the_thread_that_ran_it_first);
+	tcase_add_test(tc, a_loop_can_run_again_after_a_run_returned);
+	tcase_add_test(tc, loops_on_several_threads_run_at_the_same_time);
+	tcase_add_test(tc, current_is_the_running_loop_inside_its_tasks_and_null_elsewhere);
+	tcase_add_test(tc, af_run_returns_the_result_of_main);
+	tcase_add_test(tc, when_main_returns_the_remaining_tasks_are_cancelled_and_run_to_their_end);
+	tcase_add_test(tc, a_loop_where_nothing_can_wake_any_task_reports_edeadlk);
+	tcase_add_test(tc, freeing_a_running_loop_is_refused);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("io_uring refused");
+	tcase_add_test(tc, a_seccomp_filter_that_makes_io_uring_setup_fail_with_enosys_gives_enosys);
+	tcase_add_test(tc, a_seccomp_filter_that_makes_io_uring_setup_fail_with_eperm_gives_eperm);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(make_suite());
+}
