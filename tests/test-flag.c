@@ -349,6 +349,48 @@ START_TEST(a_set_after_the_waiter_resumed_wakes_the_next_wait)
 }
 END_TEST
 
+struct spin {
+	struct sc s;
+	struct af_flag other;
+	long spins;
+};
+
+static int spin_main(void *arg)
+{
+	struct spin *sp = arg;
+	struct setter st;
+
+	ck_assert_int_eq(af_flag_init(&sp->s.f, NULL), 0);
+	ck_assert_int_eq(af_flag_init(&sp->other, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&sp->s.waiter, waiter_waits_once, &sp->s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	setter_start(&st, &sp->s.f, 0, 1);
+	setter_join(&st);
+	/* Polling another flag with zero timeouts parks this task on a timer
+	 * that is due at once. The loop must still get round to collecting
+	 * the set above and running its waiter. */
+	while (!af_task_done(sp->s.waiter) && sp->spins < 100000) {
+		ck_assert_int_eq(af_flag_wait_timeout(&sp->other, 0), -ETIMEDOUT);
+		sp->spins++;
+	}
+	ck_assert_msg(af_task_done(sp->s.waiter),
+		      "the flag's waiter never ran while a task polled with zero timeouts "
+		      "(%ld polls)", sp->spins);
+	ck_assert_int_eq(af_task_join(sp->s.waiter, NULL), 0);
+	af_flag_destroy(&sp->other);
+	af_flag_destroy(&sp->s.f);
+	return 0;
+}
+
+START_TEST(a_task_polling_with_zero_timeouts_does_not_stop_the_loop_collecting_sets)
+{
+	struct spin sp = { .spins = 0 };
+
+	run_on_new_loop(spin_main, &sp, 0);
+	ck_assert_int_eq(sp.s.r1, 0);
+}
+END_TEST
+
 /* ---- cancel and timeout ------------------------------------------------------- */
 
 static void assert_free_and_clear(struct af_flag *f)
@@ -1172,6 +1214,7 @@ Suite *make_suite(void)
 	tcase_add_test(tc, set_then_yield_on_the_loop_thread_resumes_the_setter_before_the_waiter);
 	tcase_add_test(tc, a_set_landing_after_the_wake_but_before_the_waiter_resumed_is_absorbed);
 	tcase_add_test(tc, a_set_after_the_waiter_resumed_wakes_the_next_wait);
+	tcase_add_test(tc, a_task_polling_with_zero_timeouts_does_not_stop_the_loop_collecting_sets);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cancel and timeout");
