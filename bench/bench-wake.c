@@ -58,14 +58,18 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <liburing.h>
+
 #include "asyncflag.h"
 #include "bench-util.h"
 
 #define TIMEOUT_NS (10ull * 1000000000u)
 
-enum method { M_AF, M_EVENTFD, M_CONDVAR, M_SPIN, M_COUNT };
+enum method { M_AF, M_EVENTFD, M_CONDVAR, M_URING, M_SPIN, M_COUNT };
 
-static const char *const method_name[M_COUNT] = { "af_flag", "eventfd", "condvar", "spin" };
+static const char *const method_name[M_COUNT] = {
+	"af_flag", "eventfd", "condvar", "io_uring", "spin",
+};
 
 /* ---- the worker thread ----------------------------------------------------- */
 
@@ -81,6 +85,8 @@ struct worker {
 	struct bench_sysc sys;     /* every system call the worker makes */
 	struct bench_sysc enter;   /* its io_uring_enter calls */
 	struct bench_sysc waits;   /* those that wait for a completion */
+	struct io_uring ring;      /* the io_uring baseline's own ring */
+	int ring_err;              /* 1: not made yet; 0: ready; < 0: failed */
 };
 
 static void *worker_main(void *arg)
@@ -148,6 +154,8 @@ struct ping {
 	struct af_loop *loop;
 	struct af_flag flag;
 	int efd;
+	int uefd;                    /* the io_uring baseline's eventfd */
+	unsigned ring_flags;         /* its ring set-up: the loop's */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool cv_go;                  /* under mu */
@@ -205,6 +213,21 @@ static int block_once(struct ping *p, size_t i, uint64_t *t1)
 		p->cv_go = false;
 		pthread_mutex_unlock(&p->mu);
 		break;
+	case M_URING: {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&p->w->ring);
+		struct io_uring_cqe *cqe;
+
+		io_uring_prep_read(sqe, p->uefd, &v, sizeof(v), 0);
+		r = io_uring_submit_and_wait(&p->w->ring, 1);
+		if (r >= 0)
+			r = io_uring_peek_cqe(&p->w->ring, &cqe);
+		*t1 = bench_now_ns();
+		if (r == 0) {
+			r = cqe->res < 0 ? cqe->res : 0;
+			io_uring_cqe_seen(&p->w->ring, cqe);
+		}
+		break;
+	}
 	default:
 		/* acquire: pairs with the setter's release of t0 below. */
 		while (atomic_load_explicit(&p->spin_go, memory_order_acquire) != i + 1)
@@ -276,7 +299,20 @@ static void ping_job(struct worker *w, void *arg)
 	struct ping *p = arg;
 	int res = 0, r;
 
-	(void)w;
+	/* The baseline ring is made on the worker: with SINGLE_ISSUER the
+	 * thread that creates it is the only one that may submit. */
+	if (w->ring_err == 1) {
+		struct io_uring_params prm;
+
+		memset(&prm, 0, sizeof(prm));
+		prm.flags = p->ring_flags;
+		w->ring_err = io_uring_queue_init_params(8, &w->ring, &prm);
+	}
+	if (w->ring_err < 0) {
+		fprintf(stderr, "bench-wake: io_uring_queue_init: %s\n", strerror(-w->ring_err));
+		atomic_store(&p->failed, w->ring_err);
+		return;
+	}
 	r = af_loop_run(p->loop, ping_main, p, &res);
 	if (r < 0 || res < 0) {
 		fprintf(stderr, "bench-wake: loop: %s\n", af_strerror(r < 0 ? r : res));
@@ -338,6 +374,10 @@ static void trigger(struct ping *p, size_t i)
 		break;
 	case M_EVENTFD:
 		if (write(p->efd, &one, sizeof(one)) < 0)
+			atomic_store(&p->failed, -errno);
+		break;
+	case M_URING:
+		if (write(p->uefd, &one, sizeof(one)) < 0)
 			atomic_store(&p->failed, -errno);
 		break;
 	case M_CONDVAR:
@@ -467,20 +507,22 @@ struct opts {
 	unsigned modes;
 	uint64_t threads;
 	uint64_t storm_ms, slice_ms;
-	bool json, pin;
+	bool json, pin, basic_ring;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: bench-wake [--mode sleep|busy|storm|all] [--rounds N] [--threads N]\n"
-		"                  [--storm-ms MS] [--slice-ms MS] [--pin] [--json]\n"
+		"                  [--storm-ms MS] [--slice-ms MS] [--pin] [--basic-ring] [--json]\n"
 		"  --mode       what to run; repeatable or comma-separated (default all)\n"
 		"  --rounds N   pings per mechanism in sleep and busy modes (default 2000)\n"
 		"  --threads N  setter threads in storm mode (default 2)\n"
 		"  --storm-ms   storm time per mechanism, in milliseconds (default 1000)\n"
 		"  --slice-ms   storm slice; slices alternate mechanisms (default 100)\n"
 		"  --pin        pin the setter to CPU 0 and the loop's thread to CPU 1\n"
+		"  --basic-ring create the loop with AF_LOOP_BASIC_RING (no COOP_TASKRUN,\n"
+		"               SINGLE_ISSUER or DEFER_TASKRUN) to compare ring set-ups\n"
 		"  --json       machine-readable output on stdout\n");
 }
 
@@ -515,6 +557,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "storm-ms", required_argument, NULL, 's' },
 		{ "slice-ms", required_argument, NULL, 'l' },
 		{ "pin", no_argument, NULL, 'p' },
+		{ "basic-ring", no_argument, NULL, 'b' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -551,6 +594,9 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'p':
 			o->pin = true;
 			break;
+		case 'b':
+			o->basic_ring = true;
+			break;
 		case 'j':
 			o->json = true;
 			break;
@@ -575,20 +621,17 @@ static int parse(int argc, char **argv, struct opts *o)
 
 /* ---- sleep and busy modes ----------------------------------------------------- */
 
-static const int orders3[6][3] = {
-	{ 0, 1, 2 }, { 1, 2, 0 }, { 2, 0, 1 }, { 2, 1, 0 }, { 1, 0, 2 }, { 0, 2, 1 },
-};
-
 struct pingmode {
 	const char *name;
-	int methods[3];
+	int methods[4];
 	int nm;
 	struct mstats st[M_COUNT];
 	bool counted;
 };
 
-/* A schedule of @rounds pings per method, each group of nm in a rotating
- * order so no mechanism always follows the same one. */
+/* A schedule of @rounds pings per method, in groups of one ping per method.
+ * The order rotates from group to group and every other cycle runs
+ * backwards, so no mechanism always follows the same one or goes first. */
 static uint8_t *make_sched(const struct pingmode *pm, size_t rounds, size_t *n)
 {
 	uint8_t *s = malloc(rounds * (size_t)pm->nm);
@@ -597,7 +640,8 @@ static uint8_t *make_sched(const struct pingmode *pm, size_t rounds, size_t *n)
 		return NULL;
 	for (size_t k = 0; k < rounds; k++)
 		for (int j = 0; j < pm->nm; j++) {
-			int idx = pm->nm == 3 ? orders3[k % 6][j] : (int)((k + (size_t)j) % 2);
+			size_t nm = (size_t)pm->nm, pos = (k + (size_t)j) % nm;
+			int idx = (int)((k / nm) % 2 ? nm - 1 - pos : pos);
 
 			s[k * (size_t)pm->nm + (size_t)j] = (uint8_t)pm->methods[idx];
 		}
@@ -927,7 +971,10 @@ out:
 
 static void features_str(unsigned f, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s%s%s%s", (f & AF_FEATURE_COOP_TASKRUN) ? "COOP_TASKRUN " : "",
+	unsigned ring = AF_FEATURE_COOP_TASKRUN | AF_FEATURE_SINGLE_ISSUER | AF_FEATURE_DEFER_TASKRUN;
+
+	snprintf(buf, len, "%s%s%s%s%s", (f & ring) ? "" : "plain ring, ",
+		 (f & AF_FEATURE_COOP_TASKRUN) ? "COOP_TASKRUN " : "",
 		 (f & AF_FEATURE_SINGLE_ISSUER) ? "SINGLE_ISSUER " : "",
 		 (f & AF_FEATURE_DEFER_TASKRUN) ? "DEFER_TASKRUN " : "",
 		 (f & AF_FEATURE_ASM_SWITCH) ? "ASM_SWITCH" : "UCONTEXT_SWITCH");
@@ -1124,8 +1171,24 @@ static bool pingmode_sane(const struct pingmode *pm)
 
 static void free_loop_job(struct worker *w, void *arg)
 {
-	(void)w;
+	if (w->ring_err == 0)
+		io_uring_queue_exit(&w->ring);
 	af_loop_free(arg);
+}
+
+/* The io_uring baseline gets the set-up the loop got, so the two differ
+ * only in what the library does around the ring. */
+static unsigned ring_flags(unsigned features)
+{
+	unsigned f = 0;
+
+	if (features & AF_FEATURE_COOP_TASKRUN)
+		f |= IORING_SETUP_COOP_TASKRUN;
+	if (features & AF_FEATURE_SINGLE_ISSUER)
+		f |= IORING_SETUP_SINGLE_ISSUER;
+	if (features & AF_FEATURE_DEFER_TASKRUN)
+		f |= IORING_SETUP_DEFER_TASKRUN;
+	return f;
 }
 
 int main(int argc, char **argv)
@@ -1136,7 +1199,7 @@ int main(int argc, char **argv)
 	struct ping p;
 	struct bench_sysc ssys;
 	struct pingmode pm[2] = {
-		{ .name = "sleep", .methods = { M_AF, M_EVENTFD, M_CONDVAR }, .nm = 3 },
+		{ .name = "sleep", .methods = { M_AF, M_EVENTFD, M_CONDVAR, M_URING }, .nm = 4 },
 		{ .name = "busy", .methods = { M_AF, M_SPIN }, .nm = 2 },
 	};
 	struct stormres storm[2];
@@ -1146,7 +1209,8 @@ int main(int argc, char **argv)
 
 	if (parse(argc, argv, &o) < 0)
 		return 2;
-	r = af_loop_new(&loop, NULL);
+	r = af_loop_new(&loop, &(struct af_loop_opts){
+		.flags = o.basic_ring ? AF_LOOP_BASIC_RING : 0 });
 	if (r < 0) {
 		fprintf(stderr, "bench-wake: af_loop_new: %s\n", af_strerror(r));
 		return r == -EPERM || r == -ENOSYS ? 77 : 1;
@@ -1154,6 +1218,7 @@ int main(int argc, char **argv)
 	features_str(af_loop_features(loop), feat, sizeof(feat));
 
 	memset(&w, 0, sizeof(w));
+	w.ring_err = 1;
 	sem_init(&w.go, 0, 0);
 	sem_init(&w.done, 0, 0);
 	if (pthread_create(&w.th, NULL, worker_main, &w) != 0) {
@@ -1177,9 +1242,11 @@ int main(int argc, char **argv)
 	memset(&p, 0, sizeof(p));
 	p.loop = loop;
 	p.efd = eventfd(0, EFD_CLOEXEC);
+	p.uefd = eventfd(0, EFD_CLOEXEC);
+	p.ring_flags = ring_flags(af_loop_features(loop));
 	pthread_mutex_init(&p.mu, NULL);
 	pthread_cond_init(&p.cv, NULL);
-	if (p.efd < 0 || af_flag_init(&p.flag, loop) < 0) {
+	if (p.efd < 0 || p.uefd < 0 || af_flag_init(&p.flag, loop) < 0) {
 		fprintf(stderr, "bench-wake: eventfd or af_flag_init failed\n");
 		goto out_ping;
 	}
@@ -1243,6 +1310,8 @@ out_ping:
 		}
 	if (p.efd >= 0)
 		close(p.efd);
+	if (p.uefd >= 0)
+		close(p.uefd);
 	pthread_cond_destroy(&p.cv);
 	pthread_mutex_destroy(&p.mu);
 	bench_sysc_close(&ssys);
