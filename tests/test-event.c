@@ -460,8 +460,10 @@ static int timeout_main(void *arg)
 	(void)arg;
 	ck_assert_int_eq(af_task_spawn(&tt, timed_rewaiter_fn, &t), 0);
 	ck_assert_int_eq(af_task_spawn(&tw, waiter_fn, &w), 0);
-	/* Outlive the timeout; w keeps waiting without one. */
-	ck_assert_int_eq(af_sleep_ms(100), 0);
+	/* Until the timeout has expired; w keeps waiting without one. Polled
+	 * rather than slept, so a loaded machine cannot reorder the trace. */
+	while (t.elapsed_ns == 0)
+		ck_assert_int_eq(af_sleep_ms(5), 0);
 	trace_add(&tr, "slept");
 	ck_assert(!af_event_is_set(&ev));
 	af_event_set(&ev);
