@@ -527,6 +527,12 @@ START_TEST(null_event_is_refused_with_einval)
 }
 END_TEST
 
+static int set_it_main(void *arg)
+{
+	af_event_set(arg);
+	return 0;
+}
+
 START_TEST(wait_outside_a_task_is_refused_with_eperm)
 {
 	struct af_event ev = AF_EVENT_INIT;
@@ -534,10 +540,12 @@ START_TEST(wait_outside_a_task_is_refused_with_eperm)
 	ck_assert_int_eq(af_event_wait(&ev), -EPERM);
 	ck_assert_int_eq(af_event_wait_timeout(&ev, 0), -EPERM);
 	ck_assert_int_eq(af_event_wait_timeout(&ev, -1), -EPERM);
-	/* Even a set event: the caller is not a task, so nothing may be
-	 * waited for. */
-	af_event_set(&ev);
+	/* Even on a set event, which a task would pass without blocking:
+	 * the caller is not a task. */
+	ck_assert_int_eq(run_main(set_it_main, &ev), 0);
+	ck_assert(af_event_is_set(&ev));
 	ck_assert_int_eq(af_event_wait(&ev), -EPERM);
+	ck_assert_int_eq(af_event_wait_timeout(&ev, 0), -EPERM);
 }
 END_TEST
 
