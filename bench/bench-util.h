@@ -56,6 +56,11 @@ bool bench_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max,
  * `perf stat` does) and permission (root, CAP_PERFMON or
  * kernel.perf_event_paranoid <= -1); without them every count reads as
  * unavailable and the benchmark says so.
+ *
+ * Open counters only around untimed counting passes: while any syscall
+ * tracepoint is registered, every system call of every process takes the
+ * kernel's tracing slow path (it made swapcontext's rt_sigprocmask 60%
+ * slower here), which would bias the timed baselines.
  */
 struct bench_sysc {
 	int fd;          /* -1 when unavailable */
