@@ -18,6 +18,10 @@
  *              worker thread blocks in the kernel), the setter write(2)s.
  *     condvar  the waiter task blocks the worker in pthread_cond_wait, the
  *              setter sets a predicate under the mutex and signals.
+ *     io_uring the waiter task reads a blocking eventfd through a private
+ *              ring set up like the loop's (io_uring_submit_and_wait), the
+ *              setter write(2)s: the kernel path af_flag rides on, without
+ *              the library around it.
  *   busy mode: a second task spins on af_yield(), so the loop never
  *              sleeps: the set costs no system call.
  *     af_flag  as above, but the loop notices the flag between two turns
@@ -36,13 +40,14 @@
  *
  *   storm mode: N threads call af_flag_set() as fast as they can while a
  *     task loops on af_flag_wait(); slices alternate with the same threads
- *     writing a raw eventfd that the worker reads. We report sets/s,
- *     wake-ups/s and, counted from outside the library, eventfd writes
- *     (the setters' write(2) calls) per loop sleep (the worker's voluntary
- *     context switches): the flag promises at most one write per sleep.
+ *     writing a raw eventfd that the worker reads. We report sets/s and
+ *     wake-ups/s, and from one extra counting slice, measured from outside
+ *     the library, the setters' write(2) calls (the eventfd kicks) against
+ *     the loop's waiting io_uring_enter calls: the flag promises at most
+ *     one write per loop sleep.
  *
  * System calls are counted per thread with perf tracepoints when the
- * kernel lets us (see bench-util.h), in a separate, untimed pass.
+ * kernel lets us (see bench-util.h), in separate, untimed passes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -186,6 +191,7 @@ struct ping {
 	const uint8_t *sched;        /* method of each ping */
 	size_t n;
 	bool busy;                   /* a spinner task keeps the loop awake */
+	uint64_t gap_ns;             /* sleep mode: the setter's own sleep before a set */
 	bool count;                  /* count system calls instead of timing */
 	double *lat;                 /* ns per ping; -1 when left out */
 	uint64_t *wsys;              /* count pass: waiter's system calls per ping */
@@ -446,6 +452,21 @@ static int run_pings(struct ping *p, struct worker *w, struct bench_sysc *ssys)
 				r = -1;
 				break;
 			}
+			/* The setter sleeps too, like a thread that is itself
+			 * woken by a timer or a device and then sets the flag:
+			 * the usual producer. */
+			if (p->gap_ns) {
+				struct timespec gap = {
+					.tv_sec = (time_t)(p->gap_ns / 1000000000u),
+					.tv_nsec = (long)(p->gap_ns % 1000000000u),
+				};
+
+				nanosleep(&gap, NULL);
+				if (wait_asleep(p, i) < 0) {
+					r = -1;
+					break;
+				}
+			}
 		} else {
 			uint64_t until = bench_now_ns() + 1000 + rnd(&seed) % 2000;
 
@@ -526,6 +547,7 @@ struct opts {
 	unsigned modes;
 	uint64_t threads;
 	uint64_t storm_ms, slice_ms;
+	uint64_t gap_us;
 	bool json, pin, basic_ring;
 };
 
@@ -533,12 +555,16 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: bench-wake [--mode sleep|busy|storm|all] [--rounds N] [--threads N]\n"
-		"                  [--storm-ms MS] [--slice-ms MS] [--pin] [--basic-ring] [--json]\n"
+		"                  [--storm-ms MS] [--slice-ms MS] [--gap-us US] [--pin] [--basic-ring]\n"
+		"                  [--json]\n"
 		"  --mode       what to run; repeatable or comma-separated (default all)\n"
 		"  --rounds N   pings per mechanism in sleep and busy modes (default 2000)\n"
 		"  --threads N  setter threads in storm mode (default: CPUs - 1, at least 1)\n"
 		"  --storm-ms   storm time per mechanism, in milliseconds (default 1000)\n"
 		"  --slice-ms   storm slice; slices alternate mechanisms (default 100)\n"
+		"  --gap-us US  sleep mode: once the worker is asleep, the setter sleeps US\n"
+		"               microseconds itself before it sets (default 50); 0 sets at\n"
+		"               once from a setter that never slept (a hot producer)\n"
 		"  --pin        pin the setter to CPU 0 and the loop's thread to CPU 1\n"
 		"  --basic-ring create the loop with AF_LOOP_BASIC_RING (no COOP_TASKRUN,\n"
 		"               SINGLE_ISSUER or DEFER_TASKRUN) to compare ring set-ups\n"
@@ -575,6 +601,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "threads", required_argument, NULL, 't' },
 		{ "storm-ms", required_argument, NULL, 's' },
 		{ "slice-ms", required_argument, NULL, 'l' },
+		{ "gap-us", required_argument, NULL, 'g' },
 		{ "pin", no_argument, NULL, 'p' },
 		{ "basic-ring", no_argument, NULL, 'b' },
 		{ "json", no_argument, NULL, 'j' },
@@ -593,6 +620,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	}
 	o->storm_ms = 1000;
 	o->slice_ms = 100;
+	o->gap_us = 50;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
 		case 'r':
@@ -613,6 +641,10 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'l':
 			if (!bench_parse_u64("--slice-ms", optarg, 1, 3600000, &o->slice_ms))
+				return -1;
+			break;
+		case 'g':
+			if (!bench_parse_u64("--gap-us", optarg, 0, 1000000, &o->gap_us))
 				return -1;
 			break;
 		case 'p':
@@ -1042,6 +1074,8 @@ static void text_pingmode(const struct pingmode *pm, const struct opts *o)
 
 	printf("\n%s mode: %llu pings per mechanism, interleaved; wake-up latency in ns\n",
 	       pm->name, (unsigned long long)o->rounds);
+	if (!strcmp(pm->name, "sleep"))
+		printf("  (the setter sleeps %llu us, then sets)\n", (unsigned long long)o->gap_us);
 	printf("  %-9s %8s %8s %8s %8s %8s   %s\n", "", "min", "p50", "p90", "p99", "max",
 	       "syscalls/ping setter+waiter");
 	for (int j = 0; j < pm->nm; j++) {
@@ -1074,6 +1108,8 @@ static void json_pingmode(struct bench_json *j, const struct pingmode *pm, const
 
 	bench_json_obj(j, pm->name);
 	bench_json_int(j, "rounds", (long long)o->rounds);
+	if (!strcmp(pm->name, "sleep"))
+		bench_json_int(j, "gap_us", (long long)o->gap_us);
 	bench_json_obj(j, "results");
 	for (int k = 0; k < pm->nm; k++) {
 		const struct mstats *s = &pm->st[pm->methods[k]];
@@ -1288,6 +1324,7 @@ int main(int argc, char **argv)
 
 	memset(&p, 0, sizeof(p));
 	p.loop = loop;
+	p.gap_ns = o.gap_us * 1000u;
 	p.efd = eventfd(0, EFD_CLOEXEC);
 	p.uefd = eventfd(0, EFD_CLOEXEC);
 	p.ring_flags = ring_flags(af_loop_features(loop));
