@@ -197,8 +197,8 @@ struct ping {
 	uint64_t *wsys;              /* count pass: waiter's system calls per ping */
 	uint64_t *ssys;              /* count pass: setter's system calls per ping */
 
+	struct worker *w;            /* set before each pass is posted */
 	/* Worker thread only. */
-	struct worker *w;
 	bool spin_stop;
 	uint64_t turns;              /* spinner's completed yields */
 };
@@ -254,7 +254,8 @@ static int block_once(struct ping *p, size_t i, uint64_t *t1)
 		break;
 	}
 	default:
-		/* acquire: pairs with the setter's release of t0 below. */
+		/* acquire: pairs with the setter's release store, which it
+		 * makes after writing t0. */
 		while (atomic_load_explicit(&p->spin_go, memory_order_acquire) != i + 1)
 			bench_cpu_relax();
 		*t1 = bench_now_ns();
