@@ -24,5 +24,6 @@
 #include <asyncflag/flag.h>
 #include <asyncflag/lock.h>
 #include <asyncflag/signal.h>
+#include <asyncflag/io.h>
 
 #endif

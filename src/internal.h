@@ -121,6 +121,7 @@ struct af_task {
 	struct af_loop *loop;
 	struct af__node run_node;    /* run queue */
 	uint64_t stamp;              /* when it was queued, 0 if before every timer */
+	uint64_t round;              /* loop->round when it was queued */
 	struct af__node all_node;    /* loop->tasks */
 	struct af__node wait_node;   /* an Event's or Lock's waiters */
 	const struct af__wait_ops *wait_ops; /* set while in a blocking call */
@@ -207,6 +208,9 @@ struct af_loop {
 
 	struct af__list runq;
 	size_t runq_len;
+	uint64_t round;          /* batches run so far */
+	size_t budget;           /* tasks of the current batch still to run */
+	bool ppoll_mode;         /* sleep in ppoll (valgrind, TSan) */
 	struct af__timer_heap timers;
 	struct af__list tasks;   /* every task not yet freed */
 	size_t ntasks;
@@ -227,6 +231,13 @@ struct af_loop {
 
 	struct af__stack_pool stacks;
 	size_t stack_size;
+
+	/* af_run_blocking(): finished jobs come back on a lock-free stack,
+	 * like flags, and wake the loop the same way. */
+	struct af__pool *pool;
+	unsigned blocking_threads;
+	_Atomic(struct af__job *) jobs_done;
+	size_t njobs;            /* jobs queued or running */
 };
 
 /* The loop running on this thread. initial-exec so the overflow handler
@@ -250,6 +261,16 @@ void af__loop_kick(struct af_loop *loop);
 /* The io_uring submission slot, flushing the queue when it is full. */
 struct io_uring_sqe *af__loop_sqe(struct af_loop *loop);
 
+/* Submit what is queued, reaping completions if the kernel pushes back. */
+void af__loop_flush(struct af_loop *loop);
+
 unsigned af__ctx_features(void);
+
+/* ---- blocking jobs (blocking.c) -------------------------------------------- */
+
+struct af__job;
+struct af__pool;
+void af__blocking_collect(struct af_loop *loop);
+void af__blocking_shutdown(struct af_loop *loop);
 
 #endif

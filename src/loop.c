@@ -20,6 +20,22 @@
 
 __thread struct af_loop *af__tls_loop __attribute__((tls_model("initial-exec")));
 
+/* Under valgrind and ThreadSanitizer the loop sleeps in ppoll rather than
+ * io_uring_enter: valgrind holds its big lock across a system call it does
+ * not know to block (starving the threads that would wake us), and TSan
+ * delivers a signal only inside a libc call it intercepts, while liburing
+ * enters the kernel without libc. ppoll is known to both. The ring is then
+ * a plain one: with COOP_TASKRUN or DEFER_TASKRUN completions are posted
+ * only when we enter io_uring, so polling its fd would never wake. */
+static bool sleep_in_ppoll_mode(void)
+{
+#if AF_TSAN
+	return true;
+#else
+	return RUNNING_ON_VALGRIND;
+#endif
+}
+
 #define AF_RING_DEFAULT 256u
 #define AF_RING_MAX 32768u
 #define AF_STACK_CACHE_DEFAULT 64u
@@ -77,6 +93,8 @@ static int opts_check(const struct af_loop_opts *o)
 		return -EINVAL;
 	if (o->stack_size && o->stack_size < AF_STACK_MIN)
 		return -EINVAL;
+	if (o->blocking_threads > 256)
+		return -EINVAL;
 	for (size_t i = 0; i < sizeof(o->_reserved) / sizeof(o->_reserved[0]); i++)
 		if (o->_reserved[i])
 			return -EINVAL;
@@ -117,12 +135,16 @@ AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 		r = -errno;
 		goto err_free_stacks;
 	}
-	r = ring_open(loop, entries, opts && (opts->flags & AF_LOOP_BASIC_RING));
+	loop->ppoll_mode = sleep_in_ppoll_mode();
+	r = ring_open(loop, entries,
+		      loop->ppoll_mode || (opts && (opts->flags & AF_LOOP_BASIC_RING)));
 	if (r < 0)
 		goto err_close_efd;
 	loop->ring_entries = entries;
 	loop->efd_op.complete = efd_complete;
 	atomic_init(&loop->pending, NULL);
+	atomic_init(&loop->jobs_done, NULL);
+	loop->blocking_threads = opts ? opts->blocking_threads : 0;
 	atomic_init(&loop->sleep_state, AF_AWAKE);
 	*out = loop;
 	return 0;
@@ -146,6 +168,7 @@ AF_API void af_loop_free(struct af_loop *loop)
 		af__misuse(__func__, "the loop is running; free it after af_loop_run() returns");
 		return;
 	}
+	af__blocking_shutdown(loop);
 	while ((n = loop->tasks.head) != NULL)
 		af__task_free(af__container_of(n, struct af_task, all_node));
 	af__timer_heap_free(&loop->timers);
@@ -171,6 +194,7 @@ AF_API unsigned af_loop_features(const struct af_loop *loop)
 
 void af__loop_push(struct af_loop *loop, struct af_task *t)
 {
+	t->round = loop->round;
 	/* Stamps order queued tasks against due timers. With no timer armed
 	 * any later timer is due after this push, so 0 orders correctly and
 	 * spares the clock read on the hot wake path. */
@@ -183,6 +207,10 @@ void af__loop_unqueue(struct af_loop *loop, struct af_task *t)
 {
 	af__list_remove(&loop->runq, &t->run_node);
 	loop->runq_len--;
+	/* A task of the current round leaves early (cancelled before it
+	 * ran): the round has one task fewer to run. */
+	if (t->round != loop->round && loop->budget > 0)
+		loop->budget--;
 }
 
 static struct af_task *runq_pop(struct af_loop *loop)
@@ -198,11 +226,12 @@ void af__loop_park(struct af_loop *loop, struct af_task *t)
 	af__ctx_switch(&t->ctx, &loop->sched_ctx);
 }
 
-/* A due timer goes before the head of the run queue if it fell due before
- * that task was queued; with @budget spent it only has to be due. */
-static bool timer_first(struct af_loop *loop, const struct af__timer *tm, size_t budget)
+/* Timers that fell due are queued by their due time: one goes before the
+ * head of the run queue if it fell due before that task was queued. With
+ * the queue empty it only has to be due. */
+static bool timer_first(struct af_loop *loop, const struct af__timer *tm)
 {
-	if (budget > 0) {
+	if (loop->runq_len > 0) {
 		const struct af_task *head =
 			af__container_of(loop->runq.head, struct af_task, run_node);
 
@@ -227,17 +256,21 @@ static struct af_task *timer_fire(struct af_loop *loop, struct af__timer *tm)
  * after the loop has collected its wake-ups. */
 static void run_batch(struct af_loop *loop)
 {
-	size_t budget = loop->runq_len;
-
+	/* Tasks queued from now on carry the new round number and wait for
+	 * the next batch. */
+	loop->round++;
+	loop->budget = loop->runq_len;
 	for (;;) {
 		struct af__timer *tm = af__timer_top(&loop->timers);
 		struct af_task *t;
 
-		if (tm && timer_first(loop, tm, budget)) {
+		/* Past the round's tasks a timer may still fire, but only
+		 * ahead of tasks queued after it fell due. */
+		if (tm && timer_first(loop, tm)) {
 			t = timer_fire(loop, tm);
-		} else if (budget > 0) {
+		} else if (loop->budget > 0) {
 			t = runq_pop(loop);
-			budget--;
+			loop->budget--;
 		} else {
 			break;
 		}
@@ -259,6 +292,21 @@ static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsig
 	efd_arm(loop);
 }
 
+static void reap(struct af_loop *loop);
+
+void af__loop_flush(struct af_loop *loop)
+{
+	int r = io_uring_submit(&loop->ring);
+
+	/* -EBUSY/-EAGAIN: the completion queue is backed up (or the kernel is
+	 * short of memory). Consuming completions is what frees it. */
+	if (r == -EBUSY || r == -EAGAIN) {
+		io_uring_get_events(&loop->ring);
+		reap(loop);
+		io_uring_submit(&loop->ring);
+	}
+}
+
 struct io_uring_sqe *af__loop_sqe(struct af_loop *loop)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
@@ -266,7 +314,7 @@ struct io_uring_sqe *af__loop_sqe(struct af_loop *loop)
 	/* A full submission queue is flushed, not reported: the kernel copies
 	 * the entries at submit time, so there is room again afterwards. */
 	while (!sqe) {
-		io_uring_submit(&loop->ring);
+		af__loop_flush(loop);
 		sqe = io_uring_get_sqe(&loop->ring);
 	}
 	return sqe;
@@ -288,17 +336,24 @@ static void efd_arm(struct af_loop *loop)
 
 static void reap(struct af_loop *loop)
 {
-	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0;
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
 
-	io_uring_for_each_cqe(&loop->ring, head, cqe) {
-		struct af__op *op = io_uring_cqe_get_data(cqe);
+		io_uring_for_each_cqe(&loop->ring, head, cqe) {
+			struct af__op *op = io_uring_cqe_get_data(cqe);
 
-		seen++;
-		if (op)
-			op->complete(loop, op, cqe->res, cqe->flags);
+			seen++;
+			if (op)
+				op->complete(loop, op, cqe->res, cqe->flags);
+		}
+		io_uring_cq_advance(&loop->ring, seen);
+		/* With IORING_FEAT_NODROP the kernel parks completions that did
+		 * not fit; now that there is room, have it flush them. */
+		if (!io_uring_cq_has_overflow(&loop->ring))
+			break;
+		io_uring_get_events(&loop->ring);
 	}
-	io_uring_cq_advance(&loop->ring, seen);
 }
 
 static struct __kernel_timespec ns_to_ts(uint64_t ns)
@@ -310,10 +365,8 @@ static struct __kernel_timespec ns_to_ts(uint64_t ns)
 	return ts;
 }
 
-/* Valgrind (3.19) holds its big lock across io_uring_enter, so while the
- * loop slept there no other thread could run to set a flag. It does know
- * that ppoll blocks: wait for the ring or the eventfd there, then let
- * io_uring post what is ready without blocking. */
+/* See sleep_in_ppoll_mode(): wait for the ring or the eventfd in ppoll,
+ * then let io_uring post what is ready without blocking. */
 static void sleep_in_ppoll(struct af_loop *loop, struct __kernel_timespec *kts)
 {
 	struct pollfd pfd[2] = {
@@ -346,11 +399,12 @@ static void sleep_until(struct af_loop *loop, uint64_t deadline)
 	unsigned prev;
 
 	atomic_store_explicit(&loop->sleep_state, AF_SLEEPING, memory_order_seq_cst);
-	if (atomic_load_explicit(&loop->pending, memory_order_seq_cst) == NULL) {
+	if (atomic_load_explicit(&loop->pending, memory_order_seq_cst) == NULL &&
+	    atomic_load_explicit(&loop->jobs_done, memory_order_seq_cst) == NULL) {
 		uint64_t now = deadline == UINT64_MAX ? 0 : af__now_ns();
 
 		ts = ns_to_ts(deadline > now ? deadline - now : 0);
-		if (RUNNING_ON_VALGRIND)
+		if (loop->ppoll_mode)
 			sleep_in_ppoll(loop, deadline == UINT64_MAX ? NULL : &ts);
 		else
 			io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1,
@@ -368,7 +422,8 @@ static bool nothing_can_happen(struct af_loop *loop)
 {
 	return loop->runq_len == 0 && loop->timers.len == 0 &&
 	       loop->nkeepalive == 0 && loop->ninflight == 0 &&
-	       atomic_load_explicit(&loop->pending, memory_order_acquire) == NULL;
+	       atomic_load_explicit(&loop->pending, memory_order_acquire) == NULL &&
+	       atomic_load_explicit(&loop->jobs_done, memory_order_acquire) == NULL;
 }
 
 /* Gather everything that happened outside the running tasks: flags set,
@@ -379,6 +434,7 @@ static int collect(struct af_loop *loop)
 	struct af__timer *tm;
 
 	af__flag_collect(loop);
+	af__blocking_collect(loop);
 	tm = af__timer_top(&loop->timers);
 	if (loop->runq_len > 0 || (tm && tm->deadline <= af__now_ns())) {
 		/* Runnable work: peek without blocking, and only enter the
@@ -392,6 +448,7 @@ static int collect(struct af_loop *loop)
 	}
 	reap(loop);
 	af__flag_collect(loop);
+	af__blocking_collect(loop);
 	return 0;
 }
 

@@ -340,7 +340,13 @@ static void join_detach(struct af_task *joiner)
 	target->joiner = NULL;
 }
 
-static const struct af__wait_ops join_ops = { .what = "join", .detach = join_detach };
+/* join_detach also serves as revoke: a joiner woken by the target's end
+ * but cancelled before it resumed must leave the handle joinable. */
+static const struct af__wait_ops join_ops = {
+	.what = "join",
+	.detach = join_detach,
+	.revoke = join_detach,
+};
 
 static int wait_done(struct af_task *self, struct af_task *task, int64_t timeout_ns)
 {

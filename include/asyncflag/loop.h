@@ -29,6 +29,8 @@ struct af_loop_opts {
 	size_t stack_size;
 	/** How many freed default-size stacks the loop keeps for reuse; 0 means 64. */
 	unsigned stack_cache;
+	/** Worker threads for af_run_blocking(), started on first use; 0 means 4, at most 256. */
+	unsigned blocking_threads;
 	/** Reserved for future options; keep zero. */
 	uint64_t _reserved[4];
 };

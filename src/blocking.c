@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * af_run_blocking(): blocking functions on a small pool of worker threads.
+ *
+ * A finished job travels back the way a flag set does: pushed on a
+ * lock-free stack owned by the loop (loop->jobs_done), then a kick that
+ * writes the eventfd only if the loop sleeps. Only the loop thread frees a
+ * job, after the worker has pushed it, so a task cancelled while its job
+ * runs simply leaves: the loop discards the result when the job comes back.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct af__job {
+	struct af__job *next;     /* pool queue, then loop->jobs_done */
+	af_task_fn fn;
+	void *arg;
+	int result;
+	bool finished;            /* loop thread: the worker is done with it */
+	struct af_task *task;     /* loop thread: the waiter, NULL if it left */
+	struct af_loop *loop;
+};
+
+struct af__pool {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct af__job *head, *tail;
+	pthread_t *threads;
+	unsigned nthreads, max, idle;
+	bool stopping;
+};
+
+#define AF_BLOCKING_DEFAULT 4u
+
+static void push_done(struct af_loop *loop, struct af__job *job)
+{
+	struct af__job *head = atomic_load_explicit(&loop->jobs_done, memory_order_relaxed);
+
+	/* seq_cst: half of the sleep handshake (see sleep_until in loop.c);
+	 * release publishes job->result to the loop's acquiring exchange. */
+	do {
+		job->next = head;
+	} while (!atomic_compare_exchange_weak_explicit(&loop->jobs_done, &head, job,
+							 memory_order_seq_cst,
+							 memory_order_relaxed));
+	af__loop_kick(loop);
+}
+
+static void *worker(void *arg)
+{
+	struct af__pool *pool = arg;
+	sigset_t all;
+
+	/* Process-directed signals go to the application's threads, where
+	 * its handlers expect them, never to a worker. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_mutex_lock(&pool->lock);
+	for (;;) {
+		struct af__job *job;
+
+		while (!pool->head && !pool->stopping)
+			pthread_cond_wait(&pool->cond, &pool->lock);
+		job = pool->head;
+		if (!job)
+			break; /* stopping, and the queue is drained */
+		pool->head = job->next;
+		if (!pool->head)
+			pool->tail = NULL;
+		pool->idle--;
+		pthread_mutex_unlock(&pool->lock);
+
+		job->result = job->fn(job->arg);
+		push_done(job->loop, job);
+
+		pthread_mutex_lock(&pool->lock);
+		pool->idle++;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return NULL;
+}
+
+static int pool_get(struct af_loop *loop, struct af__pool **out)
+{
+	struct af__pool *pool = loop->pool;
+
+	if (!pool) {
+		pool = calloc(1, sizeof(*pool));
+		if (!pool)
+			return -ENOMEM;
+		pool->max = loop->blocking_threads ? loop->blocking_threads : AF_BLOCKING_DEFAULT;
+		pool->threads = calloc(pool->max, sizeof(*pool->threads));
+		if (!pool->threads) {
+			free(pool);
+			return -ENOMEM;
+		}
+		pthread_mutex_init(&pool->lock, NULL);
+		pthread_cond_init(&pool->cond, NULL);
+		loop->pool = pool;
+	}
+	*out = pool;
+	return 0;
+}
+
+/* Queue @job, starting a worker when none is idle and the pool may grow. */
+static int pool_submit(struct af__pool *pool, struct af__job *job)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&pool->lock);
+	if (pool->idle == 0 && pool->nthreads < pool->max) {
+		r = -pthread_create(&pool->threads[pool->nthreads], NULL, worker, pool);
+		if (r == 0) {
+			pool->nthreads++;
+			pool->idle++;
+		} else if (pool->nthreads > 0) {
+			r = 0; /* the existing workers will get to it */
+		}
+	}
+	if (r == 0) {
+		job->next = NULL;
+		if (pool->tail)
+			pool->tail->next = job;
+		else
+			pool->head = job;
+		pool->tail = job;
+		pthread_cond_signal(&pool->cond);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return r;
+}
+
+static void job_detach(struct af_task *t)
+{
+	(void)t; /* the job stays queued or running; see af_run_blocking */
+}
+
+static const struct af__wait_ops job_ops = {
+	.what = "blocking job",
+	.detach = job_detach,
+	.keeps_alive = true,
+};
+
+AF_API int af_run_blocking(af_task_fn fn, void *arg, int *result)
+{
+	int err = 0, r;
+	struct af_task *t = af__task_self(&err);
+	struct af__pool *pool;
+	struct af__job *job;
+
+	af_assert_return(fn, -EINVAL);
+	if (!t)
+		return err;
+	if (t->cancel_pending) {
+		t->cancel_pending = false;
+		return -ECANCELED;
+	}
+	r = pool_get(t->loop, &pool);
+	if (r < 0)
+		return r;
+	job = calloc(1, sizeof(*job));
+	if (!job)
+		return -ENOMEM;
+	job->fn = fn;
+	job->arg = arg;
+	job->task = t;
+	job->loop = t->loop;
+	r = pool_submit(pool, job);
+	if (r < 0) {
+		free(job);
+		return r;
+	}
+	t->loop->njobs++;
+	r = af__task_block(&job_ops, job, -1);
+	if (!job->finished) {
+		/* Cancelled while the job runs: leave it to the loop, which
+		 * frees it when the worker hands it back. */
+		job->task = NULL;
+		return r;
+	}
+	if (r == 0 && result)
+		*result = job->result;
+	free(job);
+	return r;
+}
+
+void af__blocking_collect(struct af_loop *loop)
+{
+	struct af__job *job;
+
+	if (!atomic_load_explicit(&loop->jobs_done, memory_order_relaxed))
+		return;
+	/* acquire pairs with push_done's CAS: job->result is visible. */
+	job = atomic_exchange_explicit(&loop->jobs_done, NULL, memory_order_acquire);
+	while (job) {
+		struct af__job *next = job->next;
+
+		job->finished = true;
+		loop->njobs--;
+		if (!job->task)
+			free(job);
+		else if (job->task->state == AF_TASK_BLOCKED && job->task->wait_obj == job)
+			af__task_wake(job->task, 0);
+		/* else: woken by a cancel, not yet resumed; it frees the job */
+		job = next;
+	}
+}
+
+void af__blocking_shutdown(struct af_loop *loop)
+{
+	struct af__pool *pool = loop->pool;
+
+	if (!pool)
+		return;
+	pthread_mutex_lock(&pool->lock);
+	pool->stopping = true;
+	pthread_cond_broadcast(&pool->cond);
+	pthread_mutex_unlock(&pool->lock);
+	/* Workers finish the queue first: a job's arg must stay valid until
+	 * its fn returns, and abandoned jobs were promised that. */
+	for (unsigned i = 0; i < pool->nthreads; i++)
+		pthread_join(pool->threads[i], NULL);
+	af__blocking_collect(loop);
+	pthread_cond_destroy(&pool->cond);
+	pthread_mutex_destroy(&pool->lock);
+	free(pool->threads);
+	free(pool);
+	loop->pool = NULL;
+}

@@ -1,0 +1,509 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * File-descriptor I/O as coroutine calls: one io_uring operation per call,
+ * the task parked until its completion arrives.
+ *
+ * The request lives on the calling task's stack and the task never leaves
+ * the call while the kernel may still touch it or the caller's buffer: a
+ * cancel or a timeout only asks the kernel to cancel, and the call then
+ * waits for every completion of the request before it returns. That is
+ * what keeps a cancelled read from landing in memory the caller reused.
+ */
+#include <limits.h>
+#include <poll.h>
+#include <string.h>
+
+#include "internal.h"
+
+#if AF_HAVE_VALGRIND
+#include <valgrind/memcheck.h>
+#endif
+
+struct rw_args;
+typedef void (*prep_fn)(struct io_uring_sqe *sqe, const void *args);
+
+struct io_req {
+	struct af__op op;       /* the operation's completion */
+	struct af__op tmo;      /* the linked timeout's completion */
+	struct af_task *task;
+	int res;
+	int pending;            /* completions still to come: 1, or 2 with a timeout */
+	bool timed_out;
+	struct __kernel_timespec ts;
+	prep_fn prep;
+	const struct rw_args *args;
+};
+
+static void mark_defined(const struct io_req *req);
+
+static struct io_req *req_of(struct af__op *op, size_t off)
+{
+	return (struct io_req *)(void *)((char *)op - off);
+}
+
+static void req_settle(struct af_loop *loop, struct io_req *req)
+{
+	if (--req->pending > 0)
+		return;
+	loop->ninflight--;
+	/* A task woken by a cancel meanwhile is runnable already; it finds
+	 * pending == 0 when it resumes. */
+	if (req->task->state == AF_TASK_BLOCKED && req->task->wait_obj == req)
+		af__task_wake(req->task, 0);
+}
+
+static void op_done(struct af_loop *loop, struct af__op *op, int res, unsigned flags)
+{
+	struct io_req *req = req_of(op, offsetof(struct io_req, op));
+
+	(void)flags;
+	req->res = res;
+	mark_defined(req);
+	req_settle(loop, req);
+}
+
+static void tmo_done(struct af_loop *loop, struct af__op *op, int res, unsigned flags)
+{
+	struct io_req *req = req_of(op, offsetof(struct io_req, tmo));
+
+	(void)flags;
+	if (res == -ETIME)
+		req->timed_out = true;
+	req_settle(loop, req);
+}
+
+/* Cancel and timeout wake the task through af__task_wake; the request
+ * itself stays linked until the kernel is done with it. */
+static void io_detach(struct af_task *t)
+{
+	(void)t;
+}
+
+static const struct af__wait_ops io_ops = {
+	.what = "io",
+	.detach = io_detach,
+	.keeps_alive = true,
+};
+
+static void submit_cancel(struct af_loop *loop, struct io_req *req)
+{
+	struct io_uring_sqe *sqe = af__loop_sqe(loop);
+
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&req->op, 0);
+	io_uring_sqe_set_data(sqe, NULL);
+}
+
+/* Park until every completion of @req has arrived, whatever cancels come
+ * in meanwhile. Returns true if the task was cancelled on the way. */
+static bool drain(struct af_loop *loop, struct io_req *req, bool cancelled)
+{
+	bool cancel_sent = false;
+
+	while (req->pending > 0) {
+		if (cancelled && !cancel_sent) {
+			submit_cancel(loop, req);
+			cancel_sent = true;
+		}
+		if (af__task_block(&io_ops, req, -1) == -ECANCELED)
+			cancelled = true;
+	}
+	return cancelled;
+}
+
+/* Submit one operation (plus a linked timeout) and wait for its result. */
+static int io_run(prep_fn prep, const void *args, int64_t timeout_ns)
+{
+	int err = 0;
+	struct af_task *t = af__task_self(&err);
+	struct af_loop *loop;
+	struct io_uring_sqe *sqe;
+	struct io_req req;
+	bool cancelled;
+
+	if (!t)
+		return err;
+	if (t->cancel_pending) {
+		t->cancel_pending = false;
+		return -ECANCELED;
+	}
+	loop = t->loop;
+	memset(&req, 0, sizeof(req));
+	req.op.complete = op_done;
+	req.tmo.complete = tmo_done;
+	req.task = t;
+	req.pending = 1;
+	req.prep = prep;
+	req.args = args;
+	/* A link only holds within one submission: make room for both
+	 * entries before taking the first. */
+	if (timeout_ns >= 0 && io_uring_sq_space_left(&loop->ring) < 2)
+		af__loop_flush(loop);
+	sqe = af__loop_sqe(loop);
+	prep(sqe, args);
+	io_uring_sqe_set_data(sqe, &req.op);
+	if (timeout_ns >= 0) {
+		req.ts.tv_sec = timeout_ns / 1000000000;
+		req.ts.tv_nsec = timeout_ns % 1000000000;
+		sqe->flags |= IOSQE_IO_LINK;
+		sqe = af__loop_sqe(loop);
+		io_uring_prep_link_timeout(sqe, &req.ts, 0);
+		io_uring_sqe_set_data(sqe, &req.tmo);
+		req.pending = 2;
+	}
+	loop->ninflight++;
+
+	cancelled = af__task_block(&io_ops, &req, -1) == -ECANCELED;
+	cancelled = drain(loop, &req, cancelled);
+
+	if (cancelled) {
+		/* The kernel cancelled it: report the cancel. It completed
+		 * anyway: report what it did, and let the cancel reach the
+		 * next blocking call instead. */
+		if (req.res == -ECANCELED || req.res == -EINTR)
+			return -ECANCELED;
+		t->cancel_pending = true;
+		return req.res;
+	}
+	if (req.timed_out && (req.res == -ECANCELED || req.res == -EINTR))
+		return -ETIMEDOUT;
+	return req.res;
+}
+
+/* ---- the operations --------------------------------------------------------- */
+
+struct rw_args {
+	int fd;
+	void *buf;
+	const struct iovec *iov;
+	unsigned len;
+	uint64_t offset;
+	int flags;
+	struct sockaddr *addr;
+	socklen_t *addrlen;
+	const struct sockaddr *caddr;
+	socklen_t caddrlen;
+};
+
+static uint64_t off_arg(int64_t offset)
+{
+	/* -1 is io_uring's "use the file position". */
+	return offset < 0 ? (uint64_t)-1 : (uint64_t)offset;
+}
+
+static int check_buf(int fd, const void *buf, size_t len)
+{
+	if (fd < 0)
+		return -EBADF;
+	if ((!buf && len) || len > INT_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+static void prep_read(struct io_uring_sqe *sqe, const void *a)
+{
+	const struct rw_args *r = a;
+
+	io_uring_prep_read(sqe, r->fd, r->buf, r->len, r->offset);
+}
+
+static void prep_write(struct io_uring_sqe *sqe, const void *a)
+{
+	const struct rw_args *r = a;
+
+	io_uring_prep_write(sqe, r->fd, r->buf, r->len, r->offset);
+}
+
+static void prep_readv(struct io_uring_sqe *sqe, const void *a)
+{
+	const struct rw_args *r = a;
+
+	io_uring_prep_readv(sqe, r->fd, r->iov, r->len, r->offset);
+}
+
+static void prep_writev(struct io_uring_sqe *sqe, const void *a)
+{
+	const struct rw_args *r = a;
+
+	io_uring_prep_writev(sqe, r->fd, r->iov, r->len, r->offset);
+}
+
+static void prep_recv(struct io_uring_sqe *sqe, const void *a)
+{
+	const struct rw_args *r = a;
+
+	io_uring_prep_recv(sqe, r->fd, r->buf, r->len, r->flags);
+}
+
+static void prep_send(struct io_uring_sqe *sqe, const void *a)
+{
+	const struct rw_args *r = a;
+
+	io_uring_prep_send(sqe, r->fd, r->buf, r->len, r->flags | MSG_NOSIGNAL);
+}
+
+static void prep_accept(struct io_uring_sqe *sqe, const void *a)
+{
+	const struct rw_args *r = a;
+
+	io_uring_prep_accept(sqe, r->fd, r->addr, r->addrlen, r->flags);
+}
+
+static void prep_connect(struct io_uring_sqe *sqe, const void *a)
+{
+	const struct rw_args *r = a;
+
+	io_uring_prep_connect(sqe, r->fd, r->caddr, r->caddrlen);
+}
+
+static void prep_poll(struct io_uring_sqe *sqe, const void *a)
+{
+	const struct rw_args *r = a;
+
+	io_uring_prep_poll_add(sqe, r->fd, (unsigned)r->flags);
+}
+
+static void prep_close(struct io_uring_sqe *sqe, const void *a)
+{
+	const struct rw_args *r = a;
+
+	io_uring_prep_close(sqe, r->fd);
+}
+
+/* Valgrind cannot see the kernel write into the caller's buffer through
+ * the ring; tell it, or every byte read would count as uninitialised. */
+static void mark_defined(const struct io_req *req)
+{
+#if AF_HAVE_VALGRIND
+	const struct rw_args *a = req->args;
+
+	if (!RUNNING_ON_VALGRIND || req->res < 0)
+		return;
+	if (req->prep == prep_read || req->prep == prep_recv) {
+		VALGRIND_MAKE_MEM_DEFINED(a->buf, (size_t)req->res);
+	} else if (req->prep == prep_readv) {
+		size_t left = (size_t)req->res;
+
+		for (unsigned i = 0; i < a->len && left; i++) {
+			size_t n = a->iov[i].iov_len < left ? a->iov[i].iov_len : left;
+
+			VALGRIND_MAKE_MEM_DEFINED(a->iov[i].iov_base, n);
+			left -= n;
+		}
+	} else if (req->prep == prep_accept && a->addr && a->addrlen) {
+		VALGRIND_MAKE_MEM_DEFINED(a->addrlen, sizeof(*a->addrlen));
+		VALGRIND_MAKE_MEM_DEFINED(a->addr, *a->addrlen);
+	}
+#else
+	(void)req;
+#endif
+}
+
+AF_API int af_read_timeout(int fd, void *buf, size_t len, int64_t offset, int64_t timeout_ns)
+{
+	struct rw_args a = { .fd = fd, .buf = buf, .len = (unsigned)len, .offset = off_arg(offset) };
+	int r = check_buf(fd, buf, len);
+
+	return r < 0 ? r : io_run(prep_read, &a, timeout_ns);
+}
+
+AF_API int af_read(int fd, void *buf, size_t len, int64_t offset)
+{
+	return af_read_timeout(fd, buf, len, offset, -1);
+}
+
+AF_API int af_write_timeout(int fd, const void *buf, size_t len, int64_t offset,
+			    int64_t timeout_ns)
+{
+	struct rw_args a = { .fd = fd, .buf = (void *)buf, .len = (unsigned)len,
+			     .offset = off_arg(offset) };
+	int r = check_buf(fd, buf, len);
+
+	return r < 0 ? r : io_run(prep_write, &a, timeout_ns);
+}
+
+AF_API int af_write(int fd, const void *buf, size_t len, int64_t offset)
+{
+	return af_write_timeout(fd, buf, len, offset, -1);
+}
+
+static int check_iov(int fd, const struct iovec *iov, int iovcnt)
+{
+	if (fd < 0)
+		return -EBADF;
+	if (!iov || iovcnt <= 0 || iovcnt > IOV_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+AF_API int af_readv_timeout(int fd, const struct iovec *iov, int iovcnt, int64_t offset,
+			    int64_t timeout_ns)
+{
+	struct rw_args a = { .fd = fd, .iov = iov, .len = (unsigned)iovcnt,
+			     .offset = off_arg(offset) };
+	int r = check_iov(fd, iov, iovcnt);
+
+	return r < 0 ? r : io_run(prep_readv, &a, timeout_ns);
+}
+
+AF_API int af_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
+{
+	return af_readv_timeout(fd, iov, iovcnt, offset, -1);
+}
+
+AF_API int af_writev_timeout(int fd, const struct iovec *iov, int iovcnt, int64_t offset,
+			     int64_t timeout_ns)
+{
+	struct rw_args a = { .fd = fd, .iov = iov, .len = (unsigned)iovcnt,
+			     .offset = off_arg(offset) };
+	int r = check_iov(fd, iov, iovcnt);
+
+	return r < 0 ? r : io_run(prep_writev, &a, timeout_ns);
+}
+
+AF_API int af_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
+{
+	return af_writev_timeout(fd, iov, iovcnt, offset, -1);
+}
+
+AF_API int af_recv_timeout(int fd, void *buf, size_t len, int flags, int64_t timeout_ns)
+{
+	struct rw_args a = { .fd = fd, .buf = buf, .len = (unsigned)len, .flags = flags };
+	int r = check_buf(fd, buf, len);
+
+	return r < 0 ? r : io_run(prep_recv, &a, timeout_ns);
+}
+
+AF_API int af_recv(int fd, void *buf, size_t len, int flags)
+{
+	return af_recv_timeout(fd, buf, len, flags, -1);
+}
+
+AF_API int af_send_timeout(int fd, const void *buf, size_t len, int flags, int64_t timeout_ns)
+{
+	struct rw_args a = { .fd = fd, .buf = (void *)buf, .len = (unsigned)len, .flags = flags };
+	int r = check_buf(fd, buf, len);
+
+	return r < 0 ? r : io_run(prep_send, &a, timeout_ns);
+}
+
+AF_API int af_send(int fd, const void *buf, size_t len, int flags)
+{
+	return af_send_timeout(fd, buf, len, flags, -1);
+}
+
+AF_API int af_accept_timeout(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags,
+			     int64_t timeout_ns)
+{
+	struct rw_args a = { .fd = fd, .addr = addr, .addrlen = addrlen, .flags = flags };
+
+	if (fd < 0)
+		return -EBADF;
+	if ((addr && !addrlen) || (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)))
+		return -EINVAL;
+	return io_run(prep_accept, &a, timeout_ns);
+}
+
+AF_API int af_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	return af_accept_timeout(fd, addr, addrlen, flags, -1);
+}
+
+AF_API int af_connect_timeout(int fd, const struct sockaddr *addr, socklen_t addrlen,
+			      int64_t timeout_ns)
+{
+	struct rw_args a = { .fd = fd, .caddr = addr, .caddrlen = addrlen };
+
+	if (fd < 0)
+		return -EBADF;
+	if (!addr || addrlen == 0)
+		return -EINVAL;
+	return io_run(prep_connect, &a, timeout_ns);
+}
+
+AF_API int af_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+	return af_connect_timeout(fd, addr, addrlen, -1);
+}
+
+AF_API int af_poll_timeout(int fd, unsigned events, int64_t timeout_ns)
+{
+	struct rw_args a = { .fd = fd, .flags = (int)events };
+
+	if (fd < 0)
+		return -EBADF;
+	if (!events)
+		return -EINVAL;
+	return io_run(prep_poll, &a, timeout_ns);
+}
+
+AF_API int af_poll(int fd, unsigned events)
+{
+	return af_poll_timeout(fd, events, -1);
+}
+
+AF_API int af_wait_readable_timeout(int fd, int64_t timeout_ns)
+{
+	int r = af_poll_timeout(fd, POLLIN, timeout_ns);
+
+	return r < 0 ? r : 0;
+}
+
+AF_API int af_wait_readable(int fd)
+{
+	return af_wait_readable_timeout(fd, -1);
+}
+
+AF_API int af_close(int fd)
+{
+	struct rw_args a = { .fd = fd };
+
+	if (fd < 0)
+		return -EBADF;
+	return io_run(prep_close, &a, -1);
+}
+
+AF_API int af_write_all(int fd, const void *buf, size_t len, int64_t offset, size_t *written)
+{
+	const char *p = buf;
+	size_t done = 0;
+	int r = check_buf(fd, buf, 0);
+
+	if (r == 0 && !buf && len)
+		r = -EINVAL;
+	while (r == 0 && done < len) {
+		size_t chunk = len - done > INT_MAX ? INT_MAX : len - done;
+
+		r = af_write(fd, p + done, chunk, offset < 0 ? offset : offset + (int64_t)done);
+		if (r > 0) {
+			done += (size_t)r;
+			r = 0;
+		} else if (r == 0) {
+			r = -EIO; /* a write that moves nothing would loop forever */
+		}
+	}
+	if (written)
+		*written = done;
+	return r;
+}
+
+AF_API int af_read_full(int fd, void *buf, size_t len, int64_t offset, size_t *got)
+{
+	char *p = buf;
+	size_t done = 0;
+	int r = check_buf(fd, buf, len > INT_MAX ? INT_MAX : len);
+
+	if (r == 0 && len > INT_MAX)
+		r = -EINVAL;
+	while (r == 0 && done < len) {
+		r = af_read(fd, p + done, len - done, offset < 0 ? offset : offset + (int64_t)done);
+		if (r > 0) {
+			done += (size_t)r;
+			r = 0;
+		} else if (r == 0) {
+			break; /* end of file */
+		}
+	}
+	if (got)
+		*got = done;
+	return r < 0 ? r : (int)done;
+}
