@@ -6,8 +6,10 @@
 AF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Build and test dependencies, by Debian package name. valgrind runs the
-# examples' leak checks; python3 reads meson's test log for the summary.
-AF_PACKAGES=(gcc libc6-dev meson ninja-build pkg-config liburing-dev check libsubunit-dev valgrind python3)
+# examples' leak checks; python3 reads meson's test log for the summary; jq
+# checks the benchmarks' JSON output; libuv1-dev is the echo benchmark's
+# side-by-side baseline.
+AF_PACKAGES=(gcc libc6-dev meson ninja-build pkg-config liburing-dev check libsubunit-dev valgrind python3 jq libuv1-dev)
 
 af_missing_packages() {
 	local p missing=()

@@ -43,7 +43,8 @@ void af_flag_destroy(struct af_flag *flag);
  * set flag does nothing. The waiter runs when the loop next collects its
  * wake-ups, behind tasks already runnable, so a task that sets a flag and
  * yields resumes before the waiter. Costs no system call while the loop is
- * awake; at most one eventfd write per loop sleep however many flags are set.
+ * awake; at most one eventfd write per loop sleep attempt however many flags
+ * are set.
  * A NULL or uninitialised flag is ignored.
  */
 void af_flag_set(struct af_flag *flag);
