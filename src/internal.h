@@ -210,6 +210,7 @@ struct af_loop {
 	size_t runq_len;
 	uint64_t round;          /* batches run so far */
 	size_t budget;           /* tasks of the current batch still to run */
+	uint64_t batch_start;    /* when it began, if timers were armed */
 	bool ppoll_mode;         /* sleep in ppoll (valgrind, TSan) */
 	struct af__timer_heap timers;
 	struct af__list tasks;   /* every task not yet freed */

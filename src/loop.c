@@ -231,13 +231,18 @@ void af__loop_park(struct af_loop *loop, struct af_task *t)
  * the queue empty it only has to be due. */
 static bool timer_first(struct af_loop *loop, const struct af__timer *tm)
 {
+	/* Only timers that were due when the batch began: one re-armed by a
+	 * task of this batch (a zero timeout in a loop) waits for the next,
+	 * so wake-ups are still collected between batches. */
+	if (tm->deadline >= loop->batch_start)
+		return false;
 	if (loop->runq_len > 0) {
 		const struct af_task *head =
 			af__container_of(loop->runq.head, struct af_task, run_node);
 
 		return tm->deadline <= head->stamp;
 	}
-	return tm->deadline <= af__now_ns();
+	return true;
 }
 
 static struct af_task *timer_fire(struct af_loop *loop, struct af__timer *tm)
@@ -260,6 +265,7 @@ static void run_batch(struct af_loop *loop)
 	 * the next batch. */
 	loop->round++;
 	loop->budget = loop->runq_len;
+	loop->batch_start = loop->timers.len ? af__now_ns() : 0;
 	for (;;) {
 		struct af__timer *tm = af__timer_top(&loop->timers);
 		struct af_task *t;

@@ -15,6 +15,9 @@
 #if AF_HAVE_VALGRIND
 #include <valgrind/valgrind.h>
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 /* Faults this far below the guard still count as an overflow of this
  * stack: a large frame can step over the guard in one go. */
@@ -78,6 +81,12 @@ int af__stack_get(struct af__stack_pool *pool, size_t size, struct af__stack *ou
 {
 	if (size == pool->size && pool->len > 0) {
 		*out = pool->items[--pool->len];
+#if defined(__SANITIZE_ADDRESS__)
+		/* The redzones of the last user's frames are still poisoned. A
+		 * fresh mapping needs nothing: unpoisoning it would commit its
+		 * whole shadow and defeat lazy commit. */
+		ASAN_UNPOISON_MEMORY_REGION(out->lo, out->size);
+#endif
 		return 0;
 	}
 	return stack_map(size, out);

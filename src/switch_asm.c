@@ -29,6 +29,7 @@ int af__ctx_make(struct af__ctx *ctx, void *stack_lo, size_t size,
 	uint16_t fcw;
 
 	memset(ctx, 0, sizeof(*ctx));
+	af__san_ctx_new(ctx, stack_lo, size);
 	/* makecontext only reads uc_stack and uc_link; getcontext is not
 	 * needed (and would cost a sigprocmask per task). */
 	memset(&uc, 0, sizeof(uc));
@@ -50,7 +51,6 @@ int af__ctx_make(struct af__ctx *ctx, void *stack_lo, size_t size,
 		sp[i] = 0; /* r15..rbp; rbp 0 ends debuggers' frame walks */
 	sp[7] = (uint64_t)uc.uc_mcontext.gregs[REG_RIP];
 	ctx->sp = sp;
-	af__san_ctx_new(ctx, stack_lo, size);
 	return 0;
 }
 

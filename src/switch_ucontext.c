@@ -18,13 +18,15 @@ int af__ctx_make(struct af__ctx *ctx, void *stack_lo, size_t size,
 		 void (*entry)(void))
 {
 	memset(ctx, 0, sizeof(*ctx));
-	if (getcontext(&ctx->uc) < 0)
+	af__san_ctx_new(ctx, stack_lo, size);
+	if (getcontext(&ctx->uc) < 0) {
+		af__san_ctx_destroy(ctx);
 		return -EINVAL;
+	}
 	ctx->uc.uc_stack.ss_sp = stack_lo;
 	ctx->uc.uc_stack.ss_size = size;
 	ctx->uc.uc_link = NULL;
 	makecontext(&ctx->uc, entry, 0);
-	af__san_ctx_new(ctx, stack_lo, size);
 	return 0;
 }
 
