@@ -252,6 +252,25 @@ void af__flag_unqueue(struct af__flag *f)
 	} while (!atomic_compare_exchange_weak_explicit(&loop->pending, &head, keep,
 							 memory_order_seq_cst,
 							 memory_order_relaxed));
+	/* The loop may have looked at the stack while we held it, found it
+	 * empty and gone to sleep: kick it like any setter would. */
+	af__loop_kick(loop);
+}
+
+void af__flag_release_all(struct af_loop *loop)
+{
+	struct af__flag *f = atomic_exchange_explicit(&loop->pending, NULL,
+						      memory_order_acquire);
+
+	/* Flags still queued when their loop is freed forget it, so that a
+	 * later af_flag_destroy() does not reach into freed memory. */
+	while (f) {
+		struct af__flag *next = f->next;
+
+		atomic_fetch_and_explicit(&f->state, ~AF_FLAG_QUEUED, memory_order_acq_rel);
+		f->next = NULL;
+		f = next;
+	}
 }
 
 AF_API void af_flag_destroy(struct af_flag *flag)

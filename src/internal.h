@@ -178,6 +178,8 @@ struct af__flag {
 void af__flag_collect(struct af_loop *loop);
 /* Take @f out of loop->pending (loop thread, or loop not running). */
 void af__flag_unqueue(struct af__flag *f);
+/* Unqueue every flag: the loop is being freed. */
+void af__flag_release_all(struct af_loop *loop);
 
 /* ---- the loop (loop.c) ----------------------------------------------------- */
 

@@ -169,6 +169,7 @@ AF_API void af_loop_free(struct af_loop *loop)
 		return;
 	}
 	af__blocking_shutdown(loop);
+	af__flag_release_all(loop);
 	while ((n = loop->tasks.head) != NULL)
 		af__task_free(af__container_of(n, struct af_task, all_node));
 	af__timer_heap_free(&loop->timers);

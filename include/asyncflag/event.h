@@ -10,10 +10,12 @@ AF_BEGIN_DECLS
  * An asyncio Event: a boolean that any number of tasks can wait for.
  *
  * Caller-allocated; all-zero storage (static, or af_event_init()) is a
- * cleared event. Loop-thread only: set it from tasks or from the loop's
- * thread, never from a signal handler or another thread (use af_flag).
- * An event belongs to the first loop that uses it; debug builds report use
- * from another thread with a message on stderr, and every build refuses it.
+ * cleared event. Loop-thread only: call it from a running loop's tasks,
+ * never from a signal handler or another thread (use af_flag). While tasks
+ * wait on it, the event belongs to their loop; with no waiters it may move
+ * to another loop. A call from a thread that runs no loop, or from another
+ * loop's thread while waiters exist, is refused in every build and reported
+ * with a message on stderr in debug builds.
  */
 struct af_event {
 	union af__private _private;

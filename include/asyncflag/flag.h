@@ -31,8 +31,10 @@ int af_flag_init(struct af_flag *flag, struct af_loop *loop);
 
 /**
  * @brief Release a flag. Stops any af_signal_watch() that targets it.
- * No task may be waiting on it and no thread or handler may set it any more.
- * NULL is ignored.
+ * Call it from the loop's thread, or while the loop is not running (before
+ * or after af_loop_free() alike). No task may be waiting on it (a waiting
+ * task is reported in debug builds and the call is refused) and no thread
+ * or handler may set it any more. NULL is ignored.
  */
 void af_flag_destroy(struct af_flag *flag);
 
@@ -51,11 +53,13 @@ void af_flag_set(struct af_flag *flag);
 
 /**
  * @brief Clear the flag, discarding a set that no wait has consumed (a stale
- * interrupt before a fresh operation). Safe from any thread.
+ * interrupt before a fresh operation). One atomic operation: safe from any
+ * thread and from signal handlers.
  */
 void af_flag_clear(struct af_flag *flag);
 
-/** @brief Whether the flag is set (a snapshot; another thread may change it). */
+/** @brief Whether the flag is set (a snapshot; another thread may change it).
+ *  One atomic load: safe from any thread and from signal handlers. */
 bool af_flag_is_set(const struct af_flag *flag);
 
 /**

@@ -32,8 +32,9 @@ AF_BEGIN_DECLS
  * with a linked io_uring timeout, and return -ETIMEDOUT when it expires
  * before the operation completes.
  *
- * Every call returns -EPERM outside a task and -EINVAL for a NULL buffer
- * with a non-zero length, a negative descriptor or an oversized count.
+ * Every call returns -EPERM outside a task, -EBADF for a negative
+ * descriptor (without a system call) and -EINVAL for a NULL buffer with a
+ * non-zero length or an oversized count.
  * A single call moves at most INT_MAX bytes (the kernel caps it lower).
  */
 

@@ -39,7 +39,8 @@ int af_lock_acquire_timeout(struct af_lock *lock, int64_t timeout_ns);
 
 /**
  * @brief Release the lock, handing it to the first waiter if there is one.
- * Does not yield.
+ * Does not yield. As in asyncio, any task of the loop may release a held
+ * lock, not only the one that acquired it.
  * @return 0; -EINVAL for NULL; -EPERM if the lock is not held, or from a
  *         thread that does not run its loop.
  */

@@ -85,6 +85,9 @@ int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *result);
  * @brief Create a loop with default options, run @p main on it, free it.
  * @return @p main's return value, or the negative errno of af_loop_new() /
  *         af_loop_run() if the loop could not run (main then never ran).
+ *         After a deadlock (see af_loop_run) it is main's result, which is
+ *         -ECANCELED or whatever main returned after its wait was cancelled;
+ *         use af_loop_run() to tell a deadlock apart.
  */
 int af_run(af_task_fn main, void *arg);
 

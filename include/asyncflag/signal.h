@@ -18,7 +18,9 @@ AF_BEGIN_DECLS
  *
  * @return 0; -EINVAL for a NULL or uninitialised flag, or a signal number
  *         that is out of range or cannot be caught (SIGKILL, SIGSTOP) or
- *         that the runtime needs (SIGSEGV, SIGBUS); -EBUSY if @p signo is
+ *         that is a synchronous fault (SIGSEGV, SIGBUS, SIGILL, SIGFPE:
+ *         returning from a handler re-runs the faulting instruction, and
+ *         SIGSEGV reports task stack overflows); -EBUSY if @p signo is
  *         already watched by another flag (watching with the same flag again
  *         returns 0).
  */

@@ -26,8 +26,11 @@ struct af_task_opts {
  *
  * @param task receives a handle to join, cancel or detach; pass NULL to
  *        create a detached task, freed as soon as it ends. A handle stays
- *        valid until af_task_join() returns something other than -ECANCELED,
+ *        valid until af_task_join() returns 0 or -ETIMEDOUT,
  *        af_task_detach() is called, or the loop is freed.
+ *        A task whose stack cannot be mapped never runs; its result is
+ *        -ENOMEM. A task abandoned after a deadlock (see af_loop_run) has
+ *        the result -EDEADLK.
  * @return 0; -EINVAL if @p fn is NULL; -EPERM if no loop runs on this thread;
  *         -ENOMEM.
  */
@@ -44,8 +47,9 @@ int af_task_spawn_opts(struct af_task **task, af_task_fn fn, void *arg,
  * Only one task may join a given task.
  * @return 0 (the handle is then gone); -EINVAL for NULL; -EPERM outside a
  *         task of the same loop; -EDEADLK if @p task is the caller;
- *         -EBUSY if another task is already joining it; -ECANCELED if the
- *         caller was cancelled (the handle stays valid).
+ *         -EINVAL if @p task was detached; -EBUSY if another task is
+ *         already joining it; -ECANCELED if the caller was cancelled (the
+ *         handle stays valid).
  */
 int af_task_join(struct af_task *task, int *result);
 
@@ -76,7 +80,8 @@ int af_task_cancel(struct af_task *task);
 /**
  * @brief Give up the handle of a task: it is freed when it ends (at once if
  * it has ended). The task keeps running.
- * @return 0; -EINVAL for NULL; -EBUSY if a task is joining it.
+ * @return 0; -EINVAL for NULL; -EBUSY if a task is joining it; -EPERM
+ *         from a thread other than the loop's while the loop runs.
  */
 int af_task_detach(struct af_task *task);
 
