@@ -297,6 +297,10 @@ static int absorbed_main(void *arg)
 	/* The loop has made the waiter runnable; it has not resumed. */
 	ck_assert_int_eq(s->waiter->state, AF_TASK_RUNNABLE);
 	ck_assert_int_eq(s->tr.len, 0);
+	/* A repeated set changes nothing and queues nothing. */
+	af_flag_set(&s->f);
+	ck_assert_ptr_eq(atomic_load(&af_loop_current()->pending), NULL);
+	ck_assert_uint_eq(fstate(&s->f), AF_FLAG_SET | AF_FLAG_WAITING);
 	/* A fresh set lands now, from another thread: clear, then set, so it
 	 * is a real 0 -> 1 transition and not just a coalesced repeat. */
 	setter_start(&st, &s->f, 0, 1);
@@ -1101,6 +1105,69 @@ START_TEST(sets_racing_with_tiny_timeouts_lose_no_wake_up)
 }
 END_TEST
 
+/* One set per round, each landing after a random few hundred nanoseconds
+ * from the moment the task announces its wait: across the rounds the sets
+ * hit every step between the task parking and the loop blocking in the
+ * kernel, where a set that is neither collected nor kicked is lost. */
+#define PINGPONG_ROUNDS 20000
+
+struct pingpong {
+	struct af_flag f;
+	atomic_int round;
+	atomic_bool quit;
+	int failed_round;
+	int r;
+};
+
+static void *pingpong_setter(void *arg)
+{
+	struct pingpong *p = arg;
+	unsigned rnd = 12345;
+
+	for (int i = 1; i <= PINGPONG_ROUNDS; i++) {
+		while (atomic_load_explicit(&p->round, memory_order_acquire) < i)
+			if (atomic_load_explicit(&p->quit, memory_order_relaxed))
+				return NULL;
+		rnd = rnd * 1103515245u + 12345u;
+		for (volatile unsigned k = 0; k < ((rnd >> 16) & 2047); k++)
+			;
+		af_flag_set(&p->f);
+	}
+	return NULL;
+}
+
+static int pingpong_main(void *arg)
+{
+	struct pingpong *p = arg;
+	pthread_t th;
+
+	ck_assert_int_eq(af_flag_init(&p->f, NULL), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, pingpong_setter, p), 0);
+	for (int i = 1; i <= PINGPONG_ROUNDS; i++) {
+		atomic_store_explicit(&p->round, i, memory_order_release);
+		p->r = af_flag_wait_timeout(&p->f, 2 * 1000 * MS);
+		if (p->r != 0) {
+			p->failed_round = i;
+			break;
+		}
+	}
+	atomic_store(&p->quit, true);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	af_flag_destroy(&p->f);
+	return 0;
+}
+
+START_TEST(a_set_landing_while_the_loop_falls_asleep_is_not_lost)
+{
+	struct pingpong p = { .r = 1 };
+
+	atomic_init(&p.round, 0);
+	atomic_init(&p.quit, false);
+	run_on_new_loop(pingpong_main, &p, 0);
+	ck_assert_msg(p.r == 0, "round %d: the set was lost (wait returned %d)", p.failed_round, p.r);
+}
+END_TEST
+
 /* Four loops on four threads: each round, every loop bumps its round
  * number and sets every other loop's flag, then waits on its own flag until
  * every other loop has reached the round. A lost cross-loop wake-up leaves
@@ -1244,6 +1311,7 @@ Suite *make_suite(void)
 	tc = tcase_create("stress");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, four_threads_storming_sets_never_lose_their_final_set);
+	tcase_add_test(tc, a_set_landing_while_the_loop_falls_asleep_is_not_lost);
 	tcase_add_test(tc, sets_racing_with_cancelled_waits_lose_no_wake_up);
 	tcase_add_test(tc, sets_racing_with_tiny_timeouts_lose_no_wake_up);
 	tcase_add_test(tc, loops_on_four_threads_wake_each_other_through_flags);
