@@ -233,7 +233,11 @@ START_TEST(a_default_loop_uses_every_setup_flag_the_kernel_accepts)
 		io_uring_queue_exit(&ring);
 
 	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
-	if (kernel_has_all)
+	/* Sleeping in ppoll (TSan, valgrind) needs completions posted without
+	 * entering io_uring, so that mode asks for a plain ring on purpose. */
+	if (loop->ppoll_mode)
+		ck_assert_uint_eq(af_loop_features(loop) & RING_BITS, 0);
+	else if (kernel_has_all)
 		ck_assert_uint_eq(af_loop_features(loop) & RING_BITS, RING_BITS);
 	/* DEFER_TASKRUN cannot come without SINGLE_ISSUER. */
 	if (af_loop_features(loop) & AF_FEATURE_DEFER_TASKRUN)
