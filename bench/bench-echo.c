@@ -16,13 +16,24 @@
  *       uv_read_start and, for every read, a uv_write of the bytes read;
  *       a client loop whose connections uv_write a message and collect its
  *       echo from their read callback, then write the next.
+ *   raw with one connection only: no event loop, each thread blocks in
+ *       recv(2) and send(2). The kernel's own cost of a round trip: what
+ *       both libraries add sits on top of it.
  *
- * Both run on the same two threads, the same sockets options (TCP_NODELAY
- * on every socket), the same message contents and buffer sizes, and they
- * alternate: round k runs af then uv for even k, uv then af for odd k, for
- * each connection count. The figure is the per-round ratio af/uv of round
- * trips per second; its percentiles over rounds cancel the slow drifts of
- * a shared machine better than a ratio of medians.
+ * All paths run on the same two threads, with the same socket options
+ * (TCP_NODELAY on every socket), message contents and buffer sizes, and
+ * they take turns: round k runs af then uv for even k, uv then af for odd
+ * k (with raw too, every order of the three in turn), for each connection
+ * count. The figure is the per-round ratio af/uv of round trips per
+ * second; its percentiles over rounds cancel the slow drifts of a shared
+ * machine better than a ratio of medians.
+ *
+ * Why the client is an af loop too, not a blocking thread pool shared by
+ * both servers: each library then runs both ends of the same design (one
+ * loop thread per side, N connections multiplexed), which is how either
+ * would be used; and on two CPUs a pool of 100 blocking client threads
+ * would spend the round trip in the scheduler, the same for both servers,
+ * pressing every ratio towards 1.
  *
  * The timed window starts once every connection is established and
  * accepted (the client waits for the server's word) and ends when the
@@ -72,15 +83,22 @@
 #define ECHO_BUF ((size_t)65536)
 #define MAX_CONNS 10000
 
-enum impl { I_AF, I_UV, I_COUNT };
+enum impl { I_AF, I_UV, I_RAW, I_COUNT };
 
-static const char *const impl_name[I_COUNT] = { "af", "uv" };
+static const char *const impl_name[I_COUNT] = { "af", "uv", "raw" };
 
 #if HAVE_LIBUV
 static const bool have_uv = true;
 #else
 static const bool have_uv = false;
 #endif
+
+/* Which paths run at @conns connections. The blocking reference is one
+ * thread per side, so it exists for one connection only. */
+static bool impl_on(int m, size_t conns)
+{
+	return m == I_AF || (m == I_UV && have_uv) || (m == I_RAW && conns == 1);
+}
 
 /* A worker thread's failure ends the program: a benchmark that carried on
  * after a broken echo would report a number for something else. */
@@ -968,6 +986,102 @@ static void close_counters_job(struct worker *w, void *arg)
 	bench_sysc_close(&w->sysc);
 }
 
+/* ---- plain blocking sockets (one connection) ------------------------------------------ */
+
+static void raw_server_job(struct worker *w, void *arg)
+{
+	struct run *r = arg;
+	uint8_t *buf = malloc(ECHO_BUF);
+	int lfd, fd;
+
+	(void)w;
+	counters(w, r);
+	if (!buf)
+		fatal("out of memory");
+	lfd = listen_socket(&r->port);
+	if (lfd < 0)
+		fatal("raw server: listen on 127.0.0.1: %s", strerror(-lfd));
+	sem_post(&r->listening);
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		fatal("raw server: accept: %s", strerror(errno));
+	close(lfd);
+	set_nodelay(fd);
+	sem_post(&r->accepted);
+	for (;;) {
+		ssize_t n = recv(fd, buf, ECHO_BUF, 0);
+		size_t off = 0;
+
+		if (n == 0)
+			break;
+		if (n < 0)
+			fatal("raw server: recv: %s", strerror(errno));
+		maybe_corrupt(r, buf, (size_t)n);
+		while (off < (size_t)n) {
+			ssize_t k = send(fd, buf + off, (size_t)n - off, MSG_NOSIGNAL);
+
+			if (k < 0)
+				fatal("raw server: send: %s", strerror(errno));
+			off += (size_t)k;
+		}
+		r->server_bytes += (uint64_t)n;
+	}
+	close(fd);
+	free(buf);
+}
+
+static void raw_client_job(struct worker *w, void *arg)
+{
+	struct run *r = arg;
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)r->port) };
+	size_t n = r->msg_size;
+	uint8_t *tx = malloc(n), *rx = malloc(n);
+	uint64_t seq;
+	int fd;
+
+	(void)w;
+	counters(w, r);
+	if (!tx || !rx)
+		fatal("out of memory");
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		fatal("raw client: connect: %s", strerror(errno));
+	set_nodelay(fd);
+	while (sem_wait(&r->accepted) < 0 && errno == EINTR)
+		;
+	window_open(r);
+	for (seq = 0; conn_more(r, 0, seq); seq++) {
+		size_t off = 0;
+
+		fill_msg(tx, n, 0, seq);
+		while (off < n) {
+			ssize_t k = send(fd, tx + off, n - off, MSG_NOSIGNAL);
+
+			if (k < 0)
+				fatal("raw client: send: %s", strerror(errno));
+			off += (size_t)k;
+		}
+		off = 0;
+		while (off < n) {
+			ssize_t k = recv(fd, rx + off, n - off, 0);
+
+			if (k == 0)
+				fatal("raw client: the server closed the connection");
+			if (k < 0)
+				fatal("raw client: recv: %s", strerror(errno));
+			off += (size_t)k;
+		}
+		check_echo("raw", 0, seq, rx, tx, n);
+		r->client_bytes += n;
+		rt_done(r);
+	}
+	conn_finished(r, 0, seq);
+	close(fd);
+	free(tx);
+	free(rx);
+}
+
 /* ---- driving runs ------------------------------------------------------------------ */
 
 /* One run's figures. */
@@ -1048,6 +1162,10 @@ static void run_once(struct worker *srv, struct worker *cli, enum impl impl, siz
 		cjob = uv_client_job;
 	}
 #endif
+	if (impl == I_RAW) {
+		sjob = raw_server_job;
+		cjob = raw_client_job;
+	}
 	worker_post(srv, sjob, &r);
 	while (sem_wait(&r.listening) < 0 && errno == EINTR)
 		;
@@ -1131,7 +1249,7 @@ static void usage(FILE *f)
 		"  --pin-same       pin both threads to CPU 0 (no cross-CPU wake-ups)\n"
 		"  --no-count       skip the extra run that counts system calls\n"
 		"  --json           machine-readable output on stdout\n"
-		"  --inject-mismatch af|uv  that library's server flips one bit of an echo:\n"
+		"  --inject-mismatch af|uv|raw  that path's server flips one bit of an echo:\n"
 		"                   the run must fail (a test of the byte check)\n");
 }
 
@@ -1244,9 +1362,11 @@ static int parse(int argc, char **argv, struct opts *o)
 				inject_mismatch = I_AF;
 			} else if (!strcmp(optarg, "uv") && have_uv) {
 				inject_mismatch = I_UV;
+			} else if (!strcmp(optarg, "raw")) {
+				inject_mismatch = I_RAW;
 			} else {
-				fprintf(stderr, "--inject-mismatch: expected af%s\n",
-					have_uv ? " or uv" : " (built without libuv)");
+				fprintf(stderr, "--inject-mismatch: expected af, raw%s\n",
+					have_uv ? " or uv" : " (uv: built without libuv)");
 				return -1;
 			}
 			break;
@@ -1278,8 +1398,10 @@ struct impl_res {
 struct conn_res {
 	size_t conns;
 	struct impl_res im[I_COUNT];
-	struct bench_pct ratio;     /* per round: af rt/s / uv rt/s */
-	struct bench_pct cpu_ratio; /* per round: af CPU per rt / uv CPU per rt */
+	/* Per round, against each baseline m: af rt/s / m's rt/s, and af CPU
+	 * per round trip / m's. [I_AF] is unused. */
+	struct bench_pct ratio[I_COUNT];
+	struct bench_pct cpu_ratio[I_COUNT];
 };
 
 static void summarise(struct impl_res *ir, size_t rounds)
@@ -1351,7 +1473,7 @@ static void print_text(const struct opts *o, const char *feat, const char *why,
 		       (unsigned long long)o->roundtrips);
 	else
 		printf("%llu rounds of %g s per library", (unsigned long long)o->rounds, o->seconds);
-	printf(", alternating (af first in even rounds)%s\n",
+	printf(", the order changing every round%s\n",
 	       o->pin == PIN_CROSS ? "; server thread on CPU 0, client thread on CPU 1"
 	       : o->pin == PIN_SAME ? "; server and client threads both on CPU 0"
 				    : "");
@@ -1366,7 +1488,7 @@ static void print_text(const struct opts *o, const char *feat, const char *why,
 		for (int m = 0; m < I_COUNT; m++) {
 			const struct impl_res *ir = &c->im[m];
 
-			if (m == I_UV && !have_uv)
+			if (!impl_on(m, c->conns))
 				continue;
 			printf("  %-3s %9.0f %10.0f %10.0f  %8.0f %8.0f %8.0f  %6.2f %6.2f", impl_name[m],
 			       ir->rt_s.min, ir->rt_s.p50, ir->rt_s.max, ir->cpu_ns[0].p50,
@@ -1377,9 +1499,11 @@ static void print_text(const struct opts *o, const char *feat, const char *why,
 				printf("  %6s %6s\n", "n/a", "n/a");
 		}
 		printf("  system time share of CPU, all rounds:");
-		for (int m = 0; m < (have_uv ? I_COUNT : 1); m++) {
+		for (int m = 0; m < I_COUNT; m++) {
 			const double *sh = c->im[m].sys_share;
 
+			if (!impl_on(m, c->conns))
+				continue;
 			printf("%s %s ", m ? ";" : "", impl_name[m]);
 			if (isfinite(sh[0]) && isfinite(sh[1]))
 				printf("%.0f%% server, %.0f%% client", 100 * sh[0], 100 * sh[1]);
@@ -1389,16 +1513,21 @@ static void print_text(const struct opts *o, const char *feat, const char *why,
 		printf("\n");
 		if (c->conns > 1 && !o->roundtrips) {
 			printf("  fairness: the slowest connection did, of the mean per connection:");
-			for (int m = 0; m < (have_uv ? I_COUNT : 1); m++)
-				printf("%s %s p50 %.0f%% (min %.0f%%)", m ? ";" : "", impl_name[m],
-				       100 * c->im[m].fair.p50, 100 * c->im[m].fair.min);
+			for (int m = 0; m < I_COUNT; m++)
+				if (impl_on(m, c->conns))
+					printf("%s %s p50 %.0f%% (min %.0f%%)", m ? ";" : "",
+					       impl_name[m], 100 * c->im[m].fair.p50,
+					       100 * c->im[m].fair.min);
 			printf("\n");
 		}
-		if (have_uv) {
-			printf("  ratio af/uv round trips/s, per round: p50 %.2fx (min %.2fx, max %.2fx)\n",
-			       c->ratio.p50, c->ratio.min, c->ratio.max);
-			printf("  ratio af/uv CPU per round trip, per round: p50 %.2fx (min %.2fx, max %.2fx)\n",
-			       c->cpu_ratio.p50, c->cpu_ratio.min, c->cpu_ratio.max);
+		for (int m = I_UV; m < I_COUNT; m++) {
+			if (!impl_on(m, c->conns))
+				continue;
+			printf("  ratio af/%-3s round trips/s, per round:     p50 %.2fx (min %.2fx, max %.2fx)\n",
+			       impl_name[m], c->ratio[m].p50, c->ratio[m].min, c->ratio[m].max);
+			printf("  ratio af/%-3s CPU per round trip, per round: p50 %.2fx (min %.2fx, max %.2fx)\n",
+			       impl_name[m], c->cpu_ratio[m].p50, c->cpu_ratio[m].min,
+			       c->cpu_ratio[m].max);
 		}
 	}
 	if (o->count && strcmp(why, "ok"))
@@ -1456,19 +1585,28 @@ static void print_json(const struct opts *o, const char *feat, const char *why,
 
 		bench_json_obj(&j, NULL);
 		bench_json_int(&j, "conns", (long long)c->conns);
-		bench_json_obj(&j, "af");
-		json_impl(&j, &c->im[I_AF]);
-		bench_json_obj_end(&j);
-		if (have_uv) {
-			bench_json_obj(&j, "uv");
-			json_impl(&j, &c->im[I_UV]);
+		for (int m = 0; m < I_COUNT; m++) {
+			if (!impl_on(m, c->conns)) {
+				bench_json_null(&j, impl_name[m]);
+				continue;
+			}
+			bench_json_obj(&j, impl_name[m]);
+			json_impl(&j, &c->im[m]);
 			bench_json_obj_end(&j);
-			bench_json_pct(&j, "ratio_af_over_uv", &c->ratio);
-			bench_json_pct(&j, "cpu_ratio_af_over_uv", &c->cpu_ratio);
-		} else {
-			bench_json_null(&j, "uv");
-			bench_json_null(&j, "ratio_af_over_uv");
-			bench_json_null(&j, "cpu_ratio_af_over_uv");
+		}
+		for (int m = I_UV; m < I_COUNT; m++) {
+			char key[40];
+
+			snprintf(key, sizeof(key), "ratio_af_over_%s", impl_name[m]);
+			if (impl_on(m, c->conns))
+				bench_json_pct(&j, key, &c->ratio[m]);
+			else
+				bench_json_null(&j, key);
+			snprintf(key, sizeof(key), "cpu_ratio_af_over_%s", impl_name[m]);
+			if (impl_on(m, c->conns))
+				bench_json_pct(&j, key, &c->cpu_ratio[m]);
+			else
+				bench_json_null(&j, key);
 		}
 		bench_json_obj_end(&j);
 	}
@@ -1482,6 +1620,23 @@ static bool sane(const struct impl_res *ir, size_t rounds)
 		if (!(ir->s[k].rt_s > 0 && isfinite(ir->s[k].rt_s)) || ir->s[k].rts == 0)
 			return false;
 	return true;
+}
+
+/* The order of the paths in round @k, as positions in the list of the @n
+ * that run: every order in turn, so none always goes first and each pair
+ * runs either way round equally often. With two paths that is af, uv in
+ * even rounds and uv, af in odd ones. */
+static const int *order_of(int n, uint64_t k)
+{
+	static const int one[1][1] = { { 0 } };
+	static const int two[2][2] = { { 0, 1 }, { 1, 0 } };
+	static const int three[6][3] = {
+		{ 0, 1, 2 }, { 1, 0, 2 }, { 2, 0, 1 }, { 1, 2, 0 }, { 0, 2, 1 }, { 2, 1, 0 },
+	};
+
+	if (n == 3)
+		return three[k % 6];
+	return n == 2 ? two[k % 2] : one[0];
 }
 
 /* ---- main ------------------------------------------------------------------------------ */
@@ -1508,7 +1663,7 @@ int main(int argc, char **argv)
 	char why[160], feat[96];
 	uint64_t seconds_ns, warm_rts;
 	size_t maxc = 0;
-	int e, nimpl = have_uv ? 2 : 1, status = 0;
+	int e, status = 0;
 
 	if (parse(argc, argv, &o) < 0)
 		return 2;
@@ -1540,7 +1695,9 @@ int main(int argc, char **argv)
 		fatal("out of memory");
 	for (size_t i = 0; i < o.nconns; i++) {
 		cr[i].conns = o.conns[i];
-		for (int m = 0; m < nimpl; m++) {
+		for (int m = 0; m < I_COUNT; m++) {
+			if (!impl_on(m, o.conns[i]))
+				continue;
 			cr[i].im[m].s = calloc(o.rounds, sizeof(struct sample));
 			if (!cr[i].im[m].s)
 				fatal("out of memory");
@@ -1556,14 +1713,20 @@ int main(int argc, char **argv)
 		warm_rts = 10 * o.conns[i] > 200 ? 10 * o.conns[i] : 200;
 		if (o.roundtrips && o.roundtrips < warm_rts)
 			warm_rts = o.roundtrips;
-		for (int m = 0; m < nimpl; m++)
-			run_once(&srv, &cli, (enum impl)m, o.conns[i], o.msg_size, warm_rts, 0, false,
-				 &s);
+		for (int m = 0; m < I_COUNT; m++)
+			if (impl_on(m, o.conns[i]))
+				run_once(&srv, &cli, (enum impl)m, o.conns[i], o.msg_size, warm_rts, 0,
+					 false, &s);
 	}
 	for (uint64_t k = 0; k < o.rounds; k++) {
 		for (size_t i = 0; i < o.nconns; i++) {
-			for (int j = 0; j < nimpl; j++) {
-				int m = (int)((k + (uint64_t)j) % (uint64_t)nimpl);
+			int act[I_COUNT], n = 0;
+
+			for (int m = 0; m < I_COUNT; m++)
+				if (impl_on(m, o.conns[i]))
+					act[n++] = m;
+			for (int j = 0; j < n; j++) {
+				int m = act[order_of(n, k)[j]];
 
 				run_once(&srv, &cli, (enum impl)m, o.conns[i], o.msg_size,
 					 o.roundtrips, seconds_ns, false, &cr[i].im[m].s[k]);
@@ -1573,7 +1736,9 @@ int main(int argc, char **argv)
 	/* System calls: one more run of each with the counters open. */
 	if (o.count && !strcmp(why, "ok")) {
 		for (size_t i = 0; i < o.nconns; i++)
-			for (int m = 0; m < nimpl; m++) {
+			for (int m = 0; m < I_COUNT; m++) {
+				if (!impl_on(m, o.conns[i]))
+					continue;
 				run_once(&srv, &cli, (enum impl)m, o.conns[i], o.msg_size, o.roundtrips,
 					 seconds_ns, true, &cr[i].im[m].counted);
 				cr[i].im[m].have_count = true;
@@ -1581,7 +1746,9 @@ int main(int argc, char **argv)
 	}
 
 	for (size_t i = 0; i < o.nconns; i++) {
-		for (int m = 0; m < nimpl; m++) {
+		for (int m = 0; m < I_COUNT; m++) {
+			if (!impl_on(m, o.conns[i]))
+				continue;
 			summarise(&cr[i].im[m], o.rounds);
 			if (!sane(&cr[i].im[m], o.rounds)) {
 				fprintf(stderr, "bench-echo: %s, %zu connections: a round measured nothing\n",
@@ -1589,22 +1756,26 @@ int main(int argc, char **argv)
 				status = 1;
 			}
 		}
-		if (have_uv) {
-			double *rv = calloc(o.rounds, sizeof(*rv)), *cv = calloc(o.rounds, sizeof(*cv));
+		for (int m = I_UV; m < I_COUNT; m++) {
+			double *rv, *cv;
 
+			if (!impl_on(m, o.conns[i]))
+				continue;
+			rv = calloc(o.rounds, sizeof(*rv));
+			cv = calloc(o.rounds, sizeof(*cv));
 			if (!rv || !cv)
 				fatal("out of memory");
+			/* Within a round: both ran within a second of each other,
+			 * so the machine's slow drifts cancel. */
 			for (uint64_t k = 0; k < o.rounds; k++) {
-				const struct sample *a = &cr[i].im[I_AF].s[k], *u = &cr[i].im[I_UV].s[k];
+				const struct sample *a = &cr[i].im[I_AF].s[k], *u = &cr[i].im[m].s[k];
+				double ac = a->cpu_ns[0] + a->cpu_ns[1], uc = u->cpu_ns[0] + u->cpu_ns[1];
 
 				rv[k] = u->rt_s > 0 ? a->rt_s / u->rt_s : NAN;
-				cv[k] = u->cpu_ns[0] + u->cpu_ns[1] > 0
-						? (a->cpu_ns[0] + a->cpu_ns[1]) /
-							  (u->cpu_ns[0] + u->cpu_ns[1])
-						: NAN;
+				cv[k] = uc > 0 ? ac / uc : NAN;
 			}
-			cr[i].ratio = bench_pct_of(rv, o.rounds);
-			cr[i].cpu_ratio = bench_pct_of(cv, o.rounds);
+			cr[i].ratio[m] = bench_pct_of(rv, o.rounds);
+			cr[i].cpu_ratio[m] = bench_pct_of(cv, o.rounds);
 			free(rv);
 			free(cv);
 		}
@@ -1627,7 +1798,7 @@ int main(int argc, char **argv)
 	worker_stop(&srv);
 	worker_stop(&cli);
 	for (size_t i = 0; i < o.nconns; i++)
-		for (int m = 0; m < nimpl; m++)
+		for (int m = 0; m < I_COUNT; m++)
 			free(cr[i].im[m].s);
 	free(cr);
 	return status;
