@@ -69,9 +69,11 @@ static void *setter_main(void *arg)
 	return NULL;
 }
 
-static void setter_start(struct setter *s, struct af_flag *flag, unsigned delay_ms, int times)
+static void setter_start(struct setter *s, struct af_flag *flag, unsigned delay_ms, int times,
+			 bool clear_first)
 {
 	s->flag = flag;
+	s->clear_first = clear_first;
 	s->delay_ms = delay_ms;
 	s->times = times;
 	ck_assert_int_eq(pthread_create(&s->th, NULL, setter_main, s), 0);
@@ -152,7 +154,7 @@ static int coalesce_main(void *arg)
 	/* The same with the waiter parked and the sets from another thread. */
 	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_once, s), 0);
 	ck_assert_int_eq(af_yield(), 0);
-	setter_start(&st, &s->f, 0, 2);
+	setter_start(&st, &s->f, 0, 2, false);
 	setter_join(&st);
 	ck_assert_int_eq(af_task_join(s->waiter, NULL), 0);
 	ck_assert_int_eq(s->r1, 0);
@@ -173,7 +175,7 @@ END_TEST
 static int clear_main(void *arg)
 {
 	struct sc *s = arg;
-	struct setter st = { .clear_first = true };
+	struct setter st;
 
 	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
 	af_flag_set(&s->f);
@@ -183,7 +185,7 @@ static int clear_main(void *arg)
 
 	/* Clear is safe from another thread too. */
 	af_flag_set(&s->f);
-	setter_start(&st, &s->f, 0, 0);
+	setter_start(&st, &s->f, 0, 0, true);
 	setter_join(&st);
 	ck_assert(!af_flag_is_set(&s->f));
 	ck_assert_int_eq(af_flag_wait_timeout(&s->f, 20 * MS), -ETIMEDOUT);
@@ -287,7 +289,7 @@ static int waiter_waits_twice(void *arg)
 static int absorbed_main(void *arg)
 {
 	struct sc *s = arg;
-	struct setter st = { .clear_first = true };
+	struct setter st;
 
 	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
 	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_twice, s), 0);
@@ -303,7 +305,7 @@ static int absorbed_main(void *arg)
 	ck_assert_uint_eq(fstate(&s->f), AF_FLAG_SET | AF_FLAG_WAITING);
 	/* A fresh set lands now, from another thread: clear, then set, so it
 	 * is a real 0 -> 1 transition and not just a coalesced repeat. */
-	setter_start(&st, &s->f, 0, 1);
+	setter_start(&st, &s->f, 0, 1, true);
 	setter_join(&st);
 	ck_assert(af_flag_is_set(&s->f));
 	ck_assert_int_eq(af_task_join(s->waiter, NULL), 0);
@@ -368,7 +370,7 @@ static int spin_main(void *arg)
 	ck_assert_int_eq(af_flag_init(&sp->other, NULL), 0);
 	ck_assert_int_eq(af_task_spawn(&sp->s.waiter, waiter_waits_once, &sp->s), 0);
 	ck_assert_int_eq(af_yield(), 0);
-	setter_start(&st, &sp->s.f, 0, 1);
+	setter_start(&st, &sp->s.f, 0, 1, false);
 	setter_join(&st);
 	/* Polling another flag with zero timeouts parks this task on a timer
 	 * that is due at once. The loop must still get round to collecting
@@ -508,7 +510,7 @@ static int timed_wait_woken_main(void *arg)
 	struct setter st;
 
 	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
-	setter_start(&st, &s->f, 20, 1);
+	setter_start(&st, &s->f, 20, 1, false);
 	ck_assert_int_eq(af_flag_wait_timeout(&s->f, LONG_NS), 0);
 	setter_join(&st);
 	assert_free_and_clear(&s->f);
@@ -543,7 +545,7 @@ static int alive_main(void *arg)
 	uint64_t w0, c0;
 
 	ck_assert_int_eq(af_flag_init(&a->f, NULL), 0);
-	setter_start(&st, &a->f, 200, 1);
+	setter_start(&st, &a->f, 200, 1, false);
 	w0 = now_ns(CLOCK_MONOTONIC);
 	c0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
 	getrusage(RUSAGE_THREAD, &ru0);
@@ -762,7 +764,7 @@ static int awake_main(void *arg)
 	ck_assert_uint_eq(atomic_load(&loop->sleep_state), AF_AWAKE);
 	real = loop->efd;
 	loop->efd = a->fake;
-	setter_start(&st, &a->s.f, 0, 1);
+	setter_start(&st, &a->s.f, 0, 1, false);
 	setter_join(&st);
 	loop->efd = real;
 	a->was_readable = fd_readable(a->fake);
@@ -988,6 +990,7 @@ static void *racer_main(void *arg)
 static void racer_start(struct racer *r, struct af_flag *f)
 {
 	r->f = f;
+	r->sets = 0;
 	atomic_init(&r->stop, false);
 	ck_assert_int_eq(pthread_create(&r->th, NULL, racer_main, r), 0);
 }
@@ -1010,7 +1013,7 @@ static void assert_final_set_wakes_final_wait(struct sc *s)
 	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_once, s), 0);
 	ck_assert_int_eq(af_yield(), 0);
 	ck_assert_int_eq(s->waiter->state, AF_TASK_BLOCKED);
-	setter_start(&st, &s->f, 0, 1);
+	setter_start(&st, &s->f, 0, 1, false);
 	setter_join(&st);
 	ck_assert_int_eq(af_task_join(s->waiter, NULL), 0);
 	ck_assert_msg(s->r1 == 0, "final wait returned %d", s->r1);
