@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Task stacks: overflow reporting, the per-loop pool, sizes, lazy commit
  * and the guard below each stack. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -80,6 +81,114 @@ START_TEST(a_task_that_overflows_its_stack_dies_by_sigsegv_naming_the_task)
 	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
 		      "child did not die by SIGSEGV (status 0x%x); stderr: %s", status, out);
 	ck_assert_msg(strstr(out, want) != NULL, "stderr lacks '%s': %s", want, out);
+}
+END_TEST
+
+/* The same, with the loop on a thread of its own: the overflow handler
+ * needs an alternate signal stack on that thread too. */
+static void *overflow_thread(void *arg)
+{
+	af_run(overflow_main, arg);
+	return NULL;
+}
+
+START_TEST(an_overflow_in_a_loop_on_another_thread_is_reported_too)
+{
+	static const char want[] = "stack overflow in task \"thread-diver\"";
+	char out[4096];
+	size_t len = 0;
+	int fds[2], status = 0;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pthread_t th;
+
+		dup2(fds[1], STDERR_FILENO);
+		close(fds[0]);
+		close(fds[1]);
+		if (pthread_create(&th, NULL, overflow_thread, (void *)"thread-diver") != 0)
+			_exit(100);
+		pthread_join(th, NULL);
+		_exit(101);
+	}
+	close(fds[1]);
+	while (len < sizeof(out) - 1 && (n = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+		      "child did not die by SIGSEGV (status 0x%x); stderr: %s", status, out);
+	ck_assert_msg(strstr(out, want) != NULL, "stderr lacks '%s': %s", want, out);
+}
+END_TEST
+
+/* A fault that is not an overflow goes to the handler that was installed
+ * before the library's, and is not reported as an overflow. */
+static void users_segv_handler(int signo)
+{
+	static const char msg[] = "users-handler\n";
+
+	(void)signo;
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
+		_exit(43);
+	_exit(42);
+}
+
+static int wild_write(void *arg)
+{
+	*(volatile int *)arg = 1;
+	return 0;
+}
+
+static int wild_main(void *arg)
+{
+	struct af_task *t;
+
+	if (af_task_spawn(&t, wild_write, arg) < 0)
+		return 100;
+	af_task_join(t, NULL);
+	return 101;
+}
+
+START_TEST(a_fault_that_is_not_an_overflow_reaches_the_previous_sigsegv_handler)
+{
+	char out[4096];
+	size_t len = 0;
+	int fds[2], status = 0;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct sigaction sa;
+
+		dup2(fds[1], STDERR_FILENO);
+		close(fds[0]);
+		close(fds[1]);
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = users_segv_handler;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGSEGV, &sa, NULL);
+		/* Far from any task stack: the first page is never mapped. */
+		_exit(af_run(wild_main, (void *)(uintptr_t)64));
+	}
+	close(fds[1]);
+	while (len < sizeof(out) - 1 && (n = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42,
+		      "the previous handler did not run (status 0x%x); stderr: %s", status, out);
+	ck_assert_ptr_nonnull(strstr(out, "users-handler"));
+	ck_assert_ptr_null(strstr(out, "stack overflow"));
 }
 END_TEST
 
@@ -349,6 +458,8 @@ Suite *make_suite(void)
 
 	tc = tcase_create("overflow");
 	tcase_add_test(tc, a_task_that_overflows_its_stack_dies_by_sigsegv_naming_the_task);
+	tcase_add_test(tc, an_overflow_in_a_loop_on_another_thread_is_reported_too);
+	tcase_add_test(tc, a_fault_that_is_not_an_overflow_reaches_the_previous_sigsegv_handler);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("pool");
