@@ -6,6 +6,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -328,6 +329,17 @@ static void *run_on_thread(void *arg)
 	return NULL;
 }
 
+static int run_elsewhere_meanwhile(void *arg)
+{
+	pthread_t th;
+
+	/* Blocking the loop thread in pthread_join is fine: the other
+	 * thread needs nothing from this loop. */
+	ck_assert_int_eq(pthread_create(&th, NULL, run_on_thread, arg), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	return 0;
+}
+
 START_TEST(a_loop_runs_only_on_the_thread_that_ran_it_first)
 {
 	struct second_thread st = { .r = 1, .result = 1 };
@@ -338,6 +350,15 @@ START_TEST(a_loop_runs_only_on_the_thread_that_ran_it_first)
 	ck_assert_int_eq(af_loop_run(st.loop, return_arg, (void *)1, &result), 0);
 	ck_assert_int_eq(pthread_create(&th, NULL, run_on_thread, &st), 0);
 	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(st.r, -EPERM);
+	ck_assert_int_eq(st.result, 1);
+	af_loop_free(st.loop);
+
+	/* Nor while it runs here. */
+	st.r = st.result = 1;
+	ck_assert_int_eq(af_loop_new(&st.loop, NULL), 0);
+	ck_assert_int_eq(af_loop_run(st.loop, run_elsewhere_meanwhile, &st, &result), 0);
+	ck_assert_int_eq(result, 0);
 	ck_assert_int_eq(st.r, -EPERM);
 	ck_assert_int_eq(st.result, 1);
 	af_loop_free(st.loop);
@@ -514,6 +535,42 @@ START_TEST(current_is_the_running_loop_inside_its_tasks_and_null_elsewhere)
 	ck_assert_ptr_eq(c.in_task, loop);
 	ck_assert_ptr_eq(c.in_thread, NULL);
 	ck_assert_ptr_eq(af_loop_current(), NULL);
+	af_loop_free(loop);
+}
+END_TEST
+
+static struct af_loop *volatile loop_in_handler;
+
+static void note_current_loop(int signo)
+{
+	(void)signo;
+	loop_in_handler = af_loop_current();
+}
+
+static int raise_in_task(void *arg)
+{
+	(void)arg;
+	return raise(SIGUSR2);
+}
+
+START_TEST(current_can_be_read_from_a_signal_handler_on_the_loop_thread)
+{
+	struct af_loop *loop;
+	struct sigaction sa, old;
+	int result = 1;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = note_current_loop;
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGUSR2, &sa, &old), 0);
+	loop_in_handler = not_written;
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_loop_run(loop, raise_in_task, NULL, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_ptr_eq(loop_in_handler, loop);
+	ck_assert_int_eq(raise(SIGUSR2), 0);
+	ck_assert_ptr_eq(loop_in_handler, NULL);
+	ck_assert_int_eq(sigaction(SIGUSR2, &old, NULL), 0);
 	af_loop_free(loop);
 }
 END_TEST
@@ -746,6 +803,7 @@ Suite *make_suite(void)
 	tcase_add_test(tc, a_loop_can_run_again_after_a_run_returned);
 	tcase_add_test(tc, loops_on_several_threads_run_at_the_same_time);
 	tcase_add_test(tc, current_is_the_running_loop_inside_its_tasks_and_null_elsewhere);
+	tcase_add_test(tc, current_can_be_read_from_a_signal_handler_on_the_loop_thread);
 	tcase_add_test(tc, af_run_returns_the_result_of_main);
 	tcase_add_test(tc, when_main_returns_the_remaining_tasks_are_cancelled_and_run_to_their_end);
 	tcase_add_test(tc, a_loop_where_nothing_can_wake_any_task_reports_edeadlk);
