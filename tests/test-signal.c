@@ -153,6 +153,26 @@ START_TEST(signals_raised_before_the_wait_coalesce_into_one_wake_up)
 }
 END_TEST
 
+START_TEST(a_real_time_signal_can_be_watched)
+{
+	struct af_loop *loop = new_loop();
+	struct af_flag f;
+
+	ck_assert_int_eq(af_flag_init(&f, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&f, SIGRTMIN), 0);
+	ck_assert_int_eq(af_signal_watch(&f, SIGRTMAX), 0);
+	ck_assert_int_eq(raise(SIGRTMAX), 0);
+	ck_assert(af_flag_is_set(&f));
+	af_flag_clear(&f);
+	ck_assert_int_eq(raise(SIGRTMIN), 0);
+	ck_assert(af_flag_is_set(&f));
+	ck_assert_int_eq(af_signal_unwatch(SIGRTMIN), 0);
+	ck_assert_int_eq(af_signal_unwatch(SIGRTMAX), 0);
+	af_flag_destroy(&f);
+	af_loop_free(loop);
+}
+END_TEST
+
 START_TEST(a_watched_signal_is_installed_with_sa_restart)
 {
 	struct af_loop *loop = new_loop();
@@ -346,7 +366,8 @@ END_TEST
 
 START_TEST(watching_an_invalid_or_reserved_signal_fails_with_einval)
 {
-	static const int bad[] = { 0, -1, NSIG, NSIG + 1, SIGKILL, SIGSTOP, SIGSEGV, SIGBUS };
+	static const int bad[] = { 0, -1, NSIG, NSIG + 1, SIGKILL, SIGSTOP,
+				   SIGSEGV, SIGBUS, SIGILL, SIGFPE };
 	struct af_loop *loop = new_loop();
 	struct af_flag f, zero;
 
@@ -354,6 +375,9 @@ START_TEST(watching_an_invalid_or_reserved_signal_fails_with_einval)
 	ck_assert_int_eq(af_flag_init(&f, loop), 0);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		ck_assert_msg(af_signal_watch(&f, bad[i]) == -EINVAL, "signal %d accepted", bad[i]);
+	/* The C library keeps the signals below SIGRTMIN for itself. */
+	ck_assert_int_eq(af_signal_watch(&f, SIGRTMIN - 1), -EINVAL);
+	ck_assert_int_eq(af_signal_unwatch(SIGRTMIN - 1), -ENOENT);
 	ck_assert_int_eq(af_signal_watch(NULL, SIGUSR1), -EINVAL);
 	ck_assert_int_eq(af_signal_watch(&zero, SIGUSR1), -EINVAL);
 	/* None of that left anything watched. */
@@ -448,6 +472,7 @@ Suite *make_suite(void)
 	tcase_add_test(tc, a_signal_sent_to_the_sleeping_loop_thread_wakes_the_task_waiting_on_the_flag);
 	tcase_add_test(tc, signals_raised_before_the_wait_coalesce_into_one_wake_up);
 	tcase_add_test(tc, a_watched_signal_is_installed_with_sa_restart);
+	tcase_add_test(tc, a_real_time_signal_can_be_watched);
 	tcase_add_test(tc, the_handler_preserves_errno_of_the_code_it_interrupts);
 	suite_add_tcase(s, tc);
 
