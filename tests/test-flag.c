@@ -677,6 +677,65 @@ START_TEST(set_clear_and_is_set_ignore_a_null_or_uninitialised_flag)
 }
 END_TEST
 
+static int destroy_with_waiter_main(void *arg)
+{
+	struct sc *s = arg;
+	int res = 1;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_once, s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	af_flag_destroy(&s->f);
+	/* Refused: the flag still works and its waiter is still there. */
+	ck_assert_ptr_eq(fl(&s->f)->waiter, s->waiter);
+	af_flag_set(&s->f);
+	ck_assert_int_eq(af_task_join(s->waiter, &res), 0);
+	ck_assert_int_eq(res, 0);
+	af_flag_destroy(&s->f);
+	ck_assert(!af_flag_is_set(&s->f));
+	ck_assert_int_eq(af_flag_wait_timeout(&s->f, 0), -EINVAL);
+	return 0;
+}
+
+START_TEST(destroying_a_flag_that_a_task_waits_on_is_refused)
+{
+	struct sc s = { 0 };
+
+	run_on_new_loop(destroy_with_waiter_main, &s, 0);
+}
+END_TEST
+
+static int left_queued_main(void *arg)
+{
+	struct sc *s = arg;
+
+	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_once, s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	/* Queued for the loop, which never collects it: main ends at once
+	 * and the waiter is cancelled. */
+	af_flag_set(&s->f);
+	return 0;
+}
+
+START_TEST(a_flag_still_queued_when_its_loop_is_freed_can_be_destroyed_afterwards)
+{
+	struct af_loop *loop;
+	struct sc s = { 0 };
+	int result = 1;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_flag_init(&s.f, loop), 0);
+	ck_assert_int_eq(af_loop_run(loop, left_queued_main, &s, &result), 0);
+	ck_assert_int_eq(s.r1, -ECANCELED);
+	ck_assert_ptr_eq(atomic_load(&loop->pending), fl(&s.f));
+	af_loop_free(loop);
+	/* ASan catches a destroy that still reaches into the freed loop. */
+	ck_assert_uint_eq(fstate(&s.f) & AF_FLAG_QUEUED, 0);
+	af_flag_destroy(&s.f);
+	ck_assert(!af_flag_is_set(&s.f));
+}
+END_TEST
+
 /* ---- the wake-up path (white-box) ------------------------------------------------ */
 
 static bool fd_readable(int fd)
@@ -1302,6 +1361,8 @@ Suite *make_suite(void)
 	tcase_add_test(tc, wait_outside_a_task_fails_with_eperm);
 	tcase_add_test(tc, init_without_a_loop_on_this_thread_fails_with_einval);
 	tcase_add_test(tc, set_clear_and_is_set_ignore_a_null_or_uninitialised_flag);
+	tcase_add_test(tc, destroying_a_flag_that_a_task_waits_on_is_refused);
+	tcase_add_test(tc, a_flag_still_queued_when_its_loop_is_freed_can_be_destroyed_afterwards);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wake-up path");
