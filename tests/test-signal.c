@@ -196,6 +196,7 @@ END_TEST
 
 struct storm {
 	struct af_flag f;
+	int signo;
 	pthread_t loop_thread;
 	atomic_bool storm_done;
 	atomic_bool ready_for_final;
@@ -209,7 +210,7 @@ static void *storm_sender(void *arg)
 	struct storm *s = arg;
 
 	for (int i = 0; i < STORM_SIGNALS; i++)
-		pthread_kill(s->loop_thread, SIGUSR1);
+		pthread_kill(s->loop_thread, s->signo);
 	atomic_store(&s->storm_done, true);
 	/* The task clears the flag and says so; only then does the final
 	 * signal go out, so a wake-up after it can only come from it (or a
@@ -221,16 +222,15 @@ static void *storm_sender(void *arg)
 		}
 		sleep_ms(1);
 	}
-	pthread_kill(s->loop_thread, SIGUSR1);
+	pthread_kill(s->loop_thread, s->signo);
 	return NULL;
 }
 
-static int storm_main(void *arg)
+static int storm_waiter(void *arg)
 {
 	struct storm *s = arg;
 	pthread_t th;
 
-	s->loop_thread = pthread_self();
 	ck_assert_int_eq(pthread_create(&th, NULL, storm_sender, s), 0);
 	while (!atomic_load(&s->storm_done)) {
 		/* Short timeouts: the storm ends without a signal to say so. */
@@ -247,23 +247,77 @@ static int storm_main(void *arg)
 	return 0;
 }
 
+static void storm_init(struct storm *s, struct af_loop *loop, int signo)
+{
+	memset(s, 0, sizeof(*s));
+	s->signo = signo;
+	s->final_r = 1;
+	atomic_init(&s->storm_done, false);
+	atomic_init(&s->ready_for_final, false);
+	ck_assert_int_eq(af_flag_init(&s->f, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&s->f, signo), 0);
+}
+
+static void storm_check(struct storm *s)
+{
+	ck_assert(!s->ack_timed_out);
+	ck_assert_int_ge(s->wakes, 1);
+	ck_assert_msg(s->final_r == 0, "the final signal %d was lost: wait returned %d",
+		      s->signo, s->final_r);
+	ck_assert_int_eq(af_signal_unwatch(s->signo), 0);
+	af_flag_destroy(&s->f);
+}
+
+static int storm_main(void *arg)
+{
+	struct storm *s = arg;
+
+	s->loop_thread = pthread_self();
+	return storm_waiter(s);
+}
+
 START_TEST(after_a_storm_of_signals_to_the_loop_thread_the_final_signal_is_observed)
 {
 	struct af_loop *loop = new_loop();
-	struct storm s = { .final_r = 1 };
+	struct storm s;
 	int result = 1;
 
-	atomic_init(&s.storm_done, false);
-	atomic_init(&s.ready_for_final, false);
-	ck_assert_int_eq(af_flag_init(&s.f, loop), 0);
-	ck_assert_int_eq(af_signal_watch(&s.f, SIGUSR1), 0);
+	storm_init(&s, loop, SIGUSR1);
 	ck_assert_int_eq(af_loop_run(loop, storm_main, &s, &result), 0);
 	ck_assert_int_eq(result, 0);
-	ck_assert(!s.ack_timed_out);
-	ck_assert_int_ge(s.wakes, 1);
-	ck_assert_msg(s.final_r == 0, "the final signal was lost: wait returned %d", s.final_r);
-	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
-	af_flag_destroy(&s.f);
+	storm_check(&s);
+	af_loop_free(loop);
+}
+END_TEST
+
+static int two_storms_main(void *arg)
+{
+	struct storm *s = arg;
+	struct af_task *t[2];
+
+	for (int i = 0; i < 2; i++) {
+		s[i].loop_thread = pthread_self();
+		ck_assert_int_eq(af_task_spawn(&t[i], storm_waiter, &s[i]), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(af_task_join(t[i], NULL), 0);
+	return 0;
+}
+
+/* Two flags on one loop: handlers push onto the loop's pending stack while
+ * the interrupted loop thread is itself collecting or pushing. */
+START_TEST(two_signal_storms_on_two_flags_of_one_loop_lose_neither_final_signal)
+{
+	struct af_loop *loop = new_loop();
+	struct storm s[2];
+	int result = 1;
+
+	storm_init(&s[0], loop, SIGUSR1);
+	storm_init(&s[1], loop, SIGUSR2);
+	ck_assert_int_eq(af_loop_run(loop, two_storms_main, s, &result), 0);
+	ck_assert_int_eq(result, 0);
+	storm_check(&s[0]);
+	storm_check(&s[1]);
 	af_loop_free(loop);
 }
 END_TEST
@@ -479,6 +533,7 @@ Suite *make_suite(void)
 	tc = tcase_create("storm");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, after_a_storm_of_signals_to_the_loop_thread_the_final_signal_is_observed);
+	tcase_add_test(tc, two_signal_storms_on_two_flags_of_one_loop_lose_neither_final_signal);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("watch and unwatch");
