@@ -16,14 +16,17 @@
  *       uv_read_start and, for every read, a uv_write of the bytes read;
  *       a client loop whose connections uv_write a message and collect its
  *       echo from their read callback, then write the next.
- *   raw with one connection only: no event loop, each thread blocks in
- *       recv(2) and send(2). The kernel's own cost of a round trip: what
- *       both libraries add sits on top of it.
+ * and with one connection only, two references without an event loop:
+ *   blocking  each thread blocks in recv(2) and send(2): the kernel's own
+ *       cost of a round trip, which both libraries add to.
+ *   io_uring  each thread runs the same recv and send through a private
+ *       ring set up like the loop's (io_uring_submit_and_wait): the kernel
+ *       path af rides on, without the library around it.
  *
  * All paths run on the same two threads, with the same socket options
  * (TCP_NODELAY on every socket), message contents and buffer sizes, and
  * they take turns: round k runs af then uv for even k, uv then af for odd
- * k (with raw too, every order of the three in turn), for each connection
+ * k (with the references too, a balanced sequence of orders), for each connection
  * count. The figure is the per-round ratio af/uv of round trips per
  * second; its percentiles over rounds cancel the slow drifts of a shared
  * machine better than a ratio of medians.
@@ -70,6 +73,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <liburing.h>
+
 #include "asyncflag.h"
 #include "bench-util.h"
 
@@ -83,9 +88,9 @@
 #define ECHO_BUF ((size_t)65536)
 #define MAX_CONNS 10000
 
-enum impl { I_AF, I_UV, I_RAW, I_COUNT };
+enum impl { I_AF, I_UV, I_BLOCK, I_URING, I_COUNT };
 
-static const char *const impl_name[I_COUNT] = { "af", "uv", "raw" };
+static const char *const impl_name[I_COUNT] = { "af", "uv", "blocking", "io_uring" };
 
 #if HAVE_LIBUV
 static const bool have_uv = true;
@@ -93,12 +98,15 @@ static const bool have_uv = true;
 static const bool have_uv = false;
 #endif
 
-/* Which paths run at @conns connections. The blocking reference is one
- * thread per side, so it exists for one connection only. */
+/* Which paths run at @conns connections. The references handle one
+ * connection per thread, so they exist for one connection only. */
 static bool impl_on(int m, size_t conns)
 {
-	return m == I_AF || (m == I_UV && have_uv) || (m == I_RAW && conns == 1);
+	return m == I_AF || (m == I_UV && have_uv) || ((m == I_BLOCK || m == I_URING) && conns == 1);
 }
+
+/* The io_uring reference's ring set-up: the one the loop got. */
+static unsigned uring_setup;
 
 /* A worker thread's failure ends the program: a benchmark that carried on
  * after a broken echo would report a number for something else. */
@@ -986,67 +994,123 @@ static void close_counters_job(struct worker *w, void *arg)
 	bench_sysc_close(&w->sysc);
 }
 
-/* ---- plain blocking sockets (one connection) ------------------------------------------ */
+/* ---- references without a loop (one connection) ---------------------------------------- */
 
-static void raw_server_job(struct worker *w, void *arg)
+/* One thread, one socket: plain blocking calls, or the same calls through
+ * a ring, waited for one at a time. */
+struct rio {
+	bool uring;
+	struct io_uring ring;
+	const char *who;
+};
+
+static void rio_init(struct rio *io, const struct run *r, const char *side)
+{
+	io->uring = r->impl == I_URING;
+	io->who = side;
+	if (io->uring) {
+		struct io_uring_params p;
+		int e;
+
+		memset(&p, 0, sizeof(p));
+		p.flags = uring_setup;
+		/* Made on the thread that submits: SINGLE_ISSUER binds it. */
+		e = io_uring_queue_init_params(4, &io->ring, &p);
+		if (e < 0)
+			fatal("io_uring %s: io_uring_queue_init: %s", side, strerror(-e));
+	}
+}
+
+static void rio_exit(struct rio *io)
+{
+	if (io->uring)
+		io_uring_queue_exit(&io->ring);
+}
+
+static size_t rio_xfer(struct rio *io, int fd, void *buf, size_t n, bool send_)
+{
+	ssize_t k;
+
+	if (io->uring) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
+		struct io_uring_cqe *cqe;
+		int e;
+
+		if (send_)
+			io_uring_prep_send(sqe, fd, buf, n, MSG_NOSIGNAL);
+		else
+			io_uring_prep_recv(sqe, fd, buf, n, 0);
+		e = io_uring_submit_and_wait(&io->ring, 1);
+		if (e >= 0)
+			e = io_uring_peek_cqe(&io->ring, &cqe);
+		if (e < 0)
+			fatal("io_uring %s: io_uring_submit_and_wait: %s", io->who, strerror(-e));
+		k = cqe->res;
+		io_uring_cqe_seen(&io->ring, cqe);
+		errno = k < 0 ? (int)-k : 0;
+	} else {
+		k = send_ ? send(fd, buf, n, MSG_NOSIGNAL) : recv(fd, buf, n, 0);
+	}
+	if (k < 0)
+		fatal("%s %s: %s: %s", impl_name[io->uring ? I_URING : I_BLOCK], io->who,
+		      send_ ? "send" : "recv", strerror(errno));
+	return (size_t)k;
+}
+
+static void ref_server_job(struct worker *w, void *arg)
 {
 	struct run *r = arg;
 	uint8_t *buf = malloc(ECHO_BUF);
+	struct rio io;
 	int lfd, fd;
 
-	(void)w;
 	counters(w, r);
 	if (!buf)
 		fatal("out of memory");
+	rio_init(&io, r, "server");
 	lfd = listen_socket(&r->port);
 	if (lfd < 0)
-		fatal("raw server: listen on 127.0.0.1: %s", strerror(-lfd));
+		fatal("%s server: listen on 127.0.0.1: %s", impl_name[r->impl], strerror(-lfd));
 	sem_post(&r->listening);
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0)
-		fatal("raw server: accept: %s", strerror(errno));
+		fatal("%s server: accept: %s", impl_name[r->impl], strerror(errno));
 	close(lfd);
 	set_nodelay(fd);
 	sem_post(&r->accepted);
 	for (;;) {
-		ssize_t n = recv(fd, buf, ECHO_BUF, 0);
-		size_t off = 0;
+		size_t n = rio_xfer(&io, fd, buf, ECHO_BUF, false), off = 0;
 
 		if (n == 0)
 			break;
-		if (n < 0)
-			fatal("raw server: recv: %s", strerror(errno));
-		maybe_corrupt(r, buf, (size_t)n);
-		while (off < (size_t)n) {
-			ssize_t k = send(fd, buf + off, (size_t)n - off, MSG_NOSIGNAL);
-
-			if (k < 0)
-				fatal("raw server: send: %s", strerror(errno));
-			off += (size_t)k;
-		}
-		r->server_bytes += (uint64_t)n;
+		maybe_corrupt(r, buf, n);
+		while (off < n)
+			off += rio_xfer(&io, fd, buf + off, n - off, true);
+		r->server_bytes += n;
 	}
 	close(fd);
+	rio_exit(&io);
 	free(buf);
 }
 
-static void raw_client_job(struct worker *w, void *arg)
+static void ref_client_job(struct worker *w, void *arg)
 {
 	struct run *r = arg;
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)r->port) };
 	size_t n = r->msg_size;
 	uint8_t *tx = malloc(n), *rx = malloc(n);
+	struct rio io;
 	uint64_t seq;
 	int fd;
 
-	(void)w;
 	counters(w, r);
 	if (!tx || !rx)
 		fatal("out of memory");
+	rio_init(&io, r, "client");
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-		fatal("raw client: connect: %s", strerror(errno));
+		fatal("%s client: connect: %s", impl_name[r->impl], strerror(errno));
 	set_nodelay(fd);
 	while (sem_wait(&r->accepted) < 0 && errno == EINTR)
 		;
@@ -1055,29 +1119,22 @@ static void raw_client_job(struct worker *w, void *arg)
 		size_t off = 0;
 
 		fill_msg(tx, n, 0, seq);
-		while (off < n) {
-			ssize_t k = send(fd, tx + off, n - off, MSG_NOSIGNAL);
-
-			if (k < 0)
-				fatal("raw client: send: %s", strerror(errno));
-			off += (size_t)k;
-		}
-		off = 0;
-		while (off < n) {
-			ssize_t k = recv(fd, rx + off, n - off, 0);
+		while (off < n)
+			off += rio_xfer(&io, fd, tx + off, n - off, true);
+		for (off = 0; off < n;) {
+			size_t k = rio_xfer(&io, fd, rx + off, n - off, false);
 
 			if (k == 0)
-				fatal("raw client: the server closed the connection");
-			if (k < 0)
-				fatal("raw client: recv: %s", strerror(errno));
-			off += (size_t)k;
+				fatal("%s client: the server closed the connection", impl_name[r->impl]);
+			off += k;
 		}
-		check_echo("raw", 0, seq, rx, tx, n);
+		check_echo(impl_name[r->impl], 0, seq, rx, tx, n);
 		r->client_bytes += n;
 		rt_done(r);
 	}
 	conn_finished(r, 0, seq);
 	close(fd);
+	rio_exit(&io);
 	free(tx);
 	free(rx);
 }
@@ -1162,9 +1219,9 @@ static void run_once(struct worker *srv, struct worker *cli, enum impl impl, siz
 		cjob = uv_client_job;
 	}
 #endif
-	if (impl == I_RAW) {
-		sjob = raw_server_job;
-		cjob = raw_client_job;
+	if (impl == I_BLOCK || impl == I_URING) {
+		sjob = ref_server_job;
+		cjob = ref_client_job;
 	}
 	worker_post(srv, sjob, &r);
 	while (sem_wait(&r.listening) < 0 && errno == EINTR)
@@ -1243,14 +1300,16 @@ static void usage(FILE *f)
 		"  --seconds S      length of each timed run, per library and connection\n"
 		"                   count (default 0.25; decimals allowed)\n"
 		"  --roundtrips N   instead: round trips per run, all connections together\n"
-		"  --msg-size B     bytes per message (default 64)\n"
+		"  --msg-size B     bytes per message, at most 65536 (default 64)\n"
 		"  --rounds N       timed rounds, libraries alternating (default 20)\n"
 		"  --pin            pin the server thread to CPU 0 and the client thread to CPU 1\n"
 		"  --pin-same       pin both threads to CPU 0 (no cross-CPU wake-ups)\n"
 		"  --no-count       skip the extra run that counts system calls\n"
 		"  --json           machine-readable output on stdout\n"
-		"  --inject-mismatch af|uv|raw  that path's server flips one bit of an echo:\n"
-		"                   the run must fail (a test of the byte check)\n");
+		"  --inject-mismatch PATH  af, uv, blocking or io_uring: that path's server\n"
+		"                   flips one bit of an echo, and the run must fail (a test\n"
+		"                   of the byte check)\n");
+
 }
 
 static bool parse_conns(const char *s, struct opts *o)
@@ -1335,10 +1394,12 @@ static int parse(int argc, char **argv, struct opts *o)
 				return -1;
 			break;
 		case 'm':
-			/* Messages go out in one send and back through the
-			 * same 64 KiB server buffer; larger only means more
-			 * partial reads, which is not what this measures. */
-			if (!bench_parse_u64("--msg-size", optarg, 1, 1u << 20, &o->msg_size))
+			/* The af and reference clients send a whole message
+			 * before they read its echo (libuv's reads all along).
+			 * Past what the socket buffers hold that stalls the
+			 * echo, and would measure buffer sizes, not the
+			 * libraries; 64 KiB, one server read, is safe. */
+			if (!bench_parse_u64("--msg-size", optarg, 1, ECHO_BUF, &o->msg_size))
 				return -1;
 			break;
 		case 'r':
@@ -1358,14 +1419,11 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->json = true;
 			break;
 		case 'I':
-			if (!strcmp(optarg, "af")) {
-				inject_mismatch = I_AF;
-			} else if (!strcmp(optarg, "uv") && have_uv) {
-				inject_mismatch = I_UV;
-			} else if (!strcmp(optarg, "raw")) {
-				inject_mismatch = I_RAW;
-			} else {
-				fprintf(stderr, "--inject-mismatch: expected af, raw%s\n",
+			for (int m = 0; m < I_COUNT; m++)
+				if (!strcmp(optarg, impl_name[m]) && (m != I_UV || have_uv))
+					inject_mismatch = m;
+			if (inject_mismatch < 0) {
+				fprintf(stderr, "--inject-mismatch: expected af, blocking, io_uring%s\n",
 					have_uv ? " or uv" : " (uv: built without libuv)");
 				return -1;
 			}
@@ -1481,16 +1539,16 @@ static void print_text(const struct opts *o, const char *feat, const char *why,
 		const struct conn_res *c = &cr[i];
 
 		printf("\n%zu connection%s\n", c->conns, c->conns == 1 ? "" : "s");
-		printf("      %31s  %26s  %13s  %13s\n", "round trips/s over rounds",
+		printf("           %31s  %26s  %13s  %13s\n", "round trips/s over rounds",
 		       "CPU ns/round trip (p50)", "blocked/rt", "syscalls/rt");
-		printf("      %9s %10s %10s  %8s %8s %8s  %6s %6s  %6s %6s\n", "min", "p50", "max",
+		printf("           %9s %10s %10s  %8s %8s %8s  %6s %6s  %6s %6s\n", "min", "p50", "max",
 		       "server", "client", "total", "server", "client", "server", "client");
 		for (int m = 0; m < I_COUNT; m++) {
 			const struct impl_res *ir = &c->im[m];
 
 			if (!impl_on(m, c->conns))
 				continue;
-			printf("  %-3s %9.0f %10.0f %10.0f  %8.0f %8.0f %8.0f  %6.2f %6.2f", impl_name[m],
+			printf("  %-8s %9.0f %10.0f %10.0f  %8.0f %8.0f %8.0f  %6.2f %6.2f", impl_name[m],
 			       ir->rt_s.min, ir->rt_s.p50, ir->rt_s.max, ir->cpu_ns[0].p50,
 			       ir->cpu_ns[1].p50, ir->cpu_total.p50, ir->vcsw[0].p50, ir->vcsw[1].p50);
 			if (ir->have_count)
@@ -1498,21 +1556,21 @@ static void print_text(const struct opts *o, const char *feat, const char *why,
 			else
 				printf("  %6s %6s\n", "n/a", "n/a");
 		}
-		printf("  system time share of CPU, all rounds:");
+		printf("  system time, share of CPU (server/client, all rounds):");
 		for (int m = 0; m < I_COUNT; m++) {
 			const double *sh = c->im[m].sys_share;
 
 			if (!impl_on(m, c->conns))
 				continue;
-			printf("%s %s ", m ? ";" : "", impl_name[m]);
+			printf("%s %s ", m ? "," : "", impl_name[m]);
 			if (isfinite(sh[0]) && isfinite(sh[1]))
-				printf("%.0f%% server, %.0f%% client", 100 * sh[0], 100 * sh[1]);
+				printf("%.0f/%.0f%%", 100 * sh[0], 100 * sh[1]);
 			else
-				printf("n/a (runs shorter than a clock tick)");
+				printf("n/a");
 		}
 		printf("\n");
 		if (c->conns > 1 && !o->roundtrips) {
-			printf("  fairness: the slowest connection did, of the mean per connection:");
+			printf("  fairness, the slowest connection's round trips / the mean:");
 			for (int m = 0; m < I_COUNT; m++)
 				if (impl_on(m, c->conns))
 					printf("%s %s p50 %.0f%% (min %.0f%%)", m ? ";" : "",
@@ -1523,9 +1581,9 @@ static void print_text(const struct opts *o, const char *feat, const char *why,
 		for (int m = I_UV; m < I_COUNT; m++) {
 			if (!impl_on(m, c->conns))
 				continue;
-			printf("  ratio af/%-3s round trips/s, per round:     p50 %.2fx (min %.2fx, max %.2fx)\n",
+			printf("  ratio af/%-8s round trips/s, per round:      p50 %.2fx (min %.2fx, max %.2fx)\n",
 			       impl_name[m], c->ratio[m].p50, c->ratio[m].min, c->ratio[m].max);
-			printf("  ratio af/%-3s CPU per round trip, per round: p50 %.2fx (min %.2fx, max %.2fx)\n",
+			printf("  ratio af/%-8s CPU per round trip, per round: p50 %.2fx (min %.2fx, max %.2fx)\n",
 			       impl_name[m], c->cpu_ratio[m].p50, c->cpu_ratio[m].min,
 			       c->cpu_ratio[m].max);
 		}
@@ -1622,6 +1680,21 @@ static bool sane(const struct impl_res *ir, size_t rounds)
 	return true;
 }
 
+/* The io_uring reference gets the set-up the loop got, so the two differ
+ * only in what the library does around the ring. */
+static unsigned ring_flags(unsigned features)
+{
+	unsigned f = 0;
+
+	if (features & AF_FEATURE_COOP_TASKRUN)
+		f |= IORING_SETUP_COOP_TASKRUN;
+	if (features & AF_FEATURE_SINGLE_ISSUER)
+		f |= IORING_SETUP_SINGLE_ISSUER;
+	if (features & AF_FEATURE_DEFER_TASKRUN)
+		f |= IORING_SETUP_DEFER_TASKRUN;
+	return f;
+}
+
 /* The order of the paths in round @k, as positions in the list of the @n
  * that run: every order in turn, so none always goes first and each pair
  * runs either way round equally often. With two paths that is af, uv in
@@ -1633,7 +1706,14 @@ static const int *order_of(int n, uint64_t k)
 	static const int three[6][3] = {
 		{ 0, 1, 2 }, { 1, 0, 2 }, { 2, 0, 1 }, { 1, 2, 0 }, { 0, 2, 1 }, { 2, 1, 0 },
 	};
+	/* A Williams square: each path goes first once and follows each of
+	 * the others once every four rounds. */
+	static const int four[4][4] = {
+		{ 0, 1, 3, 2 }, { 1, 2, 0, 3 }, { 2, 3, 1, 0 }, { 3, 0, 2, 1 },
+	};
 
+	if (n == 4)
+		return four[k % 4];
 	if (n == 3)
 		return three[k % 6];
 	return n == 2 ? two[k % 2] : one[0];
@@ -1676,6 +1756,7 @@ int main(int argc, char **argv)
 		return e == -EPERM || e == -ENOSYS ? 77 : 1;
 	}
 	features_str(af_loop_features(probe_loop), feat, sizeof(feat));
+	uring_setup = ring_flags(af_loop_features(probe_loop));
 	af_loop_free(probe_loop);
 	for (size_t i = 0; i < o.nconns; i++)
 		maxc = o.conns[i] > maxc ? o.conns[i] : maxc;
