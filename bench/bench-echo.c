@@ -26,10 +26,10 @@
  * All paths run on the same two threads, with the same socket options
  * (TCP_NODELAY on every socket), message contents and buffer sizes, and
  * they take turns: round k runs af then uv for even k, uv then af for odd
- * k (with the references too, a balanced sequence of orders), for each connection
- * count. The figure is the per-round ratio af/uv of round trips per
- * second; its percentiles over rounds cancel the slow drifts of a shared
- * machine better than a ratio of medians.
+ * k (with the references too, a balanced sequence of orders), for each
+ * connection count. The figure is the per-round ratio af/uv of round
+ * trips per second; its percentiles over rounds cancel the slow drifts of
+ * a shared machine better than a ratio of medians.
  *
  * Why the client is an af loop too, not a blocking thread pool shared by
  * both servers: each library then runs both ends of the same design (one
@@ -53,6 +53,7 @@
  * makes no progress for 10 s. The server's byte count must equal the
  * client's at the end of every run.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -1721,6 +1722,19 @@ static const int *order_of(int n, uint64_t k)
 
 /* ---- main ------------------------------------------------------------------------------ */
 
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
 static void raise_fd_limit(size_t conns)
 {
 	struct rlimit rl;
@@ -1743,7 +1757,7 @@ int main(int argc, char **argv)
 	char why[160], feat[96];
 	uint64_t seconds_ns, warm_rts;
 	size_t maxc = 0;
-	int e, status = 0;
+	int e, status = 0, fds0, fds1;
 
 	if (parse(argc, argv, &o) < 0)
 		return 2;
@@ -1799,6 +1813,8 @@ int main(int argc, char **argv)
 				run_once(&srv, &cli, (enum impl)m, o.conns[i], o.msg_size, warm_rts, 0,
 					 false, &s);
 	}
+	/* The loops exist now; every run must close what it opened. */
+	fds0 = count_fds();
 	for (uint64_t k = 0; k < o.rounds; k++) {
 		for (size_t i = 0; i < o.nconns; i++) {
 			int act[I_COUNT], n = 0;
@@ -1826,6 +1842,12 @@ int main(int argc, char **argv)
 			}
 	}
 
+	fds1 = count_fds();
+	if (fds1 != fds0) {
+		fprintf(stderr, "bench-echo: %d descriptors open before the timed rounds, %d after: "
+				"a leak\n", fds0, fds1);
+		status = 1;
+	}
 	for (size_t i = 0; i < o.nconns; i++) {
 		for (int m = 0; m < I_COUNT; m++) {
 			if (!impl_on(m, o.conns[i]))
