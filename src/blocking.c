@@ -30,6 +30,7 @@ struct af__pool {
 	struct af__job *head, *tail;
 	pthread_t *threads;
 	unsigned nthreads, max, idle;
+	unsigned queued;          /* jobs no worker has taken yet */
 	bool stopping;
 };
 
@@ -70,6 +71,7 @@ static void *worker(void *arg)
 		pool->head = job->next;
 		if (!pool->head)
 			pool->tail = NULL;
+		pool->queued--;
 		pool->idle--;
 		pthread_mutex_unlock(&pool->lock);
 
@@ -105,13 +107,16 @@ static int pool_get(struct af_loop *loop, struct af__pool **out)
 	return 0;
 }
 
-/* Queue @job, starting a worker when none is idle and the pool may grow. */
+/* Queue @job, starting a worker unless an idle one is left over for it: a
+ * worker counts as idle until it has taken a job, so a burst of jobs
+ * submitted before any worker woke must still grow the pool (or a job
+ * waiting on another queued job could wait forever). */
 static int pool_submit(struct af__pool *pool, struct af__job *job)
 {
 	int r = 0;
 
 	pthread_mutex_lock(&pool->lock);
-	if (pool->idle == 0 && pool->nthreads < pool->max) {
+	if (pool->idle <= pool->queued && pool->nthreads < pool->max) {
 		r = -pthread_create(&pool->threads[pool->nthreads], NULL, worker, pool);
 		if (r == 0) {
 			pool->nthreads++;
@@ -127,6 +132,7 @@ static int pool_submit(struct af__pool *pool, struct af__job *job)
 		else
 			pool->head = job;
 		pool->tail = job;
+		pool->queued++;
 		pthread_cond_signal(&pool->cond);
 	}
 	pthread_mutex_unlock(&pool->lock);
@@ -202,8 +208,10 @@ void af__blocking_collect(struct af_loop *loop)
 		loop->njobs--;
 		if (!job->task)
 			free(job);
-		else if (job->task->state == AF_TASK_BLOCKED && job->task->wait_obj == job)
+		else if (job->task->state == AF_TASK_BLOCKED && job->task->wait_obj == job) {
 			af__task_wake(job->task, 0);
+			loop->outside_wakes++;
+		}
 		/* else: woken by a cancel, not yet resumed; it frees the job */
 		job = next;
 	}

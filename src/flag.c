@@ -213,8 +213,10 @@ void af__flag_collect(struct af_loop *loop)
 		/* Read next before dropping QUEUED: from then on a setter may
 		 * push the flag again and overwrite it. */
 		s = atomic_fetch_and_explicit(&f->state, ~AF_FLAG_QUEUED, memory_order_acq_rel);
-		if ((s & AF_FLAG_SET) && f->waiter && f->waiter->state == AF_TASK_BLOCKED)
+		if ((s & AF_FLAG_SET) && f->waiter && f->waiter->state == AF_TASK_BLOCKED) {
 			af__task_wake(f->waiter, 0);
+			loop->outside_wakes++;
+		}
 		f = next;
 	}
 }

@@ -83,6 +83,7 @@ struct af__stack_pool {
 
 #define AF_STACK_MIN ((size_t)16 * 1024)
 #define AF_STACK_DEFAULT ((size_t)256 * 1024)
+#define AF_STACK_MAX ((size_t)1 << 30)
 
 size_t af__page_size(void);
 size_t af__stack_round(size_t size);
@@ -133,6 +134,8 @@ struct af_task {
 	bool cancel_pending;
 	bool detached;
 	bool started;
+	bool is_main;                /* af_loop_run() owns it: no join, no detach */
+	uint64_t id;                 /* unique in its loop, never reused */
 	struct af_task *joiner;
 	af_task_fn fn;
 	void *arg;
@@ -214,13 +217,15 @@ struct af_loop {
 	size_t budget;           /* tasks of the current batch still to run */
 	uint64_t batch_start;    /* when it began, if timers were armed */
 	bool ppoll_mode;         /* sleep in ppoll (valgrind, TSan) */
+	bool reaping;            /* inside reap(): no flush may reap again */
 	struct af__timer_heap timers;
 	struct af__list tasks;   /* every task not yet freed */
 	size_t ntasks;
 	size_t nalive;           /* tasks not DONE */
 	size_t nkeepalive;       /* tasks parked on something outside the loop */
 	size_t ninflight;        /* ring operations besides the eventfd read */
-	uint64_t task_seq;
+	uint64_t task_seq;       /* the last task id handed out */
+	uint64_t outside_wakes;  /* tasks woken by timers, flags, jobs, I/O */
 
 	/* Flag wake-up path. pending is a lock-free stack of flags set while a
 	 * task waited on them; setters push, the loop takes the whole stack. */

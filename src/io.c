@@ -48,8 +48,10 @@ static void req_settle(struct af_loop *loop, struct io_req *req)
 	loop->ninflight--;
 	/* A task woken by a cancel meanwhile is runnable already; it finds
 	 * pending == 0 when it resumes. */
-	if (req->task->state == AF_TASK_BLOCKED && req->task->wait_obj == req)
+	if (req->task->state == AF_TASK_BLOCKED && req->task->wait_obj == req) {
 		af__task_wake(req->task, 0);
+		loop->outside_wakes++;
+	}
 }
 
 static void op_done(struct af_loop *loop, struct af__op *op, int res, unsigned flags)

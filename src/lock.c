@@ -6,7 +6,10 @@
 
 struct af__lock {
 	struct af__list waiters;
-	struct af_task *owner;  /* NULL: unlocked */
+	/* The holder's task id, 0 when unlocked. Not a pointer: a task may
+	 * end holding the lock, and a new task at the same address must not
+	 * look like the holder. */
+	uint64_t owner;
 	struct af_loop *loop;
 };
 
@@ -44,11 +47,11 @@ static void hand_off(struct af__lock *l)
 	struct af_task *next;
 
 	if (!n) {
-		l->owner = NULL;
+		l->owner = 0;
 		return;
 	}
 	next = af__container_of(n, struct af_task, wait_node);
-	l->owner = next;
+	l->owner = next->id;
 	af__task_wake(next, 0);
 }
 
@@ -64,7 +67,7 @@ static void lock_revoke(struct af_task *t)
 {
 	struct af__lock *l = t->wait_obj;
 
-	if (l->owner == t)
+	if (l->owner == t->id)
 		hand_off(l);
 }
 
@@ -87,10 +90,10 @@ AF_API int af_lock_acquire_timeout(struct af_lock *lock, int64_t timeout_ns)
 	if (!on_loop_thread(l, __func__))
 		return -EPERM;
 	if (!l->owner) {
-		l->owner = t;
+		l->owner = t->id;
 		return 0;
 	}
-	if (l->owner == t)
+	if (l->owner == t->id)
 		return -EDEADLK;
 	af__list_push_back(&l->waiters, &t->wait_node);
 	return af__task_block(&lock_ops, l, timeout_ns);
@@ -119,5 +122,5 @@ AF_API int af_lock_release(struct af_lock *lock)
 
 AF_API bool af_lock_locked(const struct af_lock *lock)
 {
-	return lock && priv((struct af_lock *)lock)->owner != NULL;
+	return lock && priv((struct af_lock *)lock)->owner != 0;
 }

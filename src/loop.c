@@ -91,7 +91,10 @@ static int opts_check(const struct af_loop_opts *o)
 		return -EINVAL;
 	if (o->ring_entries > AF_RING_MAX)
 		return -EINVAL;
-	if (o->stack_size && o->stack_size < AF_STACK_MIN)
+	if (o->stack_size && (o->stack_size < AF_STACK_MIN || o->stack_size > AF_STACK_MAX))
+		return -EINVAL;
+	/* An operation and its linked timeout must fit one submission. */
+	if (o->ring_entries == 1)
 		return -EINVAL;
 	if (o->blocking_threads > 256)
 		return -EINVAL;
@@ -252,6 +255,7 @@ static struct af_task *timer_fire(struct af_loop *loop, struct af__timer *tm)
 
 	t->wait_ops->detach(t);
 	af__task_wake(t, -ETIMEDOUT);
+	loop->outside_wakes++;
 	/* af__task_wake queued it at the back; it runs now, in deadline order. */
 	af__loop_unqueue(loop, t);
 	return t;
@@ -294,9 +298,10 @@ static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsig
 	(void)op;
 	(void)res;
 	(void)flags;
+	/* Re-armed by collect() once reaping is over: submitting from inside
+	 * reap() could flush, and a flush may reap re-entrantly. */
 	loop->efd_armed = false;
 	loop->efd_expected = false;
-	efd_arm(loop);
 }
 
 static void reap(struct af_loop *loop);
@@ -306,8 +311,9 @@ void af__loop_flush(struct af_loop *loop)
 	int r = io_uring_submit(&loop->ring);
 
 	/* -EBUSY/-EAGAIN: the completion queue is backed up (or the kernel is
-	 * short of memory). Consuming completions is what frees it. */
-	if (r == -EBUSY || r == -EAGAIN) {
+	 * short of memory). Consuming completions is what frees it; never
+	 * from inside reap() itself, which would see its CQEs twice. */
+	if ((r == -EBUSY || r == -EAGAIN) && !loop->reaping) {
 		io_uring_get_events(&loop->ring);
 		reap(loop);
 		io_uring_submit(&loop->ring);
@@ -343,6 +349,7 @@ static void efd_arm(struct af_loop *loop)
 
 static void reap(struct af_loop *loop)
 {
+	loop->reaping = true;
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
@@ -361,6 +368,7 @@ static void reap(struct af_loop *loop)
 			break;
 		io_uring_get_events(&loop->ring);
 	}
+	loop->reaping = false;
 }
 
 static struct __kernel_timespec ns_to_ts(uint64_t ns)
@@ -454,6 +462,7 @@ static int collect(struct af_loop *loop)
 		sleep_until(loop, tm ? tm->deadline : UINT64_MAX);
 	}
 	reap(loop);
+	efd_arm(loop);
 	af__flag_collect(loop);
 	af__blocking_collect(loop);
 	return 0;
@@ -461,12 +470,15 @@ static int collect(struct af_loop *loop)
 
 /* ---- running ------------------------------------------------------------- */
 
-static void cancel_all(struct af_loop *loop)
+/* Cancel every live task created after task id @after. Reads the next
+ * node first: cancelling a detached task that never ran frees it. */
+static void cancel_newer(struct af_loop *loop, uint64_t after)
 {
-	for (struct af__node *n = loop->tasks.head; n; n = n->next) {
+	for (struct af__node *n = loop->tasks.head; n;) {
 		struct af_task *t = af__container_of(n, struct af_task, all_node);
 
-		if (t->state != AF_TASK_DONE)
+		n = n->next;
+		if (t->id > after && t->state != AF_TASK_DONE)
 			af__task_cancel(t);
 	}
 }
@@ -482,24 +494,29 @@ static void abandon_all(struct af_loop *loop)
 	}
 }
 
-/* Run until @main ends, then cancel what is left and run until every task
- * has ended. A deadlock gets one round of cancellation to unwind; if the
- * tasks block again on nothing, they are abandoned. */
+/* Run until @main ends, then cancel what is left (and whatever those tasks
+ * spawn while they unwind) and run until every task has ended.
+ * A deadlock gets a round of cancellation to unwind. If the tasks block
+ * again on nothing before anything from outside woke one of them, they
+ * are abandoned. */
 static int drive(struct af_loop *loop, struct af_task *main)
 {
-	bool rest_cancelled = false, deadlocked = false;
+	uint64_t cancelled_upto = 0, wakes_at_deadlock = 0;
+	bool winding_down = false, deadlocked = false;
 
 	while (loop->nalive > 0) {
 		run_batch(loop);
-		if (main->state == AF_TASK_DONE && !rest_cancelled && loop->nalive > 0) {
-			cancel_all(loop);
-			rest_cancelled = true;
+		if (main->state == AF_TASK_DONE && loop->nalive > 0 &&
+		    (!winding_down || loop->task_seq > cancelled_upto)) {
+			cancel_newer(loop, winding_down ? cancelled_upto : 0);
+			cancelled_upto = loop->task_seq;
+			winding_down = true;
 			continue;
 		}
 		if (loop->nalive == 0)
 			break;
 		if (collect(loop) == -EDEADLK) {
-			if (deadlocked) {
+			if (deadlocked && loop->outside_wakes == wakes_at_deadlock) {
 				abandon_all(loop);
 				break;
 			}
@@ -508,7 +525,8 @@ static int drive(struct af_loop *loop, struct af_task *main)
 				   "runnable task, timer, flag or I/O can complete; cancelling them",
 				   loop->nalive);
 			deadlocked = true;
-			cancel_all(loop);
+			wakes_at_deadlock = loop->outside_wakes;
+			cancel_newer(loop, 0);
 		}
 	}
 	return deadlocked ? -EDEADLK : 0;
@@ -550,6 +568,7 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 	r = af__task_new(loop, &mt, main, arg, &(struct af_task_opts){ .name = "main" });
 	if (r < 0)
 		goto out_guard;
+	mt->is_main = true;
 
 	af__tls_loop = loop;
 	loop->running = true;

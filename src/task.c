@@ -16,7 +16,8 @@ int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 	struct af_task *t;
 	int r;
 
-	if (opts && opts->stack_size && opts->stack_size < AF_STACK_MIN)
+	if (opts && opts->stack_size &&
+	    (opts->stack_size < AF_STACK_MIN || opts->stack_size > AF_STACK_MAX))
 		return -EINVAL;
 	if (opts && (opts->_reserved[0] || opts->_reserved[1]))
 		return -EINVAL;
@@ -34,12 +35,11 @@ int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 	t->state = AF_TASK_NEW;
 	t->stack_size = opts && opts->stack_size ? af__stack_round(opts->stack_size)
 						 : loop->stack_size;
-	loop->task_seq++;
+	t->id = ++loop->task_seq;
 	if (opts && opts->name)
 		snprintf(t->name, sizeof(t->name), "%s", opts->name);
 	else
-		snprintf(t->name, sizeof(t->name), "task-%llu",
-			 (unsigned long long)loop->task_seq);
+		snprintf(t->name, sizeof(t->name), "task-%llu", (unsigned long long)t->id);
 	af__list_push_back(&loop->tasks, &t->all_node);
 	loop->ntasks++;
 	loop->nalive++;
@@ -370,6 +370,10 @@ AF_API int af_task_join_timeout(struct af_task *task, int64_t timeout_ns, int *r
 	}
 	if (task == self)
 		return -EDEADLK;
+	if (task->is_main) {
+		af__misuse(__func__, "the main task belongs to af_loop_run() and cannot be joined");
+		return -EINVAL;
+	}
 	if (task->detached) {
 		af__misuse(__func__, "task \"%s\" is detached and cannot be joined", task->name);
 		return -EINVAL;
@@ -412,7 +416,7 @@ AF_API int af_task_cancel(struct af_task *task)
 
 AF_API int af_task_detach(struct af_task *task)
 {
-	af_assert_return(task, -EINVAL);
+	af_assert_return(task && !task->is_main, -EINVAL);
 	if (check_loop_thread(task) < 0 && task->loop->running)
 		return -EPERM;
 	if (task->joiner)

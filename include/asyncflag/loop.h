@@ -19,7 +19,9 @@ typedef int (*af_task_fn)(void *arg);
  * zero field means "the default".
  */
 struct af_loop_opts {
-	/** io_uring submission queue entries; 0 means 256. Rounded up to a power of two by the kernel. */
+	/** io_uring submission queue entries; 0 means 256, else 2 to 32768 (an
+	 *  operation and its linked timeout must fit one submission). Rounded up
+	 *  to a power of two by the kernel. */
 	unsigned ring_entries;
 	/** AF_LOOP_* flags. */
 	unsigned flags;
