@@ -32,7 +32,8 @@ int af_flag_init(struct af_flag *flag, struct af_loop *loop);
 /**
  * @brief Release a flag. Stops any af_signal_watch() that targets it.
  * Call it from the loop's thread, or while the loop is not running (before
- * or after af_loop_free() alike). No task may be waiting on it (a waiting
+ * or after af_loop_free() alike), and not at the same time as another
+ * af_flag_destroy() of a flag of the same loop. No task may be waiting on it (a waiting
  * task is reported in debug builds and the call is refused) and no thread
  * or handler may set it any more. NULL is ignored.
  */

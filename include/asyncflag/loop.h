@@ -27,7 +27,7 @@ struct af_loop_opts {
 	unsigned flags;
 	/** Default task stack size in bytes; 0 means 256 KiB. Stacks are
 	 *  reserved with mmap and committed lazily, so a large size costs address
-	 *  space, not memory. Rounded up to whole pages; at least 16 KiB. */
+	 *  space, not memory. Rounded up to whole pages; 16 KiB to 1 GiB. */
 	size_t stack_size;
 	/** How many freed default-size stacks the loop keeps for reuse; 0 means 64. */
 	unsigned stack_cache;
@@ -65,11 +65,15 @@ void af_loop_free(struct af_loop *loop);
 /**
  * @brief Run @p main as a task on @p loop until it returns.
  *
- * When @p main returns, every task still alive is cancelled and the loop runs
- * until they have all ended, so af_loop_run() never leaves coroutines behind.
+ * When @p main returns, every task still alive is cancelled (and so is any
+ * task they spawn while they unwind) and the loop runs until they have all
+ * ended, so af_loop_run() never leaves coroutines behind.
  * If every task is blocked on something that nothing can complete (no timer,
- * no flag waiter, no I/O), the loop cancels all tasks so they can unwind and
- * reports -EDEADLK.
+ * no flag waiter, no I/O, no af_run_blocking job), the loop cancels all tasks
+ * so they can unwind and reports -EDEADLK. Tasks that block on nothing again
+ * before anything from outside (a timer, flag, job or I/O) woke one of them
+ * are abandoned: unlinked from what they wait on, ended with result -EDEADLK,
+ * their stacks dropped without unwinding.
  *
  * @param loop the loop; it must not be running already.
  * @param main the main task's body.

@@ -37,7 +37,7 @@ struct af_task_opts {
 int af_task_spawn(struct af_task **task, af_task_fn fn, void *arg);
 
 /** @brief af_task_spawn() with options (@p opts may be NULL).
- *  @return as af_task_spawn(); -EINVAL for a stack size below 16 KiB. */
+ *  @return as af_task_spawn(); -EINVAL for a stack size below 16 KiB or above 1 GiB. */
 int af_task_spawn_opts(struct af_task **task, af_task_fn fn, void *arg,
 		       const struct af_task_opts *opts);
 
@@ -47,7 +47,8 @@ int af_task_spawn_opts(struct af_task **task, af_task_fn fn, void *arg,
  * Only one task may join a given task.
  * @return 0 (the handle is then gone); -EINVAL for NULL; -EPERM outside a
  *         task of the same loop; -EDEADLK if @p task is the caller;
- *         -EINVAL if @p task was detached; -EBUSY if another task is
+ *         -EINVAL if @p task was detached or is the main task of
+ *         af_loop_run(); -EBUSY if another task is
  *         already joining it; -ECANCELED if the caller was cancelled (the
  *         handle stays valid).
  */
@@ -80,7 +81,8 @@ int af_task_cancel(struct af_task *task);
 /**
  * @brief Give up the handle of a task: it is freed when it ends (at once if
  * it has ended). The task keeps running.
- * @return 0; -EINVAL for NULL; -EBUSY if a task is joining it; -EPERM
+ * @return 0; -EINVAL for NULL or the main task of af_loop_run(); -EBUSY if
+ *         a task is joining it; -EPERM
  *         from a thread other than the loop's while the loop runs.
  */
 int af_task_detach(struct af_task *task);
