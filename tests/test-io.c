@@ -2144,6 +2144,49 @@ START_TEST(timed_calls_keep_their_linked_timeout_when_a_tiny_ring_fills_at_any_a
 }
 END_TEST
 
+static int small_ring_reader(void *arg)
+{
+	int *fds = arg;
+	char c;
+
+	return af_read_timeout(fds[0], &c, 1, AF_OFFSET_CURRENT, 20 * MS);
+}
+
+static int small_ring_main(void *arg)
+{
+	int p[2], res = 1, jr;
+	struct af_task *t;
+
+	(void)arg;
+	make_pipe(p);
+	ck_assert_int_eq(af_task_spawn(&t, small_ring_reader, p), 0);
+	jr = af_task_join_timeout(t, LONG_NS / 2, &res);
+	ck_assert_msg(jr == 0, "a 20 ms timed read still parked after 5 s (result %d)", res);
+	ck_assert_int_eq(res, -ETIMEDOUT);
+	close(p[0]);
+	close(p[1]);
+	return 0;
+}
+
+/* A request and its linked timeout must go to the kernel in one
+ * submission: one entry is refused, two must be enough. */
+START_TEST(a_one_entry_ring_is_refused_and_a_two_entry_ring_still_times_out_timed_calls)
+{
+	struct af_loop_opts opts = { .ring_entries = 1 };
+	struct af_loop *loop = NULL;
+
+	ck_assert_int_eq(af_loop_new(&loop, &opts), -EINVAL);
+	ck_assert_ptr_null(loop);
+	opts.ring_entries = 32769;
+	ck_assert_int_eq(af_loop_new(&loop, &opts), -EINVAL);
+	for (int basic = 0; basic < 2; basic++) {
+		opts.ring_entries = 2;
+		opts.flags = basic ? AF_LOOP_BASIC_RING : 0;
+		ck_assert_int_eq(run_opts(small_ring_main, NULL, &opts), 0);
+	}
+}
+END_TEST
+
 /* ---- load: an echo server over loopback TCP ------------------------------------------------ */
 
 #define ECHO_CLIENTS 200
@@ -2382,6 +2425,7 @@ Suite *make_suite(void)
 	tc = tcase_create("submission queue");
 	tcase_add_test(tc, a_ring_of_four_entries_serves_a_hundred_tasks_doing_io_at_once);
 	tcase_add_test(tc, timed_calls_keep_their_linked_timeout_when_a_tiny_ring_fills_at_any_alignment);
+	tcase_add_test(tc, a_one_entry_ring_is_refused_and_a_two_entry_ring_still_times_out_timed_calls);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("load");
