@@ -340,6 +340,59 @@ START_TEST(the_default_pool_runs_four_jobs_at_once)
 }
 END_TEST
 
+struct pair {
+	_Atomic int b_done;
+	int ra, rb, resa, resb;
+};
+
+static int job_a_waits_for_b(void *arg)
+{
+	struct pair *p = arg;
+
+	return thread_wait_for(&p->b_done, 1, 3000) ? 1 : 0;
+}
+
+static int job_b(void *arg)
+{
+	struct pair *p = arg;
+
+	atomic_store(&p->b_done, 1);
+	return 2;
+}
+
+static int caller_b(void *arg)
+{
+	struct pair *p = arg;
+
+	p->rb = af_run_blocking(job_b, p, &p->resb);
+	return 0;
+}
+
+static int pair_main(void *arg)
+{
+	struct pair *p = arg;
+	struct af_task *t;
+
+	/* Both jobs are queued in the same round, before any worker woke. */
+	ck_assert_int_eq(af_task_spawn(&t, caller_b, p), 0);
+	p->ra = af_run_blocking(job_a_waits_for_b, p, &p->resa);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	return 0;
+}
+
+START_TEST(a_job_waiting_on_another_job_is_not_stuck_behind_it_while_the_pool_has_room)
+{
+	struct pair p = { .resa = -1, .resb = -1 };
+	struct af_loop_opts o = { .blocking_threads = 2 };
+
+	ck_assert_int_eq(run_opts(pair_main, &p, &o), 0);
+	ck_assert_int_eq(p.ra, 0);
+	ck_assert_int_eq(p.rb, 0);
+	ck_assert_int_eq(p.resb, 2);
+	ck_assert_msg(p.resa == 1, "job A waited 3 s for job B, queued behind it");
+}
+END_TEST
+
 START_TEST(more_than_256_blocking_threads_is_refused_with_einval)
 {
 	struct af_loop *loop = NULL;
@@ -806,6 +859,7 @@ Suite *make_suite(void)
 	tc = tcase_create("pool");
 	tcase_add_test(tc, more_jobs_than_workers_all_complete_never_more_than_the_pool_size_at_once);
 	tcase_add_test(tc, the_default_pool_runs_four_jobs_at_once);
+	tcase_add_test(tc, a_job_waiting_on_another_job_is_not_stuck_behind_it_while_the_pool_has_room);
 	tcase_add_test(tc, more_than_256_blocking_threads_is_refused_with_einval);
 	suite_add_tcase(s, tc);
 
