@@ -38,7 +38,9 @@ AF_BEGIN_DECLS
  * A single call moves at most INT_MAX bytes (the kernel caps it lower).
  */
 
-/** Offset meaning "the file's current position" for af_read/af_write/v. */
+/** Offset meaning "the file's current position" for af_read/af_write/v.
+ *  On pipes and sockets, which have no position, io_uring ignores any
+ *  offset (where pread(2) would fail with ESPIPE). */
 #define AF_OFFSET_CURRENT ((int64_t)-1)
 
 /** @brief read(2) / pread(2): @p offset, or AF_OFFSET_CURRENT. @return bytes read (0 at end of file) or -errno. */
