@@ -96,7 +96,8 @@ static void submit_cancel(struct af_loop *loop, struct io_req *req)
 }
 
 /* Park until every completion of @req has arrived, whatever cancels come
- * in meanwhile. Returns true if the task was cancelled on the way. */
+ * in meanwhile; with @cancelled, ask the kernel to cancel it first.
+ * Returns true if the task was cancelled on the way. */
 static bool drain(struct af_loop *loop, struct io_req *req, bool cancelled)
 {
 	bool cancel_sent = false;
@@ -112,8 +113,11 @@ static bool drain(struct af_loop *loop, struct io_req *req, bool cancelled)
 	return cancelled;
 }
 
-/* Submit one operation (plus a linked timeout) and wait for its result. */
-static int io_run(prep_fn prep, const void *args, int64_t timeout_ns)
+/* Submit one operation (plus a linked timeout) and wait for its result.
+ * An operation that is not @cancellable (close) runs even with a cancel
+ * pending and is never cancelled in the kernel; the cancel waits for the
+ * task's next blocking call. */
+static int io_run_opt(prep_fn prep, const void *args, int64_t timeout_ns, bool cancellable)
 {
 	int err = 0;
 	struct af_task *t = af__task_self(&err);
@@ -124,7 +128,7 @@ static int io_run(prep_fn prep, const void *args, int64_t timeout_ns)
 
 	if (!t)
 		return err;
-	if (t->cancel_pending) {
+	if (t->cancel_pending && cancellable) {
 		t->cancel_pending = false;
 		return -ECANCELED;
 	}
@@ -154,6 +158,15 @@ static int io_run(prep_fn prep, const void *args, int64_t timeout_ns)
 	}
 	loop->ninflight++;
 
+	if (!cancellable) {
+		/* Hold a pending cancel back (af__task_block would take it) and
+		 * hand it, or one arriving meanwhile, to the next call. */
+		cancelled = t->cancel_pending;
+		t->cancel_pending = false;
+		if (drain(loop, &req, false) || cancelled)
+			t->cancel_pending = true;
+		return req.res;
+	}
 	cancelled = af__task_block(&io_ops, &req, -1) == -ECANCELED;
 	cancelled = drain(loop, &req, cancelled);
 
@@ -169,6 +182,11 @@ static int io_run(prep_fn prep, const void *args, int64_t timeout_ns)
 	if (req.timed_out && (req.res == -ECANCELED || req.res == -EINTR))
 		return -ETIMEDOUT;
 	return req.res;
+}
+
+static int io_run(prep_fn prep, const void *args, int64_t timeout_ns)
+{
+	return io_run_opt(prep, args, timeout_ns, true);
 }
 
 /* ---- the operations --------------------------------------------------------- */
@@ -461,7 +479,9 @@ AF_API int af_close(int fd)
 
 	if (fd < 0)
 		return -EBADF;
-	return io_run(prep_close, &a, -1);
+	/* A close must happen even in a cancelled task, or the descriptor
+	 * leaks; the cancel reaches the next blocking call instead. */
+	return io_run_opt(prep_close, &a, -1, false);
 }
 
 AF_API int af_write_all(int fd, const void *buf, size_t len, int64_t offset, size_t *written)

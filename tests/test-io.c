@@ -1512,15 +1512,17 @@ static int cancel_before_main(void *arg)
 	ck_assert_int_eq(af_read(s->fd[0], buf, sizeof(buf), AF_OFFSET_CURRENT), -ECANCELED);
 	ck_assert_int_eq(pending_bytes(s->fd[0]), 3);
 	ck_assert_int_eq(af_task_cancel(af_task_current()), 0);
-	ck_assert_int_eq(af_close(s->fd[1]), -ECANCELED);
-	ck_assert_int_ge(fcntl(s->fd[1], F_GETFD), 0);
+	/* Except close: it closes anyway, or the descriptor would leak, and
+	 * leaves the cancel for the next blocking call. */
+	ck_assert_int_eq(af_close(s->fd[1]), 0);
+	ck_assert_int_eq(fcntl(s->fd[1], F_GETFD), -1);
+	ck_assert_int_eq(af_read(s->fd[0], buf, sizeof(buf), AF_OFFSET_CURRENT), -ECANCELED);
 	ck_assert_int_eq(af_read(s->fd[0], buf, sizeof(buf), AF_OFFSET_CURRENT), 3);
 	close(s->fd[0]);
-	close(s->fd[1]);
 	return 0;
 }
 
-START_TEST(a_cancel_pending_before_the_call_fails_it_with_ecanceled_and_submits_nothing)
+START_TEST(a_cancel_pending_before_the_call_fails_it_with_ecanceled_and_submits_nothing_except_close)
 {
 	struct sc s = { 0 };
 
@@ -2409,7 +2411,7 @@ Suite *make_suite(void)
 
 	tc = tcase_create("cancellation");
 	tcase_add_test(tc, cancelling_a_task_parked_in_each_call_returns_ecanceled_and_touches_no_buffer);
-	tcase_add_test(tc, a_cancel_pending_before_the_call_fails_it_with_ecanceled_and_submits_nothing);
+	tcase_add_test(tc, a_cancel_pending_before_the_call_fails_it_with_ecanceled_and_submits_nothing_except_close);
 	tcase_add_test(tc, a_read_that_completed_despite_the_cancel_returns_its_data_and_the_next_call_is_cancelled);
 	tcase_add_test(tc, a_cancelled_timed_call_returns_ecanceled_not_etimedout);
 	tcase_add_test(tc, a_task_left_reading_when_main_returns_is_cancelled_and_the_loop_ends);

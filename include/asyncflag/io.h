@@ -47,7 +47,10 @@ AF_BEGIN_DECLS
 int af_read(int fd, void *buf, size_t len, int64_t offset);
 int af_read_timeout(int fd, void *buf, size_t len, int64_t offset, int64_t timeout_ns);
 
-/** @brief write(2) / pwrite(2). @return bytes written (maybe fewer than @p len) or -errno (-EPIPE: the reader is gone). */
+/** @brief write(2) / pwrite(2). @return bytes written (maybe fewer than @p len) or -errno.
+ *  As with write(2), writing to a pipe or socket whose reader is gone raises
+ *  SIGPIPE, which ends the process unless it is ignored (then the call
+ *  returns -EPIPE); for sockets prefer af_send(), which never raises it. */
 int af_write(int fd, const void *buf, size_t len, int64_t offset);
 int af_write_timeout(int fd, const void *buf, size_t len, int64_t offset, int64_t timeout_ns);
 
@@ -94,7 +97,9 @@ int af_poll_timeout(int fd, unsigned events, int64_t timeout_ns);
 int af_wait_readable(int fd);
 int af_wait_readable_timeout(int fd, int64_t timeout_ns);
 
-/** @brief close(2) through the ring. @return 0 or -errno (-EBADF). */
+/** @brief close(2) through the ring. Always closes, even in a cancelled
+ *  task: a pending or arriving cancel is left for the next blocking call.
+ *  @return 0 or -errno (-EBADF). */
 int af_close(int fd);
 
 /**
@@ -121,9 +126,10 @@ int af_read_full(int fd, void *buf, size_t len, int64_t offset, size_t *got);
  * so the loop keeps serving other tasks meanwhile. Workers start on first
  * use; af_loop_opts.blocking_threads sets how many (default 4).
  *
- * If the calling task is cancelled, the call returns -ECANCELED at once;
- * the job still runs to completion on its worker and its result is
- * discarded (so @p arg must stay valid until @p fn returns: do not pass a
+ * If the calling task is already cancelled when it calls, @p fn never runs
+ * and the call returns -ECANCELED. If it is cancelled while the job is
+ * queued or running, the call returns -ECANCELED at once; the job still
+ * runs to completion on its worker and its result is discarded (so @p arg must stay valid until @p fn returns: do not pass a
  * pointer into the cancelled task's stack unless it waits for the job).
  *
  * @param result receives @p fn's return value (may be NULL).
