@@ -1528,10 +1528,10 @@ static void print_text(const struct opts *o, const char *feat, const char *why,
 	printf("echo over loopback TCP, %llu-byte messages, one in flight per connection;\n",
 	       (unsigned long long)o->msg_size);
 	if (o->roundtrips)
-		printf("%llu rounds of %llu round trips per library", (unsigned long long)o->rounds,
+		printf("%llu rounds of %llu round trips per path", (unsigned long long)o->rounds,
 		       (unsigned long long)o->roundtrips);
 	else
-		printf("%llu rounds of %g s per library", (unsigned long long)o->rounds, o->seconds);
+		printf("%llu rounds of %g s per path", (unsigned long long)o->rounds, o->seconds);
 	printf(", the order changing every round%s\n",
 	       o->pin == PIN_CROSS ? "; server thread on CPU 0, client thread on CPU 1"
 	       : o->pin == PIN_SAME ? "; server and client threads both on CPU 0"
