@@ -44,7 +44,7 @@
  * thread reads both threads' CPU clocks, so "CPU time per round trip" is
  * exact, and the kernel's per-thread counters of voluntary context
  * switches (how often each loop blocked). System calls per round trip
- * come from one extra, untimed run per library with syscall tracepoints
+ * come from one extra, untimed run per path with syscall tracepoints
  * open (they slow every system call on the machine, see bench-util.h).
  *
  * Every echoed byte is compared with what was sent; each message differs
@@ -1298,7 +1298,7 @@ static void usage(FILE *f)
 		"                  [--msg-size BYTES] [--rounds N] [--pin | --pin-same] [--no-count]\n"
 		"                  [--json]\n"
 		"  --conns LIST     connection counts, comma-separated (default 1,100)\n"
-		"  --seconds S      length of each timed run, per library and connection\n"
+		"  --seconds S      length of each timed run, per path and connection\n"
 		"                   count (default 0.25; decimals allowed)\n"
 		"  --roundtrips N   instead: round trips per run, all connections together\n"
 		"  --msg-size B     bytes per message, at most 65536 (default 64)\n"
