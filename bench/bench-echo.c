@@ -458,10 +458,12 @@ static int af_echo_conn(void *arg)
 	struct af_sconn *c = arg;
 	struct run *r = c->run;
 
+	int n;
+
 	for (;;) {
-		int n = af_recv(c->fd, c->buf, ECHO_BUF, 0);
 		size_t off = 0;
 
+		n = af_recv(c->fd, c->buf, ECHO_BUF, 0);
 		if (n == 0)
 			break;
 		if (n < 0)
@@ -476,7 +478,9 @@ static int af_echo_conn(void *arg)
 		}
 		r->server_bytes += (uint64_t)n;
 	}
-	af_close(c->fd);
+	n = af_close(c->fd);
+	if (n < 0)
+		fatal("af server: af_close: %s", af_strerror(n));
 	return 0;
 }
 
@@ -638,7 +642,9 @@ static int af_client_main(void *arg)
 
 		if (e < 0)
 			fatal("af client: af_task_join: %s", af_strerror(e));
-		af_close(cs[i].fd);
+		e = af_close(cs[i].fd);
+		if (e < 0)
+			fatal("af client: af_close: %s", af_strerror(e));
 		free(cs[i].tx);
 		free(cs[i].rx);
 	}
