@@ -900,6 +900,249 @@ START_TEST(null_task_handles_are_refused_with_einval)
 }
 END_TEST
 
+
+/* ---- regressions found in review, and resource exhaustion ------------------ */
+
+static int count_body(void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int spawn_detached_and_return(void *arg)
+{
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(af_task_spawn(NULL, count_body, arg), 0);
+	return 11;
+}
+
+START_TEST(main_returning_before_its_detached_tasks_ran_ends_them_without_running_them)
+{
+	int runs = 0;
+
+	/* Cancelling a detached task that never ran frees it; the loop must
+	 * not touch it afterwards (ASan builds check that). */
+	ck_assert_int_eq(run_main(spawn_detached_and_return, &runs), 11);
+	ck_assert_int_eq(runs, 0);
+}
+END_TEST
+
+static int join_or_detach_main(void *arg)
+{
+	struct af_task *self = af_task_current();
+
+	(void)arg;
+	ck_assert_int_eq(af_task_detach(self), -EINVAL);
+	ck_assert_int_eq(af_task_join_timeout(self, 0, NULL), -EDEADLK);
+	return 3;
+}
+
+static int join_main_from_child(void *arg)
+{
+	int r = 0;
+
+	return af_task_join(arg, &r);
+}
+
+static int main_joined_by_child(void *arg)
+{
+	struct af_task *child;
+	int r = 0;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&child, join_main_from_child, af_task_current()), 0);
+	ck_assert_int_eq(af_task_join(child, &r), 0);
+	ck_assert_int_eq(r, -EINVAL);
+	return 4;
+}
+
+START_TEST(the_main_task_cannot_be_detached_or_joined)
+{
+	ck_assert_int_eq(run_main(join_or_detach_main, NULL), 3);
+	ck_assert_int_eq(run_main(main_joined_by_child, NULL), 4);
+}
+END_TEST
+
+static struct af_flag late_flag;
+
+static int late_helper(void *arg)
+{
+	(void)arg;
+	return af_flag_wait(&late_flag);
+}
+
+static int unwinding_spawner(void *arg)
+{
+	struct af_event never = AF_EVENT_INIT;
+
+	ck_assert_int_eq(af_event_wait(&never), -ECANCELED);
+	/* A cleanup helper spawned while the loop winds down. */
+	ck_assert_int_eq(af_task_spawn(NULL, late_helper, NULL), 0);
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int spawner_main(void *arg)
+{
+	ck_assert_int_eq(af_flag_init(&late_flag, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(NULL, unwinding_spawner, arg), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	return 0;
+}
+
+START_TEST(tasks_spawned_while_the_loop_winds_down_are_cancelled_too)
+{
+	int unwound = 0;
+
+	/* Without it the helper waits on its flag forever and the loop never
+	 * returns (Check's timeout fails the test). */
+	ck_assert_int_eq(run_main(spawner_main, &unwound), 0);
+	ck_assert_int_eq(unwound, 1);
+}
+END_TEST
+
+static int deadlock_twice(void *arg)
+{
+	struct af_event never = AF_EVENT_INIT;
+	struct trace *log = arg;
+
+	ck_assert_int_eq(af_event_wait(&never), -ECANCELED);
+	trace_add(log, "first");
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(af_sleep_ms(1), 0);
+	ck_assert_int_eq(af_event_wait(&never), -ECANCELED);
+	trace_add(log, "second");
+	return 5;
+}
+
+START_TEST(a_second_deadlock_after_progress_is_cancelled_again_not_abandoned)
+{
+	struct af_loop *loop;
+	struct trace seen = { 0 };
+	int result = -1;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_loop_run(loop, deadlock_twice, &seen, &result), -EDEADLK);
+	ck_assert_int_eq(result, 5);
+	ck_assert_str_eq(seen.buf, "first second");
+	af_loop_free(loop);
+}
+END_TEST
+
+static int deadlock_forever(void *arg)
+{
+	struct af_event never = AF_EVENT_INIT;
+	int r;
+
+	(void)arg;
+	do {
+		r = af_event_wait(&never); /* ignores its cancellation */
+	} while (r == -ECANCELED);
+	return 6;
+}
+
+START_TEST(tasks_that_block_on_nothing_again_after_the_deadlock_cancel_are_abandoned)
+{
+	struct af_loop *loop;
+	int result = -1;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_loop_run(loop, deadlock_forever, NULL, &result), -EDEADLK);
+	ck_assert_int_eq(result, -EDEADLK);
+	af_loop_free(loop);
+}
+END_TEST
+
+static int huge_stack_main(void *arg)
+{
+	struct af_task_opts o = { .stack_size = ((size_t)1 << 30) + 1 };
+	struct af_task *t;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn_opts(&t, count_body, NULL, &o), -EINVAL);
+	o.stack_size = SIZE_MAX - 100;
+	ck_assert_int_eq(af_task_spawn_opts(&t, count_body, NULL, &o), -EINVAL);
+	return 0;
+}
+
+START_TEST(stack_sizes_above_one_gib_are_refused_instead_of_wrapping)
+{
+	struct af_loop *loop;
+	struct af_loop_opts o = { .stack_size = ((size_t)1 << 30) + 1 };
+
+	ck_assert_int_eq(run_main(huge_stack_main, NULL), 0);
+	ck_assert_int_eq(af_loop_new(&loop, &o), -EINVAL);
+}
+END_TEST
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define AF_TEST_SANITIZED 1
+#endif
+
+#if !AF_TEST_SANITIZED
+#include <sys/resource.h>
+
+/* Cap the address space a little above what the process maps now. The
+ * sanitizers reserve terabytes of shadow, so this only runs unsanitized
+ * (Check forks each test, so the limit dies with it). */
+static void limit_address_space(size_t headroom)
+{
+	unsigned long pages = 0;
+	struct rlimit rl;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%lu", &pages), 1);
+	fclose(f);
+	rl.rlim_cur = rl.rlim_max = pages * (rlim_t)sysconf(_SC_PAGESIZE) + headroom;
+	ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+}
+
+static int enomem_main(void *arg)
+{
+	struct af_task_opts o = { .name = "big", .stack_size = (size_t)512 << 20 };
+	struct af_task *t;
+	int r = 0;
+
+	limit_address_space((size_t)64 << 20);
+	/* The stack is mapped when the task first runs: spawning succeeds,
+	 * the task ends with -ENOMEM without running its body. */
+	ck_assert_int_eq(af_task_spawn_opts(&t, count_body, arg, &o), 0);
+	ck_assert_int_eq(af_task_join(t, &r), 0);
+	ck_assert_int_eq(r, -ENOMEM);
+	return 0;
+}
+#endif
+
+START_TEST(a_task_whose_stack_cannot_be_mapped_ends_with_enomem_without_running)
+{
+#if AF_TEST_SANITIZED
+	/* Needs an address-space limit the sanitizers cannot live with: the
+	 * plain and ucontext builds run it. */
+	return;
+#else
+	int runs = 0;
+
+	ck_assert_int_eq(run_main(enomem_main, &runs), 0);
+	ck_assert_int_eq(runs, 0);
+#endif
+}
+END_TEST
+
+START_TEST(af_loop_new_reports_enomem_when_the_ring_cannot_be_mapped)
+{
+#if AF_TEST_SANITIZED
+	return;
+#else
+	struct af_loop *loop = NULL;
+
+	limit_address_space(0);
+	ck_assert_int_eq(af_loop_new(&loop, NULL), -ENOMEM);
+	ck_assert_ptr_null(loop);
+#endif
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("task");
@@ -951,6 +1194,20 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, af_run_returns_the_result_of_main);
 	tcase_add_test(tc, when_main_returns_remaining_tasks_are_cancelled_and_waited_for);
 	tcase_add_test(tc, a_main_waiting_on_an_event_nothing_can_set_is_a_deadlock);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("regressions");
+	tcase_add_test(tc, main_returning_before_its_detached_tasks_ran_ends_them_without_running_them);
+	tcase_add_test(tc, the_main_task_cannot_be_detached_or_joined);
+	tcase_add_test(tc, tasks_spawned_while_the_loop_winds_down_are_cancelled_too);
+	tcase_add_test(tc, a_second_deadlock_after_progress_is_cancelled_again_not_abandoned);
+	tcase_add_test(tc, tasks_that_block_on_nothing_again_after_the_deadlock_cancel_are_abandoned);
+	tcase_add_test(tc, stack_sizes_above_one_gib_are_refused_instead_of_wrapping);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("out-of-memory");
+	tcase_add_test(tc, a_task_whose_stack_cannot_be_mapped_ends_with_enomem_without_running);
+	tcase_add_test(tc, af_loop_new_reports_enomem_when_the_ring_cannot_be_mapped);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");
