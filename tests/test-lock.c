@@ -456,6 +456,47 @@ START_TEST(zero_initialised_and_af_lock_init_locks_are_unlocked_and_work)
 }
 END_TEST
 
+
+static struct af_lock orphan_lock;
+
+static int take_and_end(void *arg)
+{
+	(void)arg;
+	return af_lock_acquire(&orphan_lock);
+}
+
+static int try_take(void *arg)
+{
+	(void)arg;
+	return af_lock_acquire_timeout(&orphan_lock, 10 * 1000 * 1000);
+}
+
+static int orphan_main(void *arg)
+{
+	struct af_task *a, *b;
+	int r = -1;
+
+	(void)arg;
+	af_lock_init(&orphan_lock);
+	ck_assert_int_eq(af_task_spawn(&a, take_and_end, NULL), 0);
+	ck_assert_int_eq(af_task_join(a, &r), 0);
+	ck_assert_int_eq(r, 0);
+	ck_assert(af_lock_locked(&orphan_lock));
+	/* b may well be allocated where a was: it must still be a stranger
+	 * to the lock, not its holder. */
+	ck_assert_int_eq(af_task_spawn(&b, try_take, NULL), 0);
+	ck_assert_int_eq(af_task_join(b, &r), 0);
+	ck_assert_int_eq(r, -ETIMEDOUT);
+	ck_assert_int_eq(af_lock_release(&orphan_lock), 0);
+	return 0;
+}
+
+START_TEST(a_lock_left_held_by_an_ended_task_does_not_treat_a_new_task_as_its_holder)
+{
+	ck_assert_int_eq(run_main(orphan_main, NULL), 0);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("lock");
@@ -475,6 +516,10 @@ static Suite *make_suite(void)
 	tc = tcase_create("timeout");
 	tcase_add_test(tc, acquire_timeout_expiry_returns_etimedout_and_leaves_the_queue);
 	tcase_add_test(tc, acquire_timeout_of_zero_takes_a_free_lock_and_expires_on_a_held_one);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("ownership");
+	tcase_add_test(tc, a_lock_left_held_by_an_ended_task_does_not_treat_a_new_task_as_its_holder);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");
