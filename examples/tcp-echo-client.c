@@ -44,17 +44,6 @@ static int fail(const char *what, int err)
 	return err;
 }
 
-/* af_close(), retried once if a cancel was pending: then it closed nothing.
- * (Nothing cancels this program's task; a copy may grow one that does.) */
-static int close_fd(int fd)
-{
-	int r = af_close(fd);
-
-	if (r == -ECANCELED)
-		r = af_close(fd);
-	return r;
-}
-
 /* Not af_write_all(): write(2) on a socket whose peer has gone raises
  * SIGPIPE; af_send() returns -EPIPE. */
 static int send_all(int fd, const char *buf, size_t len)
@@ -143,7 +132,7 @@ static int main_task(void *arg)
 	printf("echoed %d message%s\n", job->nmessages, job->nmessages == 1 ? "" : "s");
 
 out_close:
-	r = close_fd(fd);
+	r = af_close(fd);
 	if (r < 0 && ret == 0)
 		ret = fail("af_close", r);
 	return ret;

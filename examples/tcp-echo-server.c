@@ -72,21 +72,6 @@ static const char *plural(unsigned long long n)
 }
 
 /*
- * af_close() is a blocking call like any other, so a cancel that is still
- * pending (one that arrived as the previous call completed: its result was
- * kept and the cancel deferred) makes it return -ECANCELED without closing
- * anything. The cancel is consumed by then, so a second try closes.
- */
-static int close_fd(int fd)
-{
-	int r = af_close(fd);
-
-	if (r == -ECANCELED)
-		r = af_close(fd);
-	return r;
-}
-
-/*
  * Send all of @len bytes. Not af_write_all(): that uses write(2), which on
  * a socket whose peer has gone raises SIGPIPE and kills the process;
  * af_send() adds MSG_NOSIGNAL and returns -EPIPE instead.
@@ -129,7 +114,7 @@ static int serve_conn(void *arg)
 		}
 		echoed += (unsigned long long)n;
 	}
-	r = close_fd(c->fd);
+	r = af_close(c->fd);
 	if (r < 0)
 		fail("af_close", r);
 	c->fd = -1;
@@ -154,7 +139,7 @@ static int reap_conns(struct server *srv, bool wait)
 		if (r < 0)
 			return fail("af_task_join", r);
 		/* Unlink at once: the handle is gone, and stop_server() may
-		 * walk the list while close_fd() below waits. */
+		 * walk the list while af_close() below waits. */
 		if (c->prev)
 			c->prev->next = c->next;
 		else
@@ -164,7 +149,7 @@ static int reap_conns(struct server *srv, bool wait)
 		/* A task cancelled before it first ran runs no code at all,
 		 * so the socket it was handed is still ours to close. */
 		if (c->fd >= 0) {
-			r = close_fd(c->fd);
+			r = af_close(c->fd);
 			if (r < 0)
 				fail("af_close", r);
 		}
@@ -245,7 +230,7 @@ static int accept_loop(void *arg)
 		if (srv->stopping) {
 			/* Accepted just as we were cancelled: stop_server()
 			 * has already cancelled the connections it knew. */
-			r = close_fd(fd);
+			r = af_close(fd);
 			if (r < 0)
 				fail("af_close", r);
 			break;
@@ -257,7 +242,7 @@ static int accept_loop(void *arg)
 		r = start_conn(srv, fd);
 		if (r < 0) {
 			fail("af_task_spawn", r);
-			r = close_fd(fd);
+			r = af_close(fd);
 			if (r < 0)
 				fail("af_close", r);
 		}
@@ -386,7 +371,7 @@ static int main_task(void *arg)
 	}
 	/* New clients now get "connection refused" at once instead of
 	 * waiting in the backlog while we finish the open connections. */
-	r = close_fd(srv->listen_fd);
+	r = af_close(srv->listen_fd);
 	srv->listen_fd = -1;
 	if (r < 0)
 		fail("af_close", r);
@@ -409,7 +394,7 @@ out_stop_watcher:
 
 out_close_listener:
 	if (srv->listen_fd >= 0) {
-		r = close_fd(srv->listen_fd);
+		r = af_close(srv->listen_fd);
 		if (r < 0)
 			fail("af_close", r);
 		srv->listen_fd = -1;

@@ -101,21 +101,6 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/*
- * af_close() is a blocking call like any other: a cancel still pending
- * (one that came while the previous call completed: its result was kept
- * and the cancel deferred) makes it return -ECANCELED without closing
- * anything. That consumed the cancel, so a second try closes.
- */
-static int close_fd(int fd)
-{
-	int r = af_close(fd);
-
-	if (r == -ECANCELED)
-		r = af_close(fd);
-	return r;
-}
-
 /* af_send() rather than af_write_all(): no SIGPIPE if the client has gone. */
 static int send_all(int fd, const char *buf, size_t len, int64_t timeout_ns)
 {
@@ -380,7 +365,7 @@ static int serve_client(void *arg)
 	if (quit)
 		stop_daemon(d, "quit command");
 out_close:
-	r = close_fd(c->fd);
+	r = af_close(c->fd);
 	if (r < 0)
 		fail("af_close", r);
 	c->fd = -1;
@@ -401,7 +386,7 @@ static int reap_conns(struct daemon *d, bool wait)
 		r = af_task_join(c->task, NULL);
 		if (r < 0)
 			return fail("af_task_join", r);
-		/* Unlink before close_fd() waits: the handle is gone and
+		/* Unlink before af_close() waits: the handle is gone and
 		 * stop_daemon() may walk the list meanwhile. */
 		if (c->prev)
 			c->prev->next = c->next;
@@ -411,7 +396,7 @@ static int reap_conns(struct daemon *d, bool wait)
 			c->next->prev = c->prev;
 		/* Cancelled before it first ran: it never closed its fd. */
 		if (c->fd >= 0) {
-			r = close_fd(c->fd);
+			r = af_close(c->fd);
 			if (r < 0)
 				fail("af_close", r);
 		}
@@ -447,7 +432,7 @@ static int accept_loop(void *arg)
 			return fail("af_accept", fd);
 		if (d->stopping) {
 			/* Accepted as we were cancelled. */
-			r = close_fd(fd);
+			r = af_close(fd);
 			if (r < 0)
 				fail("af_close", r);
 			break;
@@ -455,7 +440,7 @@ static int accept_loop(void *arg)
 		c = calloc(1, sizeof(*c));
 		if (!c) {
 			fail("calloc", -ENOMEM);
-			r = close_fd(fd);
+			r = af_close(fd);
 			if (r < 0)
 				fail("af_close", r);
 			continue;
@@ -466,7 +451,7 @@ static int accept_loop(void *arg)
 		if (r < 0) {
 			fail("af_task_spawn", r);
 			free(c);
-			r = close_fd(fd);
+			r = af_close(fd);
 			if (r < 0)
 				fail("af_close", r);
 			continue;
@@ -616,7 +601,7 @@ static int demo_say(struct daemon *d, const char *line, const char *shown, bool 
 	else
 		printf("< %s", reply);
 out_close:
-	r = close_fd(fd);
+	r = af_close(fd);
 	if (r < 0 && ret == 0)
 		ret = fail("af_close", r);
 	return ret;
@@ -634,7 +619,7 @@ static int demo_write_file(const char *path, const char *text)
 	ret = af_write_all(fd, text, strlen(text), 0, NULL);
 	if (ret < 0)
 		fail("af_write_all", ret);
-	r = close_fd(fd);
+	r = af_close(fd);
 	if (r < 0 && ret == 0)
 		ret = fail("af_close", r);
 	return ret;
@@ -734,7 +719,7 @@ static int main_task(void *arg)
 		ret = result;
 		stop_daemon(d, "accept failed");
 	}
-	r = close_fd(d->listen_fd);
+	r = af_close(d->listen_fd);
 	d->listen_fd = -1;
 	if (r < 0)
 		fail("af_close", r);
@@ -763,7 +748,7 @@ out_stop_watcher:
 			d->accepted == 1 ? "" : "s");
 out_close_listener:
 	if (d->listen_fd >= 0) {
-		r = close_fd(d->listen_fd);
+		r = af_close(d->listen_fd);
 		if (r < 0)
 			fail("af_close", r);
 		d->listen_fd = -1;

@@ -96,14 +96,15 @@ static void submit_cancel(struct af_loop *loop, struct io_req *req)
 }
 
 /* Park until every completion of @req has arrived, whatever cancels come
- * in meanwhile; with @cancelled, ask the kernel to cancel it first.
- * Returns true if the task was cancelled on the way. */
-static bool drain(struct af_loop *loop, struct io_req *req, bool cancelled)
+ * in meanwhile. If @may_cancel, the first cancel (@cancelled: one already
+ * came) also asks the kernel to cancel the operation. Returns true if the
+ * task was cancelled on the way. */
+static bool drain(struct af_loop *loop, struct io_req *req, bool cancelled, bool may_cancel)
 {
 	bool cancel_sent = false;
 
 	while (req->pending > 0) {
-		if (cancelled && !cancel_sent) {
+		if (cancelled && may_cancel && !cancel_sent) {
 			submit_cancel(loop, req);
 			cancel_sent = true;
 		}
@@ -163,12 +164,12 @@ static int io_run_opt(prep_fn prep, const void *args, int64_t timeout_ns, bool c
 		 * hand it, or one arriving meanwhile, to the next call. */
 		cancelled = t->cancel_pending;
 		t->cancel_pending = false;
-		if (drain(loop, &req, false) || cancelled)
+		if (drain(loop, &req, false, false) || cancelled)
 			t->cancel_pending = true;
 		return req.res;
 	}
 	cancelled = af__task_block(&io_ops, &req, -1) == -ECANCELED;
-	cancelled = drain(loop, &req, cancelled);
+	cancelled = drain(loop, &req, cancelled, true);
 
 	if (cancelled) {
 		/* The kernel cancelled it: report the cancel. It completed
