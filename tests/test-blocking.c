@@ -12,27 +12,8 @@
 #include "internal.h"
 #include "testutil.h"
 
-#define MS ((int64_t)1000 * 1000)
-/* Generous: only a lost wake-up ever waits this long. */
-#define LONG_NS ((int64_t)10 * 1000 * MS)
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* Wait on a worker thread until @v reaches @want or @ms pass. */
 static bool thread_wait_for(_Atomic int *v, int want, unsigned ms)

@@ -12,9 +12,6 @@
 #include "internal.h"
 #include "testutil.h"
 
-/* Generous: only a lost wake-up ever waits this long. */
-#define LONG_NS ((int64_t)10 * 1000 * 1000 * 1000)
-#define MS ((int64_t)1000 * 1000)
 
 static struct af__flag *fl(struct af_flag *f)
 {
@@ -24,22 +21,6 @@ static struct af__flag *fl(struct af_flag *f)
 static uint32_t fstate(struct af_flag *f)
 {
 	return atomic_load(&fl(f)->state);
-}
-
-static uint64_t now_ns(clockid_t clk)
-{
-	struct timespec ts;
-
-	clock_gettime(clk, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 static void run_on_new_loop(af_task_fn fn, void *arg, int want_result)
@@ -546,15 +527,15 @@ static int alive_main(void *arg)
 
 	ck_assert_int_eq(af_flag_init(&a->f, NULL), 0);
 	setter_start(&st, &a->f, 200, 1, false);
-	w0 = now_ns(CLOCK_MONOTONIC);
-	c0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+	w0 = clock_ns(CLOCK_MONOTONIC);
+	c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	getrusage(RUSAGE_THREAD, &ru0);
 	/* No timeout: nothing but the flag can end this wait, so the loop
 	 * must neither report a deadlock nor poll. */
 	a->r = af_flag_wait(&a->f);
 	getrusage(RUSAGE_THREAD, &ru1);
-	a->cpu_ns = now_ns(CLOCK_THREAD_CPUTIME_ID) - c0;
-	a->wall_ns = now_ns(CLOCK_MONOTONIC) - w0;
+	a->cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0;
+	a->wall_ns = clock_ns(CLOCK_MONOTONIC) - w0;
 	a->nvcsw = ru1.ru_nvcsw - ru0.ru_nvcsw;
 	setter_join(&st);
 	af_flag_destroy(&a->f);

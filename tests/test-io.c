@@ -24,20 +24,8 @@
 #include "internal.h"
 #include "testutil.h"
 
-#define MS ((int64_t)1000 * 1000)
-#define US ((int64_t)1000)
-/* Generous: only a lost completion ever waits this long. */
-#define LONG_NS ((int64_t)10 * 1000 * MS)
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void spin_us(unsigned us)
 {

@@ -18,18 +18,8 @@
 #include "testutil.h"
 
 #define KiB ((size_t)1024)
-#define MS ((int64_t)1000 * 1000)
-#define LONG_NS ((int64_t)10 * 1000 * 1000 * 1000)
 
 static struct af_loop *const not_written = (struct af_loop *)(uintptr_t)0x5a5a;
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static int return_arg(void *arg)
 {

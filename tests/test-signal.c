@@ -10,16 +10,6 @@
 #include "internal.h"
 #include "testutil.h"
 
-#define LONG_NS ((int64_t)10 * 1000 * 1000 * 1000)
-#define MS ((int64_t)1000 * 1000)
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static struct af_loop *new_loop(void)
 {

@@ -9,32 +9,7 @@
 
 static struct trace tr;
 
-static void tracef(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void tracef(const char *fmt, ...)
-{
-	char buf[64];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	trace_add(&tr, buf);
-}
-
-static const char *errname(int r)
-{
-	switch (r) {
-	case 0: return "0";
-	case -ECANCELED: return "ECANCELED";
-	case -ETIMEDOUT: return "ETIMEDOUT";
-	case -EINVAL: return "EINVAL";
-	case -EPERM: return "EPERM";
-	case -EBUSY: return "EBUSY";
-	case -EDEADLK: return "EDEADLK";
-	case -EALREADY: return "EALREADY";
-	default: return "other";
-	}
-}
+#define tracef(...) trace_addf(&tr, __VA_ARGS__)
 
 static void reset(void)
 {
