@@ -450,6 +450,9 @@ static int collect(struct af_loop *loop)
 
 	af__flag_collect(loop);
 	af__blocking_collect(loop);
+	/* A flush from a task may have reaped the eventfd read: it must be
+	 * armed again before the loop can sleep, or a set would wake nothing. */
+	efd_arm(loop);
 	tm = af__timer_top(&loop->timers);
 	if (loop->runq_len > 0 || (tm && tm->deadline <= af__now_ns())) {
 		/* Runnable work: peek without blocking, and only enter the
@@ -501,22 +504,26 @@ static void abandon_all(struct af_loop *loop)
  * are abandoned. */
 static int drive(struct af_loop *loop, struct af_task *main)
 {
-	uint64_t cancelled_upto = 0, wakes_at_deadlock = 0;
+	uint64_t cancelled_upto = 0, wakes_at_deadlock = 0, tasks_at_deadlock = 0;
 	bool winding_down = false, deadlocked = false;
 
 	while (loop->nalive > 0) {
 		run_batch(loop);
+		/* No continue after it: wake-ups are still collected while a
+		 * task that keeps spawning unwinds. */
 		if (main->state == AF_TASK_DONE && loop->nalive > 0 &&
 		    (!winding_down || loop->task_seq > cancelled_upto)) {
 			cancel_newer(loop, winding_down ? cancelled_upto : 0);
 			cancelled_upto = loop->task_seq;
 			winding_down = true;
-			continue;
 		}
 		if (loop->nalive == 0)
 			break;
 		if (collect(loop) == -EDEADLK) {
-			if (deadlocked && loop->outside_wakes == wakes_at_deadlock) {
+			/* Abandon only the same tasks blocking on nothing again:
+			 * not after an outside wake, nor when new tasks exist. */
+			if (deadlocked && loop->outside_wakes == wakes_at_deadlock &&
+			    loop->task_seq == tasks_at_deadlock) {
 				abandon_all(loop);
 				break;
 			}
@@ -526,6 +533,7 @@ static int drive(struct af_loop *loop, struct af_task *main)
 				   loop->nalive);
 			deadlocked = true;
 			wakes_at_deadlock = loop->outside_wakes;
+			tasks_at_deadlock = loop->task_seq;
 			cancel_newer(loop, 0);
 		}
 	}

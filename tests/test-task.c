@@ -1050,6 +1050,44 @@ START_TEST(stack_sizes_above_one_gib_are_refused_instead_of_wrapping)
 }
 END_TEST
 
+
+static int fresh_waiter(void *arg)
+{
+	struct af_event never = AF_EVENT_INIT;
+	int r = af_event_wait(&never);
+
+	*(int *)arg = r;
+	return r;
+}
+
+static int deadlock_then_spawn(void *arg)
+{
+	struct af_event never = AF_EVENT_INIT;
+	struct af_task *b;
+	int r = 0;
+
+	ck_assert_int_eq(af_event_wait(&never), -ECANCELED);
+	/* Carrying on after the cancel: a task created now never saw the
+	 * first deadlock and must get a cancel of its own, not be dropped. */
+	ck_assert_int_eq(af_task_spawn(&b, fresh_waiter, arg), 0);
+	ck_assert_int_eq(af_task_join(b, &r), -ECANCELED);
+	ck_assert_int_eq(af_task_join(b, &r), 0);
+	return 0;
+}
+
+START_TEST(a_task_created_after_a_deadlock_is_cancelled_at_the_next_one_not_abandoned)
+{
+	struct af_loop *loop;
+	int result = -1, seen = 1;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_loop_run(loop, deadlock_then_spawn, &seen, &result), -EDEADLK);
+	ck_assert_int_eq(result, 0);
+	ck_assert_int_eq(seen, -ECANCELED);
+	af_loop_free(loop);
+}
+END_TEST
+
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define AF_TEST_SANITIZED 1
 #endif
@@ -1177,6 +1215,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, tasks_spawned_while_the_loop_winds_down_are_cancelled_too);
 	tcase_add_test(tc, a_second_deadlock_after_progress_is_cancelled_again_not_abandoned);
 	tcase_add_test(tc, tasks_that_block_on_nothing_again_after_the_deadlock_cancel_are_abandoned);
+	tcase_add_test(tc, a_task_created_after_a_deadlock_is_cancelled_at_the_next_one_not_abandoned);
 	tcase_add_test(tc, stack_sizes_above_one_gib_are_refused_instead_of_wrapping);
 	suite_add_tcase(s, tc);
 
