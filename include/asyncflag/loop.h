@@ -71,9 +71,10 @@ void af_loop_free(struct af_loop *loop);
  * If every task is blocked on something that nothing can complete (no timer,
  * no flag waiter, no I/O, no af_run_blocking job), the loop cancels all tasks
  * so they can unwind and reports -EDEADLK. Tasks that block on nothing again
- * before anything from outside (a timer, flag, job or I/O) woke one of them
- * are abandoned: unlinked from what they wait on, ended with result -EDEADLK,
- * their stacks dropped without unwinding.
+ * before anything from outside (a timer, flag, job or I/O) woke one of them,
+ * and before any new task was spawned, are abandoned: unlinked from what they
+ * wait on, ended with result -EDEADLK, their stacks dropped without
+ * unwinding.
  *
  * @param loop the loop; it must not be running already.
  * @param main the main task's body.
