@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The loop: creation and options, ring features, who may run it and when,
  * several loops on several threads, and io_uring refused by seccomp. */
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -767,6 +768,68 @@ START_TEST(a_seccomp_filter_that_makes_io_uring_setup_fail_with_eperm_gives_eper
 }
 END_TEST
 
+/* ---- fault injection: the kernel pushes back on a submit --------------------- */
+
+/* Stands in for liburing's io_uring_submit (the executable's definition
+ * wins over the shared library's) so a test can make one submit fail with
+ * -EBUSY, as the kernel does when its completion queue overflowed or it is
+ * short of memory. Every other call goes through. */
+static int submit_busy_once;
+
+int io_uring_submit(struct io_uring *ring);
+int io_uring_submit(struct io_uring *ring)
+{
+	static int (*real)(struct io_uring *);
+
+	if (!real)
+		real = (int (*)(struct io_uring *))dlsym(RTLD_NEXT, "io_uring_submit");
+	if (submit_busy_once) {
+		submit_busy_once = 0;
+		return -EBUSY;
+	}
+	return real(ring);
+}
+
+static struct af_flag busy_flag;
+
+static void *set_busy_flag_later(void *arg)
+{
+	(void)arg;
+	sleep_ms(100);
+	af_flag_set(&busy_flag);
+	return NULL;
+}
+
+static int flush_reaps_eventfd_main(void *arg)
+{
+	struct af_loop *loop = af_loop_current();
+	uint64_t one = 1;
+	pthread_t th;
+
+	(void)arg;
+	ck_assert_int_eq(af_flag_init(&busy_flag, loop), 0);
+	ck_assert_int_eq(af_sleep_ms(1), 0); /* the eventfd read is in the kernel */
+	/* Complete that read, then have a flush (as a full submission queue
+	 * would) meet -EBUSY: it reaps, and so consumes the read. */
+	ck_assert_int_eq(write(loop->efd, &one, sizeof(one)), (ssize_t)sizeof(one));
+	submit_busy_once = 1;
+	af__loop_flush(loop);
+	/* The loop must not go to sleep deaf to the eventfd. */
+	ck_assert_int_eq(pthread_create(&th, NULL, set_busy_flag_later, NULL), 0);
+	/* No timeout of our own: its expiry would wake a deaf loop and hide
+	 * the bug. A hang ends at the test case's timeout instead. */
+	ck_assert_int_eq(af_flag_wait(&busy_flag), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	af_flag_destroy(&busy_flag);
+	return 0;
+}
+
+START_TEST(a_flush_that_reaps_the_eventfd_read_leaves_the_loop_able_to_wake)
+{
+	ck_assert_int_eq(run_main(flush_reaps_eventfd_main, NULL), 0);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("loop");
@@ -803,6 +866,11 @@ Suite *make_suite(void)
 	tc = tcase_create("io_uring refused");
 	tcase_add_test(tc, a_seccomp_filter_that_makes_io_uring_setup_fail_with_enosys_gives_enosys);
 	tcase_add_test(tc, a_seccomp_filter_that_makes_io_uring_setup_fail_with_eperm_gives_eperm);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fault-injection");
+	tcase_set_timeout(tc, 20);
+	tcase_add_test(tc, a_flush_that_reaps_the_eventfd_read_leaves_the_loop_able_to_wake);
 	suite_add_tcase(s, tc);
 	return s;
 }
