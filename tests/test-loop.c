@@ -774,20 +774,26 @@ END_TEST
  * wins over the shared library's) so a test can make one submit fail with
  * -EBUSY, as the kernel does when its completion queue overflowed or it is
  * short of memory. Every other call goes through. */
-static int submit_busy_once;
+static _Thread_local int submit_busy_once;
+static int (*real_submit)(struct io_uring *);
+static pthread_once_t real_submit_once = PTHREAD_ONCE_INIT;
 
+static void find_real_submit(void)
+{
+	real_submit = (int (*)(struct io_uring *))dlsym(RTLD_NEXT, "io_uring_submit");
+}
+
+/* Loops on several threads call it at once: resolve once, inject per
+ * thread. */
 int io_uring_submit(struct io_uring *ring);
 int io_uring_submit(struct io_uring *ring)
 {
-	static int (*real)(struct io_uring *);
-
-	if (!real)
-		real = (int (*)(struct io_uring *))dlsym(RTLD_NEXT, "io_uring_submit");
+	pthread_once(&real_submit_once, find_real_submit);
 	if (submit_busy_once) {
 		submit_busy_once = 0;
 		return -EBUSY;
 	}
-	return real(ring);
+	return real_submit(ring);
 }
 
 static struct af_flag busy_flag;
