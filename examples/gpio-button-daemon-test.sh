@@ -163,7 +163,7 @@ watchdog "$daemon_pid"
 daemon_dog=$dog
 exec 3<"$tmp/fifo"
 : >"$tmp/term.out"
-for i in 1 2 3 4; do
+for _ in 1 2 3 4; do
 	if ! IFS= read -r l <&3; then
 		break
 	fi
