@@ -400,15 +400,18 @@ static void presser_move(struct daemon *d, int level)
  * loop. Gives up after ten seconds. */
 static int presser_wait_led(struct daemon *d, int before)
 {
-	for (int i = 0; i < 10000; i++) {
-		int level = af_gpio_sim_level(d->sim, 1);
+	bool quit = false;
+	int level;
 
+	for (int i = 0; i < 10000 && !quit; i++) {
+		/* Slept first: the daemon toggles the LED before it stops, so
+		 * one look after a stop still sees the last press. */
+		quit = !presser_sleep(d, 1);
+		level = af_gpio_sim_level(d->sim, 1);
 		if (level != before)
 			return level;
-		if (!presser_sleep(d, 1))
-			return -ECANCELED;
 	}
-	return -ETIMEDOUT;
+	return quit ? -ECANCELED : -ETIMEDOUT;
 }
 
 static void *presser(void *arg)
