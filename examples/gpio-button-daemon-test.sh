@@ -73,9 +73,10 @@ run() {
 # stamped strictly later than the one before.
 check_edges() {
 	name=$1 want=$2 line=$3
-	n=0 prev_ns= edge=falling
+	n=0 prev_ns= edge=
 	while IFS= read -r l; do
 		n=$((n + 1))
+		if [ "$edge" = falling ]; then edge=rising; else edge=falling; fi
 		# <seconds>.<nine digits> TAB edge TAB line, nothing else.
 		ts=${l%%"$tab"*}
 		rest=${l#*"$tab"}
@@ -95,7 +96,6 @@ check_edges() {
 			fail "$name: line $n: timestamp $ts is not after the previous one"
 		fi
 		prev_ns=$ns
-		if [ "$edge" = falling ]; then edge=rising; else edge=falling; fi
 	done <"$tmp/$name.out"
 	if [ "$n" -ne "$want" ]; then
 		fail "$name: $n edges printed, want $want"

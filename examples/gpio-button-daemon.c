@@ -130,6 +130,13 @@ static unsigned ring_pop_all(struct edge_ring *r, struct af_gpio_event *out, uns
 	return n;
 }
 
+/* A requested line, and what its chip said about it. */
+struct line {
+	struct af_pin *pin;
+	struct af_gpio_chip_info chip;
+	struct af_gpio_line_info info;
+};
+
 /* ------------------------------------------------------------------------
  * State shared by the tasks. Everything but the ring, the flags and the
  * simulated presser's fields is touched only on the loop's thread, where
@@ -137,15 +144,16 @@ static unsigned ring_pop_all(struct edge_ring *r, struct af_gpio_event *out, uns
  */
 struct daemon {
 	struct config cfg;
-	struct af_pin *button, *led;
-	struct af_gpio_chip_info chip;
-	struct af_gpio_line_info button_info, led_info;
+	struct line button, led;                     /* led.pin NULL: no LED */
 	char button_id[2 * AF_GPIO_NAME_MAX + 16];   /* as gpiomon prints it */
 
 	struct edge_ring ring;
 	struct af_flag irq;                          /* handler -> owner */
 	struct af_flag stop;                         /* signals, --count -> main */
 	struct af_event edges;                       /* owner -> logger, LED (zero: cleared) */
+
+	struct af_gpio_event batch[RING_SIZE];       /* the owner's, off its stack */
+	int error;                                   /* what stopped a task, or 0 */
 
 	/* owner -> logger: the edges to print, loop thread only. */
 	struct af_gpio_event log[RING_SIZE];
@@ -180,6 +188,17 @@ static int64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A task that cannot go on stops the daemon, rather than leave it running
+ * without, say, its LED. */
+static int stop_on_error(struct daemon *d, const char *what, int err)
+{
+	fprintf(stderr, PROG ": %s: %s\n", what, af_strerror(err));
+	if (!d->error)
+		d->error = err;
+	af_flag_set(&d->stop);
+	return err;
 }
 
 /* ------------------------------------------------------------------------
@@ -263,7 +282,7 @@ static void report_losses(struct daemon *d, const struct af_gpio_event *ev)
 static int owner(void *arg)
 {
 	struct daemon *d = arg;
-	struct af_gpio_event batch[RING_SIZE];
+	struct af_gpio_event *batch = d->batch;
 	struct debounce db = { .stable = d->initial_level };
 	int r;
 
@@ -271,8 +290,10 @@ static int owner(void *arg)
 		unsigned n;
 
 		r = af_flag_wait_timeout(&d->irq, debounce_timeout(d, &db));
+		if (r == -ECANCELED)
+			return 0;
 		if (r < 0 && r != -ETIMEDOUT)
-			return r == -ECANCELED ? 0 : r;
+			return stop_on_error(d, "owner", r);
 		n = ring_pop_all(&d->ring, batch, RING_SIZE);
 		for (unsigned i = 0; i < n; i++) {
 			report_losses(d, &batch[i]);
@@ -347,12 +368,9 @@ static int led_task(void *arg)
 		while (shown < d->presses) {
 			shown++;
 			on = !on;
-			r = af_pin_set_value(d->led, on);
-			if (r < 0) {
-				fprintf(stderr, PROG ": LED \"%s\": %s\n", d->led_info.name,
-					af_strerror(r));
-				return r;
-			}
+			r = af_pin_set_value(d->led.pin, on);
+			if (r < 0)
+				return stop_on_error(d, "LED", r);
 		}
 	}
 }
@@ -422,10 +440,10 @@ static void *presser(void *arg)
 	int down = d->cfg.active_low ? 1 : 0;
 
 	for (unsigned long n = 1;; n++) {
-		int led = d->led ? af_gpio_sim_level(d->sim, 1) : 0;
+		int led = d->led.pin ? af_gpio_sim_level(d->sim, 1) : 0;
 
 		presser_move(d, down);
-		if (d->led) {
+		if (d->led.pin) {
 			led = presser_wait_led(d, led);
 			if (led == -ECANCELED)
 				break;
@@ -433,7 +451,7 @@ static void *presser(void *arg)
 				fprintf(stderr, "sim: press %lu: the LED did not change\n", n);
 			else
 				fprintf(stderr, "sim: press %lu: LED \"%s\" is %s\n", n,
-					d->led_info.name, led ? "on" : "off");
+					d->led.info.name, led ? "on" : "off");
 		}
 		if (!presser_sleep(d, d->cfg.sim_interval_ms))
 			break;
@@ -562,7 +580,7 @@ static int line_error(const struct config *cfg, const char *what, const char *li
  * simulated chip's lines are asked for by offset (@p sim_offset), so that a
  * real line of the same name cannot be taken instead. */
 static int open_line(struct daemon *d, const char *what, const char *line, unsigned sim_offset,
-		     unsigned flags, struct af_pin **pin, struct af_gpio_line_info *info)
+		     unsigned flags, struct line *l)
 {
 	char spec[128] = "";
 	int r = 0;
@@ -572,12 +590,12 @@ static int open_line(struct daemon *d, const char *what, const char *line, unsig
 	else
 		r = line_spec(&d->cfg, line, spec, sizeof(spec));
 	if (r == 0)
-		r = af_pin_open(pin, spec, flags);
+		r = af_pin_open(&l->pin, spec, flags);
 	if (r == 0)
-		r = af_gpio_find_line(spec, &d->chip, info);
+		r = af_gpio_find_line(spec, &l->chip, &l->info);
 	if (r < 0) {
-		af_pin_close(*pin);
-		*pin = NULL;
+		af_pin_close(l->pin);
+		l->pin = NULL;
 		return line_error(&d->cfg, what, line, spec, r);
 	}
 	return 0;
@@ -587,32 +605,33 @@ static int open_line(struct daemon *d, const char *what, const char *line, unsig
  * no name, by its chip and offset first. */
 static void set_button_id(struct daemon *d)
 {
-	const struct af_gpio_line_info *l = &d->button_info;
+	const struct af_gpio_line_info *l = &d->button.info;
+	const char *chip = d->button.chip.name;
 
 	if (!l->name[0])
-		snprintf(d->button_id, sizeof(d->button_id), "%s %u", d->chip.name, l->offset);
+		snprintf(d->button_id, sizeof(d->button_id), "%s %u", chip, l->offset);
 	else if (d->cfg.chip)
-		snprintf(d->button_id, sizeof(d->button_id), "%s %u \"%s\"", d->chip.name,
-			 l->offset, l->name);
+		snprintf(d->button_id, sizeof(d->button_id), "%s %u \"%s\"", chip, l->offset,
+			 l->name);
 	else
 		snprintf(d->button_id, sizeof(d->button_id), "\"%s\"", l->name);
 }
 
 /* Close a pin and check with the chip that the line is free again. */
-static void release(struct daemon *d, struct af_pin **pin, const struct af_gpio_line_info *l)
+static void release(struct line *l)
 {
 	struct af_gpio_line_info now;
 
-	if (!*pin)
+	if (!l->pin)
 		return;
-	af_pin_close(*pin);
-	*pin = NULL;
-	if (af_gpio_line_info(d->chip.path, l->offset, &now) == 0 && now.used)
-		fprintf(stderr, PROG ": line %s %u still in use by \"%s\"\n", d->chip.name,
-			l->offset, now.consumer);
+	af_pin_close(l->pin);
+	l->pin = NULL;
+	if (af_gpio_line_info(l->chip.path, l->info.offset, &now) == 0 && now.used)
+		fprintf(stderr, PROG ": line %s %u still in use by \"%s\"\n", l->chip.name,
+			l->info.offset, now.consumer);
 	else
-		fprintf(stderr, PROG ": released line %s %u \"%s\"\n", d->chip.name, l->offset,
-			l->name);
+		fprintf(stderr, PROG ": released line %s %u \"%s\"\n", l->chip.name,
+			l->info.offset, l->info.name);
 }
 
 /* ------------------------------------------------------------------------
@@ -634,9 +653,9 @@ static int open_lines(struct daemon *d)
 	unsigned flags = AF_PIN_IN | d->cfg.bias | (d->cfg.active_low ? AF_PIN_ACTIVE_LOW : 0);
 	int status;
 
-	status = open_line(d, "button", d->cfg.line, 0, flags, &d->button, &d->button_info);
+	status = open_line(d, "button", d->cfg.line, 0, flags, &d->button);
 	if (status == 0 && d->cfg.led)
-		status = open_line(d, "LED", d->cfg.led, 1, AF_PIN_OUT, &d->led, &d->led_info);
+		status = open_line(d, "LED", d->cfg.led, 1, AF_PIN_OUT, &d->led);
 	if (status == 0)
 		set_button_id(d);
 	return status;
@@ -648,42 +667,43 @@ static void describe(const struct daemon *d)
 	unsigned b = d->cfg.bias == AF_PIN_PULL_UP ? 1 : d->cfg.bias == AF_PIN_PULL_DOWN ? 2 :
 		     d->cfg.bias == AF_PIN_BIAS_DISABLE ? 3 : 0;
 
-	fprintf(stderr, PROG ": button %s on %s (%s%s", d->button_id, d->chip.path, bias[b],
+	fprintf(stderr, PROG ": button %s on %s (%s%s", d->button_id, d->button.chip.path, bias[b],
 		d->cfg.active_low ? ", active-low" : "");
 	if (d->cfg.debounce_ns)
 		fprintf(stderr, ", debounce %" PRId64 " ms", d->cfg.debounce_ns / 1000000);
 	fprintf(stderr, ")");
-	if (d->led)
-		fprintf(stderr, ", LED \"%s\"", d->led_info.name);
+	if (d->led.pin)
+		fprintf(stderr, ", LED \"%s\"", d->led.info.name);
 	if (d->sim)
 		fprintf(stderr, "; simulated, pressed every %u ms", 2 * d->cfg.sim_interval_ms);
 	fprintf(stderr, "\n");
 }
 
-/* Spawn the tasks, arm the interrupt, wait for the end. Returns 0, or the
+/* Arm the interrupt, spawn the tasks, wait for the end. Returns 0, or the
  * error that ended it. */
 static int run(struct daemon *d)
 {
 	struct af_task *tasks[3] = { NULL };
 	int (*fns[3])(void *) = { owner, logger, led_task };
-	int r, err, result;
+	int r;
 
-	for (int i = 0; i < (d->led ? 3 : 2); i++) {
+	/* The simulated button starts released, whatever the bias made of
+	 * the wire. Then the level the first edge starts from: edges that
+	 * come from now on wait in the ring until the owner runs. */
+	if (d->sim)
+		af_gpio_sim_pull(d->sim, 0, d->cfg.active_low ? 0 : 1);
+	r = af_pin_value(d->button.pin);
+	if (r < 0)
+		return r;
+	d->initial_level = r;
+	r = af_pin_irq(d->button.pin, on_edge, d, AF_PIN_IRQ_RISING | AF_PIN_IRQ_FALLING);
+	if (r < 0)
+		return r;
+	for (int i = 0; i < (d->led.pin ? 3 : 2); i++) {
 		r = af_task_spawn(&tasks[i], fns[i], d);
 		if (r < 0)
 			goto out_stop;
 	}
-	/* The simulated button starts released, whatever the bias made of
-	 * the wire; then the level the edges start from, before the first. */
-	if (d->sim)
-		af_gpio_sim_pull(d->sim, 0, d->cfg.active_low ? 0 : 1);
-	r = af_pin_value(d->button);
-	if (r < 0)
-		goto out_stop;
-	d->initial_level = r;
-	r = af_pin_irq(d->button, on_edge, d, AF_PIN_IRQ_RISING | AF_PIN_IRQ_FALLING);
-	if (r < 0)
-		goto out_stop;
 	if (d->sim) {
 		r = presser_start(d);
 		if (r < 0)
@@ -691,17 +711,18 @@ static int run(struct daemon *d)
 	}
 	describe(d);
 	r = af_flag_wait(&d->stop);
-	fprintf(stderr, PROG ": stopping %s\n",
+	if (r == 0)
+		r = d->error;
+	fprintf(stderr, PROG ": stopping %s\n", d->error ? "on an error" :
 		d->stopped_by_count ? "after --count presses" : "on a signal");
 out_stop:
 	presser_stop(d);
+	/* Their errors, if any, were d->error and have been said. */
 	for (int i = 0; i < 3; i++) {
 		if (!tasks[i])
 			continue;
 		af_task_cancel(tasks[i]);
-		err = af_task_join(tasks[i], &result);
-		if (err == 0 && result < 0 && r == 0)
-			r = result;
+		af_task_join(tasks[i], NULL);
 	}
 	return r;
 }
@@ -736,8 +757,8 @@ static int main_task(void *arg)
 	}
 	/* Closing the button stops its interrupt thread: no set of d->irq
 	 * after this. */
-	release(d, &d->button, &d->button_info);
-	release(d, &d->led, &d->led_info);
+	release(&d->button);
+	release(&d->led);
 	af_gpio_sim_free(d->sim);
 out_destroy_stop:
 	/* Also restores SIGINT and SIGTERM. */
