@@ -341,16 +341,22 @@ static void log_drain(struct daemon *d)
 		print_edge(d, &d->log[d->log_head++ % RING_SIZE]);
 }
 
+/* The logger and the LED task look for work before they wait, not only
+ * after: the event wakes the tasks waiting when it is set, and a task that
+ * has not reached its wait yet (just spawned, say) would otherwise sleep
+ * through the edge. Between the look and the wait nothing blocks, so no
+ * set can fall in between. */
 static int logger(void *arg)
 {
 	struct daemon *d = arg;
 	int r;
 
 	do {
-		r = af_event_wait(&d->edges);
-		/* Also when cancelled: what the owner queued gets printed. */
 		log_drain(d);
+		r = af_event_wait(&d->edges);
 	} while (r == 0);
+	/* Cancelled: print what the owner queued last. */
+	log_drain(d);
 	return r == -ECANCELED ? 0 : r;
 }
 
@@ -361,9 +367,6 @@ static int led_task(void *arg)
 	int on = 0, r;
 
 	for (;;) {
-		r = af_event_wait(&d->edges);
-		if (r < 0)
-			return r == -ECANCELED ? 0 : r;
 		/* Toggle once per press since we last looked. */
 		while (shown < d->presses) {
 			shown++;
@@ -372,6 +375,9 @@ static int led_task(void *arg)
 			if (r < 0)
 				return stop_on_error(d, "LED", r);
 		}
+		r = af_event_wait(&d->edges);
+		if (r < 0)
+			return r == -ECANCELED ? 0 : r;
 	}
 }
 
