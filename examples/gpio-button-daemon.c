@@ -758,7 +758,7 @@ static int main_task(void *arg)
 	status = open_lines(d);
 	if (status == 0) {
 		r = run(d);
-		if (r < 0)
+		if (r < 0 && !d->error)   /* a task's error has been said */
 			fprintf(stderr, PROG ": %s\n", af_strerror(r));
 	}
 	/* Closing the button stops its interrupt thread: no set of d->irq
