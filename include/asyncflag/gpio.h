@@ -53,8 +53,8 @@ struct af_gpio_sim;
 #define AF_PIN_IRQ_FALLING    (1u << 8)  /**< edge detection: logical 1 -> 0 */
 #define AF_PIN_OPEN_SOURCE    (1u << 9)  /**< drive: open source (outputs) */
 #define AF_PIN_BIAS_DISABLE   (1u << 10) /**< bias: explicitly none */
-#define AF_PIN_CLOCK_REALTIME (1u << 11) /**< event timestamps in CLOCK_REALTIME (Linux 5.11+) instead of CLOCK_MONOTONIC;
-					      per request: every line of a request uses the same clock */
+#define AF_PIN_CLOCK_REALTIME (1u << 11) /**< event timestamps in CLOCK_REALTIME (Linux 5.11+) instead of
+					      CLOCK_MONOTONIC; per line, like every flag */
 /** @} */
 
 /** Lines per request, the kernel's GPIO_V2_LINES_MAX. */
@@ -81,8 +81,9 @@ struct af_gpio_event {
 struct af_pin_opts {
 	unsigned flags;              /**< AF_PIN_* for every line without its own line_flags */
 	const unsigned *line_flags;  /**< NULL, or one AF_PIN_* set per line, in request order */
-	uint32_t debounce_us;        /**< 0: off; else software debounce of inputs (values and edges):
-				          an edge is reported once the level was stable this long */
+	uint32_t debounce_us;        /**< 0: off; else software debounce of the input lines (values and
+				          edges; outputs ignore it): an edge is reported once the level
+				          was stable this long, timestamped then */
 	unsigned event_buffer_size;  /**< kernel event buffer; 0: 16 per line; at most
 				          AF_PIN_EVENT_BUFFER_MAX. Ignored by af_pin_reconfigure() */
 	const char *consumer;        /**< the name others see holding the lines (truncated to
@@ -155,8 +156,8 @@ int af_pin_open(struct af_pin **pin, const char *line, unsigned flags);
  * @return as af_pin_open(), plus -EINVAL for @p num_lines 0 or above
  *         AF_PIN_LINES_MAX, a line given twice, line_flags or flags that
  *         need more than the kernel's 10 distinct attributes, an
- *         event_buffer_size above AF_PIN_EVENT_BUFFER_MAX, or debounce on a
- *         line that is not an input; -EXDEV: the lines are on different chips.
+ *         event_buffer_size above AF_PIN_EVENT_BUFFER_MAX, or debounce when
+ *         no line is an input; -EXDEV: the lines are on different chips.
  */
 int af_pin_open_lines(struct af_pin **pin, const char *const *lines, unsigned num_lines,
 		      const struct af_pin_opts *opts);

@@ -12,6 +12,12 @@
 
 #include "gpio-internal.h"
 
+/* The pin whose handler this thread is running, so af_pin_close() can tell
+ * it is called from inside that handler. Per thread by nature, like the
+ * current loop; comparing pthread_t values would race with pthread_create
+ * storing the new thread's id. */
+static __thread struct af_pin *handler_of;
+
 /* 1: keep going; 0: stop (asked to, or the chip is gone). */
 static int irq_wait(struct af_pin *pin)
 {
@@ -50,7 +56,9 @@ static void *irq_thread(void *arg)
 				break;
 			continue;
 		}
+		handler_of = pin;
 		pin->handler(pin, &ev, pin->handler_arg);
+		handler_of = NULL;
 		/* Relaxed is enough: only this thread writes the flag
 		 * (af_pin_close() from inside the handler). */
 		if (atomic_load_explicit(&pin->irq_close_in_handler, memory_order_relaxed)) {
@@ -104,7 +112,7 @@ bool af__pin_irq_stop(struct af_pin *pin)
 {
 	uint64_t one = 1;
 
-	if (pthread_equal(pthread_self(), pin->irq_thread)) {
+	if (handler_of == pin) {
 		af__misuse("af_pin_close", "called from the pin's own handler: the pin is "
 			   "released when the handler returns");
 		atomic_store_explicit(&pin->irq_close_in_handler, true, memory_order_relaxed);
