@@ -7,6 +7,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/prctl.h>
@@ -836,6 +837,97 @@ START_TEST(a_flush_that_reaps_the_eventfd_read_leaves_the_loop_able_to_wake)
 }
 END_TEST
 
+/* ---- lifetime: a kick in flight while the loop is freed -------------------- */
+
+static struct {
+	struct af_loop *_Atomic loop;
+	sem_t reached, go;
+	struct af_flag flag;
+} kick;
+
+static void stall_kick(enum af__hook_point where, void *obj)
+{
+	struct timespec ts;
+
+	if (where != AF_HOOK_KICK_WRITE || obj != atomic_load(&kick.loop))
+		return;
+	atomic_store(&kick.loop, NULL);
+	sem_post(&kick.reached);
+	/* Bounded: a fixed af_loop_free() waits for this kick. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 500 * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	while (sem_timedwait(&kick.go, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void *set_kick_flag(void *arg)
+{
+	(void)arg;
+	af_flag_set(&kick.flag);
+	return NULL;
+}
+
+static int tick(void *arg)
+{
+	(void)arg;
+	while (af_sleep_ms(5) == 0)
+		;
+	return 0;
+}
+
+static int stalled_kick_main(void *arg)
+{
+	pthread_t *th = arg;
+
+	/* The ticker wakes the loop while the kick that won the right to
+	 * write the eventfd is stalled, so the loop runs to its end. */
+	ck_assert_int_eq(af_task_spawn(NULL, tick, NULL), 0);
+	ck_assert_int_eq(af_sleep_ms(1), 0);
+	ck_assert_int_eq(pthread_create(th, NULL, set_kick_flag, NULL), 0);
+	ck_assert_int_eq(af_flag_wait(&kick.flag), 0);
+	return 0;
+}
+
+START_TEST(a_loop_freed_while_a_kick_is_in_flight_never_writes_a_descriptor_it_closed)
+{
+	struct af_loop *loop;
+	pthread_t th;
+	int efd, p[2], result = -1;
+	char buf[8];
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_flag_init(&kick.flag, loop), 0);
+	ck_assert_int_eq(sem_init(&kick.reached, 0, 0), 0);
+	ck_assert_int_eq(sem_init(&kick.go, 0, 0), 0);
+	atomic_store(&kick.loop, loop);
+	atomic_store(&af__test_hook, stall_kick);
+	ck_assert_int_eq(af_loop_run(loop, stalled_kick_main, &th, &result), 0);
+	ck_assert_int_eq(result, 0);
+	while (sem_wait(&kick.reached) < 0)
+		;
+	efd = loop->efd;
+	ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	/* The flag is still live: reported in debug builds, and harmless. */
+	af_loop_free(loop);
+	/* Another file takes the eventfd's number, as open() would. */
+	ck_assert_int_eq(dup2(p[1], efd), efd);
+	sem_post(&kick.go);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	atomic_store(&af__test_hook, NULL);
+	/* Before the fix the kick wrote its 8 bytes into the pipe. */
+	ck_assert_int_eq(read(p[0], buf, sizeof(buf)), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	af_flag_destroy(&kick.flag);
+	close(efd);
+	close(p[0]);
+	close(p[1]);
+	sem_destroy(&kick.reached);
+	sem_destroy(&kick.go);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("loop");
@@ -872,6 +964,10 @@ Suite *make_suite(void)
 	tc = tcase_create("io_uring refused");
 	tcase_add_test(tc, a_seccomp_filter_that_makes_io_uring_setup_fail_with_enosys_gives_enosys);
 	tcase_add_test(tc, a_seccomp_filter_that_makes_io_uring_setup_fail_with_eperm_gives_eperm);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lifetime");
+	tcase_add_test(tc, a_loop_freed_while_a_kick_is_in_flight_never_writes_a_descriptor_it_closed);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fault-injection");
