@@ -40,6 +40,10 @@ static bool sleep_in_ppoll_mode(void)
 #define AF_RING_DEFAULT 256u
 #define AF_RING_MAX 32768u
 #define AF_STACK_CACHE_DEFAULT 64u
+#define AF_STACK_CACHE_MAX 4096u
+
+_Static_assert(sizeof(pthread_t) <= sizeof(unsigned long),
+	       "the loop keeps its owner thread in an atomic unsigned long");
 
 static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags);
 
@@ -61,6 +65,29 @@ static const struct {
 	{ 0, 0 },
 };
 
+/* The sleep passes its timeout in io_uring_enter's extended argument
+ * (5.11): without it liburing would queue an internal timeout request whose
+ * completions the loop would have to tell from its own. And a child of
+ * fork() must not get the ring's mappings: it would move the parent's
+ * queue heads. */
+static int ring_check(struct af_loop *loop, const struct io_uring_params *p)
+{
+	int r;
+
+	if (!(p->features & IORING_FEAT_EXT_ARG)) {
+		af__misuse("af_loop_new", "the kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11); "
+					  "libasyncflag needs Linux 5.11 or later");
+		io_uring_queue_exit(&loop->ring);
+		return -EOPNOTSUPP;
+	}
+	r = io_uring_ring_dontfork(&loop->ring);
+	if (r < 0) {
+		io_uring_queue_exit(&loop->ring);
+		return r;
+	}
+	return 0;
+}
+
 static int ring_open(struct af_loop *loop, unsigned entries, bool basic)
 {
 	size_t first = basic ? sizeof(ring_modes) / sizeof(ring_modes[0]) - 1 : 0;
@@ -74,7 +101,7 @@ static int ring_open(struct af_loop *loop, unsigned entries, bool basic)
 		r = io_uring_queue_init_params(entries, &loop->ring, &p);
 		if (r == 0) {
 			loop->features = ring_modes[i].features;
-			return 0;
+			return ring_check(loop, &p);
 		}
 		/* Only "this kernel does not know that flag" is worth a retry;
 		 * -EPERM, -ENOSYS and -ENOMEM will not change. */
@@ -99,10 +126,28 @@ static int opts_check(const struct af_loop_opts *o)
 		return -EINVAL;
 	if (o->blocking_threads > 256)
 		return -EINVAL;
+	if (o->stack_cache > AF_STACK_CACHE_MAX)
+		return -EINVAL;
 	for (size_t i = 0; i < sizeof(o->_reserved) / sizeof(o->_reserved[0]); i++)
 		if (o->_reserved[i])
 			return -EINVAL;
 	return 0;
+}
+
+_Atomic unsigned af__fork_gen;
+
+static void forked_child(void)
+{
+	atomic_fetch_add_explicit(&af__fork_gen, 1, memory_order_relaxed);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_install(void)
+{
+	/* Fails only with ENOMEM; then inherited loops go undetected, which
+	 * is what fork() gave before: not worth failing af_loop_new(). */
+	(void)pthread_atfork(NULL, NULL, forked_child);
 }
 
 AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
@@ -117,9 +162,11 @@ AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 		af__misuse(__func__, "an af_loop_opts field is out of range");
 		return r;
 	}
+	pthread_once(&atfork_once, atfork_install);
 	loop = calloc(1, sizeof(*loop));
 	if (!loop)
 		return -ENOMEM;
+	loop->fork_gen = atomic_load_explicit(&af__fork_gen, memory_order_relaxed);
 	entries = opts && opts->ring_entries ? opts->ring_entries : AF_RING_DEFAULT;
 	cache = opts && opts->stack_cache ? opts->stack_cache : AF_STACK_CACHE_DEFAULT;
 	loop->stack_size = af__stack_round(opts && opts->stack_size ? opts->stack_size
@@ -196,6 +243,24 @@ static void kicks_retire(struct af_loop *loop)
 		sched_yield();
 }
 
+/* In a child of fork(): the ring is not mapped here and the blocking
+ * pool's threads were not copied. Release what is this process's own and
+ * leave the rest alone; the parent's loop is untouched. */
+static void loop_free_inherited(struct af_loop *loop)
+{
+	struct af__node *n;
+
+	while ((n = loop->tasks.head) != NULL)
+		af__task_free(af__container_of(n, struct af_task, all_node));
+	af__timer_heap_free(&loop->timers);
+	af__stack_pool_free(&loop->stacks);
+	close(loop->ring.ring_fd);
+	close(loop->efd);
+	loop->efd = -1;
+	atomic_fetch_or_explicit(&loop->sleep_state, AF_DEAD, memory_order_seq_cst);
+	af__loop_unref(loop);
+}
+
 AF_API void af_loop_free(struct af_loop *loop)
 {
 	struct af__node *n;
@@ -203,8 +268,12 @@ AF_API void af_loop_free(struct af_loop *loop)
 
 	if (!loop)
 		return;
-	if (loop->running) {
+	if (atomic_load_explicit(&loop->running, memory_order_relaxed)) {
 		af__misuse(__func__, "the loop is running; free it after af_loop_run() returns");
+		return;
+	}
+	if (af__loop_forked(loop)) {
+		loop_free_inherited(loop);
 		return;
 	}
 	af__blocking_shutdown(loop);
@@ -320,6 +389,10 @@ static void run_batch(struct af_loop *loop)
 
 		/* Past the round's tasks a timer may still fire, but only
 		 * ahead of tasks queued after it fell due. */
+		/* A task forked: in the child, stop before touching anything
+		 * of the parent's; af_loop_run() then returns -ECHILD. */
+		if (af__loop_forked(loop))
+			break;
 		if (tm && timer_first(loop, tm)) {
 			t = timer_fire(loop, tm);
 		} else if (loop->budget > 0) {
@@ -351,7 +424,11 @@ static void reap(struct af_loop *loop);
 
 void af__loop_flush(struct af_loop *loop)
 {
-	int r = io_uring_submit(&loop->ring);
+	int r;
+
+	if (af__loop_forked(loop))
+		return;
+	r = io_uring_submit(&loop->ring);
 
 	/* -EBUSY/-EAGAIN: the completion queue is backed up (or the kernel is
 	 * short of memory). Consuming completions is what frees it; never
@@ -365,7 +442,13 @@ void af__loop_flush(struct af_loop *loop)
 
 struct io_uring_sqe *af__loop_sqe(struct af_loop *loop)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+	struct io_uring_sqe *sqe;
+
+	/* An inherited loop has no ring here: hand out a slot that is never
+	 * submitted (the calls that get here fail with -ECHILD first). */
+	if (af__loop_forked(loop))
+		return memset(&loop->forked_sqe, 0, sizeof(loop->forked_sqe));
+	sqe = io_uring_get_sqe(&loop->ring);
 
 	/* A full submission queue is flushed, not reported: the kernel copies
 	 * the entries at submit time, so there is room again afterwards. */
@@ -401,7 +484,10 @@ static void reap(struct af_loop *loop)
 			struct af__op *op = io_uring_cqe_get_data(cqe);
 
 			seen++;
-			if (op)
+			/* Every request the loop submits carries an af__op;
+			 * liburing's own timeout marker (never used with
+			 * EXT_ARG, which af_loop_new() requires) is skipped. */
+			if (op && cqe->user_data != LIBURING_UDATA_TIMEOUT)
 				op->complete(loop, op, cqe->res, cqe->flags);
 		}
 		io_uring_cq_advance(&loop->ring, seen);
@@ -558,6 +644,11 @@ static int drive(struct af_loop *loop, struct af_task *main)
 
 	while (loop->nalive > 0) {
 		run_batch(loop);
+		if (af__loop_forked(loop)) {
+			af__misuse("af_loop_run", "a task called fork(): in the child the "
+				   "parent's loop is unusable; exec or _exit in the child");
+			return -ECHILD;
+		}
 		/* No continue after it: wake-ups are still collected while a
 		 * task that keeps spawning unwinds. */
 		if (main->state == AF_TASK_DONE && loop->nalive > 0 &&
@@ -591,17 +682,25 @@ static int drive(struct af_loop *loop, struct af_task *main)
 
 static int bind_thread(struct af_loop *loop)
 {
-	if (loop->owned)
-		return pthread_equal(loop->owner, pthread_self()) ? 0 : -EPERM;
+	unsigned long self = (unsigned long)pthread_self();
+	unsigned long owner = 0;
+	int r;
+
+	/* relaxed: a misuse check; the CAS below settles races, and the
+	 * thread that wins is the only one that goes on to touch the ring. */
+	if (!atomic_compare_exchange_strong_explicit(&loop->owner, &owner, self,
+						     memory_order_relaxed, memory_order_relaxed))
+		return owner == self ? 0 : -EPERM;
 	if (loop->features & AF_FEATURE_SINGLE_ISSUER) {
 		/* liburing 2.3 declares io_uring_enable_rings() but does not
 		 * export it, so register directly. */
 		if (syscall(__NR_io_uring_register, loop->ring.ring_fd,
-			    IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
-			return -errno;
+			    IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+			r = -errno;
+			atomic_store_explicit(&loop->owner, 0, memory_order_relaxed);
+			return r;
+		}
 	}
-	loop->owner = pthread_self();
-	loop->owned = true;
 	return 0;
 }
 
@@ -612,6 +711,11 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 	int r;
 
 	af_assert_return(loop && main, -EINVAL);
+	if (af__loop_forked(loop)) {
+		af__misuse(__func__, "the loop was created before fork(): a child process "
+				     "cannot use it; exec, _exit, or create a new loop");
+		return -ECHILD;
+	}
 	if (af__tls_loop)
 		return af__tls_loop == loop ? -EBUSY : -EPERM;
 	r = bind_thread(loop);
@@ -628,7 +732,7 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 	mt->is_main = true;
 
 	af__tls_loop = loop;
-	loop->running = true;
+	atomic_store_explicit(&loop->running, true, memory_order_relaxed);
 	af__ctx_init_thread(&loop->sched_ctx);
 	efd_arm(loop);
 	r = drive(loop, mt);
@@ -636,7 +740,7 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 		*result = mt->state == AF_TASK_DONE ? mt->result : r;
 	af__task_free(mt);
 	af__ctx_destroy(&loop->sched_ctx);
-	loop->running = false;
+	atomic_store_explicit(&loop->running, false, memory_order_relaxed);
 	af__tls_loop = NULL;
 out_guard:
 	af__overflow_guard_leave(altstack);

@@ -86,7 +86,8 @@ END_TEST
 START_TEST(options_at_their_limits_are_accepted)
 {
 	struct af_loop *loop;
-	struct af_loop_opts opts = { .ring_entries = 32768, .stack_size = 16 * KiB };
+	struct af_loop_opts opts = { .ring_entries = 32768, .stack_size = 16 * KiB,
+				     .stack_cache = 4096 };
 
 	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
 	ck_assert_uint_eq(loop->stack_size, 16 * KiB);
@@ -109,6 +110,8 @@ START_TEST(out_of_range_options_fail_with_einval)
 	assert_refused(&(struct af_loop_opts){ .ring_entries = UINT32_MAX }, "ring_entries max");
 	assert_refused(&(struct af_loop_opts){ .stack_size = 16 * KiB - 1 }, "stack_size 16 KiB - 1");
 	assert_refused(&(struct af_loop_opts){ .stack_size = 1 }, "stack_size 1");
+	assert_refused(&(struct af_loop_opts){ .stack_cache = 4097 }, "stack_cache 4097");
+	assert_refused(&(struct af_loop_opts){ .stack_cache = UINT32_MAX }, "stack_cache max");
 	assert_refused(&(struct af_loop_opts){ .flags = 1u << 1 }, "flags bit 1");
 	assert_refused(&(struct af_loop_opts){ .flags = AF_LOOP_BASIC_RING | (1u << 31) },
 		       "flags bit 31");
@@ -268,7 +271,7 @@ START_TEST(run_with_a_null_loop_or_main_fails_with_einval)
 	ck_assert_int_eq(af_loop_run(loop, NULL, NULL, &result), -EINVAL);
 	ck_assert_int_eq(result, 12345);
 	/* The refused calls did not bind the loop to anything. */
-	ck_assert(!loop->owned);
+	ck_assert_uint_eq(atomic_load(&loop->owner), 0);
 	/* A NULL result pointer is fine. */
 	ck_assert_int_eq(af_loop_run(loop, return_arg, (void *)3, NULL), 0);
 	af_loop_free(loop);
@@ -301,7 +304,7 @@ START_TEST(running_a_loop_from_one_of_its_tasks_fails_with_ebusy_and_another_loo
 	ck_assert_int_eq(n.same, -EBUSY);
 	ck_assert_int_eq(n.other_r, -EPERM);
 	/* The refused call left the other loop free to run here. */
-	ck_assert(!n.other->owned);
+	ck_assert_uint_eq(atomic_load(&n.other->owner), 0);
 	ck_assert_int_eq(af_loop_run(n.other, return_arg, (void *)5, &result), 0);
 	ck_assert_int_eq(result, 5);
 	af_loop_free(n.other);
@@ -928,6 +931,79 @@ START_TEST(a_loop_freed_while_a_kick_is_in_flight_never_writes_a_descriptor_it_c
 }
 END_TEST
 
+/* ---- fork() from a task -------------------------------------------------- */
+
+/* In the child: what the calls on the inherited loop returned, or 100 +
+ * the step that went wrong, as its exit status. */
+static int child_status(struct af_loop *loop, int run_result)
+{
+	int result = 0;
+
+	if (run_result != -ECHILD)
+		return 101;
+	if (af_sleep_ms(1) != -EPERM) /* no task runs here any more */
+		return 102;
+	if (af_loop_run(loop, return_arg, NULL, &result) != -ECHILD)
+		return 103;
+	af_loop_free(loop);
+	return 0;
+}
+
+struct forks {
+	pid_t parent;
+	int rounds, children_ok;
+	int step_in_child;
+};
+
+static int fork_main(void *arg)
+{
+	struct forks *fk = arg;
+
+	for (int i = 0; i < fk->rounds; i++) {
+		int st;
+		pid_t pid = fork();
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			if (i % 2)
+				execl("/bin/true", "true", (char *)NULL);
+			/* The natural thing: carry on as the task, call
+			 * into the loop, return through af_loop_run(). */
+			fk->step_in_child = af_sleep_ms(1);
+			return 7;
+		}
+		/* The parent keeps using its loop: timers and the ring. */
+		while (waitpid(pid, &st, WNOHANG) == 0)
+			ck_assert_int_eq(af_sleep_ms(1), 0);
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			fk->children_ok++;
+	}
+	return 0;
+}
+
+START_TEST(after_twenty_forks_in_a_task_the_parent_loop_runs_on_and_children_get_echild)
+{
+	struct af_loop *loop;
+	struct forks fk = { .parent = getpid(), .rounds = 20 };
+	int result = -1, r;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	r = af_loop_run(loop, fork_main, &fk, &result);
+	if (getpid() != fk.parent) {
+		/* The child: its task saw -ECHILD, then returned 7. */
+		if (fk.step_in_child != -ECHILD)
+			_exit(104);
+		if (result != 7)
+			_exit(105);
+		_exit(child_status(loop, r));
+	}
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_int_eq(fk.children_ok, 20);
+	af_loop_free(loop);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("loop");
@@ -968,6 +1044,11 @@ Suite *make_suite(void)
 
 	tc = tcase_create("lifetime");
 	tcase_add_test(tc, a_loop_freed_while_a_kick_is_in_flight_never_writes_a_descriptor_it_closed);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fork");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, after_twenty_forks_in_a_task_the_parent_loop_runs_on_and_children_get_echild);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fault-injection");
