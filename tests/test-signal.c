@@ -593,6 +593,7 @@ static struct {
 static void stall_in_handler(enum af__hook_point where, void *obj)
 {
 	struct timespec ts;
+	int saved_errno = errno;
 
 	if (where != AF_HOOK_SIGNAL || obj != atomic_load(&inflight.flag))
 		return;
@@ -605,6 +606,7 @@ static void stall_in_handler(enum af__hook_point where, void *obj)
 	ts.tv_nsec %= 1000000000L;
 	while (sem_timedwait(&inflight.go, &ts) < 0 && errno == EINTR)
 		;
+	errno = saved_errno; /* a handler must not change it (TSan checks) */
 }
 
 static void *take_signals_until_done(void *arg)
