@@ -4,6 +4,7 @@
  * threads and signal handlers arrive through flag.c's pending stack and, if
  * the loop sleeps, a read kept armed on an eventfd. */
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -39,6 +40,10 @@ static bool sleep_in_ppoll_mode(void)
 #define AF_RING_DEFAULT 256u
 #define AF_RING_MAX 32768u
 #define AF_STACK_CACHE_DEFAULT 64u
+#define AF_STACK_CACHE_MAX 4096u
+
+_Static_assert(sizeof(pthread_t) <= sizeof(unsigned long),
+	       "the loop keeps its owner thread in an atomic unsigned long");
 
 static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags);
 
@@ -60,6 +65,29 @@ static const struct {
 	{ 0, 0 },
 };
 
+/* The sleep passes its timeout in io_uring_enter's extended argument
+ * (5.11): without it liburing would queue an internal timeout request whose
+ * completions the loop would have to tell from its own. And a child of
+ * fork() must not get the ring's mappings: it would move the parent's
+ * queue heads. */
+static int ring_check(struct af_loop *loop, const struct io_uring_params *p)
+{
+	int r;
+
+	if (!(p->features & IORING_FEAT_EXT_ARG)) {
+		af__misuse("af_loop_new", "the kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11); "
+					  "libasyncflag needs Linux 5.11 or later");
+		io_uring_queue_exit(&loop->ring);
+		return -EOPNOTSUPP;
+	}
+	r = io_uring_ring_dontfork(&loop->ring);
+	if (r < 0) {
+		io_uring_queue_exit(&loop->ring);
+		return r;
+	}
+	return 0;
+}
+
 static int ring_open(struct af_loop *loop, unsigned entries, bool basic)
 {
 	size_t first = basic ? sizeof(ring_modes) / sizeof(ring_modes[0]) - 1 : 0;
@@ -73,7 +101,7 @@ static int ring_open(struct af_loop *loop, unsigned entries, bool basic)
 		r = io_uring_queue_init_params(entries, &loop->ring, &p);
 		if (r == 0) {
 			loop->features = ring_modes[i].features;
-			return 0;
+			return ring_check(loop, &p);
 		}
 		/* Only "this kernel does not know that flag" is worth a retry;
 		 * -EPERM, -ENOSYS and -ENOMEM will not change. */
@@ -98,10 +126,28 @@ static int opts_check(const struct af_loop_opts *o)
 		return -EINVAL;
 	if (o->blocking_threads > 256)
 		return -EINVAL;
+	if (o->stack_cache > AF_STACK_CACHE_MAX)
+		return -EINVAL;
 	for (size_t i = 0; i < sizeof(o->_reserved) / sizeof(o->_reserved[0]); i++)
 		if (o->_reserved[i])
 			return -EINVAL;
 	return 0;
+}
+
+_Atomic unsigned af__fork_gen;
+
+static void forked_child(void)
+{
+	atomic_fetch_add_explicit(&af__fork_gen, 1, memory_order_relaxed);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_install(void)
+{
+	/* Fails only with ENOMEM; then inherited loops go undetected, which
+	 * is what fork() gave before: not worth failing af_loop_new(). */
+	(void)pthread_atfork(NULL, NULL, forked_child);
 }
 
 AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
@@ -116,9 +162,11 @@ AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 		af__misuse(__func__, "an af_loop_opts field is out of range");
 		return r;
 	}
+	pthread_once(&atfork_once, atfork_install);
 	loop = calloc(1, sizeof(*loop));
 	if (!loop)
 		return -ENOMEM;
+	loop->fork_gen = atomic_load_explicit(&af__fork_gen, memory_order_relaxed);
 	entries = opts && opts->ring_entries ? opts->ring_entries : AF_RING_DEFAULT;
 	cache = opts && opts->stack_cache ? opts->stack_cache : AF_STACK_CACHE_DEFAULT;
 	loop->stack_size = af__stack_round(opts && opts->stack_size ? opts->stack_size
@@ -149,6 +197,8 @@ AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 	atomic_init(&loop->jobs_done, NULL);
 	loop->blocking_threads = opts ? opts->blocking_threads : 0;
 	atomic_init(&loop->sleep_state, AF_AWAKE);
+	atomic_init(&loop->refs, 1);
+	pthread_mutex_init(&loop->unqueue_lock, NULL);
 	*out = loop;
 	return 0;
 
@@ -161,14 +211,69 @@ err_free_loop:
 	return r;
 }
 
-AF_API void af_loop_free(struct af_loop *loop)
+void af__loop_ref(struct af_loop *loop)
+{
+	/* relaxed: the caller already holds a reference (af_loop_free() has
+	 * not run, by the rules), so the count cannot reach 0 meanwhile. */
+	atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
+}
+
+void af__loop_unref(struct af_loop *loop)
+{
+	/* acq_rel: the release orders this holder's last use of the struct
+	 * before the free; the acquire of the one that frees sees them all. */
+	if (atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	pthread_mutex_destroy(&loop->unqueue_lock);
+	free(loop);
+}
+
+/* No kick may write the eventfd once it is closed: its number may be
+ * reused by then. Kickers that already won the right to write are counted
+ * in sleep_state; new ones find DEAD and stop. */
+static void kicks_retire(struct af_loop *loop)
+{
+	/* seq_cst like every other access of sleep_state: a kicker either
+	 * loaded its state before this (and is counted, or sees AWAKE) or
+	 * sees DEAD. */
+	atomic_fetch_or_explicit(&loop->sleep_state, AF_DEAD, memory_order_seq_cst);
+	/* acquire pairs with the kickers' releasing decrement: their write
+	 * is done before we close. */
+	while (atomic_load_explicit(&loop->sleep_state, memory_order_acquire) & ~AF_SLEEP_MASK)
+		sched_yield();
+}
+
+/* In a child of fork(): the ring is not mapped here and the blocking
+ * pool's threads were not copied. Release what is this process's own and
+ * leave the rest alone; the parent's loop is untouched. */
+static void loop_free_inherited(struct af_loop *loop)
 {
 	struct af__node *n;
 
+	while ((n = loop->tasks.head) != NULL)
+		af__task_free(af__container_of(n, struct af_task, all_node));
+	af__timer_heap_free(&loop->timers);
+	af__stack_pool_free(&loop->stacks);
+	close(loop->ring.ring_fd);
+	close(loop->efd);
+	loop->efd = -1;
+	atomic_fetch_or_explicit(&loop->sleep_state, AF_DEAD, memory_order_seq_cst);
+	af__loop_unref(loop);
+}
+
+AF_API void af_loop_free(struct af_loop *loop)
+{
+	struct af__node *n;
+	unsigned long flags;
+
 	if (!loop)
 		return;
-	if (loop->running) {
+	if (atomic_load_explicit(&loop->running, memory_order_relaxed)) {
 		af__misuse(__func__, "the loop is running; free it after af_loop_run() returns");
+		return;
+	}
+	if (af__loop_forked(loop)) {
+		loop_free_inherited(loop);
 		return;
 	}
 	af__blocking_shutdown(loop);
@@ -178,8 +283,15 @@ AF_API void af_loop_free(struct af_loop *loop)
 	af__timer_heap_free(&loop->timers);
 	af__stack_pool_free(&loop->stacks);
 	io_uring_queue_exit(&loop->ring);
+	kicks_retire(loop);
 	close(loop->efd);
-	free(loop);
+	loop->efd = -1;
+	flags = atomic_load_explicit(&loop->refs, memory_order_relaxed) - 1;
+	if (flags)
+		af__misuse(__func__, "%lu flag(s) of this loop were not destroyed; the loop "
+				     "keeps a small record of itself until they are, so that "
+				     "their sets do nothing harmful", flags);
+	af__loop_unref(loop);
 }
 
 AF_API struct af_loop *af_loop_current(void)
@@ -277,6 +389,10 @@ static void run_batch(struct af_loop *loop)
 
 		/* Past the round's tasks a timer may still fire, but only
 		 * ahead of tasks queued after it fell due. */
+		/* A task forked: in the child, stop before touching anything
+		 * of the parent's; af_loop_run() then returns -ECHILD. */
+		if (af__loop_forked(loop))
+			break;
 		if (tm && timer_first(loop, tm)) {
 			t = timer_fire(loop, tm);
 		} else if (loop->budget > 0) {
@@ -308,7 +424,11 @@ static void reap(struct af_loop *loop);
 
 void af__loop_flush(struct af_loop *loop)
 {
-	int r = io_uring_submit(&loop->ring);
+	int r;
+
+	if (af__loop_forked(loop))
+		return;
+	r = io_uring_submit(&loop->ring);
 
 	/* -EBUSY/-EAGAIN: the completion queue is backed up (or the kernel is
 	 * short of memory). Consuming completions is what frees it; never
@@ -322,7 +442,13 @@ void af__loop_flush(struct af_loop *loop)
 
 struct io_uring_sqe *af__loop_sqe(struct af_loop *loop)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+	struct io_uring_sqe *sqe;
+
+	/* An inherited loop has no ring here: hand out a slot that is never
+	 * submitted (the calls that get here fail with -ECHILD first). */
+	if (af__loop_forked(loop))
+		return memset(&loop->forked_sqe, 0, sizeof(loop->forked_sqe));
+	sqe = io_uring_get_sqe(&loop->ring);
 
 	/* A full submission queue is flushed, not reported: the kernel copies
 	 * the entries at submit time, so there is room again afterwards. */
@@ -358,7 +484,10 @@ static void reap(struct af_loop *loop)
 			struct af__op *op = io_uring_cqe_get_data(cqe);
 
 			seen++;
-			if (op)
+			/* Every request the loop submits carries an af__op;
+			 * liburing's own timeout marker (never used with
+			 * EXT_ARG, which af_loop_new() requires) is skipped. */
+			if (op && cqe->user_data != LIBURING_UDATA_TIMEOUT)
 				op->complete(loop, op, cqe->res, cqe->flags);
 		}
 		io_uring_cq_advance(&loop->ring, seen);
@@ -413,7 +542,13 @@ static void sleep_until(struct af_loop *loop, uint64_t deadline)
 	struct __kernel_timespec ts;
 	unsigned prev;
 
-	atomic_store_explicit(&loop->sleep_state, AF_SLEEPING, memory_order_seq_cst);
+	/* AWAKE -> SLEEPING, keeping the count of kickers still writing for
+	 * an earlier sleep. Must stay seq_cst (an RMW in the single total
+	 * order, before the loads of pending below): weakened to release, or
+	 * the loads to acquire (which ARMv8.3+ may compile to RCpc LDAPR),
+	 * the store and the loads may be reordered, and a setter that pushed
+	 * in between and read AWAKE never writes: a lost wake-up. */
+	atomic_fetch_add_explicit(&loop->sleep_state, AF_SLEEPING, memory_order_seq_cst);
 	if (atomic_load_explicit(&loop->pending, memory_order_seq_cst) == NULL &&
 	    atomic_load_explicit(&loop->jobs_done, memory_order_seq_cst) == NULL) {
 		uint64_t now = deadline == UINT64_MAX ? 0 : af__now_ns();
@@ -428,8 +563,8 @@ static void sleep_until(struct af_loop *loop, uint64_t deadline)
 	}
 	/* WOKEN means a setter wrote (or is about to write) the eventfd; its
 	 * read completion must be reaped before the next sleep. */
-	prev = atomic_exchange_explicit(&loop->sleep_state, AF_AWAKE, memory_order_seq_cst);
-	if (prev == AF_WOKEN)
+	prev = atomic_fetch_and_explicit(&loop->sleep_state, ~AF_SLEEP_MASK, memory_order_seq_cst);
+	if ((prev & AF_SLEEP_MASK) == AF_WOKEN)
 		loop->efd_expected = true;
 }
 
@@ -509,6 +644,11 @@ static int drive(struct af_loop *loop, struct af_task *main)
 
 	while (loop->nalive > 0) {
 		run_batch(loop);
+		if (af__loop_forked(loop)) {
+			af__misuse("af_loop_run", "a task called fork(): in the child the "
+				   "parent's loop is unusable; exec or _exit in the child");
+			return -ECHILD;
+		}
 		/* No continue after it: wake-ups are still collected while a
 		 * task that keeps spawning unwinds. */
 		if (main->state == AF_TASK_DONE && loop->nalive > 0 &&
@@ -542,17 +682,25 @@ static int drive(struct af_loop *loop, struct af_task *main)
 
 static int bind_thread(struct af_loop *loop)
 {
-	if (loop->owned)
-		return pthread_equal(loop->owner, pthread_self()) ? 0 : -EPERM;
+	unsigned long self = (unsigned long)pthread_self();
+	unsigned long owner = 0;
+	int r;
+
+	/* relaxed: a misuse check; the CAS below settles races, and the
+	 * thread that wins is the only one that goes on to touch the ring. */
+	if (!atomic_compare_exchange_strong_explicit(&loop->owner, &owner, self,
+						     memory_order_relaxed, memory_order_relaxed))
+		return owner == self ? 0 : -EPERM;
 	if (loop->features & AF_FEATURE_SINGLE_ISSUER) {
 		/* liburing 2.3 declares io_uring_enable_rings() but does not
 		 * export it, so register directly. */
 		if (syscall(__NR_io_uring_register, loop->ring.ring_fd,
-			    IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
-			return -errno;
+			    IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+			r = -errno;
+			atomic_store_explicit(&loop->owner, 0, memory_order_relaxed);
+			return r;
+		}
 	}
-	loop->owner = pthread_self();
-	loop->owned = true;
 	return 0;
 }
 
@@ -563,6 +711,11 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 	int r;
 
 	af_assert_return(loop && main, -EINVAL);
+	if (af__loop_forked(loop)) {
+		af__misuse(__func__, "the loop was created before fork(): a child process "
+				     "cannot use it; exec, _exit, or create a new loop");
+		return -ECHILD;
+	}
 	if (af__tls_loop)
 		return af__tls_loop == loop ? -EBUSY : -EPERM;
 	r = bind_thread(loop);
@@ -579,7 +732,7 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 	mt->is_main = true;
 
 	af__tls_loop = loop;
-	loop->running = true;
+	atomic_store_explicit(&loop->running, true, memory_order_relaxed);
 	af__ctx_init_thread(&loop->sched_ctx);
 	efd_arm(loop);
 	r = drive(loop, mt);
@@ -587,7 +740,7 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 		*result = mt->state == AF_TASK_DONE ? mt->result : r;
 	af__task_free(mt);
 	af__ctx_destroy(&loop->sched_ctx);
-	loop->running = false;
+	atomic_store_explicit(&loop->running, false, memory_order_relaxed);
 	af__tls_loop = NULL;
 out_guard:
 	af__overflow_guard_leave(altstack);
@@ -611,18 +764,27 @@ AF_API int af_run(af_task_fn main, void *arg)
 void af__loop_kick(struct af_loop *loop)
 {
 	uint64_t one = 1;
-	unsigned expect = AF_SLEEPING;
+	/* seq_cst pairs with sleep_until(): this load follows the setter's
+	 * seq_cst push in the single total order. Weakened to acquire (RCpc
+	 * LDAPR on ARMv8.3+ may then read an older value past the push), it
+	 * may see AWAKE while the loop, not seeing the push, sleeps: a lost
+	 * wake-up. Only the setter that moves SLEEPING to WOKEN writes, so a
+	 * storm of sets costs one write per loop sleep, none while awake. */
+	unsigned s = atomic_load_explicit(&loop->sleep_state, memory_order_seq_cst);
 
-	/* seq_cst pairs with sleep_until(): see there. Only the setter that
-	 * moves SLEEPING to WOKEN writes, so a storm of sets costs one write
-	 * per loop sleep, and none while the loop is awake. */
-	if (atomic_load_explicit(&loop->sleep_state, memory_order_seq_cst) != AF_SLEEPING)
-		return;
-	if (!atomic_compare_exchange_strong_explicit(&loop->sleep_state, &expect, AF_WOKEN,
-						     memory_order_seq_cst,
-						     memory_order_seq_cst))
-		return;
+	/* Retry while still SLEEPING: the CAS also fails when a kicker of an
+	 * earlier sleep drops its count, and giving up then would leave this
+	 * sleep unwoken. Winning counts us as a kicker until our write is
+	 * done, so that af_loop_free() closes the eventfd only after it. */
+	do {
+		if ((s & AF_SLEEP_MASK) != AF_SLEEPING)
+			return;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&loop->sleep_state, &s, (s & ~AF_SLEEP_MASK) + AF_WOKEN + AF_KICKER_ONE,
+		memory_order_seq_cst, memory_order_seq_cst));
+	af__hook(AF_HOOK_KICK_WRITE, loop);
 	/* EAGAIN (counter full) cannot lose the wake: the count is non-zero. */
-	if (write(loop->efd, &one, sizeof(one)) < 0)
-		return;
+	(void)!write(loop->efd, &one, sizeof(one));
+	/* release pairs with kicks_retire(): the write happened first. */
+	atomic_fetch_sub_explicit(&loop->sleep_state, AF_KICKER_ONE, memory_order_release);
 }
