@@ -1236,6 +1236,48 @@ START_TEST(every_call_outside_a_task_fails_with_eperm_and_does_nothing)
 }
 END_TEST
 
+struct strerror_case {
+	int err;
+	const char *text;
+	char copy[64];
+};
+
+static void *strerror_other_thread(void *arg)
+{
+	struct strerror_case *c = arg;
+
+	c->text = af_strerror(c->err);
+	snprintf(c->copy, sizeof(c->copy), "%s", c->text);
+	return NULL;
+}
+
+START_TEST(strerror_describes_every_int_and_keeps_unknown_texts_per_thread)
+{
+	struct strerror_case other = { .err = -4001 };
+	const char *known = af_strerror(-EIO), *mine;
+	char known_copy[128];
+	pthread_t th;
+
+	snprintf(known_copy, sizeof(known_copy), "%s", known);
+	/* INT_MIN has no negation: UBSan reports the old -err. */
+	ck_assert_str_eq(af_strerror(INT_MIN), "unknown error -2147483648");
+	ck_assert_str_eq(af_strerror(INT_MAX), "unknown error 2147483647");
+	mine = af_strerror(-4000);
+	ck_assert_str_eq(mine, "unknown error -4000");
+	ck_assert_int_eq(pthread_create(&th, NULL, strerror_other_thread, &other), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	/* Another thread's unknown value leaves this thread's text alone. */
+	ck_assert_str_eq(mine, "unknown error -4000");
+	ck_assert_str_eq(other.copy, "unknown error -4001");
+	ck_assert_ptr_ne(other.text, mine);
+	/* Known texts are static: no later call rewrites them. */
+	ck_assert_str_eq(known, known_copy);
+	ck_assert_ptr_eq(af_strerror(EIO), known);
+	ck_assert_str_eq(af_strerror(0), "success");
+	ck_assert_ptr_nonnull(strstr(af_strerror(INT_MIN + 1), "unknown error"));
+}
+END_TEST
+
 /* ---- timeouts ---------------------------------------------------------------------- */
 
 static int each_timeout_main(void *arg)
@@ -2630,6 +2672,7 @@ Suite *make_suite(void)
 	tcase_add_test(tc, send_to_a_closed_peer_fails_with_epipe_and_raises_no_sigpipe);
 	tcase_add_test(tc, bad_arguments_fail_with_einval_and_touch_nothing);
 	tcase_add_test(tc, every_call_outside_a_task_fails_with_eperm_and_does_nothing);
+	tcase_add_test(tc, strerror_describes_every_int_and_keeps_unknown_texts_per_thread);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("timeouts");
