@@ -124,7 +124,10 @@ int af_read_full(int fd, void *buf, size_t len, int64_t offset, size_t *got);
  * The calling task is parked while @p fn(@p arg) runs on a worker, and is
  * woken through the same flag path another thread's af_flag_set() takes,
  * so the loop keeps serving other tasks meanwhile. Workers start on first
- * use; af_loop_opts.blocking_threads sets how many (default 4).
+ * use; af_loop_opts.blocking_threads sets how many (default 4). They block
+ * every signal except the synchronous faults (SIGSEGV, SIGBUS, SIGFPE,
+ * SIGILL, SIGTRAP, SIGSYS), so a fault inside @p fn reaches the process's
+ * handlers.
  *
  * If the calling task is already cancelled when it calls, @p fn never runs
  * and the call returns -ECANCELED. If it is cancelled while the job is
