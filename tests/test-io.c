@@ -1493,6 +1493,21 @@ static int unix_listener(struct sockaddr_un *a, socklen_t *alen)
 	return fd;
 }
 
+struct unix_connect {
+	int fd;
+	struct sockaddr_un a;
+	socklen_t alen;
+	int r;
+};
+
+static int unix_connector(void *arg)
+{
+	struct unix_connect *u = arg;
+
+	u->r = af_connect(u->fd, (struct sockaddr *)&u->a, u->alen);
+	return 0;
+}
+
 static int unix_timeout_main(void *arg)
 {
 	struct sockaddr_un a;
@@ -1509,6 +1524,20 @@ static int unix_timeout_main(void *arg)
 	 * io-wq worker, which the timeout interrupts (-EINTR there). */
 	ck_assert_int_eq(af_connect_timeout(c1, (struct sockaddr *)&a, alen, 20 * MS), -ETIMEDOUT);
 	ck_assert_int_eq(af_connect_timeout(c2, (struct sockaddr *)&a, alen, 0), -ETIMEDOUT);
+	/* A cancel interrupts it the same way, and says so. */
+	{
+		struct unix_connect u = { .fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0),
+					  .a = a, .alen = alen, .r = 1 };
+		struct af_task *t;
+
+		ck_assert_int_ge(u.fd, 0);
+		ck_assert_int_eq(af_task_spawn(&t, unix_connector, &u), 0);
+		ck_assert_int_eq(af_sleep_ms(5), 0);
+		ck_assert_int_eq(af_task_cancel(t), 0);
+		ck_assert_int_eq(af_task_join(t, NULL), 0);
+		ck_assert_int_eq(u.r, -ECANCELED);
+		close(u.fd);
+	}
 	/* The listener still works: take the queued one, nothing else is there. */
 	afd = af_accept_timeout(lfd, NULL, NULL, SOCK_CLOEXEC, 20 * MS);
 	ck_assert_int_ge(afd, 0);
