@@ -23,9 +23,9 @@ static int cmp_double(const void *a, const void *b)
 /* Nearest rank: the smallest sample with at least p% of the samples at or
  * below it. With few samples p99 is simply the maximum, which is the honest
  * answer. */
-static double rank(const double *v, size_t n, size_t p)
+static double rank(const double *v, size_t n, size_t permille)
 {
-	size_t k = (p * n + 99) / 100;
+	size_t k = (permille * n + 999) / 1000;
 
 	return v[k > 0 ? k - 1 : 0];
 }
@@ -43,13 +43,32 @@ struct bench_pct bench_pct_of(double *v, size_t n)
 	for (size_t i = 0; i < n; i++)
 		sum += v[i];
 	r.min = v[0];
-	r.p10 = rank(v, n, 10);
-	r.p50 = rank(v, n, 50);
-	r.p90 = rank(v, n, 90);
-	r.p99 = rank(v, n, 99);
+	r.p10 = rank(v, n, 100);
+	r.p50 = rank(v, n, 500);
+	r.p90 = rank(v, n, 900);
+	r.p99 = rank(v, n, 990);
+	r.p999 = rank(v, n, 999);
 	r.max = v[n - 1];
 	r.mean = sum / (double)n;
 	return r;
+}
+
+/* ---- interleaving -------------------------------------------------------- */
+
+uint8_t *bench_sched_make(const uint8_t *methods, size_t nm, size_t rounds)
+{
+	uint8_t *s = nm && rounds <= SIZE_MAX / nm ? malloc(rounds * nm) : NULL;
+
+	if (!s)
+		return NULL;
+	for (size_t k = 0; k < rounds; k++)
+		for (size_t j = 0; j < nm; j++) {
+			size_t pos = (k + j) % nm;
+			size_t idx = (k / nm) % 2 ? nm - 1 - pos : pos;
+
+			s[k * nm + j] = methods[idx];
+		}
+	return s;
 }
 
 /* ---- options --------------------------------------------------------- */
@@ -302,6 +321,7 @@ void bench_json_pct(struct bench_json *j, const char *key, const struct bench_pc
 	bench_json_num(j, "p50", p->p50);
 	bench_json_num(j, "p90", p->p90);
 	bench_json_num(j, "p99", p->p99);
+	bench_json_num(j, "p99_9", p->p999);
 	bench_json_num(j, "max", p->max);
 	bench_json_num(j, "mean", p->mean);
 	bench_json_obj_end(j);

@@ -33,12 +33,23 @@ static inline void bench_cpu_relax(void)
 /* ---- statistics -------------------------------------------------------- */
 
 struct bench_pct {
-	double min, p10, p50, p90, p99, max, mean;
+	double min, p10, p50, p90, p99, p999, max, mean;
 	size_t n;
 };
 
 /* Sorts @v in place; nearest-rank percentiles. */
 struct bench_pct bench_pct_of(double *v, size_t n);
+
+/* ---- interleaving -------------------------------------------------------- */
+
+/*
+ * A schedule of @rounds groups of one item of each of @methods[0..@nm),
+ * @rounds * @nm entries in all (free() it). The order rotates from group to
+ * group and every other cycle runs backwards, so no method always follows
+ * the same one or always goes first, and whatever else the machine does
+ * lands on every method alike. NULL when out of memory.
+ */
+uint8_t *bench_sched_make(const uint8_t *methods, size_t nm, size_t rounds);
 
 /* ---- options --------------------------------------------------------- */
 

@@ -686,24 +686,14 @@ struct pingmode {
 	bool counted;
 };
 
-/* A schedule of @rounds pings per method, in groups of one ping per method.
- * The order rotates from group to group and every other cycle runs
- * backwards, so no mechanism always follows the same one or goes first. */
 static uint8_t *make_sched(const struct pingmode *pm, size_t rounds, size_t *n)
 {
-	uint8_t *s = malloc(rounds * (size_t)pm->nm);
+	uint8_t m[4];
 
-	if (!s)
-		return NULL;
-	for (size_t k = 0; k < rounds; k++)
-		for (int j = 0; j < pm->nm; j++) {
-			size_t nm = (size_t)pm->nm, pos = (k + (size_t)j) % nm;
-			int idx = (int)((k / nm) % 2 ? nm - 1 - pos : pos);
-
-			s[k * (size_t)pm->nm + (size_t)j] = (uint8_t)pm->methods[idx];
-		}
+	for (int j = 0; j < pm->nm; j++)
+		m[j] = (uint8_t)pm->methods[j];
 	*n = rounds * (size_t)pm->nm;
-	return s;
+	return bench_sched_make(m, (size_t)pm->nm, rounds);
 }
 
 /* Run a pass of @rounds pings per method. The samples stay in @p until
