@@ -326,3 +326,13 @@ void bench_json_pct(struct bench_json *j, const char *key, const struct bench_pc
 	bench_json_num(j, "mean", p->mean);
 	bench_json_obj_end(j);
 }
+
+void bench_json_raw(struct bench_json *j, const char *key, const char *json)
+{
+	size_t n = strlen(json);
+
+	while (n > 0 && (json[n - 1] == '\n' || json[n - 1] == ' '))
+		n--;
+	sep(j, key);
+	fwrite(json, 1, n, j->f);
+}

@@ -124,5 +124,7 @@ void bench_json_str(struct bench_json *j, const char *key, const char *v);
 void bench_json_bool(struct bench_json *j, const char *key, bool v);
 void bench_json_null(struct bench_json *j, const char *key);
 void bench_json_pct(struct bench_json *j, const char *key, const struct bench_pct *p);
+/* @json is a complete JSON value written by another program: copied as is. */
+void bench_json_raw(struct bench_json *j, const char *key, const char *json);
 
 #endif
