@@ -141,7 +141,7 @@ int afb_run_echo(struct afb_result *r, const struct afb_opts *o, const char *arg
 	char *args[] = { (char *)argv0, "--json", "--conns", "1,100", "--rounds", rounds,
 			 "--seconds", secs, "--no-count", NULL };
 	char *out = NULL;
-	double s = o->duration_s / 8;
+	double s = o->iterations ? 0.05 : o->duration_s / 8;
 	int st;
 
 	r->baseline = -1;

@@ -249,6 +249,7 @@ static int columns(const struct afb_result *res, int n, const struct afb_opts *o
 {
 	int nc = 0;
 
+	memset(c, 0, (size_t)max * sizeof(*c));
 	for (int i = 0; i < n; i++) {
 		if (!(o->scenarios & (1u << res[i].id)) || !res[i].ran || !is_latency(&res[i]))
 			continue;

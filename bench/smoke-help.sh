@@ -1,0 +1,27 @@
+#!/bin/sh
+# asyncflag-bench --help names every long option the program accepts (read
+# from its getopt table in SOURCE), and a bad option or argument exits 2
+# with a message. usage: smoke-help.sh ASYNCFLAG-BENCH SOURCE
+set -u
+bench=$1
+src=$2
+fail() {
+	echo "smoke-help: $*" >&2
+	exit 1
+}
+help=$("$bench" --help) || fail "--help exited with $?"
+opts=$(sed -n 's/^[[:space:]]*{ "\([a-z-]*\)", [a-z_]*_argument,.*/\1/p' "$src")
+[ -n "$opts" ] || fail "no options found in $src"
+for o in $opts; do
+	printf '%s\n' "$help" | grep -q -e "--$o\b" || fail "--help does not mention --$o"
+done
+for bad in "--no-such-option" "--scenario nosuch" "--iterations 0" "--rt 100" \
+	"--chip /dev/gpiochip0" "--duration -1" "--cpu x"; do
+	# shellcheck disable=SC2086
+	"$bench" $bad >/dev/null 2>"${TMPDIR:-/tmp}/afb-help.$$"
+	st=$?
+	[ "$st" -eq 2 ] || fail "'$bad' exited with $st, not 2"
+	[ -s "${TMPDIR:-/tmp}/afb-help.$$" ] || fail "'$bad' said nothing on stderr"
+done
+rm -f "${TMPDIR:-/tmp}/afb-help.$$"
+echo "smoke-help: $(echo $opts | wc -w) options documented; bad options refused"
