@@ -349,28 +349,70 @@ static bool have_gnuplot(void)
 	return system("command -v gnuplot >/dev/null 2>&1") == 0;
 }
 
-/* Bins of @bin_ns; x in microseconds so the axis reads as cyclictest's. */
-static int plot_data(FILE *f, const struct column *c, int nc, double bin_ns, size_t nbins)
+/* One panel per scenario, its x axis twice its widest p90: wide enough to
+ * show the tails, narrow enough that one slow baseline does not squash
+ * the rest. */
+static double panel_xmax(const struct column *c, int nc, const struct afb_result *r)
+{
+	double xmax = 1000;   /* ns: at least 1 us across */
+
+	for (int k = 0; k < nc; k++)
+		if (c[k].r == r && c[k].d->pct.p90 * 2 > xmax)
+			xmax = c[k].d->pct.p90 * 2;
+	return xmax;
+}
+
+/* 200 bins per panel, x in microseconds so the axis reads as cyclictest's;
+ * samples past the panel's edge are left out of the picture, not piled up
+ * at its edge (the table and the histogram have them). */
+static int plot_data(FILE *f, const struct column *c, int nc)
 {
 	for (int k = 0; k < nc; k++) {
-		uint64_t *b = calloc(nbins, sizeof(*b));
+		double bin = panel_xmax(c, nc, c[k].r) / 200;
+		uint64_t b[200] = { 0 };
 
-		if (!b)
-			return -ENOMEM;
 		for (size_t i = 0; i < c[k].d->n; i++) {
-			size_t x = (size_t)(c[k].d->ns[i] > 0 ? c[k].d->ns[i] / bin_ns : 0);
+			size_t x = (size_t)(c[k].d->ns[i] > 0 ? c[k].d->ns[i] / bin : 0);
 
-			b[x < nbins ? x : nbins - 1]++;
+			if (x < 200)
+				b[x]++;
 		}
 		fprintf(f, "# %s/%s\n", afb_scenario_name[c[k].r->id], c[k].d->path);
-		for (size_t x = 0; x < nbins; x++)
-			if (b[x])
-				fprintf(f, "%.3f %llu\n", (double)x * bin_ns / 1000.0,
-					(unsigned long long)b[x]);
+		for (size_t x = 0; x < 200; x++)
+			fprintf(f, "%.4f %llu\n", (double)x * bin / 1000.0, (unsigned long long)b[x]);
 		fprintf(f, "\n\n");
-		free(b);
 	}
 	return 0;
+}
+
+static void plot_script(FILE *g, const char *file, const char *data, const struct column *c,
+			int nc)
+{
+	const char *ext = strrchr(file, '.');
+	int panels = 0;
+
+	for (int k = 0; k < nc; k++)
+		panels += k == 0 || c[k].r != c[k - 1].r;
+	fprintf(g, "set terminal %s size 1000,%d\n", ext && !strcmp(ext, ".png") ? "png" : "svg",
+		260 * panels);
+	fprintf(g, "set output '%s'\nset termoption noenhanced\n", file);
+	fprintf(g, "set multiplot layout %d,1 title 'asyncflag-bench: wake-up latency "
+		   "(log scale; past twice the widest p90 not drawn)'\n", panels);
+	fprintf(g, "set logscale y\nset yrange [0.8:*]\nset ylabel 'samples'\n"
+		   "set xlabel 'latency (us)'\nset key top right\n");
+	for (int k = 0; k < nc; k++) {
+		bool first = k == 0 || c[k].r != c[k - 1].r;
+		bool last = k + 1 == nc || c[k + 1].r != c[k].r;
+
+		if (first)
+			fprintf(g, "set title '%s'\nset xrange [0:%g]\nplot ",
+				afb_scenario_name[c[k].r->id], panel_xmax(c, nc, c[k].r) / 1000.0);
+		fprintf(g, "%s'%s' index %d using 1:2 with histeps title '%s'", first ? "" : ", ",
+			data, k, c[k].d->path);
+		if (last)
+			fprintf(g, "\n");
+	}
+	fprintf(g, "unset multiplot\n");
 }
 
 int afb_write_plot(const char *file, const struct afb_result *res, int n)
@@ -379,8 +421,6 @@ int afb_write_plot(const char *file, const struct afb_result *res, int n)
 	struct column c[64];
 	int nc = columns(res, n, &all, c, 64), r;
 	char data[] = "/tmp/asyncflag-bench-XXXXXX";
-	const char *ext = strrchr(file, '.');
-	double xmax = 1000;   /* ns: at least 1 us across */
 	FILE *f, *g;
 	int fd;
 
@@ -394,14 +434,10 @@ int afb_write_plot(const char *file, const struct afb_result *res, int n)
 		fprintf(stderr, "asyncflag-bench: --plot: no latency was measured\n");
 		return -ENODATA;
 	}
-	for (int k = 0; k < nc; k++)
-		if (c[k].d->pct.p999 > xmax)
-			xmax = c[k].d->pct.p999;
-	xmax *= 1.5;
 	fd = mkstemp(data);
 	if (fd < 0 || !(f = fdopen(fd, "w")))
 		return -errno;
-	r = plot_data(f, c, nc, xmax / 400.0, 400);
+	r = plot_data(f, c, nc);
 	fclose(f);
 	if (r < 0)
 		goto out;
@@ -410,20 +446,8 @@ int afb_write_plot(const char *file, const struct afb_result *res, int n)
 		r = -errno;
 		goto out;
 	}
-	fprintf(g, "set terminal %s size 1100,700\n",
-		ext && !strcmp(ext, ".png") ? "png" : "svg");
-	fprintf(g, "set output '%s'\n", file);
-	fprintf(g, "set title 'asyncflag-bench: wake-up latency'\n"
-		   "set logscale y\nset yrange [0.8:*]\nset xrange [0:%g]\n"
-		   "set xlabel 'latency (us)'\nset ylabel 'samples'\nset key outside right\n",
-		xmax / 1000.0);
-	fprintf(g, "plot ");
-	for (int k = 0; k < nc; k++)
-		fprintf(g, "%s'%s' index %d using 1:2 with histeps title '%s/%s'", k ? ", " : "",
-			data, k, afb_scenario_name[c[k].r->id], c[k].d->path);
-	fprintf(g, "\n");
-	r = pclose(g);
-	r = r == 0 ? 0 : -EIO;
+	plot_script(g, file, data, c, nc);
+	r = pclose(g) == 0 ? 0 : -EIO;
 	if (r < 0)
 		fprintf(stderr, "asyncflag-bench: gnuplot failed to write %s\n", file);
 out:
