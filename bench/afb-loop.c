@@ -30,12 +30,11 @@ struct inloop {
 	bool stop;
 };
 
-static struct inloop *g_uc;   /* makecontext passes ints only: the one context's state */
-
-/* The swapcontext partner: answers each switch by switching back. */
-static void uc_partner(void)
+/* The swapcontext partner: answers each switch by switching back.
+ * makecontext() passes ints only, so the state comes in two halves. */
+static void uc_partner(unsigned hi, unsigned lo)
 {
-	struct inloop *s = g_uc;
+	struct inloop *s = (struct inloop *)(uintptr_t)(((uint64_t)hi << 32) | lo);
 
 	for (;;) {
 		s->t1 = bench_now_ns();
@@ -110,12 +109,12 @@ static int inloop_main(void *arg)
 	r = af_task_spawn(&t, af_partner, s);
 	if (r < 0)
 		return r;
-	g_uc = s;
 	getcontext(&s->ub);
 	s->ub.uc_stack.ss_sp = stack;
 	s->ub.uc_stack.ss_size = UC_STACK;
 	s->ub.uc_link = NULL;
-	makecontext(&s->ub, uc_partner, 0);
+	makecontext(&s->ub, (void (*)(void))uc_partner, 2, (unsigned)((uint64_t)(uintptr_t)s >> 32),
+		    (unsigned)(uintptr_t)s);
 	/* 100 untimed samples first: the partner's first run faults its
 	 * stack in. */
 	for (i = 0; i < 100; i++)

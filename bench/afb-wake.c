@@ -18,6 +18,7 @@
 #include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -310,8 +311,13 @@ static int block_once(struct ping *p, size_t i, uint64_t *t1)
 	default:
 		/* acquire: pairs with the setter's release store, made after
 		 * it wrote t0. */
-		while (atomic_load_explicit(&p->spin_go, memory_order_acquire) != i + 1)
+		for (unsigned spins = 0;
+		     atomic_load_explicit(&p->spin_go, memory_order_acquire) != i + 1; spins++) {
 			bench_cpu_relax();
+			/* Both threads on one CPU: let the setter run. */
+			if (spins > 64 * 1024)
+				sched_yield();
+		}
 		*t1 = bench_now_ns();
 		break;
 	}
@@ -416,9 +422,12 @@ static int wait_asleep(struct ping *p, const char *what)
 {
 	uint64_t start = bench_now_ns();
 
-	while (thread_state(p->w->statfd) != 'S') {
+	for (unsigned polls = 0; thread_state(p->w->statfd) != 'S'; polls++) {
 		if (atomic_load(&p->failed))
 			return -1;
+		/* Both threads on one CPU: the worker needs it to go to sleep. */
+		if (polls > 1000)
+			sched_yield();
 		if (bench_now_ns() - start > TIMEOUT_NS) {
 			fprintf(stderr, "asyncflag-bench: %s: the worker never went to sleep\n", what);
 			return -1;
@@ -683,6 +692,13 @@ static int scenario(struct ping *p, struct afb_result *r, const struct afb_opts 
 			run[nrun++] = all[k];
 	}
 	p->busy = r->id == AFB_WAKE_HOT;
+	/* A busy loop never gives its CPU away, and SCHED_FIFO never takes it
+	 * from a thread of the same priority: the setter would never run. */
+	if (p->busy && o->rt_prio && o->cpu[0] >= 0 && o->cpu[0] == o->cpu[1]) {
+		snprintf(r->skipped, sizeof(r->skipped),
+			 "skipped: with --rt, a busy loop needs its own CPU (--cpu A,B with A != B)");
+		return 0;
+	}
 	/* Warm-up: first-touch page faults, lazy binding, the first sleep. */
 	for (int pass = 0; pass < 2; pass++) {
 		rounds = pass == 0 ? 10 : afb_rounds(o, 200000);
@@ -728,6 +744,10 @@ static int scenario(struct ping *p, struct afb_result *r, const struct afb_opts 
 		snprintf(r->note, sizeof(r->note),
 			 "the setter sleeps %llu us before each set, once the waiter is asleep",
 			 (unsigned long long)o->gap_us);
+	else if (r->id == AFB_WAKE_HOT && o->cpu[0] >= 0 && o->cpu[0] == o->cpu[1])
+		snprintf(r->note, sizeof(r->note),
+			 "both threads on one CPU: every set waits for the busy loop's time "
+			 "slice to end, so this measures the scheduler");
 	else if (r->id == AFB_WAKE_HOT && r->d[0].excluded)
 		snprintf(r->note, sizeof(r->note),
 			 "%zu af_flag pings left out: the wait returned before the loop took a turn",

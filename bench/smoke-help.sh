@@ -1,10 +1,12 @@
 #!/bin/sh
-# asyncflag-bench --help names every long option the program accepts (read
-# from its getopt table in SOURCE), and a bad option or argument exits 2
-# with a message. usage: smoke-help.sh ASYNCFLAG-BENCH SOURCE
+# asyncflag-bench --help and its man page name every long option the
+# program accepts (read from its getopt table in SOURCE), and a bad option
+# or argument exits 2 with a message.
+# usage: smoke-help.sh ASYNCFLAG-BENCH SOURCE MANPAGE
 set -u
 bench=$1
 src=$2
+man=$3
 fail() {
 	echo "smoke-help: $*" >&2
 	exit 1
@@ -14,6 +16,9 @@ opts=$(sed -n 's/^[[:space:]]*{ "\([a-z-]*\)", [a-z_]*_argument,.*/\1/p' "$src")
 [ -n "$opts" ] || fail "no options found in $src"
 for o in $opts; do
 	printf '%s\n' "$help" | grep -q -e "--$o\b" || fail "--help does not mention --$o"
+	# roff writes the dashes as \-\-
+	grep -q -e "^\.[A-Z]* *\\\\-\\\\-$(printf '%s' "$o" | sed 's/-/\\\\-/g')\b" "$man" ||
+		fail "the man page has no entry for --$o"
 done
 for bad in "--no-such-option" "--scenario nosuch" "--iterations 0" "--rt 100" \
 	"--chip /dev/gpiochip0" "--duration -1" "--cpu x"; do
