@@ -278,17 +278,52 @@ static int fan_main(void *arg)
 	return 0;
 }
 
+/* MemAvailable from /proc/meminfo, in bytes; -1 when unknown. */
+static double mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
+	double kb = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb < 0 ? -1 : kb * 1024;
+}
+
+/* The next size would need more than half the memory that is free: say so
+ * rather than push the machine into swap or the OOM killer. */
+static bool too_big(struct afb_result *r, uint64_t n)
+{
+	double per = r->nfo ? r->fo[r->nfo - 1].rss_per_task : 0, avail = mem_available();
+	size_t at;
+
+	if (per <= 0 || avail <= 0 || (double)n * per <= avail / 2)
+		return false;
+	at = strlen(r->note);
+	snprintf(r->note + at, sizeof(r->note) - at,
+		 "; stopped before N = %llu: it needs about %.0f MB resident, more than half of "
+		 "the %.0f MB available", (unsigned long long)n, (double)n * per / 1e6, avail / 1e6);
+	return true;
+}
+
 int afb_run_fanout(struct afb_result *r, const struct afb_opts *o)
 {
 	r->baseline = -1;
 	snprintf(r->note, sizeof(r->note),
 		 "one Event, N waiters with 16 KiB stacks: set -> last waiter running, per waiter");
 	for (uint64_t n = 100; n <= o->fanout_max && r->nfo < AFB_MAX_FANOUT; n *= 10) {
-		struct afb_fanout *f = &r->fo[r->nfo++];
+		struct afb_fanout *f;
 		struct fanout s;
 		struct af_loop *loop;
 		int res = 0, err;
 
+		if (too_big(r, n))
+			break;
+		f = &r->fo[r->nfo++];
 		afb_progress("fanout", (double)(r->nfo - 1) / 5.0);
 		memset(&s, 0, sizeof(s));
 		memset(f, 0, sizeof(*f));
