@@ -77,7 +77,7 @@ static void table_latency(const struct afb_result *r)
 		}
 		printf("%7zu %7.0f %7.0f %7.0f %7.0f %7.0f %8.0f", p->n, p->min, p->p50, p->p90,
 		       p->p99, p->p999, p->max);
-		if (k > 0) {
+		if (k > 0 && r->baseline > 0) {
 			double r50 = afb_ratio(r, k, 0.5), r90 = afb_ratio(r, k, 0.9);
 
 			if (isnan(r50))
@@ -104,7 +104,7 @@ void afb_print_table(const struct afb_result *res, int n, const struct afb_opts 
 	for (int i = 0; i < n; i++) {
 		const struct afb_result *r = &res[i];
 
-		if (!(o->scenarios & (1u << r->id)))
+		if (!(o->scenarios & (1u << r->id)) || r->hidden)
 			continue;
 		if (!r->ran) {
 			printf("%-10s %s\n", afb_scenario_name[r->id],
@@ -146,7 +146,7 @@ static void json_dist(struct bench_json *j, const struct afb_result *r, int k)
 	bench_json_num(j, "p99_9", d->pct.p999);
 	bench_json_num(j, "max", d->pct.max);
 	bench_json_num(j, "mean", d->pct.mean);
-	if (k > 0) {
+	if (k > 0 && r->baseline > 0) {
 		bench_json_num(j, "ratio_p50", afb_ratio(r, k, 0.5));
 		bench_json_num(j, "ratio_p90", afb_ratio(r, k, 0.9));
 		bench_json_num(j, "ratio_p99", afb_ratio(r, k, 0.99));
@@ -223,7 +223,7 @@ int afb_write_json(const char *file, const struct afb_result *res, int n,
 	bench_json_int(&j, "gap_us", (long long)o->gap_us);
 	bench_json_arr(&j, "scenarios");
 	for (int i = 0; i < n; i++)
-		if (o->scenarios & (1u << res[i].id))
+		if ((o->scenarios & (1u << res[i].id)) && !res[i].hidden)
 			json_scenario(&j, &res[i]);
 	bench_json_arr_end(&j);
 	bench_json_end(&j);

@@ -54,6 +54,7 @@ enum method {
 	M_AF_COLD, M_EVENTFD, M_CONDVAR, M_URING_POLL, M_URING_FUTEX, M_UV_ASYNC,
 	M_AF_HOT, M_SPIN,
 	M_AF_SIGNAL, M_SIGNALFD, M_UV_SIGNAL,
+	M_GPIO_CO, M_GPIO_INT, M_PIPE,
 	M_COUNT,
 };
 
@@ -72,6 +73,12 @@ static const struct {
 	[M_AF_SIGNAL] = { "af_signal", "kill(2) -> af_signal_watch() handler -> af_flag_wait()" },
 	[M_SIGNALFD] = { "signalfd", "kill(2) wakes a thread blocked in read(2) on a signalfd" },
 	[M_UV_SIGNAL] = { "uv_signal", "kill(2) -> libuv uv_signal_t callback" },
+	[M_GPIO_CO] = { "af_pin", "coroutine mode: the edge's kernel timestamp -> "
+				  "af_pin_wait_edge() returns" },
+	[M_GPIO_INT] = { "af_pin_irq", "interrupt mode: the edge's kernel timestamp -> the "
+				       "af_pin_irq() handler's af_flag_set() -> af_flag_wait() returns" },
+	[M_PIPE] = { "pipe", "write(2) wakes a thread blocked in read(2) of a pipe, the kind of "
+			     "descriptor the simulated chip's events come through" },
 };
 
 /* ---- the worker thread ----------------------------------------------------- */
@@ -151,6 +158,9 @@ struct ping {
 	unsigned ring_flags;
 	bool ring_ok, have_futex;
 	uint64_t cqe_v;
+	struct afb_gpio *gpio;       /* NULL: not asked for, or not available */
+	char gpio_why[160];
+	int pipefd[2];
 #if HAVE_LIBUV
 	uv_loop_t uv;
 	uv_async_t async;
@@ -164,6 +174,7 @@ struct ping {
 	bool busy;
 	uint64_t gap_ns;
 	double *lat;                 /* ns per ping; -1 when left out */
+	double *stage;               /* GPIO: output write -> the edge's kernel timestamp */
 	int err_method;
 
 	struct worker *w;
@@ -262,13 +273,24 @@ static int uv_wait_once(struct ping *p, uint64_t *t1)
 }
 #endif
 
-static int block_once(struct ping *p, size_t i, uint64_t *t1)
+static int block_once(struct ping *p, size_t i, uint64_t *t1, uint64_t *ts)
 {
 	uint64_t v;
 	struct signalfd_siginfo si;
+	char c;
 	int r = 0;
 
 	switch (p->sched[i]) {
+	case M_GPIO_CO:
+	case M_GPIO_INT:
+		r = afb_gpio_wait(p->gpio, p->sched[i] == M_GPIO_CO ? AFB_GPIO_CO : AFB_GPIO_INT, ts);
+		*t1 = bench_now_ns();
+		break;
+	case M_PIPE:
+		if (read(p->pipefd[0], &c, 1) != 1)
+			r = -errno;
+		*t1 = bench_now_ns();
+		break;
 	case M_AF_COLD:
 	case M_AF_HOT:
 		r = af_flag_wait(&p->flag);
@@ -329,20 +351,25 @@ static int waiter(void *arg)
 	struct ping *p = arg;
 
 	for (size_t i = 0; i < p->n; i++) {
-		uint64_t t1 = 0, turns = p->turns;
+		uint64_t t1 = 0, ts = 0, t0, turns = p->turns;
 		int r;
 
 		/* release: the previous ping's sample is written before the
 		 * setter may start the next one. */
 		atomic_store_explicit(&p->ready, i + 1, memory_order_release);
-		r = block_once(p, i, &t1);
+		r = block_once(p, i, &t1, &ts);
 		if (r < 0) {
 			p->err_method = p->sched[i];
 			atomic_store(&p->failed, r);
 			return r;
 		}
-		p->lat[i] = (double)(int64_t)(t1 - atomic_load_explicit(&p->t0,
-									 memory_order_relaxed));
+		t0 = atomic_load_explicit(&p->t0, memory_order_relaxed);
+		/* An edge is timed from its kernel timestamp; what came before
+		 * it (the output write, the wire, the interrupt entry) is the
+		 * stage, reported apart. */
+		p->lat[i] = (double)(int64_t)(t1 - (ts ? ts : t0));
+		if (ts)
+			p->stage[i] = (double)(int64_t)(ts - t0);
 		/* A busy-loop wait that returned before the spinner took a turn
 		 * never blocked: it measured only the flag's fast path. */
 		if (p->busy && p->sched[i] == M_AF_HOT && p->turns == turns)
@@ -447,6 +474,15 @@ static void trigger(struct ping *p, size_t i)
 	case M_AF_COLD:
 	case M_AF_HOT:
 		af_flag_set(&p->flag);
+		break;
+	case M_GPIO_CO:
+	case M_GPIO_INT:
+		r = afb_gpio_trigger(p->gpio, p->sched[i] == M_GPIO_CO ? AFB_GPIO_CO : AFB_GPIO_INT);
+		if (r < 0)
+			atomic_store(&p->failed, r);
+		return;
+	case M_PIPE:
+		r = (int)write(p->pipefd[1], "x", 1);
 		break;
 	case M_EVENTFD:
 		r = (int)write(p->efd, &one, sizeof(one));
@@ -660,6 +696,9 @@ static const char *missing(const struct ping *p, int m)
 			return "io_uring_queue_init failed";
 		return p->have_futex ? NULL : "not available: this kernel has no "
 					       "IORING_OP_FUTEX_WAIT (Linux 6.7+)";
+	case M_GPIO_CO:
+	case M_GPIO_INT:
+		return p->gpio ? NULL : p->gpio_why;
 	case M_UV_ASYNC:
 	case M_UV_SIGNAL:
 #if HAVE_LIBUV
@@ -672,74 +711,73 @@ static const char *missing(const struct ping *p, int m)
 	}
 }
 
-static int scenario(struct ping *p, struct afb_result *r, const struct afb_opts *o)
+/* Appends what pass @p measured for method @m to @d, and its edge stage
+ * (write -> kernel timestamp, GPIO only) to @stage. */
+static int append(const struct ping *p, int m, struct afb_dist *d, struct afb_dist *stage)
 {
-	uint8_t all[8], run[8];
-	int nall = methods_of(r->id, all), nrun = 0;
-	const char *name = afb_scenario_name[r->id];
-	uint8_t *sched;
-	size_t rounds;
+	size_t add = 0;
+	double *v;
 
-	r->baseline = 1;
-	for (int k = 0; k < nall; k++) {
-		struct afb_dist *d = afb_dist_add(r, method_info[all[k]].path,
-						  method_info[all[k]].what);
-		const char *why = missing(p, all[k]);
-
-		if (why)
-			afb_dist_unavailable(d, "%s", why);
-		else
-			run[nrun++] = all[k];
+	for (size_t i = 0; i < p->n; i++)
+		add += p->sched[i] == m;
+	v = realloc(d->ns, (d->n + add + 1) * sizeof(double));
+	if (!v)
+		return -ENOMEM;
+	d->ns = v;
+	if (stage) {
+		v = realloc(stage->ns, (stage->n + add + 1) * sizeof(double));
+		if (!v)
+			return -ENOMEM;
+		stage->ns = v;
 	}
-	p->busy = r->id == AFB_WAKE_HOT;
-	/* A busy loop never gives its CPU away, and SCHED_FIFO never takes it
-	 * from a thread of the same priority: the setter would never run. */
-	if (p->busy && o->rt_prio && o->cpu[0] >= 0 && o->cpu[0] == o->cpu[1]) {
-		snprintf(r->skipped, sizeof(r->skipped),
-			 "skipped: with --rt, a busy loop needs its own CPU (--cpu A,B with A != B)");
-		return 0;
-	}
-	/* Warm-up: first-touch page faults, lazy binding, the first sleep. */
-	for (int pass = 0; pass < 2; pass++) {
-		rounds = pass == 0 ? 10 : afb_rounds(o, 200000);
-		sched = bench_sched_make(run, (size_t)nrun, rounds);
-		p->lat = calloc(rounds * (size_t)nrun, sizeof(*p->lat));
-		if (!sched || !p->lat) {
-			fprintf(stderr, "asyncflag-bench: out of memory\n");
-			return -1;
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->sched[i] != m)
+			continue;
+		if (p->lat[i] < 0) {
+			d->excluded++;
+			continue;
 		}
+		d->ns[d->n++] = p->lat[i];
+		if (stage)
+			stage->ns[stage->n++] = p->stage[i];
+	}
+	return 0;
+}
+
+/* An untimed warm-up (first-touch faults, lazy binding, the first sleep),
+ * then a timed pass of @run, interleaved; each method's samples go to
+ * dist[method] (and stage[method] when not NULL). */
+static int measure(struct ping *p, const struct afb_opts *o, const char *name,
+		   const uint8_t *run, int nrun, struct afb_dist **dist, struct afb_dist **stage)
+{
+	int err = 0;
+
+	for (int pass = 0; pass < 2 && err == 0; pass++) {
+		size_t rounds = pass == 0 ? 10 : afb_rounds(o, 200000);
+		uint8_t *sched = bench_sched_make(run, (size_t)nrun, rounds);
+
+		p->lat = calloc(rounds * (size_t)nrun, sizeof(*p->lat));
+		p->stage = calloc(rounds * (size_t)nrun, sizeof(*p->stage));
 		p->sched = sched;
 		p->n = rounds * (size_t)nrun;
-		if (run_pings(p, o, name, pass == 1) < 0) {
-			free(sched);
-			free(p->lat);
-			return -1;
-		}
-		if (pass == 1)
-			break;
+		if (!sched || !p->lat || !p->stage)
+			err = -ENOMEM;
+		else if (run_pings(p, o, name, pass == 1) < 0)
+			err = -EIO;
+		for (int k = 0; pass == 1 && err == 0 && k < nrun; k++)
+			err = append(p, run[k], dist[run[k]], stage ? stage[run[k]] : NULL);
 		free(sched);
 		free(p->lat);
+		free(p->stage);
+		p->sched = NULL;
 	}
-	for (int k = 0, j = 0; k < nall; k++) {
-		struct afb_dist *d = &r->d[k];
+	if (err == -ENOMEM)
+		fprintf(stderr, "asyncflag-bench: out of memory\n");
+	return err;
+}
 
-		if (!d->available)
-			continue;
-		d->ns = malloc((p->n / (size_t)nrun + 1) * sizeof(double));
-		if (!d->ns)
-			return -1;
-		for (size_t i = 0; i < p->n; i++) {
-			if (p->sched[i] != run[j])
-				continue;
-			if (p->lat[i] < 0)
-				d->excluded++;
-			else
-				d->ns[d->n++] = p->lat[i];
-		}
-		j++;
-	}
-	free(sched);
-	free(p->lat);
+static void wake_note(struct afb_result *r, const struct afb_opts *o)
+{
 	if (r->id == AFB_WAKE_COLD)
 		snprintf(r->note, sizeof(r->note),
 			 "the setter sleeps %llu us before each set, once the waiter is asleep",
@@ -756,7 +794,110 @@ static int scenario(struct ping *p, struct afb_result *r, const struct afb_opts 
 		snprintf(r->note, sizeof(r->note),
 			 "kill(getpid()) from the setter thread; signalfd's signal is blocked "
 			 "in every thread");
+}
+
+static int scenario(struct ping *p, struct afb_result *r, const struct afb_opts *o)
+{
+	struct afb_dist *dist[M_COUNT] = { NULL };
+	uint8_t all[8], run[8];
+	int nall = methods_of(r->id, all), nrun = 0;
+
+	r->baseline = 1;
+	for (int k = 0; k < nall; k++) {
+		struct afb_dist *d = afb_dist_add(r, method_info[all[k]].path,
+						  method_info[all[k]].what);
+		const char *why = missing(p, all[k]);
+
+		dist[all[k]] = d;
+		if (why)
+			afb_dist_unavailable(d, "%s", why);
+		else
+			run[nrun++] = all[k];
+	}
+	p->busy = r->id == AFB_WAKE_HOT;
+	/* A busy loop never gives its CPU away, and SCHED_FIFO never takes it
+	 * from a thread of the same priority: the setter would never run. */
+	if (p->busy && o->rt_prio && o->cpu[0] >= 0 && o->cpu[0] == o->cpu[1]) {
+		snprintf(r->skipped, sizeof(r->skipped),
+			 "skipped: with --rt, a busy loop needs its own CPU (--cpu A,B with A != B)");
+		return 0;
+	}
+	if (measure(p, o, afb_scenario_name[r->id], run, nrun, dist, NULL) < 0)
+		return -1;
+	wake_note(r, o);
 	r->ran = true;
+	return 0;
+}
+
+static int copy_dist(struct afb_dist *to, const struct afb_dist *from)
+{
+	*to = *from;
+	to->ns = malloc((from->n + 1) * sizeof(double));
+	if (!to->ns)
+		return -ENOMEM;
+	memcpy(to->ns, from->ns, from->n * sizeof(double));
+	return 0;
+}
+
+static void gpio_notes(struct ping *p, struct afb_result *r)
+{
+	snprintf(r[AFB_GPIO].note, sizeof(r[AFB_GPIO].note),
+		 "on %s; %llu seqno gaps (edges the kernel dropped); the modes %s",
+		 afb_gpio_where(p->gpio), (unsigned long long)afb_gpio_gaps(p->gpio),
+		 afb_gpio_modes_at_once(p->gpio) ? "interleaved ping by ping, a line each"
+						 : "took turns on the one input line, half the time each");
+	snprintf(r[AFB_GPIO_IRQ].note, sizeof(r[AFB_GPIO_IRQ].note),
+		 "the handler runs on the pin's own thread; the pipe is gpio's, shown again");
+	snprintf(r[AFB_GPIO_EDGE].note, sizeof(r[AFB_GPIO_EDGE].note),
+		 "output write -> the kernel's edge timestamp, no runtime on the path: the "
+		 "ioctl, the pad, the wire, the interrupt entry (on a Pi 5 also PCIe to RP1)");
+}
+
+/* gpio, gpio-irq and gpio-edge: one run, three tables, because the user
+ * needs the two modes and the hardware's own share apart. */
+static int gpio_scenarios(struct ping *p, struct afb_result *r, const struct afb_opts *o)
+{
+	struct afb_result *co = &r[AFB_GPIO], *in = &r[AFB_GPIO_IRQ], *edge = &r[AFB_GPIO_EDGE];
+	struct afb_dist *dist[M_COUNT] = { NULL }, *stage[M_COUNT] = { NULL };
+	struct afb_opts half = *o;
+	int err;
+
+	if (!p->gpio) {
+		snprintf(co->skipped, sizeof(co->skipped), "%s", p->gpio_why);
+		in->hidden = edge->hidden = true;
+		return 0;
+	}
+	dist[M_GPIO_CO] = afb_dist_add(co, method_info[M_GPIO_CO].path, method_info[M_GPIO_CO].what);
+	dist[M_PIPE] = afb_dist_add(co, method_info[M_PIPE].path, method_info[M_PIPE].what);
+	dist[M_GPIO_INT] = afb_dist_add(in, method_info[M_GPIO_INT].path,
+					method_info[M_GPIO_INT].what);
+	stage[M_GPIO_CO] = afb_dist_add(edge, "coroutine", "output write -> edge timestamp, "
+							   "coroutine-mode pings");
+	stage[M_GPIO_INT] = afb_dist_add(edge, "interrupt", "output write -> edge timestamp, "
+							    "interrupt-mode pings");
+	co->baseline = in->baseline = 1;
+	edge->baseline = -1;
+	p->busy = false;
+	if (afb_gpio_modes_at_once(p->gpio)) {
+		const uint8_t run[] = { M_GPIO_CO, M_PIPE, M_GPIO_INT };
+
+		err = measure(p, o, "gpio", run, 3, dist, stage);
+	} else {
+		const uint8_t run_co[] = { M_GPIO_CO, M_PIPE }, run_in[] = { M_GPIO_INT, M_PIPE };
+
+		half.duration_s /= 2;
+		err = measure(p, &half, "gpio", run_co, 2, dist, stage);
+		if (err == 0 && (err = afb_gpio_set_mode(p->gpio, AFB_GPIO_INT)) < 0)
+			fprintf(stderr, "asyncflag-bench: gpio: interrupt mode: %s\n", af_strerror(err));
+		if (err == 0)
+			err = measure(p, &half, "gpio", run_in, 2, dist, stage);
+	}
+	if (err == 0)
+		err = copy_dist(afb_dist_add(in, "", ""), &co->d[1]);
+	if (err < 0)
+		return -1;
+	gpio_notes(p, r);
+	co->ran = in->ran = edge->ran = true;
 	return 0;
 }
 
@@ -768,6 +909,7 @@ static int ping_init(struct ping *p, struct worker *w, const struct afb_opts *o)
 
 	memset(p, 0, sizeof(*p));
 	p->efd = p->pefd = p->sfd = -1;
+	p->pipefd[0] = p->pipefd[1] = -1;
 	p->w = w;
 	p->gap_ns = o->gap_us * 1000u;
 	r = af_loop_new(&loop, NULL);
@@ -797,6 +939,12 @@ static int ping_init(struct ping *p, struct worker *w, const struct afb_opts *o)
 		af_flag_destroy(&p->flag);
 		return r;
 	}
+	if (!(o->scenarios & (1u << AFB_GPIO)))
+		return 0;
+	if (pipe2(p->pipefd, O_CLOEXEC) < 0)
+		return -errno;
+	if (afb_gpio_open(&p->gpio, loop, o, p->gpio_why, sizeof(p->gpio_why)) < 0)
+		p->gpio = NULL;
 	return 0;
 }
 
@@ -858,6 +1006,9 @@ int afb_run_wake(struct afb_result *r, const struct afb_opts *o)
 		for (size_t k = 0; k < sizeof(ids) / sizeof(ids[0]); k++)
 			snprintf(r[ids[k]].skipped, sizeof(r[ids[k]].skipped),
 				 "could not set up: %s", af_strerror(err));
+		snprintf(r[AFB_GPIO].skipped, sizeof(r[AFB_GPIO].skipped), "could not set up: %s",
+			 af_strerror(err));
+		r[AFB_GPIO_IRQ].hidden = r[AFB_GPIO_EDGE].hidden = true;
 		status = err == -EPERM || err == -ENOSYS ? 0 : -1;
 		goto out;
 	}
@@ -866,6 +1017,10 @@ int afb_run_wake(struct afb_result *r, const struct afb_opts *o)
 	for (size_t k = 0; k < sizeof(ids) / sizeof(ids[0]) && status == 0; k++)
 		if (o->scenarios & (1u << ids[k]))
 			status = scenario(&p, &r[ids[k]], o);
+	if (status == 0 && (o->scenarios & (1u << AFB_GPIO)))
+		status = gpio_scenarios(&p, r, o);
+	/* Its pins before the loop: no handler may set a flag of a freed loop. */
+	afb_gpio_close(p.gpio);
 	af_flag_destroy(&p.sflag);
 	af_flag_destroy(&p.flag);
 	/* The loop and the baselines' ring belong to the worker. */
@@ -878,6 +1033,9 @@ out:
 		close(p.pefd);
 	if (p.sfd >= 0)
 		close(p.sfd);
+	for (int k = 0; k < 2; k++)
+		if (p.pipefd[k] >= 0)
+			close(p.pipefd[k]);
 	pthread_cond_destroy(&p.cv);
 	pthread_mutex_destroy(&p.mu);
 	worker_stop(&w);

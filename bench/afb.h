@@ -34,6 +34,8 @@ enum afb_scenario {
 	AFB_WAKE_HOT,
 	AFB_SIGNAL,
 	AFB_GPIO,
+	AFB_GPIO_IRQ,            /* run with AFB_GPIO: interrupt mode */
+	AFB_GPIO_EDGE,           /* run with AFB_GPIO: output write -> edge timestamp */
 	AFB_EVENT,
 	AFB_SWITCH,
 	AFB_FANOUT,
@@ -70,6 +72,7 @@ struct afb_result {
 	enum afb_scenario id;
 	const char *title;
 	bool ran;
+	bool hidden;             /* part of another scenario that did not run */
 	char skipped[160];       /* why the whole scenario did not run */
 	struct afb_dist d[AFB_MAX_PATHS];  /* d[0] is the measured path */
 	int nd;
@@ -90,7 +93,31 @@ int afb_run_wake(struct afb_result *r, const struct afb_opts *o);     /* cold, h
 int afb_run_loop(struct afb_result *r, const struct afb_opts *o);     /* event, switch */
 int afb_run_fanout(struct afb_result *r, const struct afb_opts *o);
 int afb_run_echo(struct afb_result *r, const struct afb_opts *o, const char *argv0);
-int afb_run_gpio(struct afb_result *r, const struct afb_opts *o);
+/* afb_run_wake() also runs gpio, gpio-irq and gpio-edge. */
+
+/* ---- GPIO lines for the gpio scenarios (afb-gpio.c) ---- */
+
+struct af_loop;
+struct afb_gpio;
+enum afb_gpio_mode { AFB_GPIO_CO, AFB_GPIO_INT };
+
+/* Opens the simulated chip, or o->chip's output and input lines, for
+ * @loop. 0, or a negative errno with the reason in @why. */
+int afb_gpio_open(struct afb_gpio **g, struct af_loop *loop, const struct afb_opts *o,
+		  char *why, size_t len);
+/* A real chip has one input line, in one mode at a time; the simulated
+ * chip has a line per mode, so the modes interleave ping by ping. */
+bool afb_gpio_modes_at_once(const struct afb_gpio *g);
+/* Puts the one input line in @mode (real chips; a no-op when simulated). */
+int afb_gpio_set_mode(struct afb_gpio *g, enum afb_gpio_mode mode);
+/* The setter: makes the next edge of @mode's input. */
+int afb_gpio_trigger(struct afb_gpio *g, enum afb_gpio_mode mode);
+/* A task: waits for that edge; @ts receives its kernel timestamp. */
+int afb_gpio_wait(struct afb_gpio *g, enum afb_gpio_mode mode, uint64_t *ts);
+/* Edges the kernel dropped (seqno gaps), both modes together. */
+uint64_t afb_gpio_gaps(const struct afb_gpio *g);
+const char *afb_gpio_where(const struct afb_gpio *g);
+void afb_gpio_close(struct afb_gpio *g);
 
 /* ---- helpers in asyncflag-bench.c ---- */
 

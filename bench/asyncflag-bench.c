@@ -26,6 +26,8 @@ const char *const afb_scenario_name[AFB_NSCENARIOS] = {
 	[AFB_WAKE_HOT] = "wake-hot",
 	[AFB_SIGNAL] = "signal",
 	[AFB_GPIO] = "gpio",
+	[AFB_GPIO_IRQ] = "gpio-irq",
+	[AFB_GPIO_EDGE] = "gpio-edge",
 	[AFB_EVENT] = "event",
 	[AFB_SWITCH] = "switch",
 	[AFB_FANOUT] = "fanout",
@@ -158,7 +160,8 @@ static void usage(FILE *f)
 "\n"
 "What to run:\n"
 "  --scenario LIST   comma-separated, from: wake-cold wake-hot signal gpio event\n"
-"                    switch fanout echo, or all (default all)\n"
+"                    switch fanout echo, or all (default all); gpio also\n"
+"                    gives gpio-irq (interrupt mode) and gpio-edge (write -> edge)\n"
 "  --quick           about 10 seconds in all: 1 s per scenario, fan-out up to 10^5\n"
 "  --duration S      seconds per scenario (default 4; decimals allowed)\n"
 "  --iterations N    samples per path instead of a time budget\n"
@@ -209,6 +212,9 @@ static int parse_scenarios(const char *s, unsigned *mask)
 		}
 		*mask |= 1u << k;
 	}
+	/* The GPIO run gives its three tables together. */
+	if (*mask & ((1u << AFB_GPIO) | (1u << AFB_GPIO_IRQ) | (1u << AFB_GPIO_EDGE)))
+		*mask |= (1u << AFB_GPIO) | (1u << AFB_GPIO_IRQ) | (1u << AFB_GPIO_EDGE);
 	return 0;
 }
 
@@ -406,12 +412,13 @@ static void header_line(const struct afb_opts *o, const char *rt, char *buf, siz
 static int run_all(struct afb_result *res, const struct afb_opts *o, const char *argv0)
 {
 	static const int order[] = { AFB_WAKE_COLD, AFB_WAKE_HOT, AFB_SIGNAL, AFB_GPIO,
-				     AFB_EVENT, AFB_SWITCH, AFB_FANOUT, AFB_ECHO };
+				     AFB_GPIO_IRQ, AFB_GPIO_EDGE, AFB_EVENT, AFB_SWITCH,
+				     AFB_FANOUT, AFB_ECHO };
 	bool wake_done = false, loop_done = false;
 	int n = 0;
 
 	for (int k = 0; k < AFB_NSCENARIOS; k++)
-		n += (o->scenarios >> k) & 1;
+		n += k != AFB_GPIO_IRQ && k != AFB_GPIO_EDGE && ((o->scenarios >> k) & 1);
 	progress.per = o->duration_s;
 	progress.on = isatty(2) && !o->iterations && (double)n * o->duration_s > 3;
 	progress.left = n;
@@ -424,7 +431,10 @@ static int run_all(struct afb_result *res, const struct afb_opts *o, const char 
 		case AFB_WAKE_COLD:
 		case AFB_WAKE_HOT:
 		case AFB_SIGNAL:
-			/* one worker and one loop for the three: run them together */
+		case AFB_GPIO:
+		case AFB_GPIO_IRQ:
+		case AFB_GPIO_EDGE:
+			/* one worker and one loop for all of them: run them together */
 			if (!wake_done)
 				r = afb_run_wake(res, o);
 			wake_done = true;
@@ -434,9 +444,6 @@ static int run_all(struct afb_result *res, const struct afb_opts *o, const char 
 			if (!loop_done)
 				r = afb_run_loop(res, o);
 			loop_done = true;
-			break;
-		case AFB_GPIO:
-			r = afb_run_gpio(&res[id], o);
 			break;
 		case AFB_FANOUT:
 			r = afb_run_fanout(&res[id], o);
@@ -459,7 +466,9 @@ int main(int argc, char **argv)
 	static struct afb_result res[AFB_NSCENARIOS];
 	static const char *const titles[AFB_NSCENARIOS] = {
 		"thread -> task, loop asleep", "thread -> task, loop busy",
-		"signal handler -> task", "GPIO edge -> task", "Event set -> waiter resumed",
+		"signal handler -> task", "GPIO edge -> task, coroutine mode",
+		"GPIO edge -> task, interrupt mode", "GPIO output write -> edge timestamp",
+		"Event set -> waiter resumed",
 		"task switch round trip", "one Event, N waiters", "TCP echo against libuv",
 	};
 	struct afb_opts o;

@@ -35,8 +35,13 @@ done
 command -v jq >/dev/null 2>&1 || { echo "smoke-tool: jq missing, JSON not checked"; exit 77; }
 j=$dir/r.json
 jq -e . "$j" >/dev/null || fail "the JSON does not parse"
-jq -e '[.scenarios[].name] == ["wake-cold","wake-hot","signal","gpio","event","switch","fanout","echo"]' \
+# gpio-irq and gpio-edge come with gpio when the library has the GPIO API.
+jq -e '[.scenarios[].name | select(. != "gpio-irq" and . != "gpio-edge")] ==
+	["wake-cold","wake-hot","signal","gpio","event","switch","fanout","echo"]' \
 	"$j" >/dev/null || fail "not every scenario is in the JSON"
+jq -e '(.scenarios[] | select(.name == "gpio") | .ran) ==
+	([.scenarios[].name] | index("gpio-irq") != null and index("gpio-edge") != null)' \
+	"$j" >/dev/null || fail "gpio ran, but gpio-irq or gpio-edge is missing (or the reverse)"
 # Every path the scenario promises, measured or said to be unavailable.
 check_paths() {
 	jq -e --arg s "$1" --argjson want "$2" \
@@ -48,6 +53,14 @@ check_paths wake-hot '["af_flag","spin"]'
 check_paths signal '["af_signal","signalfd","uv_signal"]'
 check_paths event '["af_event","swapcontext"]'
 check_paths switch '["af_event","swapcontext"]'
+if jq -e '.scenarios[] | select(.name == "gpio") | .ran' "$j" >/dev/null; then
+	check_paths gpio '["af_pin","pipe"]'
+	check_paths gpio-irq '["af_pin_irq","pipe"]'
+	check_paths gpio-edge '["coroutine","interrupt"]'
+else
+	jq -e '.scenarios[] | select(.name == "gpio") | (.skipped | length) > 0' "$j" >/dev/null ||
+		fail "gpio did not run and does not say why"
+fi
 # An unavailable path says why; an available one has its samples.
 jq -e '[.scenarios[] | select(.paths) | .paths[] |
 	if .available then .n > 0 and .min <= .p50 and .p50 <= .p90 and .p90 <= .p99 and
@@ -57,7 +70,7 @@ jq -e '[.scenarios[] | select(.paths) | .paths[] |
 # Ratios: the measured path's percentile over the path's own, both as printed
 # (6 significant digits each, so equal to 1e-4).
 jq -e '[.scenarios[] | select(.paths) | .paths[0] as $m | .paths[1:][] |
-	select(.available and $m.available) |
+	select(.available and $m.available and .ratio_p50 != null) |
 	((.ratio_p50 - $m.p50 / .p50) | fabs) <= 1e-4 * ($m.p50 / .p50) and
 	((.ratio_p90 - $m.p90 / .p90) | fabs) <= 1e-4 * ($m.p90 / .p90)] | all' "$j" >/dev/null ||
 	fail "a ratio is not the quotient of the figures next to it"
