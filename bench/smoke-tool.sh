@@ -111,4 +111,9 @@ if command -v gnuplot >/dev/null 2>&1; then
 else
 	grep -q 'apt install gnuplot' "$dir/err" || fail "no hint on how to get gnuplot"
 fi
+# Without gnuplot on the PATH: a hint, no plot, and the run still succeeds.
+PATH=/nonexistent "$bench" --scenario event --iterations 5 --plot "$dir/none.svg" \
+	>/dev/null 2>"$dir/err2" || fail "a run without gnuplot exited with $?"
+grep -q 'apt install gnuplot' "$dir/err2" || fail "no hint on how to get gnuplot"
+[ -e "$dir/none.svg" ] && fail "a plot file appeared without gnuplot"
 echo "smoke-tool: table, JSON, histogram and plot check out"
