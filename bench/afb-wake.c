@@ -848,9 +848,12 @@ static void gpio_notes(struct ping *p, struct afb_result *r)
 						 : "took turns on the one input line, half the time each");
 	snprintf(r[AFB_GPIO_IRQ].note, sizeof(r[AFB_GPIO_IRQ].note),
 		 "the handler runs on the pin's own thread; the pipe is gpio's, shown again");
-	snprintf(r[AFB_GPIO_EDGE].note, sizeof(r[AFB_GPIO_EDGE].note),
-		 "output write -> the kernel's edge timestamp, no runtime on the path: the "
-		 "ioctl, the pad, the wire, the interrupt entry (on a Pi 5 also PCIe to RP1)");
+	snprintf(r[AFB_GPIO_EDGE].note, sizeof(r[AFB_GPIO_EDGE].note), "%s",
+		 afb_gpio_modes_at_once(p->gpio)
+		 ? "af_gpio_sim_pull() -> the simulated edge's timestamp; on a real chip this is "
+		   "the ioctl, the pad, the wire and the interrupt entry"
+		 : "output write -> the kernel's edge timestamp, no runtime on the path: the "
+		   "ioctl, the pad, the wire, the interrupt entry (on a Pi 5 also PCIe to RP1)");
 }
 
 /* gpio, gpio-irq and gpio-edge: one run, three tables, because the user
