@@ -157,7 +157,6 @@ struct ping {
 	struct io_uring ring;
 	unsigned ring_flags;
 	bool ring_ok, have_futex;
-	uint64_t cqe_v;
 	struct afb_gpio *gpio;       /* NULL: not asked for, or not available */
 	char gpio_why[160];
 	int pipefd[2];
@@ -904,9 +903,21 @@ static int gpio_scenarios(struct ping *p, struct afb_result *r, const struct afb
 	return 0;
 }
 
+static void close_fds(struct ping *p)
+{
+	int *fds[] = { &p->efd, &p->pefd, &p->sfd, &p->pipefd[0], &p->pipefd[1] };
+
+	for (size_t k = 0; k < sizeof(fds) / sizeof(fds[0]); k++) {
+		if (*fds[k] >= 0)
+			close(*fds[k]);
+		*fds[k] = -1;
+	}
+}
+
+/* Everything but what must be made on the worker (setup_job). On failure
+ * nothing is left to undo but the mutex and the condition variable. */
 static int ping_init(struct ping *p, struct worker *w, const struct afb_opts *o)
 {
-	struct af_loop *loop;
 	sigset_t set;
 	int r;
 
@@ -915,40 +926,46 @@ static int ping_init(struct ping *p, struct worker *w, const struct afb_opts *o)
 	p->pipefd[0] = p->pipefd[1] = -1;
 	p->w = w;
 	p->gap_ns = o->gap_us * 1000u;
-	r = af_loop_new(&loop, NULL);
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	r = af_loop_new(&p->loop, NULL);
 	if (r < 0) {
 		fprintf(stderr, "asyncflag-bench: af_loop_new: %s\n", af_strerror(r));
 		return r;
 	}
-	p->loop = loop;
-	p->ring_flags = ring_flags(af_loop_features(loop));
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
+	p->ring_flags = ring_flags(af_loop_features(p->loop));
 	sigemptyset(&set);
 	sigaddset(&set, SIG_SFD);
 	p->efd = eventfd(0, EFD_CLOEXEC);
 	p->pefd = eventfd(0, EFD_CLOEXEC);
 	p->sfd = signalfd(-1, &set, SFD_CLOEXEC);
-	if (p->efd < 0 || p->pefd < 0 || p->sfd < 0)
-		return -errno;
-	if ((r = af_flag_init(&p->flag, loop)) < 0)
-		return r;
-	if ((r = af_flag_init(&p->sflag, loop)) < 0) {
-		af_flag_destroy(&p->flag);
-		return r;
+	if (p->efd < 0 || p->pefd < 0 || p->sfd < 0 ||
+	    ((o->scenarios & (1u << AFB_GPIO)) && pipe2(p->pipefd, O_CLOEXEC) < 0)) {
+		r = -errno;
+		goto err_fds;
 	}
-	if ((r = af_signal_watch(&p->sflag, SIG_AF)) < 0) {
-		af_flag_destroy(&p->sflag);
-		af_flag_destroy(&p->flag);
-		return r;
-	}
-	if (!(o->scenarios & (1u << AFB_GPIO)))
-		return 0;
-	if (pipe2(p->pipefd, O_CLOEXEC) < 0)
-		return -errno;
-	if (afb_gpio_open(&p->gpio, loop, o, p->gpio_why, sizeof(p->gpio_why)) < 0)
+	if ((r = af_flag_init(&p->flag, p->loop)) < 0)
+		goto err_fds;
+	if ((r = af_flag_init(&p->sflag, p->loop)) < 0)
+		goto err_flag;
+	if ((r = af_signal_watch(&p->sflag, SIG_AF)) < 0)
+		goto err_sflag;
+	/* Not having GPIO is a row in the table, not a failure. */
+	if ((o->scenarios & (1u << AFB_GPIO)) &&
+	    afb_gpio_open(&p->gpio, p->loop, o, p->gpio_why, sizeof(p->gpio_why)) < 0)
 		p->gpio = NULL;
 	return 0;
+
+err_sflag:
+	af_flag_destroy(&p->sflag);
+err_flag:
+	af_flag_destroy(&p->flag);
+err_fds:
+	close_fds(p);
+	/* It never ran, so it is bound to no thread yet. */
+	af_loop_free(p->loop);
+	p->loop = NULL;
+	return r;
 }
 
 static int worker_start(struct worker *w, const struct afb_opts *o)
@@ -1029,16 +1046,8 @@ int afb_run_wake(struct afb_result *r, const struct afb_opts *o)
 	/* The loop and the baselines' ring belong to the worker. */
 	worker_run(&w, teardown_job, &p);
 	worker_wait(&w);
+	close_fds(&p);
 out:
-	if (p.efd >= 0)
-		close(p.efd);
-	if (p.pefd >= 0)
-		close(p.pefd);
-	if (p.sfd >= 0)
-		close(p.sfd);
-	for (int k = 0; k < 2; k++)
-		if (p.pipefd[k] >= 0)
-			close(p.pipefd[k]);
 	pthread_cond_destroy(&p.cv);
 	pthread_mutex_destroy(&p.mu);
 	worker_stop(&w);
