@@ -75,7 +75,7 @@ static void table_latency(const struct afb_result *r)
 			printf("%s\n", d->why);
 			continue;
 		}
-		printf("%7zu %7.0f %7.0f %7.0f %7.0f %7.0f %8.0f", p->n, p->min, p->p50, p->p90,
+		printf("%7zu %8.0f %8.0f %8.0f %8.0f %8.0f %9.0f", p->n, p->min, p->p50, p->p90,
 		       p->p99, p->p999, p->max);
 		if (k > 0 && r->baseline > 0) {
 			double r50 = afb_ratio(r, k, 0.5), r90 = afb_ratio(r, k, 0.9);
@@ -99,7 +99,7 @@ void afb_print_table(const struct afb_result *res, int n, const struct afb_opts 
 	printf("latency in ns, from the set, the signal or the edge to the waiting task running\n");
 	printf("ratio: the scenario's first path over this one at p50 and p90, same run; "
 	       "* its baseline\n\n");
-	printf("%-10s %-15s %7s %7s %7s %7s %7s %7s %8s  %s\n", "scenario", "path", "n", "min",
+	printf("%-10s %-15s %7s %8s %8s %8s %8s %8s %9s  %s\n", "scenario", "path", "n", "min",
 	       "p50", "p90", "p99", "p99.9", "max", "ratio p50 p90");
 	for (int i = 0; i < n; i++) {
 		const struct afb_result *r = &res[i];
