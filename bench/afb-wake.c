@@ -170,6 +170,7 @@ struct ping {
 
 	const uint8_t *sched;
 	size_t n;
+	size_t group;                /* pings per group: one of each method */
 	bool busy;
 	uint64_t gap_ns;
 	double *lat;                 /* ns per ping; -1 when left out */
@@ -577,7 +578,7 @@ static int run_pings(struct ping *p, const struct afb_opts *o, const char *name,
 			afb_progress(name, o->iterations ? (double)i / (double)p->n
 					   : (double)(bench_now_ns() - start) / (o->duration_s * 1e9));
 		if (timed && !o->iterations && afb_time_up(o, start) && i + 1 < p->n &&
-		    (i + 1) % 16 == 0)
+		    (i + 1) % p->group == 0)
 			atomic_store_explicit(&p->stop_at, i + 1, memory_order_relaxed);
 		/* relaxed: each mechanism orders it before the wake-up (the
 		 * flag's release, the system calls, the mutex, spin_go's and the
@@ -759,6 +760,7 @@ static int measure(struct ping *p, const struct afb_opts *o, const char *name,
 		p->stage = calloc(rounds * (size_t)nrun, sizeof(*p->stage));
 		p->sched = sched;
 		p->n = rounds * (size_t)nrun;
+		p->group = (size_t)nrun;
 		if (!sched || !p->lat || !p->stage)
 			err = -ENOMEM;
 		else if (run_pings(p, o, name, pass == 1) < 0)
