@@ -81,61 +81,6 @@ static const struct {
 			     "descriptor the simulated chip's events come through" },
 };
 
-/* ---- the worker thread ----------------------------------------------------- */
-
-struct worker {
-	pthread_t th;
-	sem_t go, done;
-	void (*fn)(void *arg);
-	void *arg;
-	bool quit;
-	pid_t tid;
-	int statfd;                /* /proc/self/task/<tid>/stat */
-};
-
-static void *worker_main(void *arg)
-{
-	struct worker *w = arg;
-
-	w->tid = gettid();
-	sem_post(&w->done);
-	for (;;) {
-		sem_wait(&w->go);
-		if (w->quit)
-			break;
-		w->fn(w->arg);
-		sem_post(&w->done);
-	}
-	return NULL;
-}
-
-static void worker_run(struct worker *w, void (*fn)(void *), void *arg)
-{
-	w->fn = fn;
-	w->arg = arg;
-	sem_post(&w->go);
-}
-
-static void worker_wait(struct worker *w)
-{
-	while (sem_wait(&w->done) < 0 && errno == EINTR)
-		;
-}
-
-/* The kernel's view of the thread: 'S' while it sleeps in a system call. */
-static char thread_state(int fd)
-{
-	char buf[512], *p;
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-
-	if (n <= 0)
-		return '?';
-	buf[n] = '\0';
-	/* "tid (comm) S ...": comm may hold spaces and parentheses. */
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : '?';
-}
-
 /* ---- one scenario's state -------------------------------------------------- */
 
 struct ping {
@@ -177,7 +122,7 @@ struct ping {
 	double *stage;               /* GPIO: output write -> the edge's kernel timestamp */
 	int err_method;
 
-	struct worker *w;
+	struct bench_worker *w;
 	bool spin_stop;              /* worker thread only */
 	uint64_t turns;
 };
@@ -449,7 +394,7 @@ static int wait_asleep(struct ping *p, const char *what)
 {
 	uint64_t start = bench_now_ns();
 
-	for (unsigned polls = 0; thread_state(p->w->statfd) != 'S'; polls++) {
+	for (unsigned polls = 0; bench_thread_state(p->w->statfd) != 'S'; polls++) {
 		if (atomic_load(&p->failed))
 			return -1;
 		/* Both threads on one CPU: the worker needs it to go to sleep. */
@@ -567,7 +512,7 @@ static int run_pings(struct ping *p, const struct afb_opts *o, const char *name,
 	atomic_store(&p->failed, 0);
 	atomic_store(&p->stop_at, p->n);
 	p->turns = 0;
-	worker_run(p->w, ping_job, p);
+	bench_worker_run(p->w, ping_job, p);
 	for (i = 0; i < p->n; i++) {
 		if (wait_ready(p, i + 1, method_info[p->sched[i]].path) < 0 ||
 		    setter_wait(p, i, &seed) < 0)
@@ -590,7 +535,7 @@ static int run_pings(struct ping *p, const struct afb_opts *o, const char *name,
 	}
 	if (wait_ready(p, UINT64_MAX, "final") < 0)
 		goto stuck;
-	worker_wait(p->w);
+	bench_worker_wait(p->w);
 	p->n = i < p->n ? i + 1 : p->n;
 	if (atomic_load(&p->failed)) {
 		fprintf(stderr, "asyncflag-bench: %s: %s failed: %s\n", name,
@@ -918,7 +863,7 @@ static void close_fds(struct ping *p)
 
 /* Everything but what must be made on the worker (setup_job). On failure
  * nothing is left to undo but the mutex and the condition variable. */
-static int ping_init(struct ping *p, struct worker *w, const struct afb_opts *o)
+static int ping_init(struct ping *p, struct bench_worker *w, const struct afb_opts *o)
 {
 	sigset_t set;
 	int r;
@@ -970,45 +915,12 @@ err_fds:
 	return r;
 }
 
-static int worker_start(struct worker *w, const struct afb_opts *o)
-{
-	char path[64];
-
-	memset(w, 0, sizeof(*w));
-	sem_init(&w->go, 0, 0);
-	sem_init(&w->done, 0, 0);
-	if (pthread_create(&w->th, NULL, worker_main, w) != 0)
-		return -EAGAIN;
-	worker_wait(w);
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)w->tid);
-	w->statfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (o->cpu[1] >= 0) {
-		cpu_set_t cs;
-
-		CPU_ZERO(&cs);
-		CPU_SET(o->cpu[1], &cs);
-		pthread_setaffinity_np(w->th, sizeof(cs), &cs);
-	}
-	return w->statfd < 0 ? -errno : 0;
-}
-
-static void worker_stop(struct worker *w)
-{
-	w->quit = true;
-	sem_post(&w->go);
-	pthread_join(w->th, NULL);
-	if (w->statfd >= 0)
-		close(w->statfd);
-	sem_destroy(&w->go);
-	sem_destroy(&w->done);
-}
-
 /* Runs whichever of wake-cold, wake-hot and signal are asked for, on one
  * worker and one loop: @r is indexed by enum afb_scenario. */
 int afb_run_wake(struct afb_result *r, const struct afb_opts *o)
 {
 	static const enum afb_scenario ids[] = { AFB_WAKE_COLD, AFB_WAKE_HOT, AFB_SIGNAL };
-	struct worker w;
+	struct bench_worker w;
 	struct ping p;
 	sigset_t set, old;
 	int err, status = 0;
@@ -1018,7 +930,7 @@ int afb_run_wake(struct afb_result *r, const struct afb_opts *o)
 	sigemptyset(&set);
 	sigaddset(&set, SIG_SFD);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
-	err = worker_start(&w, o);
+	err = bench_worker_start(&w, o->cpu[1]);
 	if (err < 0) {
 		fprintf(stderr, "asyncflag-bench: worker thread: %s\n", strerror(-err));
 		return -1;
@@ -1034,8 +946,8 @@ int afb_run_wake(struct afb_result *r, const struct afb_opts *o)
 		status = err == -EPERM || err == -ENOSYS ? 0 : -1;
 		goto out;
 	}
-	worker_run(&w, setup_job, &p);
-	worker_wait(&w);
+	bench_worker_run(&w, setup_job, &p);
+	bench_worker_wait(&w);
 	for (size_t k = 0; k < sizeof(ids) / sizeof(ids[0]) && status == 0; k++)
 		if (o->scenarios & (1u << ids[k]))
 			status = scenario(&p, &r[ids[k]], o);
@@ -1046,13 +958,13 @@ int afb_run_wake(struct afb_result *r, const struct afb_opts *o)
 	af_flag_destroy(&p.sflag);
 	af_flag_destroy(&p.flag);
 	/* The loop and the baselines' ring belong to the worker. */
-	worker_run(&w, teardown_job, &p);
-	worker_wait(&w);
+	bench_worker_run(&w, teardown_job, &p);
+	bench_worker_wait(&w);
 	close_fds(&p);
 out:
 	pthread_cond_destroy(&p.cv);
 	pthread_mutex_destroy(&p.mu);
-	worker_stop(&w);
+	bench_worker_stop(&w);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return status;
 }

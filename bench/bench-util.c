@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/perf_event.h>
 #include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -69,6 +70,95 @@ uint8_t *bench_sched_make(const uint8_t *methods, size_t nm, size_t rounds)
 			s[k * nm + j] = methods[idx];
 		}
 	return s;
+}
+
+/* ---- the worker thread ---------------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+	struct bench_worker *w = arg;
+
+	w->tid = gettid();
+	sem_post(&w->done);
+	for (;;) {
+		while (sem_wait(&w->go) < 0 && errno == EINTR)
+			;
+		if (w->quit)
+			break;
+		w->fn(w->arg);
+		sem_post(&w->done);
+	}
+	return NULL;
+}
+
+int bench_worker_start(struct bench_worker *w, int cpu)
+{
+	char path[64];
+
+	memset(w, 0, sizeof(*w));
+	w->statfd = -1;
+	sem_init(&w->go, 0, 0);
+	sem_init(&w->done, 0, 0);
+	if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
+		sem_destroy(&w->go);
+		sem_destroy(&w->done);
+		return -EAGAIN;
+	}
+	bench_worker_wait(w);
+	if (cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		pthread_setaffinity_np(w->th, sizeof(set), &set);
+	}
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)w->tid);
+	w->statfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (w->statfd < 0) {
+		int err = -errno;
+
+		bench_worker_stop(w);
+		return err;
+	}
+	return 0;
+}
+
+void bench_worker_run(struct bench_worker *w, void (*fn)(void *), void *arg)
+{
+	w->fn = fn;
+	w->arg = arg;
+	sem_post(&w->go);
+}
+
+void bench_worker_wait(struct bench_worker *w)
+{
+	while (sem_wait(&w->done) < 0 && errno == EINTR)
+		;
+}
+
+void bench_worker_stop(struct bench_worker *w)
+{
+	w->quit = true;
+	sem_post(&w->go);
+	pthread_join(w->th, NULL);
+	if (w->statfd >= 0)
+		close(w->statfd);
+	w->statfd = -1;
+	sem_destroy(&w->go);
+	sem_destroy(&w->done);
+}
+
+char bench_thread_state(int statfd)
+{
+	char buf[512], *p;
+	ssize_t n = pread(statfd, buf, sizeof(buf) - 1, 0);
+
+	if (n <= 0)
+		return '?';
+	buf[n] = '\0';
+	/* "tid (comm) S ...": comm may hold spaces and parentheses. */
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : '?';
 }
 
 /* ---- options --------------------------------------------------------- */
