@@ -108,7 +108,8 @@ void afb_print_table(const struct afb_result *res, int n, const struct afb_opts 
 			continue;
 		if (!r->ran) {
 			printf("%-10s %s\n", afb_scenario_name[r->id],
-			       r->skipped[0] ? r->skipped : "did not run");
+			       r->skipped[0] ? r->skipped : "did not run: a scenario before it failed "
+							    "(see above)");
 			continue;
 		}
 		if (r->id == AFB_FANOUT)

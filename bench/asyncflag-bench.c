@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -123,27 +124,48 @@ static void progress_end(void)
 
 static int dma_fd = -1;     /* held open for the run: closing it ends the request */
 
-static void go_realtime(int prio, char *said, size_t len)
+/* Fills @got with what was granted, for the report's header; says on
+ * stderr what was not, and why. Threads made later inherit the policy. */
+static void go_realtime(int prio, char *got, size_t len)
 {
 	struct sched_param sp = { .sched_priority = prio };
+	char said[512] = "";
+	size_t at = 0, g = 0;
+	struct rlimit rl;
 	int32_t zero = 0;
-	size_t at = 0;
 
-	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
-		at += (size_t)snprintf(said + at, len - at, "mlockall: %s; ", strerror(errno));
+	/* With a finite RLIMIT_MEMLOCK and no CAP_IPC_LOCK, MCL_FUTURE makes
+	 * every later mapping past the limit fail: the threads' stacks, the
+	 * tasks', the samples. Better not locked than not run. */
+	if (geteuid() != 0 && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		at += (size_t)snprintf(said + at, sizeof(said) - at,
+				       "mlockall: skipped, RLIMIT_MEMLOCK is %llu KiB (raise it: "
+				       "ulimit -l unlimited, or run as root); ",
+				       (unsigned long long)rl.rlim_cur / 1024);
+	else if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
+		at += (size_t)snprintf(said + at, sizeof(said) - at, "mlockall: %s; ",
+				       strerror(errno));
+	else
+		g += (size_t)snprintf(got + g, len - g, "memory locked, ");
 	if (sched_setscheduler(0, SCHED_FIFO, &sp) < 0)
-		at += (size_t)snprintf(said + at, len - at,
+		at += (size_t)snprintf(said + at, sizeof(said) - at,
 				       "SCHED_FIFO %d: %s (needs root or CAP_SYS_NICE, or an "
 				       "rtprio limit in /etc/security/limits.conf); ",
 				       prio, strerror(errno));
+	else
+		g += (size_t)snprintf(got + g, len - g, "SCHED_FIFO %d, ", prio);
 	dma_fd = open("/dev/cpu_dma_latency", O_WRONLY | O_CLOEXEC);
 	if (dma_fd < 0 || write(dma_fd, &zero, sizeof(zero)) != (ssize_t)sizeof(zero)) {
-		at += (size_t)snprintf(said + at, len - at, "/dev/cpu_dma_latency: %s; ",
+		at += (size_t)snprintf(said + at, sizeof(said) - at, "/dev/cpu_dma_latency: %s; ",
 				       strerror(errno));
 		if (dma_fd >= 0)
 			close(dma_fd);
 		dma_fd = -1;
+	} else {
+		g += (size_t)snprintf(got + g, len - g, "cpu_dma_latency 0, ");
 	}
+	if (g >= 2)
+		got[g - 2] = '\0';
 	if (at)
 		fprintf(stderr, "asyncflag-bench: --rt %d: %srunning without those\n", prio, said);
 }
@@ -405,8 +427,7 @@ static void header_line(const struct afb_opts *o, const char *rt, char *buf, siz
 		 (f & AF_FEATURE_SINGLE_ISSUER) ? ", SINGLE_ISSUER" : "",
 		 (f & AF_FEATURE_DEFER_TASKRUN) ? ", DEFER_TASKRUN" : "", u.release, u.machine,
 		 sysconf(_SC_NPROCESSORS_ONLN), pin,
-		 o->rt_prio ? (rt[0] ? "real-time in part (see stderr)" : "SCHED_FIFO") :
-			      "not real-time");
+		 !o->rt_prio ? "not real-time" : rt[0] ? rt : "--rt refused (see stderr)");
 }
 
 static int run_all(struct afb_result *res, const struct afb_opts *o, const char *argv0)

@@ -29,4 +29,13 @@ for bad in "--no-such-option" "--scenario nosuch" "--iterations 0" "--rt 100" \
 	[ -s "${TMPDIR:-/tmp}/afb-help.$$" ] || fail "'$bad' said nothing on stderr"
 done
 rm -f "${TMPDIR:-/tmp}/afb-help.$$"
+# --rt where it is not permitted: each refused part named, and the run goes on.
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1; then
+	err=$(setpriv --reuid=65534 --regid=65534 --clear-groups \
+		"$bench" --rt 50 --iterations 5 --scenario event 2>&1 >/dev/null) ||
+		fail "--rt as an unprivileged user exited with $?"
+	for part in SCHED_FIFO /dev/cpu_dma_latency 'running without those'; do
+		printf '%s\n' "$err" | grep -q -e "$part" || fail "--rt refused: no word on $part"
+	done
+fi
 echo "smoke-help: $(echo $opts | wc -w) options documented; bad options refused"
