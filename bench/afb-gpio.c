@@ -5,15 +5,24 @@
  * (af_pin_wait_edge) and interrupt mode (af_pin_irq, whose handler sets a
  * flag) interleave ping by ping. With --chip, a real chip: the tool drives
  * --out-line and waits on --in-line, which a jumper joins to it; the one
- * input is in one mode at a time, so the modes take turns in halves.
+ * input is in one mode at a time, so the modes take turns, and a third
+ * turn reads a raw uAPI line request with blocking read(2): the kernel's
+ * floor for being woken by an edge.
  * Every edge of both directions is detected, so each toggle is one edge.
  * Built without the GPIO API (AFB_HAVE_GPIO 0) the scenarios say so.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#if AFB_HAVE_GPIO
+#include <linux/gpio.h>
+#endif
 
 #include "afb.h"
 #include "asyncflag.h"
@@ -28,13 +37,16 @@ struct afb_gpio {
 	struct af_pin *in[2];        /* per mode; on a real chip one is NULL */
 	int level[2];                /* what the next trigger drives, per line */
 	char in_name[80];
+	char chip_path[64];          /* real chip: for the raw request */
+	unsigned in_offset;
+	int rawfd;                   /* AFB_GPIO_RAW's line request, or -1 */
 	enum afb_gpio_mode mode;     /* real chip: the input's mode now */
 	struct af_flag flag;         /* interrupt mode: the handler sets it */
 	/* Written by the pin's handler thread, read by the task after the
 	 * flag's wait returns: af_flag_set() is a release and the wait's
 	 * return an acquire, on every architecture. */
 	_Atomic uint64_t irq_ts;
-	uint32_t last_seq[2];
+	uint32_t last_seq[3];
 	_Atomic uint64_t gaps;
 	char where[160];
 };
@@ -95,9 +107,17 @@ static int open_sim(struct afb_gpio *g, char *why, size_t len)
 
 static int open_chip(struct afb_gpio *g, const struct afb_opts *o, char *why, size_t len)
 {
+	struct af_gpio_chip_info info;
 	char out[80];
 	int r;
 
+	r = af_gpio_chip_info(o->chip, &info);
+	if (r < 0) {
+		snprintf(why, len, "%s: %s", o->chip, af_strerror(r));
+		return r;
+	}
+	snprintf(g->chip_path, sizeof(g->chip_path), "%s", info.path);
+	g->in_offset = o->in_line;
 	snprintf(out, sizeof(out), "%s:%u", o->chip, o->out_line);
 	snprintf(g->in_name, sizeof(g->in_name), "%s:%u", o->chip, o->in_line);
 	r = af_pin_open(&g->out, out, AF_PIN_OUT);
@@ -124,6 +144,7 @@ int afb_gpio_open(struct afb_gpio **gp, struct af_loop *loop, const struct afb_o
 		snprintf(why, len, "out of memory");
 		return -ENOMEM;
 	}
+	g->rawfd = -1;
 	r = af_flag_init(&g->flag, loop);
 	if (r < 0) {
 		snprintf(why, len, "af_flag_init: %s", af_strerror(r));
@@ -144,16 +165,49 @@ bool afb_gpio_modes_at_once(const struct afb_gpio *g)
 	return g->sim != NULL;
 }
 
+/* The raw uAPI request the library's own path is compared with: both
+ * edges, the monotonic clock, nothing else. */
+static int open_raw(struct afb_gpio *g)
+{
+	struct gpio_v2_line_request req;
+	int chip = open(g->chip_path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (chip < 0)
+		return -errno;
+	memset(&req, 0, sizeof(req));
+	req.offsets[0] = g->in_offset;
+	req.num_lines = 1;
+	req.config.flags = GPIO_V2_LINE_FLAG_INPUT | GPIO_V2_LINE_FLAG_EDGE_RISING |
+			   GPIO_V2_LINE_FLAG_EDGE_FALLING;
+	snprintf(req.consumer, sizeof(req.consumer), "asyncflag-bench");
+	if (ioctl(chip, GPIO_V2_GET_LINE_IOCTL, &req) < 0)
+		r = -errno;
+	else
+		g->rawfd = req.fd;
+	close(chip);
+	return r;
+}
+
+static void close_input(struct afb_gpio *g)
+{
+	if (g->mode == AFB_GPIO_RAW) {
+		close(g->rawfd);
+		g->rawfd = -1;
+	} else {
+		/* Interrupt mode cannot be left but by closing the request. */
+		af_pin_close(g->in[g->mode]);
+		g->in[g->mode] = NULL;
+	}
+}
+
 int afb_gpio_set_mode(struct afb_gpio *g, enum afb_gpio_mode mode)
 {
 	if (g->sim || g->mode == mode)
-		return 0;
-	/* Interrupt mode cannot be left but by closing the request. */
-	af_pin_close(g->in[g->mode]);
-	g->in[g->mode] = NULL;
+		return g->sim && mode == AFB_GPIO_RAW ? -EINVAL : 0;
+	close_input(g);
 	g->mode = mode;
 	g->last_seq[mode] = 0;
-	return open_input(g, mode, g->in_name);
+	return mode == AFB_GPIO_RAW ? open_raw(g) : open_input(g, mode, g->in_name);
 }
 
 int afb_gpio_trigger(struct afb_gpio *g, enum afb_gpio_mode mode)
@@ -175,6 +229,19 @@ int afb_gpio_wait(struct afb_gpio *g, enum afb_gpio_mode mode, uint64_t *ts)
 		r = af_flag_wait(&g->flag);
 		*ts = atomic_load_explicit(&g->irq_ts, memory_order_relaxed);
 		return r;
+	}
+	if (mode == AFB_GPIO_RAW) {
+		struct gpio_v2_line_event raw;
+
+		/* The task blocks the loop's thread, as the other baselines do. */
+		ssize_t n = read(g->rawfd, &raw, sizeof(raw));
+
+		if (n != (ssize_t)sizeof(raw))
+			return n < 0 ? -errno : -EIO;
+		ev.seqno = raw.seqno;
+		count_gap(g, AFB_GPIO_RAW, &ev);
+		*ts = raw.timestamp_ns;
+		return 0;
 	}
 	r = af_pin_wait_edge(g->in[AFB_GPIO_CO], &ev);
 	if (r == 0) {
@@ -201,6 +268,8 @@ void afb_gpio_close(struct afb_gpio *g)
 	/* The pins first: after af_pin_close() no handler runs. */
 	af_pin_close(g->in[0]);
 	af_pin_close(g->in[1]);
+	if (g->rawfd >= 0)
+		close(g->rawfd);
 	af_pin_close(g->out);
 	af_gpio_sim_free(g->sim);
 	af_flag_destroy(&g->flag);

@@ -73,6 +73,7 @@ struct afb_result {
 	const char *title;
 	bool ran;
 	bool hidden;             /* part of another scenario that did not run */
+	bool failed;             /* could not do what was asked: exit status 1 */
 	char skipped[160];       /* why the whole scenario did not run */
 	struct afb_dist d[AFB_MAX_PATHS];  /* d[0] is the measured path */
 	int nd;
@@ -99,7 +100,11 @@ int afb_run_echo(struct afb_result *r, const struct afb_opts *o, const char *arg
 
 struct af_loop;
 struct afb_gpio;
-enum afb_gpio_mode { AFB_GPIO_CO, AFB_GPIO_INT };
+enum afb_gpio_mode {
+	AFB_GPIO_CO,             /* af_pin_wait_edge() */
+	AFB_GPIO_INT,            /* an af_pin_irq() handler sets a flag */
+	AFB_GPIO_RAW,            /* real chips: a blocking read(2) of a raw line request */
+};
 
 /* Opens the simulated chip, or o->chip's output and input lines, for
  * @loop. 0, or a negative errno with the reason in @why. */
@@ -108,7 +113,8 @@ int afb_gpio_open(struct afb_gpio **g, struct af_loop *loop, const struct afb_op
 /* A real chip has one input line, in one mode at a time; the simulated
  * chip has a line per mode, so the modes interleave ping by ping. */
 bool afb_gpio_modes_at_once(const struct afb_gpio *g);
-/* Puts the one input line in @mode (real chips; a no-op when simulated). */
+/* Puts the one input line in @mode (real chips; a no-op when simulated,
+ * where AFB_GPIO_RAW does not exist: the pipe is its floor). */
 int afb_gpio_set_mode(struct afb_gpio *g, enum afb_gpio_mode mode);
 /* The setter: makes the next edge of @mode's input. */
 int afb_gpio_trigger(struct afb_gpio *g, enum afb_gpio_mode mode);

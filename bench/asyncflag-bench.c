@@ -509,8 +509,11 @@ int main(int argc, char **argv)
 	header_line(&o, rt, header, sizeof(header));
 	if (run_all(res, &o, argv[0]) < 0)
 		status = 1;
-	for (int k = 0; k < AFB_NSCENARIOS; k++)
+	for (int k = 0; k < AFB_NSCENARIOS; k++) {
 		afb_summarise(&res[k]);
+		if (res[k].failed)
+			status = 1;
+	}
 	afb_print_table(res, AFB_NSCENARIOS, &o, header);
 	fflush(stdout);
 	if (o.json && (r = afb_write_json(o.json, res, AFB_NSCENARIOS, &o, header)) < 0) {
