@@ -732,6 +732,16 @@ static int measure(struct ping *p, const struct afb_opts *o, const char *name,
 	return err;
 }
 
+/* The share of @d's samples above @ns. */
+static double slow_share(const struct afb_dist *d, double ns)
+{
+	size_t slow = 0;
+
+	for (size_t i = 0; i < d->n; i++)
+		slow += d->ns[i] > ns;
+	return d->n ? (double)slow / (double)d->n : 0;
+}
+
 static void wake_note(struct afb_result *r, const struct afb_opts *o)
 {
 	if (r->id == AFB_WAKE_COLD)
@@ -742,6 +752,11 @@ static void wake_note(struct afb_result *r, const struct afb_opts *o)
 		snprintf(r->note, sizeof(r->note),
 			 "both threads on one CPU: every set waits for the busy loop's time "
 			 "slice to end, so this measures the scheduler");
+	else if (r->id == AFB_WAKE_HOT && slow_share(&r->d[0], 100000) > 0.1)
+		snprintf(r->note, sizeof(r->note),
+			 "over 10%% of the pings took more than 100 us: another process held the "
+			 "other CPU, so the busy loop and the setter took turns on one and this "
+			 "measured the scheduler's time slice; run it on two free CPUs (--cpu A,B)");
 	else if (r->id == AFB_WAKE_HOT && r->d[0].excluded)
 		snprintf(r->note, sizeof(r->note),
 			 "%zu af_flag pings left out: the wait returned before the loop took a turn",
