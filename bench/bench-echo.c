@@ -1753,6 +1753,10 @@ static void raise_fd_limit(size_t conns)
 	setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* asyncflag-bench builds this file in with -Dmain=afb_echo_main: the
+ * prototype keeps -Wmissing-prototypes quiet there. */
+int main(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
 	struct opts o;

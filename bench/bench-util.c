@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/perf_event.h>
 #include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -23,9 +24,9 @@ static int cmp_double(const void *a, const void *b)
 /* Nearest rank: the smallest sample with at least p% of the samples at or
  * below it. With few samples p99 is simply the maximum, which is the honest
  * answer. */
-static double rank(const double *v, size_t n, size_t p)
+static double rank(const double *v, size_t n, size_t permille)
 {
-	size_t k = (p * n + 99) / 100;
+	size_t k = (permille * n + 999) / 1000;
 
 	return v[k > 0 ? k - 1 : 0];
 }
@@ -43,13 +44,121 @@ struct bench_pct bench_pct_of(double *v, size_t n)
 	for (size_t i = 0; i < n; i++)
 		sum += v[i];
 	r.min = v[0];
-	r.p10 = rank(v, n, 10);
-	r.p50 = rank(v, n, 50);
-	r.p90 = rank(v, n, 90);
-	r.p99 = rank(v, n, 99);
+	r.p10 = rank(v, n, 100);
+	r.p50 = rank(v, n, 500);
+	r.p90 = rank(v, n, 900);
+	r.p99 = rank(v, n, 990);
+	r.p999 = rank(v, n, 999);
 	r.max = v[n - 1];
 	r.mean = sum / (double)n;
 	return r;
+}
+
+/* ---- interleaving -------------------------------------------------------- */
+
+uint8_t *bench_sched_make(const uint8_t *methods, size_t nm, size_t rounds)
+{
+	uint8_t *s = nm && rounds <= SIZE_MAX / nm ? malloc(rounds * nm) : NULL;
+
+	if (!s)
+		return NULL;
+	for (size_t k = 0; k < rounds; k++)
+		for (size_t j = 0; j < nm; j++) {
+			size_t pos = (k + j) % nm;
+			size_t idx = (k / nm) % 2 ? nm - 1 - pos : pos;
+
+			s[k * nm + j] = methods[idx];
+		}
+	return s;
+}
+
+/* ---- the worker thread ---------------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+	struct bench_worker *w = arg;
+
+	w->tid = gettid();
+	sem_post(&w->done);
+	for (;;) {
+		while (sem_wait(&w->go) < 0 && errno == EINTR)
+			;
+		if (w->quit)
+			break;
+		w->fn(w->arg);
+		sem_post(&w->done);
+	}
+	return NULL;
+}
+
+int bench_worker_start(struct bench_worker *w, int cpu)
+{
+	char path[64];
+
+	memset(w, 0, sizeof(*w));
+	w->statfd = -1;
+	sem_init(&w->go, 0, 0);
+	sem_init(&w->done, 0, 0);
+	if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
+		sem_destroy(&w->go);
+		sem_destroy(&w->done);
+		return -EAGAIN;
+	}
+	bench_worker_wait(w);
+	if (cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		pthread_setaffinity_np(w->th, sizeof(set), &set);
+	}
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)w->tid);
+	w->statfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (w->statfd < 0) {
+		int err = -errno;
+
+		bench_worker_stop(w);
+		return err;
+	}
+	return 0;
+}
+
+void bench_worker_run(struct bench_worker *w, void (*fn)(void *), void *arg)
+{
+	w->fn = fn;
+	w->arg = arg;
+	sem_post(&w->go);
+}
+
+void bench_worker_wait(struct bench_worker *w)
+{
+	while (sem_wait(&w->done) < 0 && errno == EINTR)
+		;
+}
+
+void bench_worker_stop(struct bench_worker *w)
+{
+	w->quit = true;
+	sem_post(&w->go);
+	pthread_join(w->th, NULL);
+	if (w->statfd >= 0)
+		close(w->statfd);
+	w->statfd = -1;
+	sem_destroy(&w->go);
+	sem_destroy(&w->done);
+}
+
+char bench_thread_state(int statfd)
+{
+	char buf[512], *p;
+	ssize_t n = pread(statfd, buf, sizeof(buf) - 1, 0);
+
+	if (n <= 0)
+		return '?';
+	buf[n] = '\0';
+	/* "tid (comm) S ...": comm may hold spaces and parentheses. */
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : '?';
 }
 
 /* ---- options --------------------------------------------------------- */
@@ -302,7 +411,18 @@ void bench_json_pct(struct bench_json *j, const char *key, const struct bench_pc
 	bench_json_num(j, "p50", p->p50);
 	bench_json_num(j, "p90", p->p90);
 	bench_json_num(j, "p99", p->p99);
+	bench_json_num(j, "p99_9", p->p999);
 	bench_json_num(j, "max", p->max);
 	bench_json_num(j, "mean", p->mean);
 	bench_json_obj_end(j);
+}
+
+void bench_json_raw(struct bench_json *j, const char *key, const char *json)
+{
+	size_t n = strlen(json);
+
+	while (n > 0 && (json[n - 1] == '\n' || json[n - 1] == ' '))
+		n--;
+	sep(j, key);
+	fwrite(json, 1, n, j->f);
 }

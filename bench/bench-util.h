@@ -4,6 +4,8 @@
 #ifndef AF_BENCH_UTIL_H
 #define AF_BENCH_UTIL_H
 
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,12 +35,50 @@ static inline void bench_cpu_relax(void)
 /* ---- statistics -------------------------------------------------------- */
 
 struct bench_pct {
-	double min, p10, p50, p90, p99, max, mean;
+	double min, p10, p50, p90, p99, p999, max, mean;
 	size_t n;
 };
 
 /* Sorts @v in place; nearest-rank percentiles. */
 struct bench_pct bench_pct_of(double *v, size_t n);
+
+/* ---- interleaving -------------------------------------------------------- */
+
+/*
+ * A schedule of @rounds groups of one item of each of @methods[0..@nm),
+ * @rounds * @nm entries in all (free() it). The order rotates from group to
+ * group and every other cycle runs backwards, so no method always follows
+ * the same one or always goes first, and whatever else the machine does
+ * lands on every method alike. NULL when out of memory.
+ */
+uint8_t *bench_sched_make(const uint8_t *methods, size_t nm, size_t rounds);
+
+/* ---- the worker thread of the cross-thread ping-pongs --------------------- */
+
+/*
+ * A thread that runs the jobs it is handed, one at a time, so that a loop,
+ * a ring or a uv loop can be made, run and freed on the one thread it is
+ * bound to, while the caller's thread sets from outside.
+ */
+struct bench_worker {
+	pthread_t th;
+	sem_t go, done;
+	void (*fn)(void *arg);
+	void *arg;
+	bool quit;
+	pid_t tid;
+	int statfd;                /* /proc/self/task/<tid>/stat */
+};
+
+/* Starts the thread, pinned to @cpu unless it is negative. 0 or -errno. */
+int bench_worker_start(struct bench_worker *w, int cpu);
+/* Hands it @fn(@arg); bench_worker_wait() returns when that is done. */
+void bench_worker_run(struct bench_worker *w, void (*fn)(void *), void *arg);
+void bench_worker_wait(struct bench_worker *w);
+void bench_worker_stop(struct bench_worker *w);
+/* The kernel's view of the thread: 'S' while it sleeps in a system call,
+ * which is how a setter knows the waiter is really asleep. */
+char bench_thread_state(int statfd);
 
 /* ---- options --------------------------------------------------------- */
 
@@ -113,5 +153,7 @@ void bench_json_str(struct bench_json *j, const char *key, const char *v);
 void bench_json_bool(struct bench_json *j, const char *key, bool v);
 void bench_json_null(struct bench_json *j, const char *key);
 void bench_json_pct(struct bench_json *j, const char *key, const struct bench_pct *p);
+/* @json is a complete JSON value written by another program: copied as is. */
+void bench_json_raw(struct bench_json *j, const char *key, const char *json);
 
 #endif

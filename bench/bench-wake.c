@@ -78,15 +78,12 @@ static const char *const method_name[M_COUNT] = {
 
 /* ---- the worker thread ----------------------------------------------------- */
 
-/* Runs jobs the setter hands it, one at a time; the loop is bound to it. */
+/* Runs jobs the setter hands it, one at a time; the loop is bound to it.
+ * The thread is bench-util's; this adds what the jobs share. */
 struct worker {
-	pthread_t th;
-	sem_t go, done;
-	void (*fn)(struct worker *w, void *arg);
-	void *arg;
-	bool quit;
-	pid_t tid;
-	int statfd;                /* /proc/self/task/<tid>/stat */
+	struct bench_worker bw;
+	void (*job)(struct worker *w, void *arg);
+	void *job_arg;
 	struct bench_sysc sys;     /* every system call the worker makes */
 	struct bench_sysc enter;   /* its io_uring_enter calls */
 	struct bench_sysc waits;   /* those that wait for a completion */
@@ -94,20 +91,11 @@ struct worker {
 	int ring_err;              /* 1: not made yet; 0: ready; < 0: failed */
 };
 
-static void *worker_main(void *arg)
+static void job_trampoline(void *arg)
 {
 	struct worker *w = arg;
 
-	w->tid = gettid();
-	sem_post(&w->done);
-	for (;;) {
-		sem_wait(&w->go);
-		if (w->quit)
-			break;
-		w->fn(w, w->arg);
-		sem_post(&w->done);
-	}
-	return NULL;
+	w->job(w, w->job_arg);
 }
 
 /* The worker's counters count the worker, so it opens them itself. They
@@ -132,35 +120,20 @@ static void worker_counters(struct worker *w, bool open);
 
 static void worker_post(struct worker *w, void (*fn)(struct worker *, void *), void *arg)
 {
-	w->fn = fn;
-	w->arg = arg;
-	sem_post(&w->go);
+	w->job = fn;
+	w->job_arg = arg;
+	bench_worker_run(&w->bw, job_trampoline, w);
 }
 
 static void worker_wait(struct worker *w)
 {
-	while (sem_wait(&w->done) < 0 && errno == EINTR)
-		;
+	bench_worker_wait(&w->bw);
 }
 
 static void worker_counters(struct worker *w, bool open)
 {
 	worker_post(w, counters_job, open ? w : NULL);
 	worker_wait(w);
-}
-
-/* The kernel's view of the thread: 'S' while it sleeps in a system call. */
-static char thread_state(int fd)
-{
-	char buf[512], *p;
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-
-	if (n <= 0)
-		return '?';
-	buf[n] = '\0';
-	/* "tid (comm) S ...": comm may hold spaces and parentheses. */
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : '?';
 }
 
 static void pin_to(pthread_t th, int cpu)
@@ -376,7 +349,7 @@ static int wait_asleep(struct ping *p, size_t ping)
 {
 	uint64_t start = bench_now_ns();
 
-	while (thread_state(p->w->statfd) != 'S') {
+	while (bench_thread_state(p->w->bw.statfd) != 'S') {
 		if (atomic_load(&p->failed))
 			return -1;
 		if (bench_now_ns() - start > TIMEOUT_NS) {
@@ -686,24 +659,14 @@ struct pingmode {
 	bool counted;
 };
 
-/* A schedule of @rounds pings per method, in groups of one ping per method.
- * The order rotates from group to group and every other cycle runs
- * backwards, so no mechanism always follows the same one or goes first. */
 static uint8_t *make_sched(const struct pingmode *pm, size_t rounds, size_t *n)
 {
-	uint8_t *s = malloc(rounds * (size_t)pm->nm);
+	uint8_t m[4];
 
-	if (!s)
-		return NULL;
-	for (size_t k = 0; k < rounds; k++)
-		for (int j = 0; j < pm->nm; j++) {
-			size_t nm = (size_t)pm->nm, pos = (k + (size_t)j) % nm;
-			int idx = (int)((k / nm) % 2 ? nm - 1 - pos : pos);
-
-			s[k * (size_t)pm->nm + (size_t)j] = (uint8_t)pm->methods[idx];
-		}
+	for (int j = 0; j < pm->nm; j++)
+		m[j] = (uint8_t)pm->methods[j];
 	*n = rounds * (size_t)pm->nm;
-	return s;
+	return bench_sched_make(m, (size_t)pm->nm, rounds);
 }
 
 /* Run a pass of @rounds pings per method. The samples stay in @p until
@@ -1282,7 +1245,7 @@ int main(int argc, char **argv)
 		{ .name = "busy", .methods = { M_AF, M_SPIN }, .nm = 2 },
 	};
 	struct stormres storm[2];
-	char path[64], feat[96];
+	char feat[96];
 	bool have_storm = false;
 	int r, status = 1;
 
@@ -1299,24 +1262,14 @@ int main(int argc, char **argv)
 	memset(&w, 0, sizeof(w));
 	w.ring_err = 1;
 	w.sys.fd = w.enter.fd = w.waits.fd = -1;
-	sem_init(&w.go, 0, 0);
-	sem_init(&w.done, 0, 0);
-	if (pthread_create(&w.th, NULL, worker_main, &w) != 0) {
-		fprintf(stderr, "bench-wake: pthread_create failed\n");
+	r = bench_worker_start(&w.bw, o.pin ? 1 : -1);
+	if (r < 0) {
+		fprintf(stderr, "bench-wake: the worker thread: %s\n", strerror(-r));
 		af_loop_free(loop);
 		return 1;
 	}
-	worker_wait(&w);
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)w.tid);
-	w.statfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (w.statfd < 0) {
-		perror("bench-wake: open /proc/self/task/<tid>/stat");
-		goto out_worker;
-	}
-	if (o.pin) {
+	if (o.pin)
 		pin_to(pthread_self(), 0);
-		pin_to(w.th, 1);
-	}
 	/* Only to say whether system calls can be counted; the counting
 	 * passes open their own counters. */
 	bench_sysc_open(&probe, "raw_syscalls/sys_enter");
@@ -1399,15 +1352,9 @@ out_ping:
 		close(p.uefd);
 	pthread_cond_destroy(&p.cv);
 	pthread_mutex_destroy(&p.mu);
-	close(w.statfd);
-out_worker:
 	/* The loop is bound to the worker thread: free it there. */
 	worker_post(&w, free_loop_job, loop);
 	worker_wait(&w);
-	w.quit = true;
-	sem_post(&w.go);
-	pthread_join(w.th, NULL);
-	sem_destroy(&w.go);
-	sem_destroy(&w.done);
+	bench_worker_stop(&w.bw);
 	return status;
 }

@@ -10,6 +10,8 @@ AF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # checks the benchmarks' JSON output; libuv1-dev is the echo benchmark's
 # side-by-side baseline.
 AF_PACKAGES=(gcc libc6-dev meson ninja-build pkg-config liburing-dev check libsubunit-dev valgrind python3 jq libuv1-dev)
+# gnuplot-nox draws asyncflag-bench's --plot (scripts/run, the bench-smoke suite).
+AF_PACKAGES+=(gnuplot-nox)
 
 af_missing_packages() {
 	local p missing=()

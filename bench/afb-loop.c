@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * asyncflag-bench: what happens inside one loop (scenarios event, switch and
+ * fanout). No system call is on these paths, so they are compared with
+ * glibc's swapcontext, timed on the same thread from inside the same task,
+ * sample by sample in a rotating order.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "afb.h"
+#include "asyncflag.h"
+
+#define UC_STACK (64 * 1024)
+#define RT_BATCH 64           /* round trips per switch sample: far above the clock's cost */
+
+enum { P_AF, P_UC };
+
+struct inloop {
+	const struct afb_opts *o;
+	struct afb_result *r;
+	struct af_event ev, ack;
+	ucontext_t ua, ub;
+	uint64_t t1;
+	bool rt;                  /* switch scenario: round trips, not one hop */
+	bool stop;
+};
+
+/* The swapcontext partner: answers each switch by switching back.
+ * makecontext() passes ints only, so the state comes in two halves. */
+static void uc_partner(unsigned hi, unsigned lo)
+{
+	struct inloop *s = (struct inloop *)(uintptr_t)(((uint64_t)hi << 32) | lo);
+
+	for (;;) {
+		s->t1 = bench_now_ns();
+		swapcontext(&s->ub, &s->ua);
+	}
+}
+
+/* The Event partner: wakes on ev, stamps, hands back through ack. */
+static int af_partner(void *arg)
+{
+	struct inloop *s = arg;
+
+	for (;;) {
+		int r = af_event_wait(&s->ev);
+
+		if (r < 0)
+			return r;
+		s->t1 = bench_now_ns();
+		af_event_clear(&s->ev);
+		if (s->stop)
+			return 0;
+		af_event_set(&s->ack);
+	}
+}
+
+static double sample_af(struct inloop *s)
+{
+	uint64_t t0 = bench_now_ns();
+	int k, n = s->rt ? RT_BATCH : 1;
+
+	for (k = 0; k < n; k++) {
+		af_event_set(&s->ev);
+		if (af_event_wait(&s->ack) < 0)
+			return -1;
+		af_event_clear(&s->ack);
+	}
+	if (!s->rt)
+		return (double)(int64_t)(s->t1 - t0);
+	return (double)(bench_now_ns() - t0) / n;
+}
+
+static double sample_uc(struct inloop *s)
+{
+	uint64_t t0 = bench_now_ns();
+	int k, n = s->rt ? RT_BATCH : 1;
+
+	for (k = 0; k < n; k++)
+		swapcontext(&s->ua, &s->ub);
+	if (!s->rt)
+		return (double)(int64_t)(s->t1 - t0);
+	return (double)(bench_now_ns() - t0) / n;
+}
+
+static int inloop_main(void *arg)
+{
+	struct inloop *s = arg;
+	const uint8_t paths[] = { P_AF, P_UC };
+	size_t rounds = afb_rounds(s->o, s->rt ? 20000 : 200000), i;
+	uint8_t *sched = bench_sched_make(paths, 2, rounds + 100);
+	struct afb_dist *d = s->r->d;
+	uint64_t start;
+	struct af_task *t;
+	void *stack = malloc(UC_STACK);
+	int r;
+
+	for (int k = 0; k < 2; k++)
+		d[k].ns = malloc(rounds * sizeof(double));
+	if (!sched || !stack || !d[0].ns || !d[1].ns)
+		return -ENOMEM;
+	af_event_init(&s->ev);
+	af_event_init(&s->ack);
+	r = af_task_spawn(&t, af_partner, s);
+	if (r < 0)
+		return r;
+	getcontext(&s->ub);
+	s->ub.uc_stack.ss_sp = stack;
+	s->ub.uc_stack.ss_size = UC_STACK;
+	s->ub.uc_link = NULL;
+	makecontext(&s->ub, (void (*)(void))uc_partner, 2, (unsigned)((uint64_t)(uintptr_t)s >> 32),
+		    (unsigned)(uintptr_t)s);
+	/* 100 untimed samples first: the partner's first run faults its
+	 * stack in. */
+	for (i = 0; i < 100; i++)
+		sched[i] == P_AF ? sample_af(s) : sample_uc(s);
+	start = bench_now_ns();
+	for (i = 0; i < 2 * rounds; i++) {
+		int p = sched[100 + i];
+		double v = p == P_AF ? sample_af(s) : sample_uc(s);
+
+		if (v < 0)
+			break;
+		d[p].ns[d[p].n++] = v;
+		if ((i & 1023) == 0)
+			afb_progress(afb_scenario_name[s->r->id], s->o->iterations
+				     ? (double)i / (2.0 * (double)rounds)
+				     : (double)(bench_now_ns() - start) / (s->o->duration_s * 1e9));
+		if (!s->o->iterations && (i & 1) && afb_time_up(s->o, start))
+			break;
+	}
+	s->stop = true;
+	af_event_set(&s->ev);
+	r = af_task_join(t, NULL);
+	free(stack);
+	free(sched);
+	return r;
+}
+
+static int run_one(struct afb_result *r, const struct afb_opts *o, bool rt)
+{
+	struct inloop s;
+	struct af_loop *loop;
+	int res = 0, err;
+
+	memset(&s, 0, sizeof(s));
+	s.o = o;
+	s.r = r;
+	s.rt = rt;
+	r->baseline = 1;
+	if (rt) {
+		afb_dist_add(r, "af_event", "a round trip between two tasks through two Events");
+		afb_dist_add(r, "swapcontext", "a round trip between two ucontexts with glibc swapcontext");
+		snprintf(r->note, sizeof(r->note),
+			 "ns per round trip, each sample the mean of %d; an af round trip is "
+			 "task -> loop -> task twice", RT_BATCH);
+	} else {
+		afb_dist_add(r, "af_event", "af_event_set() -> the waiting task runs, same loop");
+		afb_dist_add(r, "swapcontext", "one glibc swapcontext hop to another context");
+		snprintf(r->note, sizeof(r->note),
+			 "the setter's own af_event_wait() and a turn of the loop are on the path");
+	}
+	err = af_loop_new(&loop, NULL);
+	if (err < 0) {
+		snprintf(r->skipped, sizeof(r->skipped), "af_loop_new: %s", af_strerror(err));
+		return 0;
+	}
+	err = af_loop_run(loop, inloop_main, &s, &res);
+	af_loop_free(loop);
+	if (err < 0 || res < 0) {
+		fprintf(stderr, "asyncflag-bench: %s: %s\n", afb_scenario_name[r->id],
+			af_strerror(err < 0 ? err : res));
+		return -1;
+	}
+	r->ran = true;
+	return 0;
+}
+
+int afb_run_loop(struct afb_result *r, const struct afb_opts *o)
+{
+	if ((o->scenarios & (1u << AFB_EVENT)) && run_one(&r[AFB_EVENT], o, false) < 0)
+		return -1;
+	if ((o->scenarios & (1u << AFB_SWITCH)) && run_one(&r[AFB_SWITCH], o, true) < 0)
+		return -1;
+	return 0;
+}
+
+/* ---- fan-out ------------------------------------------------------------------ */
+
+struct fanout {
+	struct af_event ev, done;
+	uint64_t parked, woken, first, last;
+	struct afb_fanout *f;
+};
+
+static int fan_waiter(void *arg)
+{
+	struct fanout *s = arg;
+	int r;
+
+	s->parked++;
+	r = af_event_wait(&s->ev);
+	s->last = bench_now_ns();
+	if (!s->first)
+		s->first = s->last;
+	s->woken++;
+	/* Park again: the time per waiter is the wake-up, not the task's
+	 * exit (which unmaps its stack). */
+	return r < 0 ? r : af_event_wait(&s->done);
+}
+
+static long rss_bytes(void)
+{
+	long pages = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+		res = -1;
+	fclose(f);
+	return res < 0 ? -1 : res * sysconf(_SC_PAGESIZE);
+}
+
+static int fan_main(void *arg)
+{
+	struct fanout *s = arg;
+	struct afb_fanout *f = s->f;
+	struct af_task_opts to = { .stack_size = 16 * 1024 };
+	struct af_task **t = malloc(f->n * sizeof(*t));
+	uint64_t spawned = 0, t0;
+	long rss0 = rss_bytes(), rss1;
+
+	if (!t)
+		return -ENOMEM;
+	af_event_init(&s->ev);
+	af_event_init(&s->done);
+	t0 = bench_now_ns();
+	for (; spawned < f->n; spawned++) {
+		int r = af_task_spawn_opts(&t[spawned], fan_waiter, s, &to);
+
+		if (r < 0) {
+			f->err = r;
+			break;
+		}
+	}
+	f->spawn_ns = spawned ? (double)(bench_now_ns() - t0) / (double)spawned : 0;
+	/* The run queue is FIFO: after one yield every new task has run to
+	 * its wait, or ended at its first run if it could not start. */
+	af_yield();
+	af_yield();
+	rss1 = rss_bytes();
+	f->parked = s->parked;
+	f->rss_per_task = s->parked && rss0 >= 0 ? (double)(rss1 - rss0) / (double)s->parked : 0;
+	t0 = bench_now_ns();
+	af_event_set(&s->ev);
+	/* Behind every woken waiter in the FIFO run queue. */
+	while (s->woken < s->parked)
+		af_yield();
+	if (s->parked) {
+		f->ns_per_waiter = (double)(s->last - t0) / (double)s->parked;
+		f->first_ns = (double)(s->first - t0);
+	}
+	af_event_set(&s->done);
+	for (uint64_t i = 0; i < spawned; i++) {
+		int res = 0;
+
+		af_task_join(t[i], &res);
+		if (res < 0 && !f->err)
+			f->err = res;
+	}
+	free(t);
+	return 0;
+}
+
+/* MemAvailable from /proc/meminfo, in bytes; -1 when unknown. */
+static double mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
+	double kb = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb < 0 ? -1 : kb * 1024;
+}
+
+/* The next size would need more than half the memory that is free: say so
+ * rather than push the machine into swap or the OOM killer. */
+static bool too_big(struct afb_result *r, uint64_t n)
+{
+	double per = r->nfo ? r->fo[r->nfo - 1].rss_per_task : 0, avail = mem_available();
+	size_t at;
+
+	if (per <= 0 || avail <= 0 || (double)n * per <= avail / 2)
+		return false;
+	at = strlen(r->note);
+	snprintf(r->note + at, sizeof(r->note) - at,
+		 "; stopped before N = %llu: it needs about %.0f MB resident, more than half of "
+		 "the %.0f MB available", (unsigned long long)n, (double)n * per / 1e6, avail / 1e6);
+	return true;
+}
+
+int afb_run_fanout(struct afb_result *r, const struct afb_opts *o)
+{
+	r->baseline = -1;
+	snprintf(r->note, sizeof(r->note),
+		 "one Event, N waiters with 16 KiB stacks: set -> last waiter running, per waiter");
+	for (uint64_t n = 100; n <= o->fanout_max && r->nfo < AFB_MAX_FANOUT; n *= 10) {
+		struct afb_fanout *f;
+		struct fanout s;
+		struct af_loop *loop;
+		int res = 0, err;
+
+		if (too_big(r, n))
+			break;
+		f = &r->fo[r->nfo++];
+		afb_progress("fanout", (double)(r->nfo - 1) / 5.0);
+		memset(&s, 0, sizeof(s));
+		memset(f, 0, sizeof(*f));
+		f->n = n;
+		s.f = f;
+		err = af_loop_new(&loop, NULL);
+		if (err < 0) {
+			snprintf(r->skipped, sizeof(r->skipped), "af_loop_new: %s", af_strerror(err));
+			return 0;
+		}
+		err = af_loop_run(loop, fan_main, &s, &res);
+		af_loop_free(loop);
+		if (err < 0 || res < 0)
+			f->err = err < 0 ? err : res;
+		if (f->err || f->parked < n)
+			break;
+		r->fanout_largest_ok = n;
+	}
+	r->ran = true;
+	return 0;
+}
