@@ -25,5 +25,6 @@
 #include <asyncflag/lock.h>
 #include <asyncflag/signal.h>
 #include <asyncflag/io.h>
+#include <asyncflag/group.h>
 
 #endif
