@@ -26,5 +26,6 @@
 #include <asyncflag/signal.h>
 #include <asyncflag/io.h>
 #include <asyncflag/group.h>
+#include <asyncflag/queue.h>
 
 #endif
