@@ -27,5 +27,6 @@
 #include <asyncflag/io.h>
 #include <asyncflag/group.h>
 #include <asyncflag/queue.h>
+#include <asyncflag/stream.h>
 
 #endif
