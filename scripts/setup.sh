@@ -10,6 +10,8 @@ AF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # checks the benchmarks' JSON output; libuv1-dev is the echo benchmark's
 # side-by-side baseline.
 AF_PACKAGES=(gcc libc6-dev meson ninja-build pkg-config liburing-dev check libsubunit-dev valgrind python3 jq libuv1-dev)
+# groff-base renders, man-db reads the generated man pages (tests/test-man.sh).
+AF_PACKAGES+=(groff-base man-db)
 
 af_missing_packages() {
 	local p missing=()
