@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * flag-thread: a ThreadSafeFlag (af_flag) set from another thread.
+ * flag-thread: handing results from a plain thread to a task.
  *
- * A pthread computes a few results and, after each one, publishes it and
- * calls af_flag_set(). A task waits on the flag and prints every result.
- *
- * Flag sets coalesce: the flag is one bit, not a counter, so the thread may
- * publish three results before the task wakes once. The count of published
- * results therefore travels in an atomic counter next to the flag, and each
- * wake-up processes everything published since the last one. How many
- * wake-ups that takes varies from run to run; the output does not.
+ * A pthread computes a few results and pushes each one on an af_queue; a
+ * task gets them and prints every result. The queue's push is lock-free
+ * and safe from any thread (even a signal handler); a full queue fails
+ * with -EAGAIN instead of blocking. Underneath, each push sets a
+ * ThreadSafeFlag (af_flag) that wakes the waiting task: sets coalesce, so
+ * the thread may push three results before the task wakes once, and the
+ * queue hands over all three. How many wake-ups that takes varies from
+ * run to run; the output does not.
  *
  * Build: cc flag-thread.c $(pkg-config --cflags --libs asyncflag)
  */
@@ -17,7 +17,8 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
+#include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -26,91 +27,77 @@
 
 #define NRESULTS 5
 
-struct shared {
-	struct af_flag ready;        /* set after each result is published */
-	atomic_int published;        /* how many of results[] are filled in */
-	int results[NRESULTS];       /* written by the thread, read by the task */
-};
-
 static int fail(const char *what, int err)
 {
 	fprintf(stderr, "flag-thread: %s: %s\n", what, af_strerror(err));
 	return err;
 }
 
-/* A plain thread: it knows nothing about the loop except the flag. */
+/* A plain thread: it knows nothing about the loop except the queue. */
 static void *producer(void *arg)
 {
-	struct shared *s = arg;
+	struct af_queue *results = arg;
 	const struct timespec pause = { .tv_nsec = 20 * 1000 * 1000 };
 
 	for (int i = 0; i < NRESULTS; i++) {
 		/* Some work, and a pause so that the task's wake-ups and the
-		 * thread's sets interleave in different ways on each run. */
-		s->results[i] = (i + 1) * (i + 1);
+		 * thread's pushes interleave in different ways on each run. */
+		intptr_t result = (i + 1) * (i + 1);
+
 		if (i % 2 == 0)
 			(void)nanosleep(&pause, NULL); /* EINTR only shortens it */
-		/* release: the task's acquire load of the counter then sees
-		 * results[i] filled in. */
-		atomic_store_explicit(&s->published, i + 1, memory_order_release);
-		/* Safe from any thread; wakes the loop if it sleeps. */
-		af_flag_set(&s->ready);
+		/* Items are pointer-sized: small values travel in the pointer
+		 * itself. -EAGAIN only if the task fell NRESULTS behind. */
+		while (af_queue_push(results, (void *)result) == -EAGAIN)
+			sched_yield();
 	}
 	return NULL;
 }
 
-static int consume(struct shared *s)
+static int consume(struct af_queue *results)
 {
-	int seen = 0, r;
+	for (int seen = 0; seen < NRESULTS; seen++) {
+		void *item;
+		int r = af_queue_get(results, &item);
 
-	while (seen < NRESULTS) {
-		/* Returns at once if a set arrived since the last wait, and
-		 * clears the flag on the way out either way. */
-		r = af_flag_wait(&s->ready);
 		if (r < 0)
-			return fail("af_flag_wait", r);
-		/* One wake-up may stand for several sets: take everything
-		 * published so far, not just one result. */
-		int upto = atomic_load_explicit(&s->published, memory_order_acquire);
-
-		for (; seen < upto; seen++)
-			printf("task: result %d is %d\n", seen + 1, s->results[seen]);
+			return fail("af_queue_get", r);
+		printf("task: result %d is %d\n", seen + 1, (int)(intptr_t)item);
 	}
 	return 0;
 }
 
 static int main_task(void *arg)
 {
-	/* Static: the thread may set the flag until it is joined, and static
-	 * storage cannot go out of scope before that on any path. */
-	static struct shared s;
+	/* Static: the thread may push until it is joined, and static storage
+	 * cannot go out of scope before that on any path. */
+	static struct af_queue results;
 	pthread_t thread;
 	int r, err;
 
 	(void)arg;
-	/* NULL: bind the flag to the loop running this task. Initialise it
-	 * before the thread exists, so every set finds a valid flag. */
-	r = af_flag_init(&s.ready, NULL);
+	/* NULL: bind the queue to the loop running this task. Initialise it
+	 * before the thread exists, so every push finds a valid queue. */
+	r = af_queue_init(&results, NULL, NRESULTS);
 	if (r < 0)
-		return fail("af_flag_init", r);
-	atomic_init(&s.published, 0);
+		return fail("af_queue_init", r);
 
 	printf("task: waiting for %d results from a thread\n", NRESULTS);
-	err = pthread_create(&thread, NULL, producer, &s);
+	err = pthread_create(&thread, NULL, producer, &results);
 	if (err != 0) {
-		af_flag_destroy(&s.ready);
+		af_queue_destroy(&results);
 		return fail("pthread_create", -err);
 	}
 
-	r = consume(&s);
+	r = consume(&results);
 
-	/* The thread's last af_flag_set() may still be returning; join it
-	 * before destroying the flag. It has published everything by now, so
-	 * this blocks the loop thread for a moment at most. */
+	/* The thread's last push may still be returning; join it before
+	 * destroying the queue. It has pushed everything by now, so this
+	 * blocks the loop thread for a moment at most. */
 	err = pthread_join(thread, NULL);
 	if (err != 0)
 		return fail("pthread_join", -err);
-	af_flag_destroy(&s.ready);
+	af_queue_destroy(&results);
 	if (r == 0)
 		printf("task: all %d results received\n", NRESULTS);
 	return r;

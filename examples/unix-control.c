@@ -12,8 +12,9 @@
  *     (other)      error: unknown command
  *
  * What it shows:
- * - one task per connection reading a line with af_recv_timeout(): the
- *   timeout covers the whole line, so a client that connects and says
+ * - one task per connection reading a line with
+ *   af_stream_readline_timeout() (docs/stream.md): the timeout covers the
+ *   whole line, the stream's fixed buffer bounds its length, so a client that connects and says
  *   nothing, or trickles one byte at a time, is answered "error: timed out"
  *   and dropped instead of holding its task for ever;
  * - af_run_blocking() for work that would stall the loop: "hash" reads the
@@ -245,45 +246,31 @@ static void stop_daemon(struct daemon *d, const char *why)
 
 /*
  * Read one line into @line (NUL-terminated, newline and any CR removed)
- * before @deadline. A client that closes after a partial line has sent
- * that line. Returns its length or -errno: -ETIMEDOUT, -EMSGSIZE for a
- * line that does not fit, -ENODATA if the client sent nothing at all.
+ * within @timeout_ns, through a buffered stream whose read buffer is the
+ * line limit, so a client that never sends a newline costs no more than
+ * that. A client that closes after a partial line has sent that line.
+ * Returns its length or -errno: -ETIMEDOUT, -EMSGSIZE for a line that
+ * does not fit, -ENODATA if the client sent nothing at all. One command
+ * per connection: anything after the newline is ignored.
  */
-static int read_line(int fd, char *line, size_t size, int64_t deadline)
+static int read_line(int fd, char *line, size_t size, int64_t timeout_ns)
 {
-	size_t len = 0;
-	char *nl;
+	struct af_stream_opts opts = { .read_buffer = size - 1 };
+	struct af_stream *in;
 	int n;
 
-	for (;;) {
-		int64_t left = deadline - now_ns();
-
-		if (len == size - 1)
-			return -EMSGSIZE;
-		if (left <= 0)
-			return -ETIMEDOUT;
-		n = af_recv_timeout(fd, line + len, size - 1 - len, 0, left);
-		if (n < 0)
-			return n;
-		if (n == 0) {
-			if (len == 0)
-				return -ENODATA;
-			break;
-		}
-		nl = memchr(line + len, '\n', (size_t)n);
-		len += (size_t)n;
-		if (nl) {
-			/* One command per connection: anything after the
-			 * newline is ignored. */
-			*nl = '\0';
-			len = (size_t)(nl - line);
-			break;
-		}
-	}
-	line[len] = '\0';
-	if (len > 0 && line[len - 1] == '\r')
-		line[--len] = '\0';
-	return (int)len;
+	n = af_stream_new(&in, fd, &opts);
+	if (n < 0)
+		return n;
+	n = af_stream_readline_timeout(in, line, size, timeout_ns);
+	af_stream_free(in);
+	if (n == 0)
+		return -ENODATA;
+	if (n > 0 && line[n - 1] == '\n')
+		line[--n] = '\0';
+	if (n > 0 && line[n - 1] == '\r')
+		line[--n] = '\0';
+	return n;
 }
 
 /*
@@ -338,7 +325,7 @@ static int serve_client(void *arg)
 	bool quit = false;
 	int n, r;
 
-	n = read_line(c->fd, line, sizeof(line), now_ns() + d->timeout_ns);
+	n = read_line(c->fd, line, sizeof(line), d->timeout_ns);
 	if (n >= 0) {
 		fprintf(d->log, "connection %u: %s\n", c->id, line);
 		quit = answer(d, line, reply, sizeof(reply));
@@ -351,7 +338,7 @@ static int serve_client(void *arg)
 	} else {
 		/* Cancelled, or the client left without a word. */
 		if (n != -ECANCELED && n != -ENODATA)
-			fail("af_recv_timeout", n);
+			fail("af_stream_readline_timeout", n);
 		goto out_close;
 	}
 	/* The client may have stopped reading: bound this wait too. */

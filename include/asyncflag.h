@@ -26,5 +26,8 @@
 #include <asyncflag/signal.h>
 #include <asyncflag/io.h>
 #include <asyncflag/gpio.h>
+#include <asyncflag/group.h>
+#include <asyncflag/queue.h>
+#include <asyncflag/stream.h>
 
 #endif

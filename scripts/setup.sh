@@ -12,6 +12,8 @@ AF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 AF_PACKAGES=(gcc libc6-dev meson ninja-build pkg-config liburing-dev check libsubunit-dev valgrind python3 jq libuv1-dev)
 # gnuplot-nox draws asyncflag-bench's --plot (scripts/run, the bench-smoke suite).
 AF_PACKAGES+=(gnuplot-nox)
+# groff-base renders, man-db reads the generated man pages (tests/test-man.sh).
+AF_PACKAGES+=(groff-base man-db)
 
 af_missing_packages() {
 	local p missing=()
