@@ -63,3 +63,50 @@ af_build() {
 	echo "$want" >"$stamp"
 	ninja -C "$dir" >/dev/null || ninja -C "$dir"
 }
+
+# The test guests (tests/vm/: the suites on a real Linux 6.1 kernel under
+# qemu, x86_64 and arm64) and the armhf cross-build: the kernel source and
+# what building it takes, qemu, the cross compilers, and the arm64 / armhf
+# libraries the cross-built tests link, through multiarch. Installed
+# separately: without them the vm-* suites skip with the reason.
+AF_VM_FOREIGN_ARCHES=(arm64 armhf)
+AF_VM_PACKAGES=(linux-source-6.1 make bc flex bison cpio binutils libelf-dev libssl-dev
+	xz-utils qemu-system-x86 qemu-system-arm busybox-static
+	gcc-aarch64-linux-gnu libc6-dev:arm64 liburing-dev:arm64 check:arm64 libsubunit-dev:arm64
+	gcc-arm-linux-gnueabihf libc6-dev:armhf liburing-dev:armhf check:armhf libsubunit-dev:armhf)
+
+af_vm_missing_packages() {
+	local p missing=()
+	for p in "${AF_VM_PACKAGES[@]}"; do
+		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+			missing+=("$p")
+		fi
+	done
+	echo "${missing[@]}"
+}
+
+# Never fails: what cannot be installed makes the VM suites skip, saying why.
+af_install_vm_deps() {
+	local missing a sudo=""
+	command -v dpkg-query >/dev/null 2>&1 || return 0
+	missing=$(af_vm_missing_packages)
+	[ -z "$missing" ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		if ! command -v sudo >/dev/null 2>&1; then
+			echo "scripts: VM packages missing ($missing) and not root; the vm-* suites will skip" >&2
+			return 0
+		fi
+		sudo="sudo"
+	fi
+	for a in "${AF_VM_FOREIGN_ARCHES[@]}"; do
+		if ! dpkg --print-foreign-architectures | grep -qx "$a"; then
+			$sudo dpkg --add-architecture "$a"
+		fi
+	done
+	echo "scripts: installing VM packages $missing"
+	# shellcheck disable=SC2086
+	if ! { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+		$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; }; then
+		echo "scripts: apt-get could not install the VM packages; the vm-* suites will skip" >&2
+	fi
+}

@@ -1,0 +1,96 @@
+#!/bin/busybox sh
+# SPDX-License-Identifier: MIT
+# /init of the test guests (packed by vm.py). Mounts what the library and
+# its tests need, sets up a gpio-sim chip, runs every program in
+# /af/suites between markers on the console, and powers the guest off
+# (qemu runs with -no-reboot, so `reboot -f` ends it). vm.py reads the
+# markers:
+#   @@AF-KERNEL <release> <machine>   /init is running
+#   @@AF-BEGIN <suite> ... @@AF-END <suite> <exit status>   TAP in between
+#   @@AF-ERR <line>                   the suite's stderr, when it failed
+#   @@AF-DONE                         every suite ran
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t configfs configfs /sys/kernel/config
+mount -t tmpfs tmpfs /tmp
+mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
+# What udev would create; Check writes its TAP to /dev/stdout.
+ln -s /proc/self/fd /dev/fd
+ln -s /proc/self/fd/0 /dev/stdin
+ln -s /proc/self/fd/1 /dev/stdout
+ln -s /proc/self/fd/2 /dev/stderr
+ifconfig lo 127.0.0.1 up
+# The tests run as root with a home and a writable working directory.
+export HOME=/tmp TMPDIR=/tmp LD_LIBRARY_PATH=$(cat /af/libdir)
+cd /tmp
+echo "@@AF-KERNEL $(uname -r) $(uname -m)"
+
+# One simulated chip with 16 named lines, the contract of tests/test-gpio.c:
+# AF_TEST_GPIOCHIP names the chip's device, AF_TEST_GPIOSIM_SYSFS the
+# directory holding sim_gpio<i>/pull (drives an input edge) and value.
+gpiosim_setup() {
+	local d=/sys/kernel/config/gpio-sim/aftest i=0
+	mkdir "$d" "$d/bank0" || return 1
+	echo 16 >"$d/bank0/num_lines"
+	while [ $i -lt 16 ]; do
+		mkdir "$d/bank0/line$i"
+		echo "aftest$i" >"$d/bank0/line$i/name"
+		i=$((i + 1))
+	done
+	echo 1 >"$d/live" || return 1
+	GPIOSIM_CHIP=$(cat "$d/bank0/chip_name")
+	GPIOSIM_DEV=$(cat "$d/dev_name")
+	[ -c "/dev/$GPIOSIM_CHIP" ] || return 1
+}
+if gpiosim_setup; then
+	GPIOSIM_ENV="AF_TEST_GPIOCHIP=/dev/$GPIOSIM_CHIP AF_TEST_GPIOSIM_SYSFS=/sys/devices/platform/$GPIOSIM_DEV/$GPIOSIM_CHIP"
+	echo "# gpio-sim: $GPIOSIM_ENV"
+else
+	GPIOSIM_ENV=""
+	echo "# gpio-sim: setup failed; kernel GPIO cases will skip"
+fi
+
+# Check prints TAP on stdout and forks each case, as in tests/meson.build;
+# the per-case timeout is that of tests/meson.build.
+export CK_TAP_LOG_FILE_NAME=/dev/stdout CK_VERBOSITY=silent CK_FORK=yes CK_DEFAULT_TIMEOUT=120
+
+suite() {
+	local name=$1
+	shift
+	echo "@@AF-BEGIN $name"
+	"$@" 2>/tmp/stderr
+	local rc=$?
+	if [ $rc -ne 0 ]; then
+		tail -n 40 /tmp/stderr | sed 's/^/@@AF-ERR # /'
+	fi
+	echo "@@AF-END $name $rc"
+}
+
+for s in $(cat /af/suites); do
+	case $s in
+	bench-switch)
+		# Figures, not a test: printed as TAP comments for the report.
+		echo "@@AF-BEGIN bench-switch"
+		/af/bench-switch --rounds 15 --iters 20000 2>&1 | sed 's/^/# /'
+		echo "@@AF-END bench-switch 0"
+		;;
+	gpio)
+		suite gpio /af/gpio
+		if [ -n "$GPIOSIM_ENV" ]; then
+			suite gpio-kernel-sim env $GPIOSIM_ENV /af/gpio
+		fi
+		;;
+	gpio-kernel)
+		suite "$s" env $GPIOSIM_ENV /af/"$s"
+		;;
+	*)
+		suite "$s" /af/"$s"
+		;;
+	esac
+done
+echo "@@AF-DONE"
+sync
+reboot -f

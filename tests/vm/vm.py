@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Run the test suites inside a Linux 6.1 guest under qemu (software emulation).
+
+    vm.py run ARCH --source-root DIR --build-root DIR   TAP on stdout (a meson test)
+    vm.py kernel ARCH                                   build or reuse the kernel, print its path
+
+ARCH is x86_64 or arm64. The kernel comes from Debian's linux-source-6.1,
+configured as `make tinyconfig` plus config-common.fragment and
+config-ARCH.fragment, and is cached in
+${XDG_CACHE_HOME:-~/.cache}/asyncflag-vm/ARCH-DEBVERSION-HASH (the hash covers
+the fragments and the source's version), so only the first run builds it.
+For arm64 the project is cross-built in BUILD-ROOT/vm-arm64 with
+cross-aarch64.txt; x86_64 guests run BUILD-ROOT's own programs.
+
+The guest's /init (init.sh) mounts what the tests need, sets up a gpio-sim
+chip, runs each suite between markers on the serial console and powers off.
+We turn what it printed into one TAP stream, each case prefixed with its
+suite's name, so meson and scripts/summarize.py count guest cases one by one.
+Where qemu, the kernel source or the cross toolchain is missing the whole
+test is skipped with the reason ("1..0 # SKIP ...").
+
+Environment: AF_VM_JOBS (make -j, default 2), AF_VM_TIMEOUT (seconds for one
+boot, default 1200), AF_VM_SUITES (space-separated suite names to run instead
+of all), AF_VM_KEEP=1 (keep the guest's console log in BUILD-ROOT/vm-ARCH.log,
+which is always written).
+"""
+import argparse
+import fcntl
+import glob
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KERNEL_TARBALL = "/usr/src/linux-source-6.1.tar.xz"
+KERNEL_PACKAGE = "linux-source-6.1"
+
+ARCHES = {
+    "x86_64": {
+        "karch": "x86_64",
+        "cross": "",
+        "image": "arch/x86/boot/bzImage",
+        "qemu": "qemu-system-x86_64",
+        "machine": ["-M", "pc", "-cpu", "max"],
+        "console": "ttyS0",
+        "triplet": "x86_64-linux-gnu",
+        "deb_arch": "amd64",
+        "cross_file": None,
+    },
+    "arm64": {
+        "karch": "arm64",
+        "cross": "aarch64-linux-gnu-",
+        "image": "arch/arm64/boot/Image",
+        "qemu": "qemu-system-aarch64",
+        "machine": ["-M", "virt", "-cpu", "cortex-a72"],
+        "console": "ttyAMA0",
+        "triplet": "aarch64-linux-gnu",
+        "deb_arch": "arm64",
+        "cross_file": "cross-aarch64.txt",
+    },
+}
+
+
+class Skip(Exception):
+    """Something the guest needs cannot be had here: skip, do not fail."""
+
+
+def log(msg):
+    # stderr: meson keeps it in the test log, stdout is the TAP stream.
+    print(f"vm: {msg}", file=sys.stderr, flush=True)
+
+
+def cache_root():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "asyncflag-vm")
+
+
+class Lock:
+    """An flock on a file in the cache: two meson runs (or two builds
+    directories) must not extract or build the same kernel at once."""
+
+    def __init__(self, name):
+        os.makedirs(cache_root(), exist_ok=True)
+        self.path = os.path.join(cache_root(), name + ".lock")
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+def run(cmd, **kw):
+    log("$ " + " ".join(cmd))
+    r = subprocess.run(cmd, stdout=kw.pop("stdout", sys.stderr), stderr=sys.stderr, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} exited with {r.returncode}")
+    return r
+
+
+# ---- the kernel ------------------------------------------------------------------
+
+
+def kernel_version():
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", KERNEL_PACKAGE],
+                             capture_output=True, text=True)
+    except OSError:
+        out = None
+    if out is None or out.returncode != 0 or not os.path.exists(KERNEL_TARBALL):
+        raise Skip(f"{KERNEL_PACKAGE} is not installed (apt-get install {KERNEL_PACKAGE})")
+    return out.stdout.strip()
+
+
+def fragments(arch):
+    return [os.path.join(HERE, "config-common.fragment"),
+            os.path.join(HERE, f"config-{arch}.fragment")]
+
+
+def wanted_options(arch):
+    opts = {}
+    for path in fragments(arch):
+        for line in open(path):
+            m = re.match(r"^(CONFIG_\w+)=(.*)$", line.strip())
+            if m:
+                opts[m.group(1)] = m.group(2)
+    return opts
+
+
+def kernel_key(arch, version):
+    h = hashlib.sha256(version.encode())
+    for path in fragments(arch):
+        h.update(open(path, "rb").read())
+    return f"{arch}-{version}-{h.hexdigest()[:12]}"
+
+
+def kernel_source(version):
+    """The unpacked source tree, shared by every architecture (builds are
+    out of tree with O=)."""
+    src = os.path.join(cache_root(), f"src-{version}")
+    stamp = os.path.join(src, ".af-unpacked")
+    with Lock(f"src-{version}"):
+        if not os.path.exists(stamp):
+            shutil.rmtree(src, ignore_errors=True)
+            os.makedirs(src)
+            log(f"unpacking {KERNEL_TARBALL} (once per source version)")
+            run(["tar", "-xf", KERNEL_TARBALL, "-C", src, "--strip-components=1"])
+            open(stamp, "w").close()
+    return src
+
+
+def check_config(config_path, want):
+    have = {}
+    for line in open(config_path):
+        m = re.match(r"^(CONFIG_\w+)=(.*)$", line.strip())
+        if m:
+            have[m.group(1)] = m.group(2)
+    bad = [f"{k}={v} (got {have.get(k, 'unset')})" for k, v in want.items() if have.get(k) != v]
+    if bad:
+        raise RuntimeError("kernel config lacks options of the fragments (a dependency "
+                           "is missing or the option does not exist in 6.1): " + ", ".join(bad))
+
+
+def kernel(arch):
+    a = ARCHES[arch]
+    version = kernel_version()
+    if a["cross"] and not shutil.which(a["cross"] + "gcc"):
+        raise Skip(f"no {a['cross']}gcc (apt-get install gcc-{a['triplet']})")
+    for tool in ("make", "flex", "bison", "bc"):
+        if not shutil.which(tool):
+            raise Skip(f"{tool} is missing, the kernel build needs it")
+    out = os.path.join(cache_root(), kernel_key(arch, version))
+    image = os.path.join(out, "image")
+    with Lock(os.path.basename(out)):
+        if os.path.exists(image):
+            check_config(os.path.join(out, "config"), wanted_options(arch))
+            log(f"kernel {out} (cached)")
+            return image
+        src = kernel_source(version)
+        obj = os.path.join(out, "obj")
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(obj)
+        make = ["make", "-C", src, f"O={obj}", f"ARCH={a['karch']}"]
+        if a["cross"]:
+            make.append(f"CROSS_COMPILE={a['cross']}")
+        t0 = time.time()
+        run(make + ["tinyconfig"], stdout=subprocess.DEVNULL)
+        with open(os.path.join(obj, ".config"), "a") as cfg:
+            for path in fragments(arch):
+                cfg.write(open(path).read())
+        run(make + ["olddefconfig"], stdout=subprocess.DEVNULL)
+        check_config(os.path.join(obj, ".config"), wanted_options(arch))
+        jobs = os.environ.get("AF_VM_JOBS", "2")
+        run(make + [f"-j{jobs}", os.path.basename(a["image"])], stdout=subprocess.DEVNULL)
+        shutil.copy(os.path.join(obj, ".config"), os.path.join(out, "config"))
+        shutil.copy(os.path.join(obj, a["image"]), image + ".tmp")
+        os.rename(image + ".tmp", image)
+        shutil.rmtree(obj)
+        log(f"kernel {out} built in {time.time() - t0:.0f} s")
+        return image
+
+
+# ---- the programs ----------------------------------------------------------------
+
+
+def cross_build(arch, source_root, build_root):
+    """Cross-build the project for a foreign guest; return its build dir."""
+    a = ARCHES[arch]
+    if not a["cross_file"]:
+        return build_root
+    if not shutil.which(a["cross"] + "gcc"):
+        raise Skip(f"no {a['cross']}gcc (apt-get install gcc-{a['triplet']})")
+    pc = f"/usr/lib/{a['triplet']}/pkgconfig"
+    for lib in ("liburing", "check"):
+        if not os.path.exists(os.path.join(pc, lib + ".pc")):
+            raise Skip(f"no {lib} for {a['deb_arch']} (dpkg --add-architecture "
+                       f"{a['deb_arch']}; apt-get install {lib.replace('liburing', 'liburing-dev')}:{a['deb_arch']})")
+    bdir = os.path.join(build_root, f"vm-{arch}")
+    cross = os.path.join(HERE, a["cross_file"])
+    opts = ["--cross-file", cross, "-Dwerror=true", "-Dvm=disabled", "-Dbench=true"]
+    stamp = os.path.join(bdir, ".af-vm-options")
+    want = " ".join(opts)
+    if not os.path.exists(os.path.join(bdir, "build.ninja")) or \
+            (os.path.exists(stamp) and open(stamp).read() != want):
+        shutil.rmtree(bdir, ignore_errors=True)
+        run(["meson", "setup", bdir, source_root] + opts, stdout=subprocess.DEVNULL)
+        with open(stamp, "w") as f:
+            f.write(want)
+    jobs = os.environ.get("AF_VM_JOBS", "2")
+    run(["ninja", "-C", bdir, f"-j{jobs}"], stdout=subprocess.DEVNULL)
+    return bdir
+
+
+def is_elf(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def programs(bdir):
+    """Guest suites: every Check suite the build made, the guest-only ones,
+    and bench-switch (its figures are what the arm64 guest is for)."""
+    progs = {}
+    for path in sorted(glob.glob(os.path.join(bdir, "tests", "test-*")) +
+                       glob.glob(os.path.join(bdir, "tests", "vm", "test-*"))):
+        if os.access(path, os.X_OK) and is_elf(path):
+            progs[os.path.basename(path)[len("test-"):]] = path
+    bench = os.path.join(bdir, "bench", "bench-switch")
+    if is_elf(bench):
+        progs["bench-switch"] = bench
+    only = os.environ.get("AF_VM_SUITES", "").split()
+    if only:
+        progs = {k: v for k, v in progs.items() if k in only}
+    return progs
+
+
+def elf_deps(path):
+    """(interpreter, [NEEDED sonames]) read with readelf, which reads any
+    architecture's ELF."""
+    out = subprocess.run(["readelf", "-lW", "-d", path], capture_output=True, text=True).stdout
+    interp = re.search(r"\[Requesting program interpreter: ([^\]]+)\]", out)
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
+    return (interp.group(1) if interp else None), needed
+
+
+def copy_libs(arch, progs, root, bdir):
+    """Copy into @root the loader and every shared library @progs need,
+    found the way the guest's loader will look for them."""
+    t = ARCHES[arch]["triplet"]
+    dirs = [f"/lib/{t}", f"/usr/lib/{t}", "/lib", "/usr/lib", os.path.join(bdir, "src")]
+    libdir = os.path.join(root, "lib", t)
+    os.makedirs(libdir, exist_ok=True)
+    todo, seen = list(progs), set()
+    while todo:
+        interp, needed = elf_deps(todo.pop())
+        if interp and interp not in seen:
+            seen.add(interp)
+            dst = root + interp
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copy(os.path.realpath(interp if not ARCHES[arch]["cross"] else
+                                         find_lib(os.path.basename(interp), dirs)), dst)
+            todo.append(dst)
+        for so in needed:
+            if so in seen:
+                continue
+            seen.add(so)
+            src = find_lib(so, dirs)
+            shutil.copy(os.path.realpath(src), os.path.join(libdir, so))
+            todo.append(src)
+
+
+def find_lib(so, dirs):
+    for d in dirs:
+        p = os.path.join(d, so)
+        if os.path.exists(p):
+            return p
+    raise RuntimeError(f"shared library {so} not found in {dirs}")
+
+
+def busybox(arch):
+    """Debian's busybox-static for the guest's architecture: the host's own
+    for x86_64, the arm64 package unpacked into the cache otherwise (it
+    cannot be installed next to the host's)."""
+    a = ARCHES[arch]
+    if not a["cross"]:
+        if not os.path.exists("/bin/busybox") or not is_elf("/bin/busybox"):
+            raise Skip("no /bin/busybox (apt-get install busybox-static)")
+        return "/bin/busybox"
+    d = os.path.join(cache_root(), f"busybox-{a['deb_arch']}")
+    bb = os.path.join(d, "bin", "busybox")
+    with Lock(f"busybox-{a['deb_arch']}"):
+        if not os.path.exists(bb):
+            shutil.rmtree(d, ignore_errors=True)
+            os.makedirs(d)
+            r = subprocess.run(["apt-get", "download", f"busybox-static:{a['deb_arch']}"],
+                               cwd=d, stdout=sys.stderr, stderr=sys.stderr)
+            debs = glob.glob(os.path.join(d, "busybox-static_*.deb"))
+            if r.returncode != 0 or not debs:
+                raise Skip(f"cannot download busybox-static:{a['deb_arch']} "
+                           f"(dpkg --add-architecture {a['deb_arch']}; apt-get update)")
+            run(["dpkg-deb", "-x", debs[0], d])
+    return bb
+
+
+def initramfs(arch, progs, bdir, path):
+    root = tempfile.mkdtemp(prefix=f"af-vm-{arch}-")
+    try:
+        for d in ("bin", "proc", "sys", "dev", "tmp", "af"):
+            os.makedirs(os.path.join(root, d))
+        shutil.copy(busybox(arch), os.path.join(root, "bin", "busybox"))
+        shutil.copy(os.path.join(HERE, "init.sh"), os.path.join(root, "init"))
+        os.chmod(os.path.join(root, "init"), 0o755)
+        dsts = []
+        for name, src in progs.items():
+            dst = os.path.join(root, "af", name)
+            shutil.copy(src, dst)
+            dsts.append(dst)
+        with open(os.path.join(root, "af", "suites"), "w") as f:
+            f.write("\n".join(progs) + "\n")
+        with open(os.path.join(root, "af", "libdir"), "w") as f:
+            f.write(f"/lib/{ARCHES[arch]['triplet']}\n")
+        copy_libs(arch, dsts, root, bdir)
+        listing = subprocess.run(["find", "."], cwd=root, capture_output=True, check=True).stdout
+        cpio = subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--quiet"], cwd=root,
+                              input=listing, capture_output=True, check=True).stdout
+        with gzip.open(path, "wb", compresslevel=1) as f:
+            f.write(cpio)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- booting and reading the console ---------------------------------------------
+
+
+def boot(arch, image, initrd, logpath):
+    a = ARCHES[arch]
+    cmd = [a["qemu"], "-accel", "tcg", *a["machine"], "-smp", "2", "-m", "1024",
+           "-nographic", "-no-reboot", "-kernel", image, "-initrd", initrd,
+           "-append", f"console={a['console']} panic=-1 loglevel=4 rdinit=/init"]
+    timeout = int(os.environ.get("AF_VM_TIMEOUT", "1200"))
+    log("$ " + " ".join(cmd))
+    t0 = time.time()
+    with open(logpath, "wb") as out:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            p.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            timed_out = True
+    log(f"guest ran {time.time() - t0:.0f} s" + (" and was killed (timeout)" if timed_out else ""))
+    text = open(logpath, "rb").read().decode("utf-8", "replace").replace("\r", "")
+    # The firmware's terminal escapes can share a line with the first marker.
+    text = re.sub(r"^.*?(@@AF-)", r"\1", text, flags=re.M)
+    return text, timed_out
+
+
+TAP_LINE = re.compile(r"^(not ok|ok)\b\s*\d*\s*(?:-\s*)?(.*)$")
+
+
+def report(arch, console, timed_out):
+    """Turn the console into TAP: each suite's cases, renumbered, with the
+    suite's name in front; a suite that crashed or exited non-zero without
+    a failing case counts as one failure of its own."""
+    cases = []  # (ok, description)
+    kernel = re.search(r"^@@AF-KERNEL (.*)$", console, re.M)
+    cases.append((bool(kernel), f"guest boots ({kernel.group(1) if kernel else 'no marker from /init'})"))
+    suite, lines, plan = None, [], None
+    for line in console.split("\n"):
+        if line.startswith("@@AF-BEGIN "):
+            suite, lines, plan = line.split()[1], [], None
+            continue
+        if suite is None:
+            continue
+        if line.startswith("@@AF-END "):
+            rc = int(line.split()[2])
+            finish(cases, suite, lines, plan, rc)
+            suite = None
+            continue
+        m = TAP_LINE.match(line)
+        if m:
+            lines.append((m.group(1) == "ok", case_name(m.group(1) == "ok", m.group(2))))
+        elif re.match(r"^1\.\.\d+", line):
+            plan = int(line[3:].split()[0])
+        elif line.startswith("# ") or line.startswith("@@AF-ERR "):
+            lines.append((None, line))
+    if suite is not None:
+        finish(cases, suite, lines, plan, None)
+    done = "@@AF-DONE" in console
+    why = "timed out" if timed_out else "stopped before its last suite"
+    cases.append((done, "guest runs every suite to the end" + ("" if done else f" ({why})")))
+    if not done:
+        tail = console.strip().split("\n")[-15:]
+        cases.append((None, "\n".join("# " + t for t in tail)))
+    n = sum(1 for ok, _ in cases if ok is not None)
+    print(f"1..{n}")
+    i = 0
+    for ok, desc in cases:
+        if ok is None:
+            print(desc if desc.startswith("#") else "# " + desc)
+            continue
+        i += 1
+        print(f"{'ok' if ok else 'not ok'} {i} - {desc}")
+    return all(ok is not False for ok, _ in cases)
+
+
+def case_name(ok, desc):
+    # Check says "../tests/test-loop.c:tcase:test_name: Passed"; the file
+    # is the suite's name already, and "Passed" says nothing.
+    desc = re.sub(r"^\S*test-[\w-]+\.c:", "", desc)
+    return desc[:-len(": Passed")] if ok and desc.endswith(": Passed") else desc
+
+
+def finish(cases, suite, lines, plan, rc):
+    seen = [(ok, d) for ok, d in lines if ok is not None]
+    for ok, desc in lines:
+        if ok is None:
+            cases.append((None, desc[len("@@AF-ERR "):] if desc.startswith("@@AF-ERR ") else desc))
+        else:
+            cases.append((ok, f"{suite}: {desc}"))
+    failed = any(not ok for ok, _ in seen)
+    if rc is None:
+        cases.append((False, f"{suite}: did not finish (the guest stopped or hung in it)"))
+    elif plan is not None and plan != len(seen):
+        cases.append((False, f"{suite}: planned {plan} cases, reported {len(seen)}"))
+    elif rc == 77 and not seen:
+        cases.append((True, f"{suite} # SKIP exit status 77"))
+    elif rc != 0 and not failed:
+        cases.append((False, f"{suite}: exited with status {rc}"))
+    elif not seen:
+        cases.append((rc == 0, f"{suite}: exits with status {rc}"))
+
+
+def cmd_run(args):
+    a = ARCHES[args.arch]
+    try:
+        if not shutil.which(a["qemu"]):
+            raise Skip(f"no {a['qemu']} (apt-get install qemu-system-"
+                       f"{'x86' if args.arch == 'x86_64' else 'arm'})")
+        for tool in ("cpio", "readelf"):
+            if not shutil.which(tool):
+                raise Skip(f"{tool} is missing")
+        image = kernel(args.arch)
+        bdir = cross_build(args.arch, args.source_root, args.build_root)
+        progs = programs(bdir)
+        busybox(args.arch)
+    except Skip as e:
+        print(f"1..0 # SKIP {e}")
+        return 0
+    if not progs:
+        print("1..0 # SKIP no test programs in the build")
+        return 0
+    initrd = os.path.join(args.build_root, f"vm-{args.arch}.initrd.gz")
+    initramfs(args.arch, progs, bdir, initrd)
+    logpath = os.path.join(args.build_root, f"vm-{args.arch}.log")
+    console, timed_out = boot(args.arch, image, initrd, logpath)
+    log(f"guest console: {logpath}")
+    return 0 if report(args.arch, console, timed_out) else 1
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("arch", choices=ARCHES)
+    r.add_argument("--source-root", required=True)
+    r.add_argument("--build-root", required=True)
+    k = sub.add_parser("kernel")
+    k.add_argument("arch", choices=ARCHES)
+    args = p.parse_args()
+    if args.cmd == "kernel":
+        try:
+            print(kernel(args.arch))
+        except Skip as e:
+            print(f"skip: {e}", file=sys.stderr)
+            return 77
+        return 0
+    return cmd_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
