@@ -1263,6 +1263,31 @@ START_TEST(a_second_waiter_on_a_pin_is_ebusy_and_the_first_keeps_waiting)
 }
 END_TEST
 
+static int close_under_waiter(void *arg)
+{
+	struct second s = { .pin = open_ok(0, AF_PIN_IN | AF_PIN_IRQ_RISING) };
+	struct af_task *t;
+	struct capture cap;
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t, first_waiter, &s), 0);
+	af_yield();
+	capture_start(&cap);
+	af_pin_close(s.pin);             /* refused: the waiter is parked */
+	capture_end(&cap);
+	rig_pull(0, 1);                  /* the pin still works */
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_int_eq(s.first, 0);
+	af_pin_close(s.pin);
+	return 0;
+}
+
+START_TEST(closing_a_pin_while_a_task_waits_on_it_is_refused_and_the_wait_still_ends)
+{
+	ck_assert_int_eq(run_main(close_under_waiter, NULL), 0);
+}
+END_TEST
+
 START_TEST(blocking_calls_outside_a_task_are_eperm)
 {
 	struct af_pin *pin = open_ok(0, AF_PIN_IN | AF_PIN_IRQ_RISING);
@@ -1463,6 +1488,7 @@ static Suite *make_suite(void)
 	add(tc, set_value_on_an_input_is_eperm, 0);
 	add(tc, wait_edge_on_a_pin_without_edge_detection_is_einval, 0);
 	add(tc, a_second_waiter_on_a_pin_is_ebusy_and_the_first_keeps_waiting, NEED_PULL);
+	add(tc, closing_a_pin_while_a_task_waits_on_it_is_refused_and_the_wait_still_ends, NEED_PULL);
 	add(tc, blocking_calls_outside_a_task_are_eperm, NEED_PULL);
 	add(tc, null_arguments_are_einval_everywhere, 0);
 	add(tc, bad_simulated_chips_are_refused, NEED_SIM);

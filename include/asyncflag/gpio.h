@@ -169,8 +169,9 @@ int af_pin_open_lines(struct af_pin **pin, const char *const *lines, unsigned nu
  * thread ends, so after af_pin_close() returns no handler of the pin runs.
  * Do not call it from the pin's own handler (debug builds report it; the
  * pin is then released when the handler returns). Outputs may return to
- * their default state, as the kernel documents. A task waiting on the pin
- * must have finished its wait. NULL is ignored.
+ * their default state, as the kernel documents. While a task waits on the
+ * pin the call is refused and the pin stays open (debug builds say so):
+ * cancel the waiter and let its wait return first. NULL is ignored.
  */
 void af_pin_close(struct af_pin *pin);
 

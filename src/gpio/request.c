@@ -349,9 +349,13 @@ AF_API void af_pin_close(struct af_pin *pin)
 {
 	if (!pin)
 		return;
-	if (pin->waiting)
+	/* Freeing under a parked waiter would hand it freed memory when it
+	 * resumes: refuse, as af_flag_destroy() does, and keep the pin. */
+	if (pin->waiting) {
 		af__misuse(__func__, "a task still waits for an edge of this pin: cancel it and "
-			   "let it return before closing");
+			   "let it return before closing; the pin stays open");
+		return;
+	}
 	if (pin->irq_on && !af__pin_irq_stop(pin))
 		return;
 	af__pin_free(pin);
