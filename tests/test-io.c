@@ -1784,7 +1784,9 @@ static int cancel_race_main(void *arg)
 		ck_assert_int_eq(af_task_join(t, NULL), 0);
 		if (sched <= 1)
 			FAIL_IF(&ra->st.f, rc.r != -ECANCELED, "iter %d sched %d: %d", i, sched, rc.r);
-		if (sched == 2)
+		/* Only a ring has a "queued, not yet submitted": on epoll the
+		 * read tried at once, found nothing and parked, like sched 1. */
+		if (sched == 2 && !on_epoll())
 			FAIL_IF(&ra->st.f, rc.r != RACE_MSG, "iter %d sched 2: %d", i, rc.r);
 		if (rc.r > 0)
 			ra->schedules[sched]++;
@@ -2400,7 +2402,8 @@ Suite *make_suite(void)
 	tc = tcase_create("cancellation");
 	tcase_add_test(tc, cancelling_a_task_parked_in_each_call_returns_ecanceled_and_touches_no_buffer);
 	tcase_add_test(tc, a_cancel_pending_before_the_call_fails_it_with_ecanceled_and_submits_nothing_except_close);
-	tcase_add_test(tc, a_read_that_completed_despite_the_cancel_returns_its_data_and_the_next_call_is_cancelled);
+	tcase_add_uring_test(tc, a_read_that_completed_despite_the_cancel_returns_its_data_and_the_next_call_is_cancelled,
+			     "on epoll no read completes behind the task's back: see test-backend");
 	tcase_add_test(tc, a_cancelled_timed_call_returns_ecanceled_not_etimedout);
 	tcase_add_test(tc, a_task_left_reading_when_main_returns_is_cancelled_and_the_loop_ends);
 	suite_add_tcase(s, tc);
