@@ -380,7 +380,29 @@ static int plan_accept(int fd, enum try_how *how)
 	return listening ? 0 : -EINVAL;
 }
 
-static int plan_of(const struct af__io *op, struct plan *p)
+/* Whether epoll can wait on @fd: regular files and block devices have no
+ * poll method and epoll_ctl refuses them with EPERM. The mode alone does
+ * not tell (an anonymous inode, a GPIO line request, may look like a
+ * regular file), so ask epoll: the descriptor joins the set disarmed
+ * (EPOLLONESHOT alone reports nothing, not even errors) and stays there
+ * for the readiness waits to come. */
+static int pollable(struct af__epoll *ep, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLONESHOT, .data.u64 = (uint64_t)fd };
+	struct fd_watch *w;
+	int r = watch_get(ep, fd, &w);
+
+	if (r < 0)
+		return r;
+	if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 || errno == EEXIST) {
+		w->added = true;
+		w->armed = 0;
+		return 1;
+	}
+	return errno == EPERM ? 0 : -errno;
+}
+
+static int plan_of(struct af__epoll *ep, const struct af__io *op, struct plan *p)
 {
 	struct stat st;
 
@@ -404,8 +426,12 @@ static int plan_of(const struct af__io *op, struct plan *p)
 	}
 	if (fstat(op->fd, &st) < 0)
 		return -errno;
-	if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))
-		return AF__IO_BLOCKING;
+	if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
+		int r = pollable(ep, op->fd);
+
+		if (r <= 0)
+			return r < 0 ? r : AF__IO_BLOCKING;
+	}
 	p->how = S_ISSOCK(st.st_mode) ? TRY_SOCKET : TRY_NOWAIT;
 	return 0;
 }
@@ -559,7 +585,7 @@ int af__epoll_io(struct af_task *t, const struct af__io *op, int64_t timeout_ns,
 		return do_close(t->loop, op->fd);
 	if (op->kind == AF__IO_CONNECT)
 		return do_connect(t, op, deadline);
-	r = plan_of(op, &p);
+	r = plan_of(t->loop->epoll, op, &p);
 	if (r != 0)
 		return r;
 	for (;;) {
