@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,11 +12,24 @@ AF_API const char *af_version(void)
 	return AF_VERSION_STRING;
 }
 
+/* Text the C library has for @e, or NULL. strerrordesc_np() rather than
+ * strerror(): its strings are immutable and shared, where strerror()
+ * may format into a buffer the next call overwrites. */
+static const char *libc_text(unsigned e)
+{
+	return e <= INT_MAX ? strerrordesc_np((int)e) : NULL;
+}
+
 AF_API const char *af_strerror(int err)
 {
-	if (err < 0)
-		err = -err;
-	switch (err) {
+	/* Unsigned: INT_MIN has no int negation (undefined behaviour). */
+	unsigned e = err < 0 ? 0u - (unsigned)err : (unsigned)err;
+	/* Per thread, so that one thread's unknown value never rewrites the
+	 * string another thread is printing. */
+	static __thread char unknown[40];
+	const char *text;
+
+	switch (e) {
 	case 0:
 		return "success";
 	case EPERM:
@@ -37,7 +51,11 @@ AF_API const char *af_strerror(int err)
 	case EDEADLK:
 		return "deadlock: every task waits on something nothing can complete";
 	default:
-		return strerror(err);
+		text = libc_text(e);
+		if (text)
+			return text;
+		snprintf(unknown, sizeof(unknown), "unknown error %d", err);
+		return unknown;
 	}
 }
 

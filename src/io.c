@@ -25,14 +25,25 @@ typedef void (*prep_fn)(struct io_uring_sqe *sqe, const void *args);
 struct io_req {
 	struct af__op op;       /* the operation's completion */
 	struct af__op tmo;      /* the linked timeout's completion */
+	struct af__op cxl;      /* our cancel request's completion */
 	struct af_task *task;
 	int res;
-	int pending;            /* completions still to come: 1, or 2 with a timeout */
+	int pending;            /* completions still to come: op, timeout, cancel */
+	bool op_live;           /* the operation's own completion is still to come */
 	bool timed_out;
+	bool want_cancel;       /* the timer fired but could not stop the operation */
+	bool cancel_live;       /* a cancel request is in the kernel */
+	bool retry;             /* that cancel found nothing to stop: ask again */
 	struct __kernel_timespec ts;
 	prep_fn prep;
 	const struct af__io *args;
 };
+
+/* How long a task waits before asking again to cancel an operation that a
+ * cancel did not find: one in flight between the kernel's queues, or on an
+ * io-wq worker that was interrupted and is on its way out. Short, because
+ * the caller is waiting; not zero, so it is no busy loop. */
+#define AF_RECANCEL_NS ((int64_t)1000 * 1000)
 
 static void mark_defined(const struct io_req *req);
 static prep_fn prep_of(enum af__io_kind kind);
@@ -44,11 +55,14 @@ static struct io_req *req_of(struct af__op *op, size_t off)
 
 static void req_settle(struct af_loop *loop, struct io_req *req)
 {
-	if (--req->pending > 0)
+	bool done = --req->pending == 0;
+
+	if (done)
+		loop->ninflight--;
+	else if (!req->want_cancel && !req->retry)
 		return;
-	loop->ninflight--;
 	/* A task woken by a cancel meanwhile is runnable already; it finds
-	 * pending == 0 when it resumes. */
+	 * the state when it resumes. */
 	if (req->task->state == AF_TASK_BLOCKED && req->task->wait_obj == req) {
 		af__task_wake(req->task, 0);
 		loop->outside_wakes++;
@@ -61,6 +75,9 @@ static void op_done(struct af_loop *loop, struct af__op *op, int res, unsigned f
 
 	(void)flags;
 	req->res = res;
+	req->op_live = false;
+	req->want_cancel = false;
+	req->retry = false;
 	mark_defined(req);
 	req_settle(loop, req);
 }
@@ -70,8 +87,28 @@ static void tmo_done(struct af_loop *loop, struct af__op *op, int res, unsigned 
 	struct io_req *req = req_of(op, offsetof(struct io_req, tmo));
 
 	(void)flags;
-	if (res == -ETIME)
+	/* -ECANCELED: the operation finished first and took the timer down.
+	 * Anything else means the timer expired: -ETIME when it cancelled the
+	 * operation; -ENOENT or -EALREADY when it did not find it where it
+	 * cancels from: on an io-wq worker (a blocking connect to a full
+	 * Unix listener), which it interrupts (the operation ends with
+	 * -EINTR), or (a zero timeout) on its way there, which it misses.
+	 * The task then sends a cancel of its own. */
+	if (res != -ECANCELED)
 		req->timed_out = true;
+	if (res != -ECANCELED && res != -ETIME && req->op_live)
+		req->want_cancel = true;
+	req_settle(loop, req);
+}
+
+static void cxl_done(struct af_loop *loop, struct af__op *op, int res, unsigned flags)
+{
+	struct io_req *req = req_of(op, offsetof(struct io_req, cxl));
+
+	(void)flags;
+	req->cancel_live = false;
+	if (res != 0 && req->op_live)
+		req->retry = true;
 	req_settle(loop, req);
 }
 
@@ -93,21 +130,41 @@ static void submit_cancel(struct af_loop *loop, struct io_req *req)
 	struct io_uring_sqe *sqe = af__loop_sqe(loop);
 
 	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&req->op, 0);
-	io_uring_sqe_set_data(sqe, NULL);
+	/* Its completion points into this stack frame too: wait for it. */
+	io_uring_sqe_set_data(sqe, &req->cxl);
+	req->pending++;
+	req->cancel_live = true;
 }
 
 /* Park until every completion of @req has arrived, whatever cancels come
- * in meanwhile. If @may_cancel, the first cancel (@cancelled: one already
- * came) also asks the kernel to cancel the operation. Returns true if the
- * task was cancelled on the way. */
+ * in meanwhile. If @may_cancel, a cancel of the task (@cancelled: one
+ * already came) also asks the kernel to cancel the operation; so does a
+ * timeout that expired without stopping it. Returns true if the task was
+ * cancelled on the way. */
 static bool drain(struct af_loop *loop, struct io_req *req, bool cancelled, bool may_cancel)
 {
-	bool cancel_sent = false;
+	bool cancel_sent = false, waited = false;
 
 	while (req->pending > 0) {
-		if (cancelled && may_cancel && !cancel_sent) {
+		bool want = (cancelled && may_cancel) || req->want_cancel;
+
+		if (want && req->op_live && !req->cancel_live && (!cancel_sent || req->retry)) {
+			if (req->retry && !waited) {
+				/* Give the operation time to land where a cancel
+				 * finds it, or to finish. */
+				waited = true;
+				if (af__task_block(&io_ops, req, AF_RECANCEL_NS) == -ECANCELED)
+					cancelled = true;
+				continue;
+			}
+			req->retry = false;
+			waited = false;
 			submit_cancel(loop, req);
 			cancel_sent = true;
+			/* Taking a slot can flush, and a pushed-back flush reaps:
+			 * the last completion may have come meanwhile, and then
+			 * nobody would ever wake us. */
+			continue;
 		}
 		if (af__task_block(&io_ops, req, -1) == -ECANCELED)
 			cancelled = true;
@@ -131,13 +188,16 @@ int af__uring_io(struct af_task *t, const struct af__io *args, int64_t timeout_n
 	memset(&req, 0, sizeof(req));
 	req.op.complete = op_done;
 	req.tmo.complete = tmo_done;
+	req.cxl.complete = cxl_done;
 	req.task = t;
 	req.pending = 1;
+	req.op_live = true;
 	req.prep = prep;
 	req.args = args;
 	/* A link only holds within one submission: make room for both
-	 * entries before taking the first. */
-	if (timeout_ns >= 0 && io_uring_sq_space_left(&loop->ring) < 2)
+	 * entries before taking the first. A flush the kernel pushes back
+	 * makes no room, so flush until there is. */
+	while (timeout_ns >= 0 && io_uring_sq_space_left(&loop->ring) < 2)
 		af__loop_flush(loop);
 	sqe = af__loop_sqe(loop);
 	prep(sqe, args);
@@ -162,8 +222,7 @@ int af__uring_io(struct af_task *t, const struct af__io *args, int64_t timeout_n
 			t->cancel_pending = true;
 		return req.res;
 	}
-	cancelled = af__task_block(&io_ops, &req, -1) == -ECANCELED;
-	cancelled = drain(loop, &req, cancelled, true);
+	cancelled = drain(loop, &req, false, true);
 
 	if (cancelled) {
 		/* The kernel cancelled it: report the cancel. It completed
@@ -552,6 +611,14 @@ AF_API int af_close(int fd)
 	return io_run_opt(&a, -1, false);
 }
 
+/* 0 in a task, -EPERM elsewhere. */
+static int in_task(void)
+{
+	int err = 0;
+
+	return af__task_self(&err) ? 0 : err;
+}
+
 AF_API int af_write_all(int fd, const void *buf, size_t len, int64_t offset, size_t *written)
 {
 	const char *p = buf;
@@ -560,6 +627,8 @@ AF_API int af_write_all(int fd, const void *buf, size_t len, int64_t offset, siz
 
 	if (r == 0 && !buf && len)
 		r = -EINVAL;
+	if (r == 0)
+		r = in_task(); /* with nothing to write, no af_write() would say so */
 	while (r == 0 && done < len) {
 		size_t chunk = len - done > INT_MAX ? INT_MAX : len - done;
 
@@ -584,6 +653,8 @@ AF_API int af_read_full(int fd, void *buf, size_t len, int64_t offset, size_t *g
 
 	if (r == 0 && len > INT_MAX)
 		r = -EINVAL;
+	if (r == 0)
+		r = in_task();
 	while (r == 0 && done < len) {
 		r = af_read(fd, p + done, len - done, offset < 0 ? offset : offset + (int64_t)done);
 		if (r > 0) {

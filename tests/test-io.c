@@ -5,6 +5,7 @@
  * the echo-server load test of the I/O issue. */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -17,7 +18,9 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1194,6 +1197,11 @@ static void eperm_all(struct eperm_case *e)
 	n = 3;
 	if (af_read_full(e->p[0], buf, sizeof(buf), AF_OFFSET_CURRENT, &n) != -EPERM || n != 0)
 		e->errors++;
+	/* Nothing to move is no excuse: io.h promises -EPERM outside a task. */
+	if (af_write_all(e->p[1], buf, 0, AF_OFFSET_CURRENT, NULL) != -EPERM)
+		e->errors++;
+	if (af_read_full(e->p[0], buf, 0, AF_OFFSET_CURRENT, NULL) != -EPERM)
+		e->errors++;
 }
 
 static void *eperm_thread(void *arg)
@@ -1225,6 +1233,48 @@ START_TEST(every_call_outside_a_task_fails_with_eperm_and_does_nothing)
 	ck_assert_int_ge(fcntl(e.p[1], F_GETFD), 0);
 	close(e.p[0]);
 	close(e.p[1]);
+}
+END_TEST
+
+struct strerror_case {
+	int err;
+	const char *text;
+	char copy[64];
+};
+
+static void *strerror_other_thread(void *arg)
+{
+	struct strerror_case *c = arg;
+
+	c->text = af_strerror(c->err);
+	snprintf(c->copy, sizeof(c->copy), "%s", c->text);
+	return NULL;
+}
+
+START_TEST(strerror_describes_every_int_and_keeps_unknown_texts_per_thread)
+{
+	struct strerror_case other = { .err = -4001 };
+	const char *known = af_strerror(-EIO), *mine;
+	char known_copy[128];
+	pthread_t th;
+
+	snprintf(known_copy, sizeof(known_copy), "%s", known);
+	/* INT_MIN has no negation: UBSan reports the old -err. */
+	ck_assert_str_eq(af_strerror(INT_MIN), "unknown error -2147483648");
+	ck_assert_str_eq(af_strerror(INT_MAX), "unknown error 2147483647");
+	mine = af_strerror(-4000);
+	ck_assert_str_eq(mine, "unknown error -4000");
+	ck_assert_int_eq(pthread_create(&th, NULL, strerror_other_thread, &other), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	/* Another thread's unknown value leaves this thread's text alone. */
+	ck_assert_str_eq(mine, "unknown error -4000");
+	ck_assert_str_eq(other.copy, "unknown error -4001");
+	ck_assert_ptr_ne(other.text, mine);
+	/* Known texts are static: no later call rewrites them. */
+	ck_assert_str_eq(known, known_copy);
+	ck_assert_ptr_eq(af_strerror(EIO), known);
+	ck_assert_str_eq(af_strerror(0), "success");
+	ck_assert_ptr_nonnull(strstr(af_strerror(INT_MIN + 1), "unknown error"));
 }
 END_TEST
 
@@ -1377,6 +1427,101 @@ START_TEST(a_zero_timeout_times_out_when_nothing_is_ready_and_returns_what_is)
 	struct sc s = { 0 };
 
 	run_ok(zero_timeout_main, &s);
+}
+END_TEST
+
+/* A Unix listener that takes one connection and queues no more. */
+static int unix_listener(struct sockaddr_un *a, socklen_t *alen)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	/* Abstract: nothing to unlink, unique per process and listener. */
+	snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "af-test-io-%d-%d", (int)getpid(), fd);
+	*alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(a->sun_path + 1));
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)a, *alen), 0);
+	ck_assert_int_eq(listen(fd, 0), 0);
+	return fd;
+}
+
+static int unix_timeout_main(void *arg)
+{
+	struct sockaddr_un a;
+	socklen_t alen;
+	int lfd = unix_listener(&a, &alen);
+	int c0 = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int c1 = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int c2 = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int afd;
+
+	(void)arg;
+	ck_assert_int_eq(af_connect(c0, (struct sockaddr *)&a, alen), 0);
+	/* The backlog is full: the kernel's blocking connect runs on an
+	 * io-wq worker, which the timeout interrupts (-EINTR there). */
+	ck_assert_int_eq(af_connect_timeout(c1, (struct sockaddr *)&a, alen, 20 * MS), -ETIMEDOUT);
+	ck_assert_int_eq(af_connect_timeout(c2, (struct sockaddr *)&a, alen, 0), -ETIMEDOUT);
+	/* The listener still works: take the queued one, nothing else is there. */
+	afd = af_accept_timeout(lfd, NULL, NULL, SOCK_CLOEXEC, 20 * MS);
+	ck_assert_int_ge(afd, 0);
+	ck_assert_int_eq(af_accept_timeout(lfd, NULL, NULL, 0, 20 * MS), -ETIMEDOUT);
+	close(afd);
+	close(c0);
+	close(c1);
+	close(c2);
+	close(lfd);
+	return 0;
+}
+
+START_TEST(connect_timeout_to_a_unix_listener_with_a_full_backlog_fails_with_etimedout)
+{
+	run_ok(unix_timeout_main, NULL);
+}
+END_TEST
+
+static int fifo_file_timeout_main(void *arg)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[PATH_MAX], buf[8] = { 0 };
+	struct iovec iov = { buf, sizeof(buf) };
+	int fd, file = make_tmpfile();
+
+	(void)arg;
+	snprintf(path, sizeof(path), "%s/af-test-fifo-%d", dir && *dir ? dir : "/tmp", (int)getpid());
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	/* O_RDWR: a FIFO opened both ways opens without a peer and never
+	 * reports end of file. */
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	unlink(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(af_read_timeout(fd, buf, sizeof(buf), AF_OFFSET_CURRENT, 20 * MS), -ETIMEDOUT);
+	ck_assert_int_eq(af_readv_timeout(fd, &iov, 1, AF_OFFSET_CURRENT, 20 * MS), -ETIMEDOUT);
+	ck_assert_int_eq(af_poll_timeout(fd, POLLIN, 20 * MS), -ETIMEDOUT);
+	ck_assert_int_eq(af_wait_readable_timeout(fd, 0), -ETIMEDOUT);
+	ck_assert_int_ge(fcntl(fd, F_SETPIPE_SZ, 4096), 4096);
+	fill(fd);
+	set_nonblock(fd, false);
+	ck_assert_int_eq(af_write_timeout(fd, "x", 1, AF_OFFSET_CURRENT, 20 * MS), -ETIMEDOUT);
+	ck_assert_int_eq(af_writev_timeout(fd, &iov, 1, AF_OFFSET_CURRENT, 20 * MS), -ETIMEDOUT);
+	close(fd);
+
+	/* A regular file never waits for a peer: a timeout it does not reach
+	 * changes nothing. (A zero one may: the kernel can queue a file write
+	 * to a worker, and cancels it there before it starts.) */
+	ck_assert_int_eq(af_write_timeout(file, "abcd", 4, 0, LONG_NS), 4);
+	ck_assert_int_eq(af_writev_timeout(file, &iov, 1, 4, LONG_NS), (int)sizeof(buf));
+	ck_assert_int_eq(af_read_timeout(file, buf, 4, 0, LONG_NS), 4);
+	ck_assert_int_eq(memcmp(buf, "abcd", 4), 0);
+	ck_assert_int_eq(af_readv_timeout(file, &iov, 1, 0, LONG_NS), (int)sizeof(buf));
+	ck_assert_int_eq(af_poll_timeout(file, POLLIN, LONG_NS), POLLIN);
+	close(file);
+	return 0;
+}
+
+START_TEST(timed_calls_on_a_fifo_time_out_and_on_a_regular_file_complete)
+{
+	run_ok(fifo_file_timeout_main, NULL);
 }
 END_TEST
 
@@ -2345,6 +2490,144 @@ START_TEST(an_echo_server_under_200_clients_returns_every_byte_and_leaks_no_desc
 }
 END_TEST
 
+/* ---- the kernel pushes back on a submit ----------------------------------------- */
+
+/* Stands in for liburing's io_uring_submit, as in test-loop.c: the next
+ * submit_busy calls on this thread fail with -EBUSY, as the kernel's do
+ * when its completion queue overflowed. */
+static _Thread_local int submit_busy;
+static int (*real_submit)(struct io_uring *);
+static pthread_once_t real_submit_once = PTHREAD_ONCE_INIT;
+
+static void find_real_submit(void)
+{
+	real_submit = (int (*)(struct io_uring *))dlsym(RTLD_NEXT, "io_uring_submit");
+}
+
+int io_uring_submit(struct io_uring *ring);
+int io_uring_submit(struct io_uring *ring)
+{
+	pthread_once(&real_submit_once, find_real_submit);
+	if (submit_busy > 0) {
+		submit_busy--;
+		return -EBUSY;
+	}
+	return real_submit(ring);
+}
+
+/* Queue no-ops (no user_data: the loop ignores their completions) until
+ * only @left submission slots remain. */
+static void fill_sq(struct af_loop *loop, unsigned left)
+{
+	while (io_uring_sq_space_left(&loop->ring) > left) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+
+		io_uring_prep_nop(sqe);
+		io_uring_sqe_set_data(sqe, NULL);
+	}
+}
+
+struct reap_case {
+	int p[2];
+	struct af_task *reader;
+	struct af_event go;
+	int r;
+	char buf[4];
+};
+
+static int cancelled_reader(void *arg)
+{
+	struct reap_case *c = arg;
+
+	c->r = af_read(c->p[0], c->buf, sizeof(c->buf), AF_OFFSET_CURRENT);
+	return 0;
+}
+
+/* Runs in the batch just before the cancelled reader resumes: completes
+ * its read in the kernel and leaves a full queue whose flush is pushed
+ * back, so the reader's cancel request flushes and reaps that completion. */
+static int completer(void *arg)
+{
+	struct reap_case *c = arg;
+
+	ck_assert_int_eq(af_event_wait(&c->go), 0);
+	ck_assert_int_eq(write(c->p[1], "x", 1), 1);
+	fill_sq(af_loop_current(), 0);
+	submit_busy = 1;
+	return 0;
+}
+
+static int cancel_flush_reaps_main(void *arg)
+{
+	struct reap_case *c = arg;
+
+	make_pipe(c->p);
+	af_event_init(&c->go);
+	ck_assert_int_eq(af_task_spawn(&c->reader, cancelled_reader, c), 0);
+	ck_assert_int_eq(af_task_spawn(NULL, completer, c), 0);
+	ck_assert_int_eq(af_yield(), 0); /* the reader parks, the completer waits */
+	af_event_set(&c->go);            /* queued first ... */
+	ck_assert_int_eq(af_task_cancel(c->reader), 0); /* ... the reader second */
+	/* No timeout: a reader parked for ever hangs until the test case's
+	 * timeout, which is the failure. */
+	ck_assert_int_eq(af_task_join(c->reader, NULL), 0);
+	close(c->p[0]);
+	close(c->p[1]);
+	return 0;
+}
+
+START_TEST(a_cancel_whose_flush_reaps_the_last_completion_does_not_park_the_task_for_ever)
+{
+	struct reap_case c = { 0 };
+
+	run_ok(cancel_flush_reaps_main, &c);
+	/* It completed before the cancel reached the kernel: data, not loss. */
+	ck_assert_int_eq(c.r, 1);
+	ck_assert_int_eq(c.buf[0], 'x');
+}
+END_TEST
+
+static int rescuer(void *arg)
+{
+	int *wfd = arg;
+
+	if (af_sleep_ms(3000) == 0)
+		ck_assert_int_eq(write(*wfd, "r", 1), 1);
+	return 0;
+}
+
+static int split_link_main(void *arg)
+{
+	struct af_loop *loop = af_loop_current();
+	struct af_task *t;
+	char buf[4];
+	int p[2];
+
+	(void)arg;
+	make_pipe(p);
+	/* Fails the test instead of hanging it if the timeout is lost. */
+	ck_assert_int_eq(af_task_spawn(&t, rescuer, &p[1]), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	/* One free slot, and two flushes in a row that make no room. */
+	fill_sq(loop, 1);
+	submit_busy = 2;
+	ck_assert_int_eq(af_read_timeout(p[0], buf, sizeof(buf), AF_OFFSET_CURRENT, 10 * MS),
+			 -ETIMEDOUT);
+	ck_assert_int_eq(af_task_cancel(t), 0);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	close(p[0]);
+	close(p[1]);
+	return 0;
+}
+
+START_TEST(a_timed_call_keeps_its_timeout_when_flushes_cannot_make_room_for_both_entries)
+{
+	struct af_loop_opts o = { .ring_entries = 4 };
+
+	ck_assert_int_eq(run_opts(split_link_main, NULL, &o), 0);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("io");
@@ -2391,12 +2674,15 @@ Suite *make_suite(void)
 	tcase_add_test(tc, send_to_a_closed_peer_fails_with_epipe_and_raises_no_sigpipe);
 	tcase_add_test(tc, bad_arguments_fail_with_einval_and_touch_nothing);
 	tcase_add_test(tc, every_call_outside_a_task_fails_with_eperm_and_does_nothing);
+	tcase_add_test(tc, strerror_describes_every_int_and_keeps_unknown_texts_per_thread);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("timeouts");
 	tcase_add_test(tc, each_timeout_variant_fails_with_etimedout_when_nothing_happens);
 	tcase_add_test(tc, a_timed_call_returns_what_arrives_before_its_timeout);
 	tcase_add_test(tc, a_zero_timeout_times_out_when_nothing_is_ready_and_returns_what_is);
+	tcase_add_test(tc, connect_timeout_to_a_unix_listener_with_a_full_backlog_fails_with_etimedout);
+	tcase_add_test(tc, timed_calls_on_a_fifo_time_out_and_on_a_regular_file_complete);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cancellation");
@@ -2419,6 +2705,12 @@ Suite *make_suite(void)
 	tcase_add_test(tc, a_ring_of_four_entries_serves_a_hundred_tasks_doing_io_at_once);
 	tcase_add_test(tc, timed_calls_keep_their_linked_timeout_when_a_tiny_ring_fills_at_any_alignment);
 	tcase_add_test(tc, a_one_entry_ring_is_refused_and_a_two_entry_ring_still_times_out_timed_calls);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("submit pushed back");
+	tcase_set_timeout(tc, 20);
+	tcase_add_test(tc, a_cancel_whose_flush_reaps_the_last_completion_does_not_park_the_task_for_ever);
+	tcase_add_test(tc, a_timed_call_keeps_its_timeout_when_flushes_cannot_make_room_for_both_entries);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("load");

@@ -40,8 +40,11 @@ const char *af_version(void);
  * mislead: for example -EPERM or -ENOSYS from af_loop_new() mean io_uring is
  * disabled by the kernel.io_uring_disabled sysctl or a seccomp filter.
  *
- * @param err a negative (or positive) errno value.
- * @return a static string, never NULL.
+ * @param err a negative (or positive) errno value; any int is accepted.
+ * @return never NULL. For every errno value the C library knows, a static
+ *         string. For any other value ("unknown error N"), a buffer local
+ *         to the calling thread: valid until that thread's next
+ *         af_strerror() of an unknown value, never touched by other threads.
  */
 const char *af_strerror(int err);
 
