@@ -2709,8 +2709,10 @@ Suite *make_suite(void)
 
 	tc = tcase_create("submit pushed back");
 	tcase_set_timeout(tc, 20);
-	tcase_add_test(tc, a_cancel_whose_flush_reaps_the_last_completion_does_not_park_the_task_for_ever);
-	tcase_add_test(tc, a_timed_call_keeps_its_timeout_when_flushes_cannot_make_room_for_both_entries);
+	tcase_add_uring_test(tc, a_cancel_whose_flush_reaps_the_last_completion_does_not_park_the_task_for_ever,
+			     "epoll has no submission queue to push back");
+	tcase_add_uring_test(tc, a_timed_call_keeps_its_timeout_when_flushes_cannot_make_room_for_both_entries,
+			     "epoll has no submission queue to push back");
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("load");

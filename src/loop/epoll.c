@@ -534,12 +534,39 @@ static int attempt(const struct af__io *op, struct plan *p)
 	return (int)n;
 }
 
-/* connect(2) never blocks the loop: a blocking socket is made non-blocking
- * for the call, and the handshake is waited for like any readiness. */
-static int do_connect(struct af_task *t, const struct af__io *op, uint64_t deadline)
+static void nap_detach(struct af_task *t)
 {
-	int fl = fcntl(op->fd, F_GETFL), r, err = 0;
-	socklen_t len = sizeof(err);
+	(void)t;
+}
+
+static const struct af__wait_ops nap_ops = { .what = "connect retry", .detach = nap_detach };
+
+#define CONNECT_RETRY_NS ((int64_t)1000 * 1000)
+
+/* A Unix listener with a full backlog: a blocking connect(2) would wait for
+ * room, which no poll reports (an unconnected socket is always writable).
+ * Try again every millisecond until @deadline. Returns 0 to try again,
+ * -ETIMEDOUT or -ECANCELED. */
+static int connect_nap(uint64_t deadline)
+{
+	int64_t nap = CONNECT_RETRY_NS;
+	int r;
+
+	if (deadline != UINT64_MAX) {
+		uint64_t now = af__now_ns();
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		if (deadline - now < (uint64_t)nap)
+			nap = (int64_t)(deadline - now);
+	}
+	r = af__task_block(&nap_ops, NULL, nap);
+	return r == -ETIMEDOUT ? 0 : r;
+}
+
+static int connect_once(const struct af__io *op)
+{
+	int fl = fcntl(op->fd, F_GETFL), r;
 
 	if (fl < 0)
 		return -errno;
@@ -548,6 +575,21 @@ static int do_connect(struct af_task *t, const struct af__io *op, uint64_t deadl
 	r = connect(op->fd, op->caddr, op->caddrlen) < 0 ? -errno : 0;
 	if (!(fl & O_NONBLOCK))
 		fcntl(op->fd, F_SETFL, fl);
+	return r;
+}
+
+/* connect(2) never blocks the loop: a blocking socket is made non-blocking
+ * for the call, and the handshake is waited for like any readiness. */
+static int do_connect(struct af_task *t, const struct af__io *op, uint64_t deadline)
+{
+	int r, err = 0;
+	socklen_t len = sizeof(err);
+
+	while ((r = connect_once(op)) == -EAGAIN) {
+		r = connect_nap(deadline);
+		if (r < 0)
+			return r;
+	}
 	if (r != -EINPROGRESS)
 		return r;
 	r = wait_ready(t, op->fd, EPOLLOUT, deadline);
