@@ -13,10 +13,13 @@ AF_BEGIN_DECLS
 
 /**
  * @file io.h
- * @brief File-descriptor I/O as coroutine calls on io_uring.
+ * @brief File-descriptor I/O as coroutine calls on io_uring (or epoll).
  *
  * Each call submits one io_uring operation and parks the calling task until
- * it completes; the loop keeps running other tasks meanwhile. Results are
+ * it completes; the loop keeps running other tasks meanwhile. On the epoll
+ * backend a call tries its system call without blocking and parks until the
+ * descriptor is ready, with the same results, timeouts and cancellation;
+ * regular files and block devices then go to the blocking pool. Results are
  * what the system call would return: a byte count, a new descriptor or
  * 0, or a negative errno value (never errno). Short reads and writes are
  * reported as they are; af_write_all() and af_read_full() loop.
