@@ -2,19 +2,26 @@
 /*
  * ThreadSafeFlag: the wake-up path from other threads and signal handlers.
  *
- * All cross-thread state is one atomic word per flag (SET, WAITING, QUEUED)
- * and one lock-free stack per loop (loop->pending). A set:
- *   1. turns SET on; if it was already on, stops (sets coalesce);
- *   2. if no task is WAITING, stops: the next wait finds SET itself;
- *   3. turns QUEUED on and pushes the flag on loop->pending (once);
- *   4. kicks the loop, which writes the eventfd only if the loop sleeps and
- *      nobody has written since it fell asleep.
+ * All cross-thread state is one atomic word per flag (SET, WAITING, QUEUED,
+ * the LIVE tag and a count of busy setters) and one lock-free stack per loop
+ * (loop->pending). A set, in one compare-and-swap:
+ *   1. does nothing to a flag that is not LIVE (destroyed);
+ *   2. turns SET on; if it was already on, or no task is WAITING, that is
+ *      all (sets coalesce; the next wait finds SET itself);
+ *   3. otherwise also turns QUEUED on (once) and counts itself busy;
+ * then, only in case 3, pushes the flag on loop->pending, kicks the loop
+ * (which writes the eventfd only if the loop sleeps and nobody has written
+ * since it fell asleep) and, as its very last touch of the flag, drops its
+ * busy count. af_flag_destroy() retires the LIVE tag and waits for the busy
+ * count to drain, so once a wait has returned 0 the flag may be destroyed
+ * and its memory reused while the setter is still on its way out.
  * The loop takes the whole pending stack at once, so finding the flags that
  * were set costs O(flags set), never a scan of all flags. Pushes only ever
  * add at the head and the loop only ever takes the whole stack, so there is
  * no ABA problem and no lock: safe in a signal handler that interrupted the
  * loop thread in the middle of either.
  */
+#include <sched.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -24,14 +31,37 @@ _Static_assert(sizeof(struct af__flag) <= sizeof(union af__private),
 
 void af__signal_forget(struct af_flag *flag);
 
+void (*_Atomic af__test_hook)(enum af__hook_point where, void *obj);
+
 static struct af__flag *priv(struct af_flag *flag)
 {
 	return (struct af__flag *)(void *)&flag->_private;
 }
 
+static bool live(uint32_t state)
+{
+	return (state & AF_FLAG_TAG_MASK) == AF_FLAG_LIVE;
+}
+
+/* relaxed: callers either own the flag (init, destroy, wait on the loop
+ * thread) or only need "was live at some point during the call". */
 static bool valid(const struct af_flag *flag)
 {
-	return flag && priv((struct af_flag *)flag)->magic == AF_FLAG_MAGIC;
+	return flag && live(atomic_load_explicit(&priv((struct af_flag *)flag)->state,
+						 memory_order_relaxed));
+}
+
+bool af__flag_live(const struct af_flag *flag)
+{
+	return valid(flag);
+}
+
+/* A flag initialised and not destroyed, as opposed to stack garbage that
+ * happens to carry the tag: the plain magic is only ever written by init
+ * and destroy, which the caller may not run at the same time as this. */
+static bool looks_initialised(struct af_flag *flag)
+{
+	return valid(flag) && priv(flag)->magic == AF_FLAG_MAGIC;
 }
 
 AF_API int af_flag_init(struct af_flag *flag, struct af_loop *loop)
@@ -46,11 +76,26 @@ AF_API int af_flag_init(struct af_flag *flag, struct af_loop *loop)
 		return -EINVAL;
 	}
 	f = priv(flag);
-	atomic_init(&f->state, 0);
+	if (looks_initialised(flag)) {
+		/* Re-initialising a live flag: it may still sit on its loop's
+		 * pending stack (a waiter cancelled after a set), so take it
+		 * off properly rather than cut the stack below it. */
+		if (f->waiter) {
+			af__misuse(__func__, "task \"%s\" is waiting on the flag; cancel it first",
+				   f->waiter->name);
+			return -EBUSY;
+		}
+		af_flag_destroy(flag);
+	}
+	af__loop_ref(loop);
 	f->loop = loop;
 	f->waiter = NULL;
 	f->next = NULL;
 	f->magic = AF_FLAG_MAGIC;
+	/* release: a setter's acquiring CAS that sees LIVE also sees the
+	 * fields above. Late setters of a destroyed flag never write the
+	 * word (they stop at the LIVE check), so this store loses nothing. */
+	atomic_store_explicit(&f->state, AF_FLAG_LIVE, memory_order_release);
 	return 0;
 }
 
@@ -68,28 +113,56 @@ static void push_pending(struct af_loop *loop, struct af__flag *f)
 							 memory_order_relaxed));
 }
 
+/* The new state word for a set on @s: SET on and, when that wakes a
+ * parked waiter of a flag not yet queued, QUEUED on and one more busy
+ * setter. QUEUED makes sure the flag sits on the pending stack at most once
+ * even if it is cleared and set again before the loop collects it. */
+static uint32_t set_state(uint32_t s)
+{
+	if (!(s & AF_FLAG_SET) && (s & AF_FLAG_WAITING) && !(s & AF_FLAG_QUEUED))
+		return (s | AF_FLAG_SET | AF_FLAG_QUEUED) + AF_FLAG_BUSY_ONE;
+	return s | AF_FLAG_SET;
+}
+
 AF_API void af_flag_set(struct af_flag *flag)
 {
 	struct af__flag *f;
-	uint32_t old;
-	int saved_errno = errno;
+	struct af_loop *loop;
+	uint32_t s, want;
+	int saved_errno;
 
-	if (!valid(flag))
+	if (!flag)
 		return;
 	f = priv(flag);
-	/* acq_rel: release publishes whatever the setter wrote before set() to
-	 * the waiter, whose clearing read-modify-write acquires it. */
-	old = atomic_fetch_or_explicit(&f->state, AF_FLAG_SET, memory_order_acq_rel);
-	if ((old & AF_FLAG_SET) || !(old & AF_FLAG_WAITING))
+	s = atomic_load_explicit(&f->state, memory_order_relaxed);
+	/* One CAS makes SET visible, claims the queueing step and counts us
+	 * busy: there is no moment where a waiter can see the set while we
+	 * still have to touch the flag uncounted. acq_rel: release publishes
+	 * what the setter wrote before set() to the waiter, whose clearing
+	 * read-modify-write acquires it; acquire pairs with init's release,
+	 * so f->loop below is the loop the LIVE tag belongs to. A coalesced
+	 * set is still a successful RMW, so it publishes its writes too. */
+	do {
+		if (!live(s))
+			return;
+		want = set_state(s);
+	} while (!atomic_compare_exchange_weak_explicit(&f->state, &s, want,
+							 memory_order_acq_rel,
+							 memory_order_relaxed));
+	if (!((want ^ s) & AF_FLAG_QUEUED))
 		return;
-	/* A waiter is parked and we made the 0 -> 1 transition. QUEUED makes
-	 * sure the flag sits on the pending stack at most once even if it is
-	 * cleared and set again before the loop collects it. */
-	old = atomic_fetch_or_explicit(&f->state, AF_FLAG_QUEUED, memory_order_acq_rel);
-	if (old & AF_FLAG_QUEUED)
-		return;
-	push_pending(f->loop, f);
-	af__loop_kick(f->loop);
+	saved_errno = errno;
+	af__hook(AF_HOOK_SET_PUBLISHED, flag);
+	loop = f->loop;
+	push_pending(loop, f);
+	af__hook(AF_HOOK_SET_PUSHED, flag);
+	/* The loop outlives this: destroy waits for our busy count, and a
+	 * loop freed with live flags keeps its struct until they are gone. */
+	af__loop_kick(loop);
+	/* release: our last touch of the flag. Pairs with the acquiring
+	 * load in wait_for_setters(), so destroy returns only after the push
+	 * and the kick above, on every architecture. */
+	atomic_fetch_sub_explicit(&f->state, AF_FLAG_BUSY_ONE, memory_order_release);
 	errno = saved_errno;
 }
 
@@ -221,7 +294,10 @@ void af__flag_collect(struct af_loop *loop)
 	}
 }
 
-void af__flag_unqueue(struct af__flag *f)
+/* Caller holds loop->unqueue_lock: two destroys (of flags of one stopped
+ * loop) must not both hold part of the stack, or one puts back a flag the
+ * other has already destroyed. Setters push meanwhile; they never take. */
+static void unqueue_locked(struct af__flag *f)
 {
 	struct af_loop *loop = f->loop;
 	struct af__flag *list, *keep = NULL, *tail = NULL, *head;
@@ -229,6 +305,7 @@ void af__flag_unqueue(struct af__flag *f)
 	if (!(atomic_load_explicit(&f->state, memory_order_acquire) & AF_FLAG_QUEUED))
 		return;
 	list = atomic_exchange_explicit(&loop->pending, NULL, memory_order_acquire);
+	af__hook(AF_HOOK_UNQUEUE, f);
 	while (list) {
 		struct af__flag *next = list->next;
 
@@ -259,6 +336,13 @@ void af__flag_unqueue(struct af__flag *f)
 	af__loop_kick(loop);
 }
 
+void af__flag_unqueue(struct af__flag *f)
+{
+	pthread_mutex_lock(&f->loop->unqueue_lock);
+	unqueue_locked(f);
+	pthread_mutex_unlock(&f->loop->unqueue_lock);
+}
+
 void af__flag_release_all(struct af_loop *loop)
 {
 	struct af__flag *f = atomic_exchange_explicit(&loop->pending, NULL,
@@ -275,9 +359,21 @@ void af__flag_release_all(struct af_loop *loop)
 	}
 }
 
+/* Setters that claimed the queueing step before the LIVE tag went are
+ * between their CAS and their last touch: a push, a kick, maybe a write(2).
+ * None of them blocks on anything, so yielding until they leave is short. */
+static void wait_for_setters(struct af__flag *f)
+{
+	/* acquire pairs with the setters' releasing decrement: their push
+	 * is visible before we unqueue. */
+	while (atomic_load_explicit(&f->state, memory_order_acquire) & AF_FLAG_BUSY_MASK)
+		sched_yield();
+}
+
 AF_API void af_flag_destroy(struct af_flag *flag)
 {
 	struct af__flag *f;
+	struct af_loop *loop;
 
 	if (!valid(flag))
 		return;
@@ -287,7 +383,16 @@ AF_API void af_flag_destroy(struct af_flag *flag)
 			   f->waiter->name);
 		return;
 	}
+	/* Returns once no handler for the flag's signals is inside set(). */
 	af__signal_forget(flag);
+	/* From here every new set stops at the LIVE check without writing.
+	 * relaxed: the ordering that matters is wait_for_setters()'s. */
+	atomic_fetch_and_explicit(&f->state, ~(AF_FLAG_TAG_MASK | AF_FLAG_SET),
+				  memory_order_relaxed);
+	wait_for_setters(f);
 	af__flag_unqueue(f);
 	f->magic = 0;
+	loop = f->loop;
+	f->loop = NULL;
+	af__loop_unref(loop);
 }

@@ -32,6 +32,32 @@ void af__misuse(const char *func, const char *fmt, ...)
 		}                                                              \
 	} while (0)
 
+/* ---- test hooks ------------------------------------------------------------ */
+
+/* Points where a test may stall a thread to force an interleaving that the
+ * scheduler would produce only rarely (tests set af__test_hook through the
+ * static archive; it is never exported). */
+enum af__hook_point {
+	AF_HOOK_SET_PUBLISHED, /* af_flag_set: SET is visible, queueing not done */
+	AF_HOOK_SET_PUSHED,    /* af_flag_set: on loop->pending, loop not kicked */
+	AF_HOOK_KICK_WRITE,    /* af__loop_kick: won SLEEPING -> WOKEN, no write yet */
+	AF_HOOK_SIGNAL,        /* the signal handler: flag loaded, not set yet */
+	AF_HOOK_UNQUEUE,       /* af_flag_destroy holds the loop's pending stack */
+};
+
+extern void (*_Atomic af__test_hook)(enum af__hook_point where, void *obj);
+
+static inline void af__hook(enum af__hook_point where, void *obj)
+{
+	/* relaxed: a test installs the hook before it starts the threads
+	 * that reach it (pthread_create orders the two). */
+	void (*h)(enum af__hook_point, void *) =
+		atomic_load_explicit(&af__test_hook, memory_order_relaxed);
+
+	if (__builtin_expect(h != NULL, 0))
+		h(where, obj);
+}
+
 /* ---- time ------------------------------------------------------------------ */
 
 uint64_t af__now_ns(void);
@@ -164,18 +190,31 @@ void af__task_abandon(struct af_task *t);
 /* ---- flags (flag.c) -------------------------------------------------------- */
 
 struct af__flag {
-	/* AF_FLAG_* bits; the only field other threads touch. */
+	/* AF_FLAG_* bits, the LIVE tag and the count of setters inside
+	 * af_flag_set(): the only field setters read before they own the
+	 * flag's queueing step. */
 	_Atomic uint32_t state;
+	/* Written by init and destroy only, read by init only (never by a
+	 * setter): with the LIVE tag, tells a live flag from stack garbage. */
 	uint32_t magic;
 	struct af_loop *loop;
 	struct af_task *waiter;      /* loop thread only */
 	struct af__flag *next;       /* link in loop->pending while QUEUED */
 };
 
-#define AF_FLAG_SET     (1u << 0)
-#define AF_FLAG_WAITING (1u << 1)
-#define AF_FLAG_QUEUED  (1u << 2)
-#define AF_FLAG_MAGIC   0x61664c47u /* "afLG" */
+#define AF_FLAG_SET       (1u << 0)
+#define AF_FLAG_WAITING   (1u << 1)
+#define AF_FLAG_QUEUED    (1u << 2)
+/* Between init and destroy the tag bits hold AF_FLAG_LIVE. */
+#define AF_FLAG_TAG_MASK  (0xffu << 4)
+#define AF_FLAG_LIVE      (0xa5u << 4)
+/* Setters between queueing the flag and their last touch of it. */
+#define AF_FLAG_BUSY_ONE  (1u << 12)
+#define AF_FLAG_BUSY_MASK (~0u << 12)
+#define AF_FLAG_MAGIC     0x61664c47u /* "afLG" */
+
+/* Whether @flag is between af_flag_init() and af_flag_destroy(). */
+bool af__flag_live(const struct af_flag *flag);
 
 /* Move waiters of flags set since the last call to the run queue. */
 void af__flag_collect(struct af_loop *loop);
@@ -183,6 +222,10 @@ void af__flag_collect(struct af_loop *loop);
 void af__flag_unqueue(struct af__flag *f);
 /* Unqueue every flag: the loop is being freed. */
 void af__flag_release_all(struct af_loop *loop);
+/* Flags hold a reference on their loop's struct (loop.c), so that one
+ * freed with live flags stays valid memory for their sets and destroys. */
+void af__loop_ref(struct af_loop *loop);
+void af__loop_unref(struct af_loop *loop);
 
 /* ---- I/O operations (io.c), as the loop's backend runs them ----------------- */
 
@@ -230,7 +273,12 @@ enum {
 	AF_AWAKE = 0,    /* running tasks: setters need no system call */
 	AF_SLEEPING = 1, /* about to block in io_uring_enter, or blocked */
 	AF_WOKEN = 2,    /* a setter has written (or is writing) the eventfd */
+	AF_DEAD = 3,     /* af_loop_free() ran: nobody may write the eventfd */
 };
+#define AF_SLEEP_MASK 3u
+/* Counts kickers between winning SLEEPING -> WOKEN and the end of their
+ * write(2), so that af_loop_free() closes the eventfd only after them. */
+#define AF_KICKER_ONE 4u
 
 struct af_loop {
 	const struct af__backend *backend; /* src/loop/backend.h */
@@ -266,7 +314,9 @@ struct af_loop {
 	/* Flag wake-up path. pending is a lock-free stack of flags set while a
 	 * task waited on them; setters push, the loop takes the whole stack. */
 	_Atomic(struct af__flag *) pending;
-	_Atomic unsigned sleep_state;
+	_Atomic unsigned sleep_state; /* AF_AWAKE..AF_DEAD, + AF_KICKER_ONE each */
+	_Atomic unsigned long refs;   /* 1 for af_loop_free(), 1 per live flag */
+	pthread_mutex_t unqueue_lock; /* serialises af__flag_unqueue() */
 	int efd;
 	uint64_t efd_value;
 	struct af__op efd_op;

@@ -5,6 +5,7 @@
  * signal handlers arrive through flag.c's pending stack and, if the loop
  * sleeps, a write to its eventfd. */
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -154,6 +155,8 @@ AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 	atomic_init(&loop->jobs_done, NULL);
 	loop->blocking_threads = opts ? opts->blocking_threads : 0;
 	atomic_init(&loop->sleep_state, AF_AWAKE);
+	atomic_init(&loop->refs, 1);
+	pthread_mutex_init(&loop->unqueue_lock, NULL);
 	*out = loop;
 	return 0;
 
@@ -166,9 +169,42 @@ err_free_loop:
 	return r;
 }
 
+void af__loop_ref(struct af_loop *loop)
+{
+	/* relaxed: the caller already holds a reference (af_loop_free() has
+	 * not run, by the rules), so the count cannot reach 0 meanwhile. */
+	atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
+}
+
+void af__loop_unref(struct af_loop *loop)
+{
+	/* acq_rel: the release orders this holder's last use of the struct
+	 * before the free; the acquire of the one that frees sees them all. */
+	if (atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	pthread_mutex_destroy(&loop->unqueue_lock);
+	free(loop);
+}
+
+/* No kick may write the eventfd once it is closed: its number may be
+ * reused by then. Kickers that already won the right to write are counted
+ * in sleep_state; new ones find DEAD and stop. */
+static void kicks_retire(struct af_loop *loop)
+{
+	/* seq_cst like every other access of sleep_state: a kicker either
+	 * loaded its state before this (and is counted, or sees AWAKE) or
+	 * sees DEAD. */
+	atomic_fetch_or_explicit(&loop->sleep_state, AF_DEAD, memory_order_seq_cst);
+	/* acquire pairs with the kickers' releasing decrement: their write
+	 * is done before we close. */
+	while (atomic_load_explicit(&loop->sleep_state, memory_order_acquire) & ~AF_SLEEP_MASK)
+		sched_yield();
+}
+
 AF_API void af_loop_free(struct af_loop *loop)
 {
 	struct af__node *n;
+	unsigned long flags;
 
 	if (!loop)
 		return;
@@ -183,8 +219,15 @@ AF_API void af_loop_free(struct af_loop *loop)
 	af__timer_heap_free(&loop->timers);
 	af__stack_pool_free(&loop->stacks);
 	loop->backend->close(loop);
+	kicks_retire(loop);
 	close(loop->efd);
-	free(loop);
+	loop->efd = -1;
+	flags = atomic_load_explicit(&loop->refs, memory_order_relaxed) - 1;
+	if (flags)
+		af__misuse(__func__, "%lu flag(s) of this loop were not destroyed; the loop "
+				     "keeps a small record of itself until they are, so that "
+				     "their sets do nothing harmful", flags);
+	af__loop_unref(loop);
 }
 
 AF_API struct af_loop *af_loop_current(void)
@@ -306,14 +349,20 @@ static void sleep_until(struct af_loop *loop, uint64_t deadline)
 {
 	unsigned prev;
 
-	atomic_store_explicit(&loop->sleep_state, AF_SLEEPING, memory_order_seq_cst);
+	/* AWAKE -> SLEEPING, keeping the count of kickers still writing for
+	 * an earlier sleep. Must stay seq_cst (an RMW in the single total
+	 * order, before the loads of pending below): weakened to release, or
+	 * the loads to acquire (which ARMv8.3+ may compile to RCpc LDAPR),
+	 * the store and the loads may be reordered, and a setter that pushed
+	 * in between and read AWAKE never writes: a lost wake-up. */
+	atomic_fetch_add_explicit(&loop->sleep_state, AF_SLEEPING, memory_order_seq_cst);
 	if (atomic_load_explicit(&loop->pending, memory_order_seq_cst) == NULL &&
 	    atomic_load_explicit(&loop->jobs_done, memory_order_seq_cst) == NULL)
 		loop->backend->wait(loop, deadline);
 	/* WOKEN means a setter wrote (or is about to write) the eventfd; its
 	 * read completion must be reaped before the next sleep. */
-	prev = atomic_exchange_explicit(&loop->sleep_state, AF_AWAKE, memory_order_seq_cst);
-	if (prev == AF_WOKEN)
+	prev = atomic_fetch_and_explicit(&loop->sleep_state, ~AF_SLEEP_MASK, memory_order_seq_cst);
+	if ((prev & AF_SLEEP_MASK) == AF_WOKEN)
 		loop->efd_expected = true;
 }
 
@@ -491,18 +540,27 @@ AF_API int af_run(af_task_fn main, void *arg)
 void af__loop_kick(struct af_loop *loop)
 {
 	uint64_t one = 1;
-	unsigned expect = AF_SLEEPING;
+	/* seq_cst pairs with sleep_until(): this load follows the setter's
+	 * seq_cst push in the single total order. Weakened to acquire (RCpc
+	 * LDAPR on ARMv8.3+ may then read an older value past the push), it
+	 * may see AWAKE while the loop, not seeing the push, sleeps: a lost
+	 * wake-up. Only the setter that moves SLEEPING to WOKEN writes, so a
+	 * storm of sets costs one write per loop sleep, none while awake. */
+	unsigned s = atomic_load_explicit(&loop->sleep_state, memory_order_seq_cst);
 
-	/* seq_cst pairs with sleep_until(): see there. Only the setter that
-	 * moves SLEEPING to WOKEN writes, so a storm of sets costs one write
-	 * per loop sleep, and none while the loop is awake. */
-	if (atomic_load_explicit(&loop->sleep_state, memory_order_seq_cst) != AF_SLEEPING)
-		return;
-	if (!atomic_compare_exchange_strong_explicit(&loop->sleep_state, &expect, AF_WOKEN,
-						     memory_order_seq_cst,
-						     memory_order_seq_cst))
-		return;
+	/* Retry while still SLEEPING: the CAS also fails when a kicker of an
+	 * earlier sleep drops its count, and giving up then would leave this
+	 * sleep unwoken. Winning counts us as a kicker until our write is
+	 * done, so that af_loop_free() closes the eventfd only after it. */
+	do {
+		if ((s & AF_SLEEP_MASK) != AF_SLEEPING)
+			return;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&loop->sleep_state, &s, (s & ~AF_SLEEP_MASK) + AF_WOKEN + AF_KICKER_ONE,
+		memory_order_seq_cst, memory_order_seq_cst));
+	af__hook(AF_HOOK_KICK_WRITE, loop);
 	/* EAGAIN (counter full) cannot lose the wake: the count is non-zero. */
-	if (write(loop->efd, &one, sizeof(one)) < 0)
-		return;
+	(void)!write(loop->efd, &one, sizeof(one));
+	/* release pairs with kicks_retire(): the write happened first. */
+	atomic_fetch_sub_explicit(&loop->sleep_state, AF_KICKER_ONE, memory_order_release);
 }

@@ -22,6 +22,7 @@ static void on_signal(int signo)
 	 * initialised before it was published here. */
 	struct af_flag *f = atomic_load_explicit(&watched[signo], memory_order_acquire);
 
+	af__hook(AF_HOOK_SIGNAL, f);
 	if (f)
 		af_flag_set(f);
 }
@@ -56,7 +57,7 @@ AF_API int af_signal_watch(struct af_flag *flag, int signo)
 		af__misuse(__func__, "signal %d cannot be watched", signo);
 		return -EINVAL;
 	}
-	if (((const struct af__flag *)(const void *)&flag->_private)->magic != AF_FLAG_MAGIC)
+	if (!af__flag_live(flag))
 		return -EINVAL;
 	pthread_mutex_lock(&watch_lock);
 	cur = atomic_load_explicit(&watched[signo], memory_order_relaxed);

@@ -2,6 +2,7 @@
 /* ThreadSafeFlag (af_flag): every rule of semantics.md, the wake-up path
  * seen through internal.h, and cross-thread stress. */
 #include <poll.h>
+#include <semaphore.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
@@ -18,9 +19,10 @@ static struct af__flag *fl(struct af_flag *f)
 	return (struct af__flag *)(void *)&f->_private;
 }
 
+/* The SET, WAITING and QUEUED bits, without the LIVE tag and busy count. */
 static uint32_t fstate(struct af_flag *f)
 {
-	return atomic_load(&fl(f)->state);
+	return atomic_load(&fl(f)->state) & (AF_FLAG_SET | AF_FLAG_WAITING | AF_FLAG_QUEUED);
 }
 
 static void run_on_new_loop(af_task_fn fn, void *arg, int want_result)
@@ -723,6 +725,332 @@ START_TEST(a_flag_still_queued_when_its_loop_is_freed_can_be_destroyed_afterward
 }
 END_TEST
 
+/* ---- lifetimes: controlled interleavings through af__test_hook ---------------- */
+
+/* One stall: the thread that reaches @point on @obj posts `reached` and then
+ * waits (up to half a second) for `go`. Fixed code may hold the other side
+ * back until the stalled thread leaves the library; the timeout lets it
+ * leave, so a correct library only costs the test that half second. */
+static struct stall {
+	enum af__hook_point point;
+	void *_Atomic obj;
+	sem_t reached, go;
+	atomic_bool hit;
+} stall;
+
+static void stall_hook(enum af__hook_point where, void *obj)
+{
+	struct timespec ts;
+
+	if (where != stall.point || obj != atomic_load(&stall.obj) ||
+	    atomic_exchange(&stall.hit, true))
+		return;
+	sem_post(&stall.reached);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 500 * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	while (sem_timedwait(&stall.go, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void stall_arm(enum af__hook_point point, void *obj)
+{
+	stall.point = point;
+	atomic_store(&stall.obj, obj);
+	atomic_store(&stall.hit, false);
+	ck_assert_int_eq(sem_init(&stall.reached, 0, 0), 0);
+	ck_assert_int_eq(sem_init(&stall.go, 0, 0), 0);
+	atomic_store(&af__test_hook, stall_hook);
+}
+
+static void stall_disarm(void)
+{
+	atomic_store(&af__test_hook, NULL);
+	sem_destroy(&stall.reached);
+	sem_destroy(&stall.go);
+}
+
+/* A heap flag whose waiter destroys it and reuses the memory the moment
+ * its wait returns, while the setter thread is stalled inside the set. */
+struct reuse {
+	struct af_flag *flag;
+	enum af__hook_point point;
+	unsigned char fill;
+	bool cancel;
+	pthread_t setter;
+};
+
+static void *set_once(void *arg)
+{
+	af_flag_set(arg);
+	return NULL;
+}
+
+static int reuse_waiter(void *arg)
+{
+	struct reuse *u = arg;
+	int r = af_flag_wait(u->flag);
+
+	/* Cancelled while the setter stalled between SET and queueing: the
+	 * set is there for the next wait, which returns without blocking. */
+	if (r == -ECANCELED)
+		r = af_flag_wait(u->flag);
+	ck_assert_int_eq(r, 0);
+	af_flag_destroy(u->flag);
+	memset(u->flag, u->fill, sizeof(*u->flag));
+	free(u->flag);
+	u->flag = NULL;
+	sem_post(&stall.go);
+	return 0;
+}
+
+static int reuse_main(void *arg)
+{
+	struct reuse *u = arg;
+	struct af_task *w;
+
+	ck_assert_int_eq(af_flag_init(u->flag, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&w, reuse_waiter, u), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	stall_arm(u->point, u->flag);
+	ck_assert_int_eq(pthread_create(&u->setter, NULL, set_once, u->flag), 0);
+	if (u->cancel) {
+		sem_wait(&stall.reached);
+		ck_assert_int_eq(af_task_cancel(w), 0);
+	}
+	ck_assert_int_eq(af_task_join(w, NULL), 0);
+	return 0;
+}
+
+static void reuse_run(enum af__hook_point point, unsigned char fill, bool cancel)
+{
+	struct reuse u = { .point = point, .fill = fill, .cancel = cancel };
+
+	u.flag = malloc(sizeof(*u.flag));
+	ck_assert_ptr_nonnull(u.flag);
+	run_on_new_loop(reuse_main, &u, 0);
+	ck_assert_int_eq(pthread_join(u.setter, NULL), 0);
+	stall_disarm();
+}
+
+START_TEST(a_flag_may_be_destroyed_and_reused_as_soon_as_its_wait_returns_while_the_setter_is_before_the_kick)
+{
+	/* Before the fix the setter read f->loop from the reused bytes
+	 * (0xa5...) after the push and crashed; ASan reported the freed read. */
+	reuse_run(AF_HOOK_SET_PUSHED, 0xa5, false);
+}
+END_TEST
+
+START_TEST(a_flag_may_be_destroyed_and_reused_as_soon_as_its_wait_returns_while_the_setter_is_between_set_and_queue)
+{
+	/* The waiter is cancelled while SET is visible but the flag is not
+	 * yet queued, takes SET on its next wait and frees the flag: before
+	 * the fix the setter then queued the zeroed memory. */
+	reuse_run(AF_HOOK_SET_PUBLISHED, 0, true);
+}
+END_TEST
+
+/* A waiter cancelled while its setter is in flight; the flag is destroyed
+ * and its storage kept: the late set must leave it off the loop's list. */
+struct late {
+	struct af_flag f;
+	struct af_task *waiter;
+	pthread_t setter;
+};
+
+static int wait_for_cancel(void *arg)
+{
+	ck_assert_int_eq(af_flag_wait(arg), -ECANCELED);
+	return 0;
+}
+
+static int late_set_main(void *arg)
+{
+	struct late *l = arg;
+
+	ck_assert_int_eq(af_flag_init(&l->f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&l->waiter, wait_for_cancel, &l->f), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	stall_arm(AF_HOOK_SET_PUBLISHED, &l->f);
+	ck_assert_int_eq(pthread_create(&l->setter, NULL, set_once, &l->f), 0);
+	sem_wait(&stall.reached);
+	ck_assert_int_eq(af_task_join_timeout(l->waiter, 0, NULL), -ETIMEDOUT);
+	af_flag_destroy(&l->f);
+	sem_post(&stall.go);
+	ck_assert_int_eq(pthread_join(l->setter, NULL), 0);
+	stall_disarm();
+	/* Before the fix the late set pushed the destroyed flag here. */
+	ck_assert_ptr_null(atomic_load(&af_loop_current()->pending));
+	ck_assert_uint_eq(fstate(&l->f) & AF_FLAG_QUEUED, 0);
+	ck_assert(!af_flag_is_set(&l->f));
+	return 0;
+}
+
+START_TEST(a_set_in_flight_when_the_flag_is_destroyed_is_ignored_and_queues_nothing)
+{
+	struct late l = { 0 };
+
+	run_on_new_loop(late_set_main, &l, 0);
+}
+END_TEST
+
+/* Issue 7 item 3: re-initialising a flag that is still on the pending
+ * stack. */
+struct requeue {
+	struct af_flag a, b;
+	struct af_task *wa, *wb;
+	int rb;
+};
+
+static int wait_b(void *arg)
+{
+	struct requeue *q = arg;
+
+	q->rb = af_flag_wait(&q->b);
+	return 0;
+}
+
+static int init_queued_main(void *arg)
+{
+	struct requeue *q = arg;
+
+	ck_assert_int_eq(af_flag_init(&q->a, NULL), 0);
+	ck_assert_int_eq(af_flag_init(&q->b, NULL), 0);
+	q->rb = 1;
+	ck_assert_int_eq(af_task_spawn(&q->wa, wait_for_cancel, &q->a), 0);
+	ck_assert_int_eq(af_task_spawn(&q->wb, wait_b, q), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	/* pending: a -> b. Cancel a's waiter before the loop collects. */
+	af_flag_set(&q->b);
+	af_flag_set(&q->a);
+	ck_assert_int_eq(af_task_cancel(q->wa), 0);
+	ck_assert_uint_ne(fstate(&q->a) & AF_FLAG_QUEUED, 0);
+	ck_assert_int_eq(af_flag_init(&q->a, NULL), 0);
+	/* Before the fix b was cut off the stack and its waiter never woke. */
+	ck_assert_int_eq(af_task_join_timeout(q->wb, 2000 * 1000000LL, NULL), 0);
+	ck_assert_int_eq(q->rb, 0);
+	ck_assert_int_eq(af_task_join(q->wa, NULL), 0);
+	ck_assert(!af_flag_is_set(&q->a));
+	af_flag_destroy(&q->a);
+	af_flag_destroy(&q->b);
+	return 0;
+}
+
+START_TEST(init_on_a_flag_still_queued_takes_it_off_the_loop_and_keeps_the_others)
+{
+	struct requeue q;
+
+	memset(&q, 0, sizeof(q));
+	run_on_new_loop(init_queued_main, &q, 0);
+}
+END_TEST
+
+/* Item 5: two threads destroy queued flags of one stopped loop at once. */
+struct two {
+	struct af_flag a, b;
+	pthread_t th;
+};
+
+static void queue_on_stopped_loop(struct af_flag *f, struct af_loop *loop)
+{
+	ck_assert_int_eq(af_flag_init(f, loop), 0);
+	/* As if a task had parked on it in an earlier run. */
+	atomic_fetch_or(&fl(f)->state, AF_FLAG_WAITING);
+	af_flag_set(f);
+	atomic_fetch_and(&fl(f)->state, ~AF_FLAG_WAITING);
+	ck_assert_uint_ne(fstate(f) & AF_FLAG_QUEUED, 0);
+}
+
+static void *destroy_a(void *arg)
+{
+	af_flag_destroy(&((struct two *)arg)->a);
+	return NULL;
+}
+
+START_TEST(two_threads_destroying_queued_flags_of_one_stopped_loop_leave_its_list_empty)
+{
+	struct af_loop *loop;
+	struct two *t = calloc(1, sizeof(*t));
+
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	queue_on_stopped_loop(&t->b, loop);
+	queue_on_stopped_loop(&t->a, loop);
+	stall_arm(AF_HOOK_UNQUEUE, &t->a);
+	ck_assert_int_eq(pthread_create(&t->th, NULL, destroy_a, t), 0);
+	sem_wait(&stall.reached);
+	af_flag_destroy(&t->b);
+	memset(&t->b, 0, sizeof(t->b));
+	sem_post(&stall.go);
+	ck_assert_int_eq(pthread_join(t->th, NULL), 0);
+	stall_disarm();
+	/* Before the fix the first destroy put b, already destroyed, back. */
+	ck_assert_ptr_null(atomic_load(&loop->pending));
+	af_loop_free(loop);
+	free(t);
+}
+END_TEST
+
+/* The pattern the lifetime rule is for: a flag on a task's stack, set by a
+ * long-lived thread that nobody joins per flag. */
+struct stack_rounds {
+	struct af_flag *_Atomic next;
+	sem_t ready;
+	long rounds;
+};
+
+static void *stack_setter(void *arg)
+{
+	struct stack_rounds *s = arg;
+
+	for (long i = 0; i < s->rounds; i++) {
+		while (sem_wait(&s->ready) < 0)
+			;
+		af_flag_set(atomic_load(&s->next));
+	}
+	return NULL;
+}
+
+static int one_round(void *arg)
+{
+	struct stack_rounds *s = arg;
+	struct af_flag f;
+
+	ck_assert_int_eq(af_flag_init(&f, NULL), 0);
+	atomic_store(&s->next, &f);
+	sem_post(&s->ready);
+	ck_assert_int_eq(af_flag_wait(&f), 0);
+	af_flag_destroy(&f);
+	return 0;
+}
+
+static int stack_rounds_main(void *arg)
+{
+	struct stack_rounds *s = arg;
+
+	for (long i = 0; i < s->rounds; i++) {
+		struct af_task *t;
+
+		ck_assert_int_eq(af_task_spawn(&t, one_round, s), 0);
+		ck_assert_int_eq(af_task_join(t, NULL), 0);
+	}
+	return 0;
+}
+
+START_TEST(a_flag_on_a_task_stack_destroyed_right_after_its_wait_survives_a_long_lived_setter)
+{
+	struct stack_rounds s = { .rounds = getenv("ROUNDS") ? atol(getenv("ROUNDS")) : 100000 };
+	pthread_t th;
+
+	ck_assert_int_eq(sem_init(&s.ready, 0, 0), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, stack_setter, &s), 0);
+	run_on_new_loop(stack_rounds_main, &s, 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	sem_destroy(&s.ready);
+}
+END_TEST
+
 /* ---- the wake-up path (white-box) ------------------------------------------------ */
 
 static bool fd_readable(int fd)
@@ -1353,6 +1681,16 @@ Suite *make_suite(void)
 	tcase_add_test(tc, set_clear_and_is_set_ignore_a_null_or_uninitialised_flag);
 	tcase_add_test(tc, destroying_a_flag_that_a_task_waits_on_is_refused);
 	tcase_add_test(tc, a_flag_still_queued_when_its_loop_is_freed_can_be_destroyed_afterwards);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lifetime");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, a_flag_may_be_destroyed_and_reused_as_soon_as_its_wait_returns_while_the_setter_is_before_the_kick);
+	tcase_add_test(tc, a_flag_may_be_destroyed_and_reused_as_soon_as_its_wait_returns_while_the_setter_is_between_set_and_queue);
+	tcase_add_test(tc, a_set_in_flight_when_the_flag_is_destroyed_is_ignored_and_queues_nothing);
+	tcase_add_test(tc, init_on_a_flag_still_queued_takes_it_off_the_loop_and_keeps_the_others);
+	tcase_add_test(tc, two_threads_destroying_queued_flags_of_one_stopped_loop_leave_its_list_empty);
+	tcase_add_test(tc, a_flag_on_a_task_stack_destroyed_right_after_its_wait_survives_a_long_lived_setter);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wake-up path");
