@@ -50,15 +50,29 @@ static void push_done(struct af_loop *loop, struct af__job *job)
 	af__loop_kick(loop);
 }
 
+/* Signals the kernel sends to the thread that caused them. Blocked, the
+ * kernel forces the default action on them and no handler runs (not the
+ * application's crash reporter, not a sanitizer's report, not the
+ * overflow report): a worker never blocks them. SIGABRT is not one:
+ * abort() unblocks it itself, and a kill -ABRT should not land here. */
+static const int fault_signals[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS };
+
+static void fault_set(sigset_t *set)
+{
+	sigemptyset(set);
+	for (size_t i = 0; i < sizeof(fault_signals) / sizeof(fault_signals[0]); i++)
+		sigaddset(set, fault_signals[i]);
+}
+
 static void *worker(void *arg)
 {
 	struct af__pool *pool = arg;
-	sigset_t all;
+	sigset_t faults;
 
-	/* Process-directed signals go to the application's threads, where
-	 * its handlers expect them, never to a worker. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	/* Everything else came blocked from pool_submit(); the loop thread
+	 * may have blocked fault signals of its own, which we undo. */
+	fault_set(&faults);
+	pthread_sigmask(SIG_UNBLOCK, &faults, NULL);
 	pthread_mutex_lock(&pool->lock);
 	for (;;) {
 		struct af__job *job;
@@ -111,13 +125,31 @@ static int pool_get(struct af_loop *loop, struct af__pool **out)
  * worker counts as idle until it has taken a job, so a burst of jobs
  * submitted before any worker woke must still grow the pool (or a job
  * waiting on another queued job could wait forever). */
+/* A new thread starts with its creator's signal mask: create workers with
+ * every signal but the faults blocked, so that not one instruction of a
+ * worker runs where a process-directed signal (SIGINT, SIGCHLD, SIGUSR1)
+ * could pick it and run the application's handler there. */
+static int worker_start(struct af__pool *pool, pthread_t *th)
+{
+	sigset_t block, old;
+	int r;
+
+	sigfillset(&block);
+	for (size_t i = 0; i < sizeof(fault_signals) / sizeof(fault_signals[0]); i++)
+		sigdelset(&block, fault_signals[i]);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	r = -pthread_create(th, NULL, worker, pool);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
 static int pool_submit(struct af__pool *pool, struct af__job *job)
 {
 	int r = 0;
 
 	pthread_mutex_lock(&pool->lock);
 	if (pool->idle <= pool->queued && pool->nthreads < pool->max) {
-		r = -pthread_create(&pool->threads[pool->nthreads], NULL, worker, pool);
+		r = worker_start(pool, &pool->threads[pool->nthreads]);
 		if (r == 0) {
 			pool->nthreads++;
 			pool->idle++;

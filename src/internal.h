@@ -63,6 +63,8 @@ static inline void af__hook(enum af__hook_point where, void *obj)
 uint64_t af__now_ns(void);
 /* now + timeout, saturating; a negative timeout is "never" (UINT64_MAX). */
 uint64_t af__deadline(int64_t timeout_ns);
+/* @ns as a relative kernel timeout, clamped to AF_TIMEOUT_MAX_S (timer.c). */
+struct __kernel_timespec af__kernel_ts(uint64_t ns);
 
 /* ---- timers (timer.c): a binary min-heap of deadlines ----------------------- */
 

@@ -203,8 +203,8 @@ int af__uring_io(struct af_task *t, const struct af__io *args, int64_t timeout_n
 	prep(sqe, args);
 	io_uring_sqe_set_data(sqe, &req.op);
 	if (timeout_ns >= 0) {
-		req.ts.tv_sec = timeout_ns / 1000000000;
-		req.ts.tv_nsec = timeout_ns % 1000000000;
+		/* Clamped, so no kernel has to saturate now + timeout. */
+		req.ts = af__kernel_ts((uint64_t)timeout_ns);
 		sqe->flags |= IOSQE_IO_LINK;
 		sqe = af__loop_sqe(loop);
 		io_uring_prep_link_timeout(sqe, &req.ts, 0);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -121,6 +123,11 @@ void af__stack_pool_free(struct af__stack_pool *pool)
 static struct sigaction prev_segv;
 static pthread_once_t segv_once = PTHREAD_ONCE_INIT;
 static int segv_install_err;
+/* The previous handler had SA_RESETHAND and has run: the kernel would
+ * have reset it to SIG_DFL. A signal handler on any thread may take it. */
+static atomic_bool prev_segv_spent;
+
+_Static_assert(ATOMIC_BOOL_LOCK_FREE == 2, "a signal handler uses atomic_bool");
 
 static size_t put_str(char *buf, size_t at, size_t cap, const char *s)
 {
@@ -161,44 +168,108 @@ static void report_overflow(const struct af_task *t, const void *addr)
 		return;
 }
 
-static bool in_guard(const struct af__stack *st, uintptr_t a)
+/* An address is only a fault's when the kernel raised the signal for an
+ * access: kill(), raise(), pthread_kill() and sigqueue() (si_code <= 0)
+ * and SI_KERNEL fill si_addr with something else (or nothing). */
+static bool is_fault(const siginfo_t *si)
 {
-	uintptr_t lo = (uintptr_t)st->map, hi = (uintptr_t)st->lo;
-
-	if (!st->map)
-		return false;
-	return a < hi && a + AF_GUARD_SLACK >= lo;
+	return si->si_code > 0 && si->si_code != SI_KERNEL;
 }
 
+/* Whether a fault at @a is this stack's overflow: in its guard, or so
+ * little below it that a large frame stepped over the guard, but only
+ * into a hole: a fault in a neighbouring mapping is that mapping's. */
+static bool overflowed(const struct af__stack *st, uintptr_t a)
+{
+	uintptr_t lo = (uintptr_t)st->map, hi = (uintptr_t)st->lo;
+	size_t page = af__page_size();
+	unsigned char vec;
+
+	if (!st->map || a >= hi || a + AF_GUARD_SLACK < lo)
+		return false;
+	if (a >= lo)
+		return true;
+	/* mincore() fails with ENOMEM exactly for unmapped pages (a plain
+	 * system call: safe in a handler). */
+	return mincore((void *)(a & ~(uintptr_t)(page - 1)), page, &vec) < 0 && errno == ENOMEM;
+}
+
+/* End the process by @sig as its default action would: the signal is
+ * blocked while we run, so it stays pending until the unblock, and a
+ * sent signal (which no return repeats) is not lost. */
+static void die_by(int sig)
+{
+	struct sigaction dfl;
+	sigset_t set;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	sigaction(sig, &dfl, NULL);
+	syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), sig);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	_exit(128 + sig); /* not reached: the default action is to die */
+}
+
+/* Run the previous handler as the kernel would have: with the mask of the
+ * interrupted code plus its sa_mask, plus @sig unless SA_NODEFER. */
+static void call_prev(int sig, siginfo_t *si, void *uc)
+{
+	const ucontext_t *ctx = uc;
+	sigset_t mask, old;
+
+	mask = ctx->uc_sigmask;
+	for (int s = 1; s < NSIG; s++)
+		if (sigismember(&prev_segv.sa_mask, s) == 1)
+			sigaddset(&mask, s);
+	if (prev_segv.sa_flags & SA_NODEFER)
+		sigdelset(&mask, sig);
+	else
+		sigaddset(&mask, sig);
+	pthread_sigmask(SIG_SETMASK, &mask, &old);
+	if (prev_segv.sa_flags & SA_SIGINFO)
+		prev_segv.sa_sigaction(sig, si, uc);
+	else
+		prev_segv.sa_handler(sig);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Give a signal that is not (only) ours to whatever was there before,
+ * with the outcome it would have had without the library. */
 static void pass_on(int sig, siginfo_t *si, void *uc)
 {
-	if (prev_segv.sa_flags & SA_SIGINFO) {
-		if (prev_segv.sa_sigaction) {
-			prev_segv.sa_sigaction(sig, si, uc);
-			return;
-		}
-	} else if (prev_segv.sa_handler != SIG_DFL &&
-		   prev_segv.sa_handler != SIG_IGN && prev_segv.sa_handler) {
-		prev_segv.sa_handler(sig);
-		return;
-	}
-	/* Default (or ignored, which would refault forever): return with the
-	 * default action in place, the faulting access repeats and the kernel
-	 * ends the process with SIGSEGV as it would have without us. */
-	signal(sig, SIG_DFL);
+	void (*h)(int) = prev_segv.sa_handler;
+
+	/* relaxed: the flag orders nothing else; only one handler may win. */
+	if ((prev_segv.sa_flags & SA_RESETHAND) && h != SIG_DFL && h != SIG_IGN &&
+	    atomic_exchange_explicit(&prev_segv_spent, true, memory_order_relaxed))
+		h = SIG_DFL;
+	if (h == SIG_IGN && !is_fault(si))
+		return; /* an ignored sent signal is discarded */
+	/* Default, or ignored: the kernel forces the default action on an
+	 * ignored fault. */
+	if (h == SIG_DFL || h == SIG_IGN)
+		die_by(sig);
+	call_prev(sig, si, uc);
 }
 
 static void on_segv(int sig, siginfo_t *si, void *uc)
 {
+	int saved_errno = errno;
 	struct af_loop *loop = af__tls_loop;
 	struct af_task *t = loop ? loop->current : NULL;
+	uintptr_t a = (uintptr_t)si->si_addr;
 
-	if (t && in_guard(&t->stack, (uintptr_t)si->si_addr)) {
+	if (t && is_fault(si) && overflowed(&t->stack, a)) {
+		/* The task's stack is gone: nothing can resume it, and a
+		 * handler chained now would run on top of the wreck. */
 		report_overflow(t, si->si_addr);
-		signal(sig, SIG_DFL);
-		return;
+		die_by(sig);
 	}
 	pass_on(sig, si, uc);
+	errno = saved_errno;
 }
 
 static void install_segv(void)
@@ -213,10 +284,19 @@ static void install_segv(void)
 		segv_install_err = -errno;
 }
 
+/* The alternate stack, with a PROT_NONE page under it: a handler that
+ * overruns it faults instead of writing into whatever lies below. */
+static size_t altstack_map_size(void)
+{
+	return AF_ALTSTACK_SIZE + af__page_size();
+}
+
 int af__overflow_guard_enter(void **altstack)
 {
+	size_t page = af__page_size();
 	stack_t ss, old;
-	void *mem;
+	char *mem;
+	int r;
 
 	*altstack = NULL;
 	pthread_once(&segv_once, install_segv);
@@ -226,29 +306,39 @@ int af__overflow_guard_enter(void **altstack)
 	 * thread that already has an alternate stack keeps its own. */
 	if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
 		return 0;
-	mem = mmap(NULL, AF_ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
+	mem = mmap(NULL, altstack_map_size(), PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED)
 		return -ENOMEM;
-	ss.ss_sp = mem;
+	if (mprotect(mem, page, PROT_NONE) < 0)
+		goto err_unmap;
+	ss.ss_sp = mem + page;
 	ss.ss_size = AF_ALTSTACK_SIZE;
 	ss.ss_flags = 0;
-	if (sigaltstack(&ss, NULL) < 0) {
-		munmap(mem, AF_ALTSTACK_SIZE);
-		return -errno;
-	}
+	if (sigaltstack(&ss, NULL) < 0)
+		goto err_unmap;
 	*altstack = mem;
 	return 0;
+
+err_unmap:
+	r = -errno;
+	munmap(mem, altstack_map_size());
+	return r;
 }
 
 void af__overflow_guard_leave(void *altstack)
 {
-	stack_t ss;
+	stack_t ss, cur;
 
 	if (!altstack)
 		return;
-	memset(&ss, 0, sizeof(ss));
-	ss.ss_flags = SS_DISABLE;
-	sigaltstack(&ss, NULL);
-	munmap(altstack, AF_ALTSTACK_SIZE);
+	/* Only take down our own: one the application installed while the
+	 * loop ran is its business (ours is then unused, and can go). */
+	if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE) &&
+	    cur.ss_sp == (char *)altstack + af__page_size()) {
+		memset(&ss, 0, sizeof(ss));
+		ss.ss_flags = SS_DISABLE;
+		sigaltstack(&ss, NULL);
+	}
+	munmap(altstack, altstack_map_size());
 }

@@ -27,6 +27,29 @@ uint64_t af__deadline(int64_t timeout_ns)
 	return now + (uint64_t)timeout_ns;
 }
 
+/* The longest relative timeout handed to the kernel: 68 years. Longer
+ * waits wake up early and go back to sleep, which nobody can notice. It
+ * fits a 32-bit time_t (armhf's struct timespec) without wrapping, and the
+ * kernel's now + timeout stays far from KTIME_MAX: io_uring_enter's wait
+ * adds them without saturating, so a longer one (a deadline from a timeout
+ * of INT64_MAX) lands in the past and the loop spins. */
+#define AF_TIMEOUT_MAX_S ((uint64_t)INT32_MAX)
+
+struct __kernel_timespec af__kernel_ts(uint64_t ns)
+{
+	struct __kernel_timespec ts;
+	uint64_t sec = ns / 1000000000u;
+
+	if (sec >= AF_TIMEOUT_MAX_S) {
+		ts.tv_sec = (long long)AF_TIMEOUT_MAX_S;
+		ts.tv_nsec = 0;
+	} else {
+		ts.tv_sec = (long long)sec;
+		ts.tv_nsec = (long long)(ns % 1000000000u);
+	}
+	return ts;
+}
+
 static bool before(const struct af__timer *a, const struct af__timer *b)
 {
 	if (a->deadline != b->deadline)

@@ -5,7 +5,10 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <signal.h>
+#include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -827,6 +830,113 @@ START_TEST(a_job_that_sets_a_flag_of_the_loop_wakes_the_task_waiting_on_it)
 }
 END_TEST
 
+/* ---- signals on the workers ------------------------------------------------------ */
+
+static const int fault_signals[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS };
+
+/* Bit 0: a fault signal is blocked on the worker; bit 1: an application
+ * signal (SIGINT, SIGUSR1, SIGTERM) is not. */
+static int worker_mask_job(void *arg)
+{
+	sigset_t now;
+	int bad = 0;
+
+	(void)arg;
+	pthread_sigmask(SIG_BLOCK, NULL, &now);
+	for (size_t i = 0; i < sizeof(fault_signals) / sizeof(fault_signals[0]); i++)
+		if (sigismember(&now, fault_signals[i]))
+			bad |= 1;
+	if (!sigismember(&now, SIGINT) || !sigismember(&now, SIGUSR1) || !sigismember(&now, SIGTERM))
+		bad |= 2;
+	return bad;
+}
+
+static int worker_mask_main(void *arg)
+{
+	int res[3] = { -1, -1, -1 };
+
+	(void)arg;
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(af_run_blocking(worker_mask_job, NULL, &res[i]), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(res[i], 0);
+	return 0;
+}
+
+START_TEST(workers_block_application_signals_but_never_the_fault_signals)
+{
+	sigset_t segv, old;
+
+	/* Even when the loop thread blocks a fault signal itself. */
+	sigemptyset(&segv);
+	sigaddset(&segv, SIGSEGV);
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &segv, &old), 0);
+	ck_assert_int_eq(run_main(worker_mask_main, NULL), 0);
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+END_TEST
+
+static void crash_reporter(int sig, siginfo_t *si, void *uc)
+{
+	static const char msg[] = "crash-reporter\n";
+
+	(void)uc;
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0 || sig != SIGSEGV ||
+	    si->si_addr != (void *)(uintptr_t)64)
+		_exit(43);
+	_exit(42);
+}
+
+static int faulting_job(void *arg)
+{
+	*(volatile int *)arg = 1;
+	return 0;
+}
+
+static int faulting_main(void *arg)
+{
+	int r = -1;
+
+	return af_run_blocking(faulting_job, arg, &r) == 0 ? 100 : 101;
+}
+
+START_TEST(a_fault_inside_a_job_reaches_the_applications_sigsegv_handler)
+{
+	char out[512];
+	size_t len = 0;
+	int fds[2], status = 0;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct sigaction sa;
+
+		dup2(fds[1], STDERR_FILENO);
+		close(fds[0]);
+		close(fds[1]);
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = crash_reporter;
+		sa.sa_flags = SA_SIGINFO;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGSEGV, &sa, NULL);
+		/* The first page is never mapped. */
+		_exit(af_run(faulting_main, (void *)(uintptr_t)64));
+	}
+	close(fds[1]);
+	while (len < sizeof(out) - 1 && (n = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	/* Blocked on the worker, the kernel would force SIG_DFL: SIGSEGV. */
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42,
+		      "the handler did not run (status 0x%x); stderr: %s", status, out);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("blocking");
@@ -857,6 +967,11 @@ Suite *make_suite(void)
 	tc = tcase_create("errors");
 	tcase_add_test(tc, a_null_function_is_refused_with_einval);
 	tcase_add_test(tc, run_blocking_outside_a_task_fails_with_eperm_without_running_fn);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("signals");
+	tcase_add_test(tc, workers_block_application_signals_but_never_the_fault_signals);
+	tcase_add_test(tc, a_fault_inside_a_job_reaches_the_applications_sigsegv_handler);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("flag path");

@@ -712,6 +712,53 @@ START_TEST(close_through_the_ring_closes_the_descriptor_and_a_second_close_fails
 }
 END_TEST
 
+struct close_case {
+	int p[2];
+	int r;
+	bool done;
+	char c;
+};
+
+static int reader_of_closed(void *arg)
+{
+	struct close_case *c = arg;
+
+	c->r = af_read(c->p[0], &c->c, 1, AF_OFFSET_CURRENT);
+	c->done = true;
+	return 0;
+}
+
+static int close_inflight_main(void *arg)
+{
+	struct close_case *c = arg;
+	struct af_task *t;
+
+	make_pipe(c->p);
+	ck_assert_int_eq(af_task_spawn(&t, reader_of_closed, c), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_close(c->p[0]), 0);
+	ck_assert_int_eq(fcntl(c->p[0], F_GETFD), -1);
+	ck_assert_int_eq(errno, EBADF);
+	/* The read holds the pipe open: not cancelled, still parked. */
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(af_yield(), 0);
+	ck_assert(!c->done);
+	ck_assert_int_eq(write(c->p[1], "z", 1), 1);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_int_eq(c->r, 1);
+	ck_assert_int_eq(c->c, 'z');
+	close(c->p[1]);
+	return 0;
+}
+
+START_TEST(close_leaves_a_read_in_flight_on_the_descriptor_to_finish_as_io_uring_does)
+{
+	struct close_case c = { 0 };
+
+	run_ok(close_inflight_main, &c);
+}
+END_TEST
+
 /* ---- write_all and read_full ------------------------------------------------------------- */
 
 #define BIG_LEN ((size_t)4 << 20)
@@ -1446,6 +1493,21 @@ static int unix_listener(struct sockaddr_un *a, socklen_t *alen)
 	return fd;
 }
 
+struct unix_connect {
+	int fd;
+	struct sockaddr_un a;
+	socklen_t alen;
+	int r;
+};
+
+static int unix_connector(void *arg)
+{
+	struct unix_connect *u = arg;
+
+	u->r = af_connect(u->fd, (struct sockaddr *)&u->a, u->alen);
+	return 0;
+}
+
 static int unix_timeout_main(void *arg)
 {
 	struct sockaddr_un a;
@@ -1462,6 +1524,20 @@ static int unix_timeout_main(void *arg)
 	 * io-wq worker, which the timeout interrupts (-EINTR there). */
 	ck_assert_int_eq(af_connect_timeout(c1, (struct sockaddr *)&a, alen, 20 * MS), -ETIMEDOUT);
 	ck_assert_int_eq(af_connect_timeout(c2, (struct sockaddr *)&a, alen, 0), -ETIMEDOUT);
+	/* A cancel interrupts it the same way, and says so. */
+	{
+		struct unix_connect u = { .fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0),
+					  .a = a, .alen = alen, .r = 1 };
+		struct af_task *t;
+
+		ck_assert_int_ge(u.fd, 0);
+		ck_assert_int_eq(af_task_spawn(&t, unix_connector, &u), 0);
+		ck_assert_int_eq(af_sleep_ms(5), 0);
+		ck_assert_int_eq(af_task_cancel(t), 0);
+		ck_assert_int_eq(af_task_join(t, NULL), 0);
+		ck_assert_int_eq(u.r, -ECANCELED);
+		close(u.fd);
+	}
 	/* The listener still works: take the queued one, nothing else is there. */
 	afd = af_accept_timeout(lfd, NULL, NULL, SOCK_CLOEXEC, 20 * MS);
 	ck_assert_int_ge(afd, 0);
@@ -2657,6 +2733,7 @@ Suite *make_suite(void)
 	tcase_add_test(tc, poll_returns_the_mask_of_ready_events);
 	tcase_add_test(tc, poll_and_wait_readable_park_until_data_arrives_and_consume_nothing);
 	tcase_add_test(tc, close_through_the_ring_closes_the_descriptor_and_a_second_close_fails_with_ebadf);
+	tcase_add_test(tc, close_leaves_a_read_in_flight_on_the_descriptor_to_finish_as_io_uring_does);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("write all and read full");

@@ -2,8 +2,13 @@
 /* Task stacks: overflow reporting, the per-loop pool, sizes, lazy commit
  * and the guard below each stack. */
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -189,6 +194,387 @@ START_TEST(a_fault_that_is_not_an_overflow_reaches_the_previous_sigsegv_handler)
 		      "the previous handler did not run (status 0x%x); stderr: %s", status, out);
 	ck_assert_ptr_nonnull(strstr(out, "users-handler"));
 	ck_assert_ptr_null(strstr(out, "stack overflow"));
+}
+END_TEST
+
+/* ---- signals that are not overflows ---------------------------------------------------- */
+
+/* Run @fn in a child with stderr captured into @out; returns its status. */
+static int in_child(void (*fn)(void *), void *arg, char *out, size_t cap)
+{
+	size_t len = 0;
+	int fds[2], status = 0;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(fds[1], STDERR_FILENO);
+		close(fds[0]);
+		close(fds[1]);
+		fn(arg);
+		_exit(0);
+	}
+	close(fds[1]);
+	while (len < cap - 1 && (n = read(fds[0], out + len, cap - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+static void counting_handler(int sig, siginfo_t *si, void *uc);
+
+enum sender { BY_RAISE, BY_KILL, BY_PTHREAD_KILL, BY_SIGQUEUE, BY_TGKILL };
+
+static void send_segv(enum sender how)
+{
+	union sigval v = { .sival_int = 7 };
+
+	switch (how) {
+	case BY_RAISE:
+		raise(SIGSEGV);
+		break;
+	case BY_KILL:
+		kill(getpid(), SIGSEGV);
+		break;
+	case BY_PTHREAD_KILL:
+		pthread_kill(pthread_self(), SIGSEGV);
+		break;
+	case BY_SIGQUEUE:
+		sigqueue(getpid(), SIGSEGV, v);
+		break;
+	case BY_TGKILL:
+		syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGSEGV);
+		break;
+	}
+}
+
+static int sending_task(void *arg)
+{
+	send_segv((enum sender)(intptr_t)arg);
+	return 0;
+}
+
+static int send_main(void *arg)
+{
+	struct af_task *t;
+
+	if (af_task_spawn(&t, sending_task, arg) < 0)
+		return 100;
+	af_task_join(t, NULL);
+	return 0;
+}
+
+static int nothing_main(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+/* The handler is installed by the first loop run and stays. */
+static void install_library_handler(void)
+{
+	/* "Without the library" means the default action here, even under
+	 * a sanitizer that installed a handler of its own. */
+	struct sigaction now;
+
+	if (sigaction(SIGSEGV, NULL, &now) == 0 && now.sa_handler != SIG_IGN &&
+	    now.sa_sigaction != counting_handler)
+		signal(SIGSEGV, SIG_DFL);
+	if (af_run(nothing_main, NULL) != 0)
+		_exit(100);
+}
+
+#define OUTSIDE_A_TASK 0x100
+
+/* One signal only: the process must die of it, not of a second one. */
+static void child_sends(void *arg)
+{
+	intptr_t how = (intptr_t)arg;
+
+	install_library_handler();
+	if (how & OUTSIDE_A_TASK)
+		send_segv((enum sender)(how & ~OUTSIDE_A_TASK));
+	else
+		af_run(send_main, arg);
+	_exit(0);
+}
+
+START_TEST(a_sent_sigsegv_ends_the_process_by_sigsegv_as_without_the_library)
+{
+	char out[4096];
+
+	for (intptr_t where = 0; where <= OUTSIDE_A_TASK; where += OUTSIDE_A_TASK) {
+		for (intptr_t how = BY_RAISE; how <= BY_TGKILL; how++) {
+			int status = in_child(child_sends, (void *)(how | where), out, sizeof(out));
+
+			ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+				      "sender %d%s: status 0x%x; stderr: %s", (int)how,
+				      where ? " outside a task" : "", status, out);
+			ck_assert_ptr_null(strstr(out, "stack overflow"));
+		}
+	}
+}
+END_TEST
+
+static void child_ignores_then_overflows(void *arg)
+{
+	struct sigaction now;
+
+	(void)arg;
+	signal(SIGSEGV, SIG_IGN);
+	install_library_handler();
+	/* Ignored as without the library, every time. */
+	for (intptr_t how = BY_RAISE; how <= BY_TGKILL; how++)
+		send_segv((enum sender)how);
+	send_segv(BY_RAISE);
+	if (sigaction(SIGSEGV, NULL, &now) < 0 || now.sa_handler == SIG_DFL)
+		_exit(30);
+	/* And an overflow after them is still reported (a real fault with
+	 * SIGSEGV ignored ends the process). */
+	_exit(af_run(overflow_main, (void *)"late-diver"));
+}
+
+START_TEST(a_previous_sig_ign_stays_ignored_for_sent_signals_and_overflows_are_still_reported)
+{
+	char out[4096];
+	int status = in_child(child_ignores_then_overflows, NULL, out, sizeof(out));
+
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+		      "status 0x%x; stderr: %s", status, out);
+	ck_assert_ptr_nonnull(strstr(out, "stack overflow in task \"late-diver\""));
+}
+END_TEST
+
+/* A user handler that counts, checks the mask it runs with, and returns. */
+static volatile sig_atomic_t user_calls, user_bad_mask, user_last_code;
+static bool user_wants_nodefer;
+
+static void counting_handler(int sig, siginfo_t *si, void *uc)
+{
+	sigset_t now;
+
+	(void)uc;
+	user_calls++;
+	user_last_code = si->si_code;
+	pthread_sigmask(SIG_BLOCK, NULL, &now);
+	/* Its sa_mask (SIGUSR2) applies; SIGSEGV itself unless SA_NODEFER. */
+	if (sigismember(&now, SIGUSR2) != 1 ||
+	    sigismember(&now, sig) != (user_wants_nodefer ? 0 : 1))
+		user_bad_mask++;
+}
+
+static void install_counting(int flags)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = counting_handler;
+	sa.sa_flags = SA_SIGINFO | flags;
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGUSR2);
+	user_wants_nodefer = flags & SA_NODEFER;
+	sigaction(SIGSEGV, &sa, NULL);
+}
+
+static void child_user_handler(void *arg)
+{
+	install_counting((int)(intptr_t)arg);
+	install_library_handler();
+	for (intptr_t how = BY_RAISE; how <= BY_TGKILL; how++) {
+		af_run(send_main, (void *)how);
+		send_segv((enum sender)how);
+	}
+	if (user_calls != 2 * (BY_TGKILL + 1))
+		_exit(20 + (int)user_calls);
+	if (user_bad_mask)
+		_exit(60);
+	if (user_last_code != SI_TKILL)
+		_exit(61);
+	_exit(0);
+}
+
+START_TEST(a_sent_sigsegv_reaches_the_previous_handler_with_its_mask_every_time)
+{
+	char out[4096];
+	int status;
+
+	status = in_child(child_user_handler, (void *)(intptr_t)0, out, sizeof(out));
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "status 0x%x; stderr: %s", status, out);
+	status = in_child(child_user_handler, (void *)(intptr_t)SA_NODEFER, out, sizeof(out));
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "SA_NODEFER: status 0x%x; stderr: %s", status, out);
+}
+END_TEST
+
+static void child_resethand(void *arg)
+{
+	(void)arg;
+	install_counting(SA_RESETHAND);
+	install_library_handler();
+	raise(SIGSEGV);
+	if (user_calls != 1)
+		_exit(21);
+	/* One-shot: the second goes to the default action. */
+	raise(SIGSEGV);
+	_exit(22);
+}
+
+START_TEST(a_previous_sa_resethand_handler_runs_once_and_the_next_sigsegv_is_fatal)
+{
+	char out[4096];
+	int status = in_child(child_resethand, NULL, out, sizeof(out));
+
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+		      "status 0x%x; stderr: %s", status, out);
+}
+END_TEST
+
+/* A fault just below a task's guard, in a mapping of its own, is that
+ * mapping's fault: no overflow report, the user's handler runs. */
+static int neighbour_task(void *arg)
+{
+	struct af_task *self = af_loop_current()->current;
+	size_t pg = page();
+	char *below = (char *)self->stack.map - pg;
+	void *m;
+
+	(void)arg;
+	m = mmap(below, pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (m != below)
+		_exit(77); /* something is mapped there already */
+	*(volatile char *)below = 1;
+	return 0;
+}
+
+static int neighbour_main(void *arg)
+{
+	struct af_task *t;
+
+	if (af_task_spawn(&t, neighbour_task, arg) < 0)
+		return 100;
+	af_task_join(t, NULL);
+	return 101;
+}
+
+static void child_neighbour(void *arg)
+{
+	struct sigaction sa;
+
+	(void)arg;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = users_segv_handler;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
+	_exit(af_run(neighbour_main, NULL));
+}
+
+START_TEST(a_fault_in_a_mapping_just_below_a_stack_guard_is_not_called_an_overflow)
+{
+	char out[4096];
+	int status = in_child(child_neighbour, NULL, out, sizeof(out));
+
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		return; /* no free page below this stack: nothing to check */
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42,
+		      "status 0x%x; stderr: %s", status, out);
+	ck_assert_ptr_null(strstr(out, "stack overflow"));
+}
+END_TEST
+
+/* The protection of the page holding @addr, from /proc/self/maps. */
+static bool page_is_prot_none(const void *addr)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	bool none = false;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char perms[8];
+
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 &&
+		    (uintptr_t)addr >= lo && (uintptr_t)addr < hi)
+			none = strncmp(perms, "---", 3) == 0;
+	}
+	fclose(f);
+	return none;
+}
+
+struct alt_seen {
+	stack_t ss;
+	bool guarded;
+};
+
+static int alt_task(void *arg)
+{
+	struct alt_seen *a = arg;
+
+	ck_assert_int_eq(sigaltstack(NULL, &a->ss), 0);
+	a->guarded = page_is_prot_none((char *)a->ss.ss_sp - 1);
+	return 0;
+}
+
+static int alt_main(void *arg)
+{
+	struct af_task *t;
+
+	ck_assert_int_eq(af_task_spawn(&t, alt_task, arg), 0);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	return 0;
+}
+
+START_TEST(the_librarys_alternate_signal_stack_has_a_guard_page_below_it)
+{
+	struct alt_seen a = { 0 };
+	stack_t off = { .ss_flags = SS_DISABLE };
+
+	/* A sanitizer may have given this thread one already. */
+	ck_assert_int_eq(sigaltstack(&off, NULL), 0);
+
+	ck_assert_int_eq(af_run(alt_main, &a), 0);
+	ck_assert(!(a.ss.ss_flags & SS_DISABLE));
+	ck_assert(a.guarded);
+}
+END_TEST
+
+static int install_alt_main(void *arg)
+{
+	stack_t *mine = arg;
+
+	ck_assert_int_eq(sigaltstack(mine, NULL), 0);
+	return 0;
+}
+
+START_TEST(an_alternate_stack_the_application_installs_is_left_alone)
+{
+	size_t size = 64 * KiB;
+	char *mem = malloc(size);
+	stack_t mine = { .ss_sp = mem, .ss_size = size }, now, off = { .ss_flags = SS_DISABLE };
+	struct alt_seen a = { 0 };
+
+	ck_assert_ptr_nonnull(mem);
+	/* Installed before the loop runs: the library uses it, and keeps it. */
+	ck_assert_int_eq(sigaltstack(&mine, NULL), 0);
+	ck_assert_int_eq(af_run(alt_main, &a), 0);
+	ck_assert_ptr_eq(a.ss.ss_sp, mem);
+	ck_assert_int_eq(sigaltstack(NULL, &now), 0);
+	ck_assert_ptr_eq(now.ss_sp, mem);
+	ck_assert(!(now.ss_flags & SS_DISABLE));
+	/* Installed by a task while the library's own is in place. */
+	ck_assert_int_eq(sigaltstack(&off, NULL), 0);
+	ck_assert_int_eq(af_run(install_alt_main, &mine), 0);
+	ck_assert_int_eq(sigaltstack(NULL, &now), 0);
+	ck_assert_ptr_eq(now.ss_sp, mem);
+	ck_assert(!(now.ss_flags & SS_DISABLE));
+	ck_assert_int_eq(sigaltstack(&off, NULL), 0);
+	free(mem);
 }
 END_TEST
 
@@ -460,6 +846,16 @@ Suite *make_suite(void)
 	tcase_add_test(tc, a_task_that_overflows_its_stack_dies_by_sigsegv_naming_the_task);
 	tcase_add_test(tc, an_overflow_in_a_loop_on_another_thread_is_reported_too);
 	tcase_add_test(tc, a_fault_that_is_not_an_overflow_reaches_the_previous_sigsegv_handler);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("signals that are not overflows");
+	tcase_add_test(tc, a_sent_sigsegv_ends_the_process_by_sigsegv_as_without_the_library);
+	tcase_add_test(tc, a_previous_sig_ign_stays_ignored_for_sent_signals_and_overflows_are_still_reported);
+	tcase_add_test(tc, a_sent_sigsegv_reaches_the_previous_handler_with_its_mask_every_time);
+	tcase_add_test(tc, a_previous_sa_resethand_handler_runs_once_and_the_next_sigsegv_is_fatal);
+	tcase_add_test(tc, a_fault_in_a_mapping_just_below_a_stack_guard_is_not_called_an_overflow);
+	tcase_add_test(tc, the_librarys_alternate_signal_stack_has_a_guard_page_below_it);
+	tcase_add_test(tc, an_alternate_stack_the_application_installs_is_left_alone);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("pool");

@@ -3,6 +3,8 @@
  * the middle, randomised against a sorted reference), then how the loop
  * merges due timers into the run queue (semantics.md "Run queue"). */
 #include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "internal.h"
@@ -524,6 +526,112 @@ START_TEST(a_zero_timeout_on_an_event_wait_expires)
 }
 END_TEST
 
+/* ---- huge timeouts -------------------------------------------------------------- */
+
+struct huge {
+	int p[2];
+	struct af_event ev;
+	int r[4];
+};
+
+static int huge_sleeper(void *arg)
+{
+	struct huge *h = arg;
+
+	h->r[0] = af_sleep_ns(UINT64_MAX);
+	return 0;
+}
+
+static int huge_event_waiter(void *arg)
+{
+	struct huge *h = arg;
+
+	h->r[1] = af_event_wait_timeout(&h->ev, INT64_MAX);
+	return 0;
+}
+
+static int huge_reader(void *arg)
+{
+	struct huge *h = arg;
+	char c;
+
+	h->r[2] = af_read_timeout(h->p[0], &c, 1, AF_OFFSET_CURRENT, INT64_MAX);
+	h->r[3] = af_read_timeout(h->p[0], &c, 1, AF_OFFSET_CURRENT, INT64_MAX - 1);
+	return 0;
+}
+
+static int idle_job(void *arg)
+{
+	(void)arg;
+	sleep_ms(200);
+	return 0;
+}
+
+static int huge_main(void *arg)
+{
+	struct huge *h = arg;
+	struct af_loop *loop = af_loop_current();
+	struct af_task *t[3];
+	uint64_t rounds;
+
+	ck_assert_int_eq(pipe(h->p), 0);
+	af_event_init(&h->ev);
+	ck_assert_int_eq(af_task_spawn(&t[0], huge_sleeper, h), 0);
+	ck_assert_int_eq(af_task_spawn(&t[1], huge_event_waiter, h), 0);
+	ck_assert_int_eq(af_task_spawn(&t[2], huge_reader, h), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	/* With nothing due, the loop sleeps through the job. A deadline that
+	 * the kernel overflows (now + KTIME_MAX) ends each sleep at once: the
+	 * loop would spin through thousands of rounds. */
+	rounds = loop->round;
+	ck_assert_int_eq(af_run_blocking(idle_job, NULL, NULL), 0);
+	ck_assert_uint_lt(loop->round - rounds, 20);
+	/* Nothing timed out either. */
+	ck_assert_int_eq(write(h->p[1], "ab", 2), 2);
+	af_event_set(&h->ev);
+	ck_assert_int_eq(af_task_cancel(t[0]), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(af_task_join(t[i], NULL), 0);
+	ck_assert_int_eq(h->r[0], -ECANCELED);
+	ck_assert_int_eq(h->r[1], 0);
+	ck_assert_int_eq(h->r[2], 1);
+	ck_assert_int_eq(h->r[3], 1);
+	close(h->p[0]);
+	close(h->p[1]);
+	return 0;
+}
+
+START_TEST(timeouts_up_to_int64_max_neither_expire_nor_make_the_loop_spin)
+{
+	struct huge h;
+
+	memset(&h, 0, sizeof(h));
+	ck_assert_int_eq(run_main(huge_main, &h), 0);
+}
+END_TEST
+
+START_TEST(a_deadline_saturates_and_a_kernel_timeout_is_clamped_to_a_valid_timespec)
+{
+	struct __kernel_timespec k;
+
+	ck_assert_uint_eq(af__deadline(-1), UINT64_MAX);
+	ck_assert_uint_lt(af__deadline(INT64_MAX), UINT64_MAX);
+	ck_assert_uint_ge(af__deadline(INT64_MAX), af__deadline(0));
+	/* Whatever the width of time_t, never negative or wrapped, and never
+	 * so long that the kernel's now + timeout could overflow. */
+	k = af__kernel_ts(UINT64_MAX);
+	ck_assert_int_ge(k.tv_sec, 0);
+	ck_assert_int_le(k.tv_sec, INT32_MAX);
+	ck_assert_int_ge(k.tv_nsec, 0);
+	ck_assert_int_lt(k.tv_nsec, 1000000000);
+	k = af__kernel_ts((uint64_t)INT64_MAX);
+	ck_assert_int_le(k.tv_sec, INT32_MAX);
+	k = af__kernel_ts(1500000001);
+	ck_assert_int_eq(k.tv_sec, 1);
+	ck_assert_int_eq(k.tv_nsec, 500000001);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("timer");
@@ -551,6 +659,8 @@ static Suite *make_suite(void)
 
 	tc = tcase_create("timeouts");
 	tcase_add_test(tc, a_zero_timeout_on_an_event_wait_expires);
+	tcase_add_test(tc, timeouts_up_to_int64_max_neither_expire_nor_make_the_loop_spin);
+	tcase_add_test(tc, a_deadline_saturates_and_a_kernel_timeout_is_clamped_to_a_valid_timespec);
 	suite_add_tcase(s, tc);
 
 	return s;

@@ -31,9 +31,9 @@ AF_BEGIN_DECLS
  * returned (no data is lost) and a cancellation stays pending for the
  * task's next blocking call.
  *
- * _timeout variants take @p timeout_ns (negative: no timeout), implemented
- * with a linked io_uring timeout, and return -ETIMEDOUT when it expires
- * before the operation completes.
+ * _timeout variants take @p timeout_ns (negative: no timeout; any value up
+ * to INT64_MAX), implemented with a linked io_uring timeout, and return
+ * -ETIMEDOUT when it expires before the operation completes.
  *
  * Every call returns -EPERM outside a task, -EBADF for a negative
  * descriptor (without a system call) and -EINVAL for a NULL buffer with a
@@ -102,6 +102,9 @@ int af_wait_readable_timeout(int fd, int64_t timeout_ns);
 
 /** @brief close(2) through the ring. Always closes, even in a cancelled
  *  task: a pending or arriving cancel is left for the next blocking call.
+ *  It does not cancel other operations in flight on @p fd (io_uring
+ *  semantics, unlike uv_close()): they keep the file open and finish when
+ *  it answers. Cancel their tasks, or shutdown(2) a socket, first.
  *  @return 0 or -errno (-EBADF). */
 int af_close(int fd);
 
@@ -127,7 +130,10 @@ int af_read_full(int fd, void *buf, size_t len, int64_t offset, size_t *got);
  * The calling task is parked while @p fn(@p arg) runs on a worker, and is
  * woken through the same flag path another thread's af_flag_set() takes,
  * so the loop keeps serving other tasks meanwhile. Workers start on first
- * use; af_loop_opts.blocking_threads sets how many (default 4).
+ * use; af_loop_opts.blocking_threads sets how many (default 4). They block
+ * every signal except the synchronous faults (SIGSEGV, SIGBUS, SIGFPE,
+ * SIGILL, SIGTRAP, SIGSYS), so a fault inside @p fn reaches the process's
+ * handlers.
  *
  * If the calling task is already cancelled when it calls, @p fn never runs
  * and the call returns -ECANCELED. If it is cancelled while the job is

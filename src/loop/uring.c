@@ -192,11 +192,8 @@ static void uring_peek(struct af_loop *loop)
 
 static struct __kernel_timespec ns_to_ts(uint64_t ns)
 {
-	struct __kernel_timespec ts = {
-		.tv_sec = (long long)(ns / 1000000000u),
-		.tv_nsec = (long long)(ns % 1000000000u),
-	};
-	return ts;
+	/* Clamped: see AF_TIMEOUT_MAX_S in timer.c. */
+	return af__kernel_ts(ns);
 }
 
 /* Under valgrind and ThreadSanitizer (see sleep_in_ppoll_mode() in
