@@ -433,6 +433,37 @@ START_TEST(a_descriptor_closed_behind_the_loops_back_and_its_number_reused_still
 }
 END_TEST
 
+static int close_parked_main(void *arg)
+{
+	struct reader rd = { 0 };
+	struct af_task *t;
+	int p[2];
+
+	(void)arg;
+	ck_assert_int_eq(pipe(p), 0);
+	rd.fd = p[0];
+	ck_assert_int_eq(af_task_spawn(&t, read_one, &rd), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_close(p[0]), 0);
+	/* The number is taken again before the reader runs: it must not
+	 * read from the new pipe. */
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(p[0], rd.fd);
+	ck_assert_int_eq(write(p[1], "new", 3), 3);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_int_eq(rd.r, -EBADF);
+	ck_assert_int_eq(pending_bytes(p[0]), 3);
+	close(p[0]);
+	close(p[1]);
+	return 0;
+}
+
+START_TEST(af_close_ends_a_read_parked_on_the_descriptor_with_ebadf_even_if_the_number_is_reused)
+{
+	ck_assert_int_eq(run_epoll(close_parked_main, NULL), 0);
+}
+END_TEST
+
 /* ---- epoll: blocking descriptors -------------------------------------------------------- */
 
 struct ticker {
@@ -635,6 +666,7 @@ Suite *make_suite(void)
 	tcase_add_test(tc, a_cancel_after_the_pipe_became_readable_leaves_the_data_for_the_next_read);
 	tcase_add_test(tc, a_reader_and_a_writer_parked_on_one_socket_are_both_woken);
 	tcase_add_test(tc, a_descriptor_closed_behind_the_loops_back_and_its_number_reused_still_wakes_readers);
+	tcase_add_test(tc, af_close_ends_a_read_parked_on_the_descriptor_with_ebadf_even_if_the_number_is_reused);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("epoll blocking descriptors");

@@ -2733,7 +2733,8 @@ Suite *make_suite(void)
 	tcase_add_test(tc, poll_returns_the_mask_of_ready_events);
 	tcase_add_test(tc, poll_and_wait_readable_park_until_data_arrives_and_consume_nothing);
 	tcase_add_test(tc, close_through_the_ring_closes_the_descriptor_and_a_second_close_fails_with_ebadf);
-	tcase_add_test(tc, close_leaves_a_read_in_flight_on_the_descriptor_to_finish_as_io_uring_does);
+	tcase_add_uring_test(tc, close_leaves_a_read_in_flight_on_the_descriptor_to_finish_as_io_uring_does,
+			     "a readiness wait holds no file: on epoll the read gets -EBADF (test-backend)");
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("write all and read full");

@@ -41,6 +41,7 @@ struct fd_waiter {
 	struct af_task *task;
 	int fd;
 	uint32_t events;
+	bool closed;             /* af_close() closed the descriptor meanwhile */
 };
 
 struct fd_watch {
@@ -223,7 +224,8 @@ static int wait_ready(struct af_task *t, int fd, uint32_t events, uint64_t deadl
 
 		timeout = deadline > now ? (int64_t)(deadline - now) : 0;
 	}
-	return af__task_block(&fd_ops, &wt, timeout);
+	r = af__task_block(&fd_ops, &wt, timeout);
+	return r == 0 && wt.closed ? -EBADF : r;
 }
 
 /* epoll reported @fd: wake the waiters it is ready for, and arm it again
@@ -273,8 +275,9 @@ static void collect_ready(struct af_loop *loop, uint64_t deadline, bool block)
 	int n = -1;
 
 	if (ep->pwait2) {
-		struct timespec ts = { .tv_sec = (time_t)(left / 1000000000u),
-				       .tv_nsec = (long)(left % 1000000000u) };
+		/* Clamped like the ring's timeouts (timer.c). */
+		struct __kernel_timespec kts = af__kernel_ts(left);
+		struct timespec ts = { .tv_sec = (time_t)kts.tv_sec, .tv_nsec = (long)kts.tv_nsec };
 
 		n = epoll_pwait2(ep->epfd, ep->ready, READY_MAX,
 				 block && deadline == UINT64_MAX ? NULL : &ts, NULL);
@@ -611,6 +614,17 @@ static int do_close(struct af_loop *loop, int fd)
 		epoll_ctl(loop->epoll->epfd, EPOLL_CTL_DEL, fd, NULL);
 		w->added = false;
 		w->armed = 0;
+	}
+	/* io_uring's operations hold the file and finish on it; a readiness
+	 * wait holds nothing, and would never end. Its task gets -EBADF, never
+	 * a retry: the number may name another file by the time it runs. */
+	while (w && w->waiters.head) {
+		struct fd_waiter *wt = af__container_of(w->waiters.head, struct fd_waiter, node);
+
+		waiter_unlink(loop, wt);
+		wt->closed = true;
+		af__task_wake(wt->task, 0);
+		loop->outside_wakes++;
 	}
 	return close(fd) < 0 ? -errno : 0;
 }
