@@ -104,7 +104,8 @@ int af_wait_readable_timeout(int fd, int64_t timeout_ns);
  *  task: a pending or arriving cancel is left for the next blocking call.
  *  It does not cancel other operations in flight on @p fd (io_uring
  *  semantics, unlike uv_close()): they keep the file open and finish when
- *  it answers. Cancel their tasks, or shutdown(2) a socket, first.
+ *  it answers. Cancel their tasks, or shutdown(2) a socket, first. On
+ *  the epoll backend such a call ends with -EBADF instead.
  *  @return 0 or -errno (-EBADF). */
 int af_close(int fd);
 
