@@ -447,7 +447,8 @@ static void mark_defined(const struct io_req *req)
 
 AF_API int af_read_timeout(int fd, void *buf, size_t len, int64_t offset, int64_t timeout_ns)
 {
-	struct af__io a = { .kind = AF__IO_READ, .fd = fd, .buf = buf, .len = (unsigned)len, .offset = off_arg(offset) };
+	struct af__io a = { .kind = AF__IO_READ,
+			    .fd = fd, .buf = buf, .len = (unsigned)len, .offset = off_arg(offset) };
 	int r = check_buf(fd, buf, len);
 
 	return r < 0 ? r : io_run(&a, timeout_ns);
@@ -461,8 +462,8 @@ AF_API int af_read(int fd, void *buf, size_t len, int64_t offset)
 AF_API int af_write_timeout(int fd, const void *buf, size_t len, int64_t offset,
 			    int64_t timeout_ns)
 {
-	struct af__io a = { .kind = AF__IO_WRITE, .fd = fd, .buf = (void *)buf, .len = (unsigned)len,
-			     .offset = off_arg(offset) };
+	struct af__io a = { .kind = AF__IO_WRITE, .fd = fd, .buf = (void *)buf,
+			    .len = (unsigned)len, .offset = off_arg(offset) };
 	int r = check_buf(fd, buf, len);
 
 	return r < 0 ? r : io_run(&a, timeout_ns);
@@ -514,7 +515,8 @@ AF_API int af_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset
 
 AF_API int af_recv_timeout(int fd, void *buf, size_t len, int flags, int64_t timeout_ns)
 {
-	struct af__io a = { .kind = AF__IO_RECV, .fd = fd, .buf = buf, .len = (unsigned)len, .flags = flags };
+	struct af__io a = { .kind = AF__IO_RECV,
+			    .fd = fd, .buf = buf, .len = (unsigned)len, .flags = flags };
 	int r = check_buf(fd, buf, len);
 
 	return r < 0 ? r : io_run(&a, timeout_ns);
@@ -527,7 +529,8 @@ AF_API int af_recv(int fd, void *buf, size_t len, int flags)
 
 AF_API int af_send_timeout(int fd, const void *buf, size_t len, int flags, int64_t timeout_ns)
 {
-	struct af__io a = { .kind = AF__IO_SEND, .fd = fd, .buf = (void *)buf, .len = (unsigned)len, .flags = flags };
+	struct af__io a = { .kind = AF__IO_SEND,
+			    .fd = fd, .buf = (void *)buf, .len = (unsigned)len, .flags = flags };
 	int r = check_buf(fd, buf, len);
 
 	return r < 0 ? r : io_run(&a, timeout_ns);
@@ -541,7 +544,8 @@ AF_API int af_send(int fd, const void *buf, size_t len, int flags)
 AF_API int af_accept_timeout(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags,
 			     int64_t timeout_ns)
 {
-	struct af__io a = { .kind = AF__IO_ACCEPT, .fd = fd, .addr = addr, .addrlen = addrlen, .flags = flags };
+	struct af__io a = { .kind = AF__IO_ACCEPT,
+			    .fd = fd, .addr = addr, .addrlen = addrlen, .flags = flags };
 
 	if (fd < 0)
 		return -EBADF;
