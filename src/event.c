@@ -5,7 +5,9 @@
 
 struct af__event {
 	struct af__list waiters;
-	struct af_loop *loop;   /* the loop of the current waiters */
+	/* The loop of the current waiters. Atomic because the misuse check
+	 * reads it on whatever thread the wrong call comes from. */
+	_Atomic(struct af_loop *) loop;
 	uint64_t is_set;
 };
 
@@ -23,8 +25,13 @@ static bool on_loop_thread(struct af__event *e, const char *func)
 {
 	struct af_loop *here = af__tls_loop;
 
-	if (here && (e->loop == here || af__list_empty(&e->waiters))) {
-		e->loop = here;
+	/* relaxed: the right thread reads its own store back; a wrong
+	 * thread only has to see some other loop, not a torn or raced
+	 * value. The waiters list is looked at only when the event seems to
+	 * move between loops, which is legal only while nobody uses it. */
+	if (here && (atomic_load_explicit(&e->loop, memory_order_relaxed) == here ||
+		     af__list_empty(&e->waiters))) {
+		atomic_store_explicit(&e->loop, here, memory_order_relaxed);
 		return true;
 	}
 	af__misuse(func, "called from a thread that does not run the event's loop. "

@@ -289,9 +289,11 @@ struct af_loop {
 	unsigned features;
 	unsigned ring_entries;
 
-	pthread_t owner;
-	bool owned;              /* owner is valid: the ring is bound to it */
-	bool running;
+	/* The thread the ring is bound to (0: none yet), claimed by CAS;
+	 * atomic because misuse checks read it from other threads. */
+	_Atomic unsigned long owner;
+	_Atomic bool running;
+	unsigned fork_gen;       /* af__fork_gen when the loop was created */
 
 	struct af__ctx sched_ctx; /* the thread's own stack, between tasks */
 	struct af_task *current;
@@ -322,6 +324,7 @@ struct af_loop {
 	int efd;
 	uint64_t efd_value;
 	struct af__op efd_op;
+	struct io_uring_sqe forked_sqe; /* af__loop_sqe() in a child of fork() */
 	bool efd_armed;
 	bool efd_expected;       /* a write happened: reap its completion */
 
@@ -359,6 +362,17 @@ struct io_uring_sqe *af__loop_sqe(struct af_loop *loop);
 
 /* Submit what is queued, reaping completions if the kernel pushes back. */
 void af__loop_flush(struct af_loop *loop);
+
+/* Bumped in every child fork() makes (pthread_atfork): process-wide by
+ * nature. A loop whose fork_gen differs was inherited from a parent: its
+ * ring is not mapped here (MADV_DONTFORK), and every call fails. */
+extern _Atomic unsigned af__fork_gen;
+static inline bool af__loop_forked(const struct af_loop *loop)
+{
+	/* relaxed: written only in the child's atfork handler, on this
+	 * thread, before fork() returned to it. */
+	return atomic_load_explicit(&af__fork_gen, memory_order_relaxed) != loop->fork_gen;
+}
 
 unsigned af__ctx_features(void);
 

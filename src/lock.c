@@ -10,7 +10,9 @@ struct af__lock {
 	 * end holding the lock, and a new task at the same address must not
 	 * look like the holder. */
 	uint64_t owner;
-	struct af_loop *loop;
+	/* Atomic because the misuse check reads it on whatever thread the
+	 * wrong call comes from. */
+	_Atomic(struct af_loop *) loop;
 };
 
 _Static_assert(sizeof(struct af__lock) <= sizeof(union af__private),
@@ -25,8 +27,12 @@ static bool on_loop_thread(struct af__lock *l, const char *func)
 {
 	struct af_loop *here = af__tls_loop;
 
-	if (here && (l->loop == here || (!l->owner && af__list_empty(&l->waiters)))) {
-		l->loop = here;
+	/* relaxed: as in event.c, a wrong thread only has to see another
+	 * loop; owner and waiters are looked at only when the lock seems to
+	 * move between loops, legal only while nobody uses it. */
+	if (here && (atomic_load_explicit(&l->loop, memory_order_relaxed) == here ||
+		     (!l->owner && af__list_empty(&l->waiters)))) {
+		atomic_store_explicit(&l->loop, here, memory_order_relaxed);
 		return true;
 	}
 	af__misuse(func, "called from a thread that does not run the lock's loop; "

@@ -41,6 +41,10 @@ static bool sleep_in_ppoll_mode(void)
 #define AF_RING_DEFAULT 256u
 #define AF_RING_MAX 32768u
 #define AF_STACK_CACHE_DEFAULT 64u
+#define AF_STACK_CACHE_MAX 4096u
+
+_Static_assert(sizeof(pthread_t) <= sizeof(unsigned long),
+	       "the loop keeps its owner thread in an atomic unsigned long");
 
 static int opts_check(const struct af_loop_opts *o)
 {
@@ -59,6 +63,8 @@ static int opts_check(const struct af_loop_opts *o)
 		return -EINVAL;
 	if (o->blocking_threads > 256)
 		return -EINVAL;
+	if (o->stack_cache > AF_STACK_CACHE_MAX)
+		return -EINVAL;
 	for (size_t i = 0; i < sizeof(o->_reserved) / sizeof(o->_reserved[0]); i++)
 		if (o->_reserved[i])
 			return -EINVAL;
@@ -68,11 +74,13 @@ static int opts_check(const struct af_loop_opts *o)
 /* io_uring refused: by seccomp (EPERM, or ENOSYS from a filter that
  * pretends the call does not exist), the kernel.io_uring_disabled sysctl
  * (EPERM), an LSM (EACCES), a kernel without it (ENOSYS) or one too old for
- * even a plain ring (EINVAL: the options were checked already). Running out
- * of memory or descriptors is not a reason to switch: it fails here. */
+ * even a plain ring (EINVAL: the options were checked already) or for the
+ * loop's sleep (EOPNOTSUPP: no IORING_FEAT_EXT_ARG). Running out of memory
+ * or descriptors is not a reason to switch: it fails here. */
 static bool worth_falling_back(int err)
 {
-	return err == -EPERM || err == -ENOSYS || err == -EACCES || err == -EINVAL;
+	return err == -EPERM || err == -ENOSYS || err == -EACCES || err == -EINVAL ||
+	       err == -EOPNOTSUPP;
 }
 
 static int backend_try(struct af_loop *loop, const struct af__backend *b, unsigned entries,
@@ -112,6 +120,22 @@ static int backend_open(struct af_loop *loop, unsigned entries, unsigned flags)
 	return r;
 }
 
+_Atomic unsigned af__fork_gen;
+
+static void forked_child(void)
+{
+	atomic_fetch_add_explicit(&af__fork_gen, 1, memory_order_relaxed);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_install(void)
+{
+	/* Fails only with ENOMEM; then inherited loops go undetected, which
+	 * is what fork() gave before: not worth failing af_loop_new(). */
+	(void)pthread_atfork(NULL, NULL, forked_child);
+}
+
 AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 {
 	struct af_loop *loop;
@@ -124,9 +148,11 @@ AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 		af__misuse(__func__, "an af_loop_opts field is out of range");
 		return r;
 	}
+	pthread_once(&atfork_once, atfork_install);
 	loop = calloc(1, sizeof(*loop));
 	if (!loop)
 		return -ENOMEM;
+	loop->fork_gen = atomic_load_explicit(&af__fork_gen, memory_order_relaxed);
 	entries = opts && opts->ring_entries ? opts->ring_entries : AF_RING_DEFAULT;
 	cache = opts && opts->stack_cache ? opts->stack_cache : AF_STACK_CACHE_DEFAULT;
 	loop->stack_size = af__stack_round(opts && opts->stack_size ? opts->stack_size
@@ -201,6 +227,24 @@ static void kicks_retire(struct af_loop *loop)
 		sched_yield();
 }
 
+/* In a child of fork(): the ring is not mapped here and the blocking
+ * pool's threads were not copied. Release what is this process's own and
+ * leave the rest alone; the parent's loop is untouched. */
+static void loop_free_inherited(struct af_loop *loop)
+{
+	struct af__node *n;
+
+	while ((n = loop->tasks.head) != NULL)
+		af__task_free(af__container_of(n, struct af_task, all_node));
+	af__timer_heap_free(&loop->timers);
+	af__stack_pool_free(&loop->stacks);
+	loop->backend->forget(loop);
+	close(loop->efd);
+	loop->efd = -1;
+	atomic_fetch_or_explicit(&loop->sleep_state, AF_DEAD, memory_order_seq_cst);
+	af__loop_unref(loop);
+}
+
 AF_API void af_loop_free(struct af_loop *loop)
 {
 	struct af__node *n;
@@ -208,8 +252,12 @@ AF_API void af_loop_free(struct af_loop *loop)
 
 	if (!loop)
 		return;
-	if (loop->running) {
+	if (atomic_load_explicit(&loop->running, memory_order_relaxed)) {
 		af__misuse(__func__, "the loop is running; free it after af_loop_run() returns");
+		return;
+	}
+	if (af__loop_forked(loop)) {
+		loop_free_inherited(loop);
 		return;
 	}
 	af__blocking_shutdown(loop);
@@ -325,6 +373,10 @@ static void run_batch(struct af_loop *loop)
 
 		/* Past the round's tasks a timer may still fire, but only
 		 * ahead of tasks queued after it fell due. */
+		/* A task forked: in the child, stop before touching anything
+		 * of the parent's; af_loop_run() then returns -ECHILD. */
+		if (af__loop_forked(loop))
+			break;
 		if (tm && timer_first(loop, tm)) {
 			t = timer_fire(loop, tm);
 		} else if (loop->budget > 0) {
@@ -441,6 +493,11 @@ static int drive(struct af_loop *loop, struct af_task *main)
 
 	while (loop->nalive > 0) {
 		run_batch(loop);
+		if (af__loop_forked(loop)) {
+			af__misuse("af_loop_run", "a task called fork(): in the child the "
+				   "parent's loop is unusable; exec or _exit in the child");
+			return -ECHILD;
+		}
 		/* No continue after it: wake-ups are still collected while a
 		 * task that keeps spawning unwinds. */
 		if (main->state == AF_TASK_DONE && loop->nalive > 0 &&
@@ -474,14 +531,20 @@ static int drive(struct af_loop *loop, struct af_task *main)
 
 static int bind_thread(struct af_loop *loop)
 {
-	if (loop->owned)
-		return pthread_equal(loop->owner, pthread_self()) ? 0 : -EPERM;
-	int r = loop->backend->bind(loop);
+	unsigned long self = (unsigned long)pthread_self();
+	unsigned long owner = 0;
+	int r;
 
-	if (r < 0)
+	/* relaxed: a misuse check; the CAS below settles races, and the
+	 * thread that wins is the only one that goes on to touch the kernel. */
+	if (!atomic_compare_exchange_strong_explicit(&loop->owner, &owner, self,
+						     memory_order_relaxed, memory_order_relaxed))
+		return owner == self ? 0 : -EPERM;
+	r = loop->backend->bind(loop);
+	if (r < 0) {
+		atomic_store_explicit(&loop->owner, 0, memory_order_relaxed);
 		return r;
-	loop->owner = pthread_self();
-	loop->owned = true;
+	}
 	return 0;
 }
 
@@ -492,6 +555,11 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 	int r;
 
 	af_assert_return(loop && main, -EINVAL);
+	if (af__loop_forked(loop)) {
+		af__misuse(__func__, "the loop was created before fork(): a child process "
+				     "cannot use it; exec, _exit, or create a new loop");
+		return -ECHILD;
+	}
 	if (af__tls_loop)
 		return af__tls_loop == loop ? -EBUSY : -EPERM;
 	r = bind_thread(loop);
@@ -508,7 +576,7 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 	mt->is_main = true;
 
 	af__tls_loop = loop;
-	loop->running = true;
+	atomic_store_explicit(&loop->running, true, memory_order_relaxed);
 	af__ctx_init_thread(&loop->sched_ctx);
 	loop->backend->arm(loop);
 	r = drive(loop, mt);
@@ -516,7 +584,7 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 		*result = mt->state == AF_TASK_DONE ? mt->result : r;
 	af__task_free(mt);
 	af__ctx_destroy(&loop->sched_ctx);
-	loop->running = false;
+	atomic_store_explicit(&loop->running, false, memory_order_relaxed);
 	af__tls_loop = NULL;
 out_guard:
 	af__overflow_guard_leave(altstack);

@@ -145,8 +145,16 @@ struct af_task *af__task_self(int *err)
 	struct af_loop *loop = af__tls_loop;
 	struct af_task *t = loop ? loop->current : NULL;
 
-	if (!t)
+	if (!t) {
 		*err = -EPERM;
+		return NULL;
+	}
+	/* A task that called fork(), in the child: the loop is the
+	 * parent's, its ring not mapped here. */
+	if (af__loop_forked(loop)) {
+		*err = -ECHILD;
+		return NULL;
+	}
 	return t;
 }
 
@@ -417,7 +425,10 @@ AF_API int af_task_cancel(struct af_task *task)
 AF_API int af_task_detach(struct af_task *task)
 {
 	af_assert_return(task && !task->is_main, -EINVAL);
-	if (check_loop_thread(task) < 0 && task->loop->running)
+	/* relaxed: a misuse check reading another thread's loop; it only
+	 * has to be a real atomic read, not a data race. */
+	if (check_loop_thread(task) < 0 &&
+	    atomic_load_explicit(&task->loop->running, memory_order_relaxed))
 		return -EPERM;
 	if (task->joiner)
 		return -EBUSY;

@@ -7,6 +7,8 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/prctl.h>
@@ -87,7 +89,8 @@ END_TEST
 START_TEST(options_at_their_limits_are_accepted)
 {
 	struct af_loop *loop;
-	struct af_loop_opts opts = { .ring_entries = 32768, .stack_size = 16 * KiB };
+	struct af_loop_opts opts = { .ring_entries = 32768, .stack_size = 16 * KiB,
+				     .stack_cache = 4096 };
 
 	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
 	ck_assert_uint_eq(loop->stack_size, 16 * KiB);
@@ -114,6 +117,8 @@ START_TEST(out_of_range_options_fail_with_einval)
 	assert_refused(&(struct af_loop_opts){ .flags = AF_LOOP_BACKEND_IO_URING |
 							AF_LOOP_BACKEND_EPOLL },
 		       "both backends");
+	assert_refused(&(struct af_loop_opts){ .stack_cache = 4097 }, "stack_cache 4097");
+	assert_refused(&(struct af_loop_opts){ .stack_cache = UINT32_MAX }, "stack_cache max");
 	assert_refused(&(struct af_loop_opts){ .flags = AF_LOOP_BASIC_RING | (1u << 31) },
 		       "flags bit 31");
 	for (int i = 0; i < 4; i++) {
@@ -272,7 +277,7 @@ START_TEST(run_with_a_null_loop_or_main_fails_with_einval)
 	ck_assert_int_eq(af_loop_run(loop, NULL, NULL, &result), -EINVAL);
 	ck_assert_int_eq(result, 12345);
 	/* The refused calls did not bind the loop to anything. */
-	ck_assert(!loop->owned);
+	ck_assert_uint_eq(atomic_load(&loop->owner), 0);
 	/* A NULL result pointer is fine. */
 	ck_assert_int_eq(af_loop_run(loop, return_arg, (void *)3, NULL), 0);
 	af_loop_free(loop);
@@ -305,7 +310,7 @@ START_TEST(running_a_loop_from_one_of_its_tasks_fails_with_ebusy_and_another_loo
 	ck_assert_int_eq(n.same, -EBUSY);
 	ck_assert_int_eq(n.other_r, -EPERM);
 	/* The refused call left the other loop free to run here. */
-	ck_assert(!n.other->owned);
+	ck_assert_uint_eq(atomic_load(&n.other->owner), 0);
 	ck_assert_int_eq(af_loop_run(n.other, return_arg, (void *)5, &result), 0);
 	ck_assert_int_eq(result, 5);
 	af_loop_free(n.other);
@@ -850,6 +855,185 @@ START_TEST(a_flush_that_reaps_the_eventfd_read_leaves_the_loop_able_to_wake)
 }
 END_TEST
 
+/* ---- lifetime: a kick in flight while the loop is freed -------------------- */
+
+static struct {
+	struct af_loop *_Atomic loop;
+	sem_t reached, go;
+	struct af_flag flag;
+} kick;
+
+static void stall_kick(enum af__hook_point where, void *obj)
+{
+	struct timespec ts;
+
+	if (where != AF_HOOK_KICK_WRITE || obj != atomic_load(&kick.loop))
+		return;
+	atomic_store(&kick.loop, NULL);
+	sem_post(&kick.reached);
+	/* Bounded: a fixed af_loop_free() waits for this kick. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 500 * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	while (sem_timedwait(&kick.go, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void *set_kick_flag(void *arg)
+{
+	struct af_loop *loop = arg;
+
+	/* Set while the loop sleeps, so that this kick wins the write. */
+	while ((atomic_load(&loop->sleep_state) & AF_SLEEP_MASK) != AF_SLEEPING)
+		sched_yield();
+	af_flag_set(&kick.flag);
+	return NULL;
+}
+
+/* Wakes the loop some other way while the kick is stalled, as a timer or
+ * a completion would, so that the loop runs to its end meanwhile. */
+static void *wake_otherwise(void *arg)
+{
+	struct af_loop *loop = arg;
+	uint64_t one = 1;
+
+	while (sem_wait(&kick.reached) < 0)
+		;
+	ck_assert_int_eq(write(loop->efd, &one, sizeof(one)), (ssize_t)sizeof(one));
+	return NULL;
+}
+
+static int stalled_kick_main(void *arg)
+{
+	pthread_t *th = arg;
+	struct af_loop *loop = af_loop_current();
+
+	ck_assert_int_eq(pthread_create(&th[0], NULL, set_kick_flag, loop), 0);
+	ck_assert_int_eq(pthread_create(&th[1], NULL, wake_otherwise, loop), 0);
+	ck_assert_int_eq(af_flag_wait(&kick.flag), 0);
+	ck_assert_int_eq(pthread_join(th[1], NULL), 0);
+	return 0;
+}
+
+START_TEST(a_loop_freed_while_a_kick_is_in_flight_never_writes_a_descriptor_it_closed)
+{
+	struct af_loop *loop;
+	pthread_t th[2];
+	int efd, p[2], result = -1;
+	char buf[8];
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	ck_assert_int_eq(af_flag_init(&kick.flag, loop), 0);
+	ck_assert_int_eq(sem_init(&kick.reached, 0, 0), 0);
+	ck_assert_int_eq(sem_init(&kick.go, 0, 0), 0);
+	atomic_store(&kick.loop, loop);
+	atomic_store(&af__test_hook, stall_kick);
+	ck_assert_int_eq(af_loop_run(loop, stalled_kick_main, th, &result), 0);
+	ck_assert_int_eq(result, 0);
+	efd = loop->efd;
+	ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	/* The flag is still live: reported in debug builds, and harmless. */
+	af_loop_free(loop);
+	/* Another file takes the eventfd's number, as open() would. */
+	ck_assert_int_eq(dup2(p[1], efd), efd);
+	sem_post(&kick.go);
+	ck_assert_int_eq(pthread_join(th[0], NULL), 0);
+	atomic_store(&af__test_hook, NULL);
+	/* Before the fix the kick wrote its 8 bytes into the pipe. */
+	ck_assert_int_eq(read(p[0], buf, sizeof(buf)), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	af_flag_destroy(&kick.flag);
+	close(efd);
+	close(p[0]);
+	close(p[1]);
+	sem_destroy(&kick.reached);
+	sem_destroy(&kick.go);
+}
+END_TEST
+
+/* ---- fork() from a task -------------------------------------------------- */
+
+/* In the child: what the calls on the inherited loop returned, or 100 +
+ * the step that went wrong, as its exit status. */
+static int child_status(struct af_loop *loop, int run_result)
+{
+	int result = 0;
+
+	if (run_result != -ECHILD)
+		return 101;
+	if (af_sleep_ms(1) != -EPERM) /* no task runs here any more */
+		return 102;
+	if (af_loop_run(loop, return_arg, NULL, &result) != -ECHILD)
+		return 103;
+	af_loop_free(loop);
+	return 0;
+}
+
+/* TSan cannot follow a fork() made on a coroutine's stack: it reports
+ * races in the child that are its own lost fiber state. There every child
+ * execs at once. */
+#if AF_TSAN
+static const bool under_tsan = true;
+#else
+static const bool under_tsan = false;
+#endif
+
+struct forks {
+	pid_t parent;
+	int rounds, children_ok;
+	int step_in_child;
+};
+
+static int fork_main(void *arg)
+{
+	struct forks *fk = arg;
+
+	for (int i = 0; i < fk->rounds; i++) {
+		int st;
+		pid_t pid = fork();
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			if (i % 2 || under_tsan)
+				execl("/bin/true", "true", (char *)NULL);
+			/* The natural thing: carry on as the task, call
+			 * into the loop, return through af_loop_run(). */
+			fk->step_in_child = af_sleep_ms(1);
+			return 7;
+		}
+		/* The parent keeps using its loop: timers and the ring. */
+		while (waitpid(pid, &st, WNOHANG) == 0)
+			ck_assert_int_eq(af_sleep_ms(1), 0);
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			fk->children_ok++;
+	}
+	return 0;
+}
+
+START_TEST(after_twenty_forks_in_a_task_the_parent_loop_runs_on_and_children_get_echild)
+{
+	struct af_loop *loop;
+	struct forks fk = { .parent = getpid(), .rounds = 20 };
+	int result = -1, r;
+
+	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
+	r = af_loop_run(loop, fork_main, &fk, &result);
+	if (getpid() != fk.parent) {
+		/* The child: its task saw -ECHILD, then returned 7. */
+		if (fk.step_in_child != -ECHILD)
+			_exit(104);
+		if (result != 7)
+			_exit(105);
+		_exit(child_status(loop, r));
+	}
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_int_eq(fk.children_ok, 20);
+	af_loop_free(loop);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("loop");
@@ -887,6 +1071,15 @@ Suite *make_suite(void)
 	tc = tcase_create("io_uring refused");
 	tcase_add_test(tc, with_io_uring_setup_refused_with_enosys_a_loop_runs_on_epoll_and_io_uring_only_gives_enosys);
 	tcase_add_test(tc, with_io_uring_setup_refused_with_eperm_a_loop_runs_on_epoll_and_io_uring_only_gives_eperm);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lifetime");
+	tcase_add_test(tc, a_loop_freed_while_a_kick_is_in_flight_never_writes_a_descriptor_it_closed);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fork");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, after_twenty_forks_in_a_task_the_parent_loop_runs_on_and_children_get_echild);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fault-injection");

@@ -2,6 +2,7 @@
 /* Signals delivered as flag sets: af_signal_watch() / af_signal_unwatch().
  * Dispositions are process-wide, so every test puts back what it changed. */
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -582,6 +583,75 @@ START_TEST(unwatch_restores_the_handler_that_was_there_before)
 }
 END_TEST
 
+/* A handler stalled inside the library (through af__test_hook) on another
+ * thread while the signal is unwatched. */
+static struct {
+	struct af_flag *_Atomic flag;
+	sem_t reached, go, done;
+} inflight;
+
+static void stall_in_handler(enum af__hook_point where, void *obj)
+{
+	struct timespec ts;
+	int saved_errno = errno;
+
+	if (where != AF_HOOK_SIGNAL || obj != atomic_load(&inflight.flag))
+		return;
+	sem_post(&inflight.reached);
+	/* Bounded: a fixed unwatch waits for this handler, so the test must
+	 * let it go on its own. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 500 * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	while (sem_timedwait(&inflight.go, &ts) < 0 && errno == EINTR)
+		;
+	errno = saved_errno; /* a handler must not change it (TSan checks) */
+}
+
+static void *take_signals_until_done(void *arg)
+{
+	(void)arg;
+	while (sem_wait(&inflight.done) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+START_TEST(unwatch_returns_only_after_a_handler_running_on_another_thread_has_left)
+{
+	struct af_loop *loop = new_loop();
+	struct af_flag f;
+	pthread_t th;
+	bool set_when_unwatched;
+
+	ck_assert_int_eq(af_flag_init(&f, loop), 0);
+	ck_assert_int_eq(sem_init(&inflight.reached, 0, 0), 0);
+	ck_assert_int_eq(sem_init(&inflight.go, 0, 0), 0);
+	ck_assert_int_eq(sem_init(&inflight.done, 0, 0), 0);
+	atomic_store(&inflight.flag, &f);
+	atomic_store(&af__test_hook, stall_in_handler);
+	ck_assert_int_eq(af_signal_watch(&f, SIGUSR2), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, take_signals_until_done, NULL), 0);
+	ck_assert_int_eq(pthread_kill(th, SIGUSR2), 0);
+	while (sem_wait(&inflight.reached) < 0)
+		;
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR2), 0);
+	/* Before the fix unwatch returned while the handler was still on its
+	 * way to af_flag_set(), so the flag's storage could not be released. */
+	set_when_unwatched = af_flag_is_set(&f);
+	sem_post(&inflight.go);
+	sem_post(&inflight.done);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	atomic_store(&af__test_hook, NULL);
+	ck_assert(set_when_unwatched);
+	af_flag_destroy(&f);
+	af_loop_free(loop);
+	sem_destroy(&inflight.reached);
+	sem_destroy(&inflight.go);
+	sem_destroy(&inflight.done);
+}
+END_TEST
+
 START_TEST(destroying_a_flag_unwatches_its_signals)
 {
 	struct af_loop *loop = new_loop();
@@ -640,6 +710,7 @@ Suite *make_suite(void)
 	tcase_add_test(tc, unwatching_a_signal_that_is_not_watched_fails_with_enoent);
 	tcase_add_test(tc, unwatch_restores_the_handler_that_was_there_before);
 	tcase_add_test(tc, destroying_a_flag_unwatches_its_signals);
+	tcase_add_test(tc, unwatch_returns_only_after_a_handler_running_on_another_thread_has_left);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -22,20 +22,31 @@ struct af_flag {
 
 /**
  * @brief Initialise @p flag, cleared, bound to @p loop.
+ * A flag that is still initialised is destroyed first (af_flag_destroy(),
+ * with its thread rules), so re-initialising one that is still queued on its
+ * loop is safe.
  * @param loop the loop whose tasks will wait on it; NULL means the loop
  *        running on this thread.
  * @return 0; -EINVAL if @p flag is NULL, or @p loop is NULL and no loop
- *         runs on this thread.
+ *         runs on this thread; -EBUSY if @p flag is initialised and a task
+ *         waits on it (reported in debug builds; the flag is unchanged).
  */
 int af_flag_init(struct af_flag *flag, struct af_loop *loop);
 
 /**
  * @brief Release a flag. Stops any af_signal_watch() that targets it.
+ *
+ * Lifetime rule: once af_flag_wait() has returned 0, the waiter may destroy
+ * the flag and then free or reuse its memory at once, even while the thread
+ * or handler that set it is still returning from af_flag_set(): destroy
+ * waits for sets in progress (they never block). A set that starts after
+ * destroy is ignored, as long as the memory is still a destroyed flag; once
+ * the memory is freed or reused, nothing may set it.
+ *
  * Call it from the loop's thread, or while the loop is not running (before
- * or after af_loop_free() alike), and not at the same time as another
- * af_flag_destroy() of a flag of the same loop. No task may be waiting on it (a waiting
- * task is reported in debug builds and the call is refused) and no thread
- * or handler may set it any more. NULL is ignored.
+ * or after af_loop_free() alike; concurrent destroys are fine). No task may
+ * be waiting on it (a waiting task is reported in debug builds and the call
+ * is refused). Not async-signal-safe. NULL is ignored.
  */
 void af_flag_destroy(struct af_flag *flag);
 
@@ -47,8 +58,9 @@ void af_flag_destroy(struct af_flag *flag);
  * wake-ups, behind tasks already runnable, so a task that sets a flag and
  * yields resumes before the waiter. Costs no system call while the loop is
  * awake; at most one eventfd write per loop sleep attempt however many flags
- * are set.
- * A NULL or uninitialised flag is ignored.
+ * are set. After a wait that it ended has returned, the set touches neither
+ * the flag nor its loop beyond what af_flag_destroy() waits for.
+ * A NULL, uninitialised or destroyed flag is ignored.
  */
 void af_flag_set(struct af_flag *flag);
 

@@ -35,7 +35,7 @@ struct af_loop_opts {
 	 *  reserved with mmap and committed lazily, so a large size costs address
 	 *  space, not memory. Rounded up to whole pages; 16 KiB to 1 GiB. */
 	size_t stack_size;
-	/** How many freed default-size stacks the loop keeps for reuse; 0 means 64. */
+	/** How many freed default-size stacks the loop keeps for reuse; 0 means 64, at most 4096. */
 	unsigned stack_cache;
 	/** Worker threads for af_run_blocking(), started on first use; 0 means 4, at most 256. */
 	unsigned blocking_threads;
@@ -61,18 +61,29 @@ struct af_loop_opts {
  *
  * @param loop receives the new loop.
  * @param opts options, or NULL for the defaults.
+ * On io_uring the ring's mappings are not inherited by fork() children
+ * (MADV_DONTFORK), so a child can never disturb the parent's loop; in the
+ * child every call on the inherited loop fails with -ECHILD (see
+ * af_loop_run).
+ *
  * @return 0; -EINVAL if @p loop is NULL or an option is out of range (both
- *         backend flags set); -ENOMEM; or the kernel's error from
- *         io_uring_setup(), epoll_create1() or eventfd(): -EMFILE, -ENFILE,
- *         and -EPERM / -ENOSYS when io_uring was asked for (by flag or
- *         AF_BACKEND=io_uring) and is disabled. af_strerror() explains these.
+ *         backend flags set); -EOPNOTSUPP if io_uring was asked for and the
+ *         kernel lacks IORING_FEAT_EXT_ARG (before 5.11; reported in debug
+ *         builds); -ENOMEM; or the kernel's error from io_uring_setup(),
+ *         epoll_create1() or eventfd(): -EMFILE, -ENFILE, and -EPERM /
+ *         -ENOSYS when io_uring was asked for (by flag or AF_BACKEND=io_uring)
+ *         and is disabled. af_strerror() explains these.
  */
 int af_loop_new(struct af_loop **loop, const struct af_loop_opts *opts);
 
 /**
  * @brief Free a loop that is not running, with every task that was never
- * joined and every cached stack. NULL is ignored. Flags bound to the loop
- * must not be set after this.
+ * joined and every cached stack. NULL is ignored. Destroy the loop's flags
+ * first: a flag still live is reported in debug builds, and the loop then
+ * keeps a small record of itself until that flag is destroyed, so its sets
+ * do nothing and never write a descriptor the loop has closed. Waits for a
+ * set that is writing the loop's eventfd. In a fork() child, releases only
+ * the child's own copies (the parent's loop is untouched).
  */
 void af_loop_free(struct af_loop *loop);
 
@@ -98,7 +109,11 @@ void af_loop_free(struct af_loop *loop);
  *         already running (a nested call from one of its tasks); -EPERM if
  *         called from a thread other than the one that ran it first, or from
  *         a thread already running another loop; -ENOMEM;
- *         -EDEADLK as described above (@p result is still filled in).
+ *         -EDEADLK as described above (@p result is still filled in);
+ *         -ECHILD in a child of fork() on a loop created before the fork,
+ *         and when a task of the loop called fork(), in the child, as soon
+ *         as that task returns or blocks (its calls into the library
+ *         meanwhile fail with -ECHILD). Exec or _exit in the child.
  */
 int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *result);
 

@@ -28,7 +28,9 @@ int af_signal_watch(struct af_flag *flag, int signo);
 
 /**
  * @brief Stop watching @p signo and restore its previous disposition.
- * A handler already running on another thread may still set the flag once.
+ * Returns only when no handler of @p signo (on any thread) is inside the
+ * library any more: afterwards the flag is no longer touched for this signal
+ * and may be destroyed and freed. Not async-signal-safe.
  * @return 0; -EINVAL for an out-of-range signal; -ENOENT if it is not watched.
  */
 int af_signal_unwatch(int signo);

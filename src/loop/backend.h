@@ -28,6 +28,9 @@ struct af__backend {
 	 * nothing is left to close. */
 	int (*open)(struct af_loop *loop, unsigned entries, unsigned flags);
 	void (*close)(struct af_loop *loop);
+	/* In a child of fork(): release this process's own copies only (the
+	 * parent's loop shares the kernel objects and must stay untouched). */
+	void (*forget)(struct af_loop *loop);
 	/* The loop runs for the first time, on the calling thread. */
 	int (*bind)(struct af_loop *loop);
 	/* Before every look at the kernel: make sure an eventfd write will

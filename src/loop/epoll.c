@@ -109,6 +109,13 @@ static void ep_close(struct af_loop *loop)
 	loop->epoll = NULL;
 }
 
+/* In a fork() child the epoll set is the parent's own (a descriptor
+ * shares its open file): closing the copy is all the child may do. */
+static void ep_forget(struct af_loop *loop)
+{
+	ep_close(loop);
+}
+
 static int ep_bind(struct af_loop *loop)
 {
 	(void)loop; /* an epoll set may be used from any thread */
@@ -666,6 +673,7 @@ const struct af__backend af__backend_epoll = {
 	.feature = AF_FEATURE_BACKEND_EPOLL,
 	.open = ep_open,
 	.close = ep_close,
+	.forget = ep_forget,
 	.bind = ep_bind,
 	.arm = ep_arm,
 	.peek = ep_peek,

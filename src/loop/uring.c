@@ -29,6 +29,29 @@ static const struct {
 	{ 0, 0 },
 };
 
+/* The sleep passes its timeout in io_uring_enter's extended argument
+ * (5.11): without it liburing would queue an internal timeout request whose
+ * completions the loop would have to tell from its own. And a child of
+ * fork() must not get the ring's mappings: it would move the parent's
+ * queue heads. */
+static int ring_check(struct af_loop *loop, const struct io_uring_params *p)
+{
+	int r;
+
+	if (!(p->features & IORING_FEAT_EXT_ARG)) {
+		af__misuse("af_loop_new", "the kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11); "
+					  "libasyncflag needs Linux 5.11 or later for io_uring");
+		io_uring_queue_exit(&loop->ring);
+		return -EOPNOTSUPP;
+	}
+	r = io_uring_ring_dontfork(&loop->ring);
+	if (r < 0) {
+		io_uring_queue_exit(&loop->ring);
+		return r;
+	}
+	return 0;
+}
+
 static int ring_open(struct af_loop *loop, unsigned entries, bool basic)
 {
 	size_t first = basic ? sizeof(ring_modes) / sizeof(ring_modes[0]) - 1 : 0;
@@ -42,7 +65,7 @@ static int ring_open(struct af_loop *loop, unsigned entries, bool basic)
 		r = io_uring_queue_init_params(entries, &loop->ring, &p);
 		if (r == 0) {
 			loop->features = ring_modes[i].features;
-			return 0;
+			return ring_check(loop, &p);
 		}
 		/* Only "this kernel does not know that flag" is worth a retry;
 		 * -EPERM, -ENOSYS and -ENOMEM will not change. */
@@ -89,6 +112,13 @@ static void uring_close(struct af_loop *loop)
 	io_uring_queue_exit(&loop->ring);
 }
 
+/* The ring is not mapped in a fork() child (MADV_DONTFORK): unmapping it
+ * could hit whatever the child mapped there since. */
+static void uring_forget(struct af_loop *loop)
+{
+	close(loop->ring.ring_fd);
+}
+
 static int uring_bind(struct af_loop *loop)
 {
 	if (loop->features & AF_FEATURE_SINGLE_ISSUER) {
@@ -118,7 +148,11 @@ static void reap(struct af_loop *loop);
 
 void af__loop_flush(struct af_loop *loop)
 {
-	int r = io_uring_submit(&loop->ring);
+	int r;
+
+	if (af__loop_forked(loop))
+		return;
+	r = io_uring_submit(&loop->ring);
 
 	/* -EBUSY/-EAGAIN: the completion queue is backed up (or the kernel is
 	 * short of memory). Consuming completions is what frees it; never
@@ -132,7 +166,13 @@ void af__loop_flush(struct af_loop *loop)
 
 struct io_uring_sqe *af__loop_sqe(struct af_loop *loop)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+	struct io_uring_sqe *sqe;
+
+	/* An inherited loop has no ring here: hand out a slot that is never
+	 * submitted (the calls that get here fail with -ECHILD first). */
+	if (af__loop_forked(loop))
+		return memset(&loop->forked_sqe, 0, sizeof(loop->forked_sqe));
+	sqe = io_uring_get_sqe(&loop->ring);
 
 	/* A full submission queue is flushed, not reported: the kernel copies
 	 * the entries at submit time, so there is room again afterwards. */
@@ -168,7 +208,10 @@ static void reap(struct af_loop *loop)
 			struct af__op *op = io_uring_cqe_get_data(cqe);
 
 			seen++;
-			if (op)
+			/* Every request the loop submits carries an af__op;
+			 * liburing's own timeout marker (never used with
+			 * EXT_ARG, which af_loop_new() requires) is skipped. */
+			if (op && cqe->user_data != LIBURING_UDATA_TIMEOUT)
 				op->complete(loop, op, cqe->res, cqe->flags);
 		}
 		io_uring_cq_advance(&loop->ring, seen);
@@ -237,6 +280,7 @@ const struct af__backend af__backend_uring = {
 	.feature = AF_FEATURE_BACKEND_IO_URING,
 	.open = uring_open,
 	.close = uring_close,
+	.forget = uring_forget,
 	.bind = uring_bind,
 	.arm = efd_arm,
 	.peek = uring_peek,
