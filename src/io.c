@@ -41,9 +41,12 @@ struct io_req {
 
 /* How long a task waits before asking again to cancel an operation that a
  * cancel did not find: one in flight between the kernel's queues, or on an
- * io-wq worker that was interrupted and is on its way out. Short, because
- * the caller is waiting; not zero, so it is no busy loop. */
+ * io-wq worker that was interrupted and is on its way out (or cannot be
+ * interrupted: a regular file's write). Short at first, because the caller
+ * is waiting; doubling up to a cap, so a long uninterruptible operation
+ * costs a few submissions, not a busy loop. */
 #define AF_RECANCEL_NS ((int64_t)1000 * 1000)
+#define AF_RECANCEL_MAX_NS ((int64_t)128 * 1000 * 1000)
 
 static void mark_defined(const struct io_req *req);
 static prep_fn prep_of(enum af__io_kind kind);
@@ -144,6 +147,7 @@ static void submit_cancel(struct af_loop *loop, struct io_req *req)
 static bool drain(struct af_loop *loop, struct io_req *req, bool cancelled, bool may_cancel)
 {
 	bool cancel_sent = false, waited = false;
+	int64_t backoff = AF_RECANCEL_NS;
 
 	while (req->pending > 0) {
 		bool want = (cancelled && may_cancel) || req->want_cancel;
@@ -153,8 +157,10 @@ static bool drain(struct af_loop *loop, struct io_req *req, bool cancelled, bool
 				/* Give the operation time to land where a cancel
 				 * finds it, or to finish. */
 				waited = true;
-				if (af__task_block(&io_ops, req, AF_RECANCEL_NS) == -ECANCELED)
+				if (af__task_block(&io_ops, req, backoff) == -ECANCELED)
 					cancelled = true;
+				if (backoff < AF_RECANCEL_MAX_NS)
+					backoff *= 2;
 				continue;
 			}
 			req->retry = false;
