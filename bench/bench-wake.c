@@ -1020,7 +1020,10 @@ static void features_str(unsigned f, char *buf, size_t len)
 {
 	unsigned ring = AF_FEATURE_COOP_TASKRUN | AF_FEATURE_SINGLE_ISSUER | AF_FEATURE_DEFER_TASKRUN;
 
-	snprintf(buf, len, "%s%s%s%s%s", (f & ring) ? "" : "plain ring, ",
+	bool epoll = f & AF_FEATURE_BACKEND_EPOLL;
+
+	snprintf(buf, len, "%s%s%s%s%s%s", epoll ? "epoll backend, " : "io_uring backend, ",
+		 epoll || (f & ring) ? "" : "plain ring, ",
 		 (f & AF_FEATURE_COOP_TASKRUN) ? "COOP_TASKRUN " : "",
 		 (f & AF_FEATURE_SINGLE_ISSUER) ? "SINGLE_ISSUER " : "",
 		 (f & AF_FEATURE_DEFER_TASKRUN) ? "DEFER_TASKRUN " : "",
@@ -1306,6 +1309,7 @@ int main(int argc, char **argv)
 		bench_json_str(&j, "bench", "wake");
 		bench_json_str(&j, "version", af_version());
 		bench_json_str(&j, "features", feat);
+	bench_json_str(&j, "backend", strncmp(feat, "epoll", 5) == 0 ? "epoll" : "io_uring");
 		bench_json_bool(&j, "pinned", o.pin);
 		bench_json_str(&j, "syscall_counting", why);
 		if (o.modes & MODE_SLEEP)

@@ -179,30 +179,9 @@ static int main_task(void *arg)
 	return result;
 }
 
-/* The loop could not be created. Explain the common cause, which plain
- * strerror() does not: io_uring switched off for this process. */
-static int loop_new_failed(int err)
-{
-	fprintf(stderr, "event-worker: cannot create the event loop: %s\n", af_strerror(err));
-	if (err == -EPERM || err == -ENOSYS) {
-		fprintf(stderr,
-			"event-worker: io_uring is not available to this process. Either\n"
-			"  - the kernel.io_uring_disabled sysctl forbids it (0 allows io_uring,\n"
-			"    1 allows it only to the kernel.io_uring_group group, 2 disables it),\n"
-			"  - a container's seccomp profile blocks it (allow io_uring_setup,\n"
-			"    io_uring_enter and io_uring_register), or\n"
-			"  - the kernel was built without it (CONFIG_IO_URING).\n");
-		/* 77 is what test harnesses (meson, automake) read as "skipped":
-		 * the program is fine, the environment cannot run it. */
-		return 77;
-	}
-	return EXIT_FAILURE;
-}
-
 int main(void)
 {
-	struct af_loop *loop;
-	int r, result;
+	int r;
 
 	/* Line buffering even when stdout is a pipe, so output shows up as
 	 * it happens. */
@@ -211,14 +190,8 @@ int main(void)
 		return EXIT_FAILURE;
 	}
 
-	r = af_loop_new(&loop, NULL);
-	if (r < 0)
-		return loop_new_failed(r);
-	r = af_loop_run(loop, main_task, NULL, &result);
-	af_loop_free(loop);
-	if (r < 0) {
-		fail("af_loop_run", r);
-		return EXIT_FAILURE;
-	}
-	return result == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	/* A loop on io_uring, or on epoll where io_uring is switched off;
+	 * main_task is its first task, and the loop is freed when it ends. */
+	r = af_run(main_task, NULL);
+	return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -63,7 +63,6 @@ enum {
 	EXIT_NO_LINE = 3,        /* no such chip or line */
 	EXIT_ACCESS = 4,         /* no permission to open the chip */
 	EXIT_BUSY = 5,           /* the line is held by another consumer */
-	EXIT_NO_IO_URING = 77,   /* what test harnesses read as "skipped" */
 };
 
 struct config {
@@ -815,7 +814,7 @@ static void usage(FILE *f)
 		"\n"
 		"Exit status: 0 stopped by SIGINT or SIGTERM, or after --count presses;\n"
 		"1 failed while running; 2 bad usage; 3 no such chip or line; 4 permission\n"
-		"denied (the gpio group); 5 line in use; 77 io_uring not available.\n");
+		"denied (the gpio group); 5 line in use.\n");
 }
 
 __attribute__((format(printf, 1, 2)))
@@ -946,21 +945,9 @@ static int parse_args(int argc, char **argv, struct config *cfg)
 	return -1;
 }
 
-/* The loop could not be created. Explain the common cause, which plain
- * strerror() does not: io_uring switched off for this process. */
 static int loop_new_failed(int err)
 {
 	fprintf(stderr, PROG ": cannot create the event loop: %s\n", af_strerror(err));
-	if (err == -EPERM || err == -ENOSYS) {
-		fprintf(stderr,
-			PROG ": io_uring is not available to this process. Either\n"
-			"  - the kernel.io_uring_disabled sysctl forbids it (0 allows io_uring,\n"
-			"    1 allows it only to the kernel.io_uring_group group, 2 disables it),\n"
-			"  - a container's seccomp profile blocks it (allow io_uring_setup,\n"
-			"    io_uring_enter and io_uring_register), or\n"
-			"  - the kernel was built without it (CONFIG_IO_URING).\n");
-		return EXIT_NO_IO_URING;
-	}
 	return EXIT_RUNTIME;
 }
 

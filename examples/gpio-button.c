@@ -173,23 +173,9 @@ out_destroy_flag:
 	return r;
 }
 
-/* The loop could not be created. Explain the common cause, which plain
- * strerror() does not: io_uring switched off for this process. */
 static int loop_new_failed(int err)
 {
 	fprintf(stderr, "gpio-button: cannot create the event loop: %s\n", af_strerror(err));
-	if (err == -EPERM || err == -ENOSYS) {
-		fprintf(stderr,
-			"gpio-button: io_uring is not available to this process. Either\n"
-			"  - the kernel.io_uring_disabled sysctl forbids it (0 allows io_uring,\n"
-			"    1 allows it only to the kernel.io_uring_group group, 2 disables it),\n"
-			"  - a container's seccomp profile blocks it (allow io_uring_setup,\n"
-			"    io_uring_enter and io_uring_register), or\n"
-			"  - the kernel was built without it (CONFIG_IO_URING).\n");
-		/* 77 is what test harnesses (meson, automake) read as "skipped":
-		 * the program is fine, the environment cannot run it. */
-		return 77;
-	}
 	return EXIT_FAILURE;
 }
 

@@ -138,26 +138,6 @@ out_close:
 	return ret;
 }
 
-/* The loop could not be created. Explain the common cause, which plain
- * strerror() does not: io_uring switched off for this process. */
-static int loop_new_failed(int err)
-{
-	fprintf(stderr, "tcp-echo-client: cannot create the event loop: %s\n", af_strerror(err));
-	if (err == -EPERM || err == -ENOSYS) {
-		fprintf(stderr,
-			"tcp-echo-client: io_uring is not available to this process. Either\n"
-			"  - the kernel.io_uring_disabled sysctl forbids it (0 allows io_uring,\n"
-			"    1 allows it only to the kernel.io_uring_group group, 2 disables it),\n"
-			"  - a container's seccomp profile blocks it (allow io_uring_setup,\n"
-			"    io_uring_enter and io_uring_register), or\n"
-			"  - the kernel was built without it (CONFIG_IO_URING).\n");
-		/* 77 is what test harnesses (meson, automake) read as "skipped":
-		 * the program is fine, the environment cannot run it. */
-		return 77;
-	}
-	return EXIT_FAILURE;
-}
-
 static int usage(void)
 {
 	fprintf(stderr, "usage: tcp-echo-client PORT MESSAGE...\n");
@@ -166,11 +146,10 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-	struct af_loop *loop;
 	struct job job;
 	unsigned long port;
 	char *end;
-	int r, result;
+	int r;
 
 	if (argc < 3 || argv[1][0] < '0' || argv[1][0] > '9')
 		return usage();
@@ -196,14 +175,8 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 
-	r = af_loop_new(&loop, NULL);
-	if (r < 0)
-		return loop_new_failed(r);
-	r = af_loop_run(loop, main_task, &job, &result);
-	af_loop_free(loop);
-	if (r < 0) {
-		fail("af_loop_run", r);
-		return EXIT_FAILURE;
-	}
-	return result == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	/* A loop on io_uring, or on epoll where io_uring is switched off;
+	 * main_task is its first task, and the loop is freed when it ends. */
+	r = af_run(main_task, &job);
+	return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

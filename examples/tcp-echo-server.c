@@ -4,7 +4,7 @@
  *
  * An acceptor task loops on af_accept() and spawns a task for every
  * connection; each connection task loops on af_recv() and sends back what
- * it got. Every call that waits is a coroutine call on io_uring, so one
+ * it got. Every call that waits is a coroutine call on the loop, so one
  * thread serves any number of clients, each written as plain sequential
  * code.
  *
@@ -408,26 +408,6 @@ out_destroy_flag:
 	return ret;
 }
 
-/* The loop could not be created. Explain the common cause, which plain
- * strerror() does not: io_uring switched off for this process. */
-static int loop_new_failed(int err)
-{
-	fprintf(stderr, "tcp-echo-server: cannot create the event loop: %s\n", af_strerror(err));
-	if (err == -EPERM || err == -ENOSYS) {
-		fprintf(stderr,
-			"tcp-echo-server: io_uring is not available to this process. Either\n"
-			"  - the kernel.io_uring_disabled sysctl forbids it (0 allows io_uring,\n"
-			"    1 allows it only to the kernel.io_uring_group group, 2 disables it),\n"
-			"  - a container's seccomp profile blocks it (allow io_uring_setup,\n"
-			"    io_uring_enter and io_uring_register), or\n"
-			"  - the kernel was built without it (CONFIG_IO_URING).\n");
-		/* 77 is what test harnesses (meson, automake) read as "skipped":
-		 * the program is fine, the environment cannot run it. */
-		return 77;
-	}
-	return EXIT_FAILURE;
-}
-
 static int parse_uint(const char *s, unsigned long max, unsigned *out)
 {
 	char *end;
@@ -451,9 +431,8 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-	struct af_loop *loop;
 	unsigned port = 0;
-	int i, r, result;
+	int i, r;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--max-conns") == 0 && i + 1 < argc) {
@@ -475,14 +454,8 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 
-	r = af_loop_new(&loop, NULL);
-	if (r < 0)
-		return loop_new_failed(r);
-	r = af_loop_run(loop, main_task, &port, &result);
-	af_loop_free(loop);
-	if (r < 0) {
-		fail("af_loop_run", r);
-		return EXIT_FAILURE;
-	}
-	return result == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	/* A loop on io_uring, or on epoll where io_uring is switched off;
+	 * main_task is its first task, and the loop is freed when it ends. */
+	r = af_run(main_task, &port);
+	return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -750,26 +750,6 @@ out_destroy_flag:
 	return ret;
 }
 
-/* The loop could not be created. Explain the common cause, which plain
- * strerror() does not: io_uring switched off for this process. */
-static int loop_new_failed(int err)
-{
-	fprintf(stderr, "unix-control: cannot create the event loop: %s\n", af_strerror(err));
-	if (err == -EPERM || err == -ENOSYS) {
-		fprintf(stderr,
-			"unix-control: io_uring is not available to this process. Either\n"
-			"  - the kernel.io_uring_disabled sysctl forbids it (0 allows io_uring,\n"
-			"    1 allows it only to the kernel.io_uring_group group, 2 disables it),\n"
-			"  - a container's seccomp profile blocks it (allow io_uring_setup,\n"
-			"    io_uring_enter and io_uring_register), or\n"
-			"  - the kernel was built without it (CONFIG_IO_URING).\n");
-		/* 77 is what test harnesses (meson, automake) read as "skipped":
-		 * the program is fine, the environment cannot run it. */
-		return 77;
-	}
-	return EXIT_FAILURE;
-}
-
 static int usage(void)
 {
 	fprintf(stderr, "usage: unix-control [--timeout-ms N] [PATH]\n"
@@ -780,10 +760,9 @@ static int usage(void)
 int main(int argc, char **argv)
 {
 	struct daemon *d = &daemon_state;
-	struct af_loop *loop;
 	long long ms = 5000;
 	char *end;
-	int i, r, result;
+	int i, r;
 
 	d->log = stdout;
 	for (i = 1; i < argc; i++) {
@@ -823,21 +802,15 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 
-	r = af_loop_new(&loop, NULL);
-	if (r < 0)
-		return loop_new_failed(r);
-	r = af_loop_run(loop, main_task, d, &result);
-	/* Waits for the worker threads: no job runs after this. */
-	af_loop_free(loop);
+	/* A loop on io_uring, or on epoll where io_uring is switched off;
+	 * main_task is its first task, and the loop is freed when it ends. */
+	r = af_run(main_task, d);
+	/* af_run() has waited for the worker threads: no job runs now. */
 	while (d->abandoned) {
 		struct hash_job *job = d->abandoned;
 
 		d->abandoned = job->next;
 		free(job);
 	}
-	if (r < 0) {
-		fail("af_loop_run", r);
-		return EXIT_FAILURE;
-	}
-	return result == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -16,10 +16,18 @@ NOT_OK = re.compile(r"^not ok\b")
 SKIP = re.compile(r"#\s*skip", re.IGNORECASE)
 
 
+def log_of(build):
+    """DIR, or DIR@SETUP for a run with `meson test --setup SETUP`."""
+    if "@" in build:
+        d, setup = build.split("@", 1)
+        return f"{d}/meson-logs/testlog-{setup}.json"
+    return f"{build}/meson-logs/testlog.json"
+
+
 def count(build):
     passed = failed = skipped = 0
     try:
-        lines = open(f"{build}/meson-logs/testlog.json").read().splitlines()
+        lines = open(log_of(build)).read().splitlines()
     except OSError:
         return 0, 1, 0, [f"{build}: no test log"]
     notes = []

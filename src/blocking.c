@@ -182,21 +182,13 @@ static const struct af__wait_ops job_ops = {
 	.keeps_alive = true,
 };
 
-AF_API int af_run_blocking(af_task_fn fn, void *arg, int *result)
+/* Queue fn(arg) on @t's loop's pool. */
+static int job_start(struct af_task *t, af_task_fn fn, void *arg, struct af__job **out)
 {
-	int err = 0, r;
-	struct af_task *t = af__task_self(&err);
 	struct af__pool *pool;
 	struct af__job *job;
+	int r = pool_get(t->loop, &pool);
 
-	af_assert_return(fn, -EINVAL);
-	if (!t)
-		return err;
-	if (t->cancel_pending) {
-		t->cancel_pending = false;
-		return -ECANCELED;
-	}
-	r = pool_get(t->loop, &pool);
 	if (r < 0)
 		return r;
 	job = calloc(1, sizeof(*job));
@@ -212,6 +204,26 @@ AF_API int af_run_blocking(af_task_fn fn, void *arg, int *result)
 		return r;
 	}
 	t->loop->njobs++;
+	*out = job;
+	return 0;
+}
+
+AF_API int af_run_blocking(af_task_fn fn, void *arg, int *result)
+{
+	int err = 0, r;
+	struct af_task *t = af__task_self(&err);
+	struct af__job *job;
+
+	af_assert_return(fn, -EINVAL);
+	if (!t)
+		return err;
+	if (t->cancel_pending) {
+		t->cancel_pending = false;
+		return -ECANCELED;
+	}
+	r = job_start(t, fn, arg, &job);
+	if (r < 0)
+		return r;
 	r = af__task_block(&job_ops, job, -1);
 	if (!job->finished) {
 		/* Cancelled while the job runs: leave it to the loop, which
@@ -223,6 +235,27 @@ AF_API int af_run_blocking(af_task_fn fn, void *arg, int *result)
 		*result = job->result;
 	free(job);
 	return r;
+}
+
+int af__blocking_run_through(struct af_task *t, af_task_fn fn, void *arg, int *result)
+{
+	struct af__job *job;
+	bool cancelled;
+	int r = job_start(t, fn, arg, &job);
+
+	if (r < 0)
+		return r;
+	/* af__task_block would take a pending cancel and return at once. */
+	cancelled = t->cancel_pending;
+	t->cancel_pending = false;
+	while (!job->finished)
+		if (af__task_block(&job_ops, job, -1) == -ECANCELED)
+			cancelled = true;
+	*result = job->result;
+	free(job);
+	if (cancelled)
+		t->cancel_pending = true;
+	return 0;
 }
 
 void af__blocking_collect(struct af_loop *loop)

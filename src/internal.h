@@ -229,7 +229,40 @@ void af__flag_release_all(struct af_loop *loop);
 void af__loop_ref(struct af_loop *loop);
 void af__loop_unref(struct af_loop *loop);
 
+/* ---- I/O operations (io.c), as the loop's backend runs them ----------------- */
+
+enum af__io_kind {
+	AF__IO_READ,
+	AF__IO_WRITE,
+	AF__IO_READV,
+	AF__IO_WRITEV,
+	AF__IO_RECV,
+	AF__IO_SEND,
+	AF__IO_ACCEPT,
+	AF__IO_CONNECT,
+	AF__IO_POLL,
+	AF__IO_CLOSE,
+};
+
+/* One call's arguments; each kind reads the fields its system call takes. */
+struct af__io {
+	enum af__io_kind kind;
+	int fd;
+	void *buf;
+	const struct iovec *iov;
+	unsigned len;            /* bytes, or iovecs for READV/WRITEV */
+	uint64_t offset;         /* (uint64_t)-1: the file position */
+	int flags;               /* recv/send/accept flags, poll events */
+	struct sockaddr *addr;
+	socklen_t *addrlen;
+	const struct sockaddr *caddr;
+	socklen_t caddrlen;
+};
+
 /* ---- the loop (loop.c) ----------------------------------------------------- */
+
+struct af__backend;
+struct af__epoll;
 
 /* An operation in flight on the ring; cqe->user_data points at it. */
 struct af__op {
@@ -250,7 +283,9 @@ enum {
 #define AF_KICKER_ONE 4u
 
 struct af_loop {
-	struct io_uring ring;
+	const struct af__backend *backend; /* src/loop/backend.h */
+	struct io_uring ring;    /* io_uring backend */
+	struct af__epoll *epoll; /* epoll backend */
 	unsigned features;
 	unsigned ring_entries;
 
@@ -275,7 +310,8 @@ struct af_loop {
 	size_t ntasks;
 	size_t nalive;           /* tasks not DONE */
 	size_t nkeepalive;       /* tasks parked on something outside the loop */
-	size_t ninflight;        /* ring operations besides the eventfd read */
+	size_t ninflight;        /* ring operations besides the eventfd read, or
+				  * epoll readiness waits */
 	uint64_t task_seq;       /* the last task id handed out */
 	uint64_t outside_wakes;  /* tasks woken by timers, flags, jobs, I/O */
 
@@ -345,6 +381,10 @@ unsigned af__ctx_features(void);
 struct af__job;
 struct af__pool;
 void af__blocking_collect(struct af_loop *loop);
+/* Run @fn(@arg) on the pool and wait until it returned, through any cancel
+ * (which then stays pending for the next blocking call): for work that
+ * uses the caller's memory. Returns 0 with *result, -ENOMEM or -EAGAIN. */
+int af__blocking_run_through(struct af_task *t, af_task_fn fn, void *arg, int *result);
 void af__blocking_shutdown(struct af_loop *loop);
 
 #endif

@@ -12,14 +12,14 @@
 #include <limits.h>
 #include <poll.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "internal.h"
+#include "loop/backend.h"
 
 #if AF_HAVE_VALGRIND
 #include <valgrind/memcheck.h>
 #endif
 
-struct rw_args;
 typedef void (*prep_fn)(struct io_uring_sqe *sqe, const void *args);
 
 struct io_req {
@@ -36,7 +36,7 @@ struct io_req {
 	bool retry;             /* that cancel found nothing to stop: ask again */
 	struct __kernel_timespec ts;
 	prep_fn prep;
-	const struct rw_args *args;
+	const struct af__io *args;
 };
 
 /* How long a task waits before asking again to cancel an operation that a
@@ -49,6 +49,7 @@ struct io_req {
 #define AF_RECANCEL_MAX_NS ((int64_t)128 * 1000 * 1000)
 
 static void mark_defined(const struct io_req *req);
+static prep_fn prep_of(enum af__io_kind kind);
 
 static struct io_req *req_of(struct af__op *op, size_t off)
 {
@@ -177,26 +178,19 @@ static bool drain(struct af_loop *loop, struct io_req *req, bool cancelled, bool
 	return cancelled;
 }
 
-/* Submit one operation (plus a linked timeout) and wait for its result.
- * An operation that is not @cancellable (close) runs even with a cancel
- * pending and is never cancelled in the kernel; the cancel waits for the
- * task's next blocking call. */
-static int io_run_opt(prep_fn prep, const void *args, int64_t timeout_ns, bool cancellable)
+/* The io_uring backend: submit one operation (plus a linked timeout) and
+ * wait for its result. An operation that is not @cancellable (close) runs
+ * even with a cancel pending and is never cancelled in the kernel; the
+ * cancel waits for the task's next blocking call. */
+int af__uring_io(struct af_task *t, const struct af__io *args, int64_t timeout_ns,
+		 bool cancellable)
 {
-	int err = 0;
-	struct af_task *t = af__task_self(&err);
-	struct af_loop *loop;
+	struct af_loop *loop = t->loop;
+	prep_fn prep = prep_of(args->kind);
 	struct io_uring_sqe *sqe;
 	struct io_req req;
 	bool cancelled;
 
-	if (!t)
-		return err;
-	if (t->cancel_pending && cancellable) {
-		t->cancel_pending = false;
-		return -ECANCELED;
-	}
-	loop = t->loop;
 	memset(&req, 0, sizeof(req));
 	req.op.complete = op_done;
 	req.tmo.complete = tmo_done;
@@ -250,25 +244,35 @@ static int io_run_opt(prep_fn prep, const void *args, int64_t timeout_ns, bool c
 	return req.res;
 }
 
-static int io_run(prep_fn prep, const void *args, int64_t timeout_ns)
+static int io_on_pool(struct af_task *t, const struct af__io *op);
+
+/* Run @op on the loop's backend. A descriptor the backend cannot wait on
+ * (a regular file on epoll) is read or written on the blocking pool. */
+static int io_run_opt(const struct af__io *op, int64_t timeout_ns, bool cancellable)
 {
-	return io_run_opt(prep, args, timeout_ns, true);
+	int err = 0;
+	struct af_task *t = af__task_self(&err);
+	int r;
+
+	if (!t)
+		return err;
+	if (t->cancel_pending && cancellable) {
+		t->cancel_pending = false;
+		return -ECANCELED;
+	}
+	r = t->loop->backend->io(t, op, timeout_ns, cancellable);
+	if (r == AF__IO_BLOCKING)
+		r = io_on_pool(t, op);
+	return r;
+}
+
+static int io_run(const struct af__io *op, int64_t timeout_ns)
+{
+	return io_run_opt(op, timeout_ns, true);
 }
 
 /* ---- the operations --------------------------------------------------------- */
 
-struct rw_args {
-	int fd;
-	void *buf;
-	const struct iovec *iov;
-	unsigned len;
-	uint64_t offset;
-	int flags;
-	struct sockaddr *addr;
-	socklen_t *addrlen;
-	const struct sockaddr *caddr;
-	socklen_t caddrlen;
-};
 
 static uint64_t off_arg(int64_t offset)
 {
@@ -287,72 +291,135 @@ static int check_buf(int fd, const void *buf, size_t len)
 
 static void prep_read(struct io_uring_sqe *sqe, const void *a)
 {
-	const struct rw_args *r = a;
+	const struct af__io *r = a;
 
 	io_uring_prep_read(sqe, r->fd, r->buf, r->len, r->offset);
 }
 
 static void prep_write(struct io_uring_sqe *sqe, const void *a)
 {
-	const struct rw_args *r = a;
+	const struct af__io *r = a;
 
 	io_uring_prep_write(sqe, r->fd, r->buf, r->len, r->offset);
 }
 
 static void prep_readv(struct io_uring_sqe *sqe, const void *a)
 {
-	const struct rw_args *r = a;
+	const struct af__io *r = a;
 
 	io_uring_prep_readv(sqe, r->fd, r->iov, r->len, r->offset);
 }
 
 static void prep_writev(struct io_uring_sqe *sqe, const void *a)
 {
-	const struct rw_args *r = a;
+	const struct af__io *r = a;
 
 	io_uring_prep_writev(sqe, r->fd, r->iov, r->len, r->offset);
 }
 
 static void prep_recv(struct io_uring_sqe *sqe, const void *a)
 {
-	const struct rw_args *r = a;
+	const struct af__io *r = a;
 
 	io_uring_prep_recv(sqe, r->fd, r->buf, r->len, r->flags);
 }
 
 static void prep_send(struct io_uring_sqe *sqe, const void *a)
 {
-	const struct rw_args *r = a;
+	const struct af__io *r = a;
 
 	io_uring_prep_send(sqe, r->fd, r->buf, r->len, r->flags | MSG_NOSIGNAL);
 }
 
 static void prep_accept(struct io_uring_sqe *sqe, const void *a)
 {
-	const struct rw_args *r = a;
+	const struct af__io *r = a;
 
 	io_uring_prep_accept(sqe, r->fd, r->addr, r->addrlen, r->flags);
 }
 
 static void prep_connect(struct io_uring_sqe *sqe, const void *a)
 {
-	const struct rw_args *r = a;
+	const struct af__io *r = a;
 
 	io_uring_prep_connect(sqe, r->fd, r->caddr, r->caddrlen);
 }
 
 static void prep_poll(struct io_uring_sqe *sqe, const void *a)
 {
-	const struct rw_args *r = a;
+	const struct af__io *r = a;
 
 	io_uring_prep_poll_add(sqe, r->fd, (unsigned)r->flags);
 }
 
 static void prep_close(struct io_uring_sqe *sqe, const void *a)
 {
-	const struct rw_args *r = a;
+	const struct af__io *r = a;
 
 	io_uring_prep_close(sqe, r->fd);
+}
+
+static prep_fn prep_of(enum af__io_kind kind)
+{
+	static const prep_fn preps[] = {
+		[AF__IO_READ] = prep_read,
+		[AF__IO_WRITE] = prep_write,
+		[AF__IO_READV] = prep_readv,
+		[AF__IO_WRITEV] = prep_writev,
+		[AF__IO_RECV] = prep_recv,
+		[AF__IO_SEND] = prep_send,
+		[AF__IO_ACCEPT] = prep_accept,
+		[AF__IO_CONNECT] = prep_connect,
+		[AF__IO_POLL] = prep_poll,
+		[AF__IO_CLOSE] = prep_close,
+	};
+
+	return preps[kind];
+}
+
+/* ---- files and block devices on the blocking pool ------------------------------ */
+
+/* A worker's plain blocking call: epoll cannot wait on regular files and
+ * block devices (they are always "ready" and then block on the disk), so
+ * they are read and written off the loop thread, as libuv does. */
+static int io_sync(void *arg)
+{
+	const struct af__io *op = arg;
+	bool at_pos = op->offset == (uint64_t)-1;
+	off_t off = (off_t)op->offset;
+	ssize_t n;
+
+	switch (op->kind) {
+	case AF__IO_READ:
+		n = at_pos ? read(op->fd, op->buf, op->len) : pread(op->fd, op->buf, op->len, off);
+		break;
+	case AF__IO_WRITE:
+		n = at_pos ? write(op->fd, op->buf, op->len)
+			   : pwrite(op->fd, op->buf, op->len, off);
+		break;
+	case AF__IO_READV:
+		n = at_pos ? readv(op->fd, op->iov, (int)op->len)
+			   : preadv(op->fd, op->iov, (int)op->len, off);
+		break;
+	case AF__IO_WRITEV:
+		n = at_pos ? writev(op->fd, op->iov, (int)op->len)
+			   : pwritev(op->fd, op->iov, (int)op->len, off);
+		break;
+	default:
+		return -EINVAL;
+	}
+	return n < 0 ? -errno : (int)n;
+}
+
+/* The worker writes into the caller's buffer, so the call waits for it
+ * even when cancelled (like a ring operation the kernel could not cancel
+ * any more): its result is returned and the cancel stays pending. */
+static int io_on_pool(struct af_task *t, const struct af__io *op)
+{
+	int result = 0;
+	int r = af__blocking_run_through(t, io_sync, (void *)op, &result);
+
+	return r < 0 ? r : result;
 }
 
 /* Valgrind cannot see the kernel write into the caller's buffer through
@@ -360,7 +427,7 @@ static void prep_close(struct io_uring_sqe *sqe, const void *a)
 static void mark_defined(const struct io_req *req)
 {
 #if AF_HAVE_VALGRIND
-	const struct rw_args *a = req->args;
+	const struct af__io *a = req->args;
 
 	if (!RUNNING_ON_VALGRIND || req->res < 0)
 		return;
@@ -386,10 +453,11 @@ static void mark_defined(const struct io_req *req)
 
 AF_API int af_read_timeout(int fd, void *buf, size_t len, int64_t offset, int64_t timeout_ns)
 {
-	struct rw_args a = { .fd = fd, .buf = buf, .len = (unsigned)len, .offset = off_arg(offset) };
+	struct af__io a = { .kind = AF__IO_READ,
+			    .fd = fd, .buf = buf, .len = (unsigned)len, .offset = off_arg(offset) };
 	int r = check_buf(fd, buf, len);
 
-	return r < 0 ? r : io_run(prep_read, &a, timeout_ns);
+	return r < 0 ? r : io_run(&a, timeout_ns);
 }
 
 AF_API int af_read(int fd, void *buf, size_t len, int64_t offset)
@@ -400,11 +468,11 @@ AF_API int af_read(int fd, void *buf, size_t len, int64_t offset)
 AF_API int af_write_timeout(int fd, const void *buf, size_t len, int64_t offset,
 			    int64_t timeout_ns)
 {
-	struct rw_args a = { .fd = fd, .buf = (void *)buf, .len = (unsigned)len,
-			     .offset = off_arg(offset) };
+	struct af__io a = { .kind = AF__IO_WRITE, .fd = fd, .buf = (void *)buf,
+			    .len = (unsigned)len, .offset = off_arg(offset) };
 	int r = check_buf(fd, buf, len);
 
-	return r < 0 ? r : io_run(prep_write, &a, timeout_ns);
+	return r < 0 ? r : io_run(&a, timeout_ns);
 }
 
 AF_API int af_write(int fd, const void *buf, size_t len, int64_t offset)
@@ -424,11 +492,11 @@ static int check_iov(int fd, const struct iovec *iov, int iovcnt)
 AF_API int af_readv_timeout(int fd, const struct iovec *iov, int iovcnt, int64_t offset,
 			    int64_t timeout_ns)
 {
-	struct rw_args a = { .fd = fd, .iov = iov, .len = (unsigned)iovcnt,
+	struct af__io a = { .kind = AF__IO_READV, .fd = fd, .iov = iov, .len = (unsigned)iovcnt,
 			     .offset = off_arg(offset) };
 	int r = check_iov(fd, iov, iovcnt);
 
-	return r < 0 ? r : io_run(prep_readv, &a, timeout_ns);
+	return r < 0 ? r : io_run(&a, timeout_ns);
 }
 
 AF_API int af_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
@@ -439,11 +507,11 @@ AF_API int af_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
 AF_API int af_writev_timeout(int fd, const struct iovec *iov, int iovcnt, int64_t offset,
 			     int64_t timeout_ns)
 {
-	struct rw_args a = { .fd = fd, .iov = iov, .len = (unsigned)iovcnt,
+	struct af__io a = { .kind = AF__IO_WRITEV, .fd = fd, .iov = iov, .len = (unsigned)iovcnt,
 			     .offset = off_arg(offset) };
 	int r = check_iov(fd, iov, iovcnt);
 
-	return r < 0 ? r : io_run(prep_writev, &a, timeout_ns);
+	return r < 0 ? r : io_run(&a, timeout_ns);
 }
 
 AF_API int af_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
@@ -453,10 +521,11 @@ AF_API int af_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset
 
 AF_API int af_recv_timeout(int fd, void *buf, size_t len, int flags, int64_t timeout_ns)
 {
-	struct rw_args a = { .fd = fd, .buf = buf, .len = (unsigned)len, .flags = flags };
+	struct af__io a = { .kind = AF__IO_RECV,
+			    .fd = fd, .buf = buf, .len = (unsigned)len, .flags = flags };
 	int r = check_buf(fd, buf, len);
 
-	return r < 0 ? r : io_run(prep_recv, &a, timeout_ns);
+	return r < 0 ? r : io_run(&a, timeout_ns);
 }
 
 AF_API int af_recv(int fd, void *buf, size_t len, int flags)
@@ -466,10 +535,11 @@ AF_API int af_recv(int fd, void *buf, size_t len, int flags)
 
 AF_API int af_send_timeout(int fd, const void *buf, size_t len, int flags, int64_t timeout_ns)
 {
-	struct rw_args a = { .fd = fd, .buf = (void *)buf, .len = (unsigned)len, .flags = flags };
+	struct af__io a = { .kind = AF__IO_SEND,
+			    .fd = fd, .buf = (void *)buf, .len = (unsigned)len, .flags = flags };
 	int r = check_buf(fd, buf, len);
 
-	return r < 0 ? r : io_run(prep_send, &a, timeout_ns);
+	return r < 0 ? r : io_run(&a, timeout_ns);
 }
 
 AF_API int af_send(int fd, const void *buf, size_t len, int flags)
@@ -480,13 +550,14 @@ AF_API int af_send(int fd, const void *buf, size_t len, int flags)
 AF_API int af_accept_timeout(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags,
 			     int64_t timeout_ns)
 {
-	struct rw_args a = { .fd = fd, .addr = addr, .addrlen = addrlen, .flags = flags };
+	struct af__io a = { .kind = AF__IO_ACCEPT,
+			    .fd = fd, .addr = addr, .addrlen = addrlen, .flags = flags };
 
 	if (fd < 0)
 		return -EBADF;
 	if ((addr && !addrlen) || (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)))
 		return -EINVAL;
-	return io_run(prep_accept, &a, timeout_ns);
+	return io_run(&a, timeout_ns);
 }
 
 AF_API int af_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
@@ -497,13 +568,13 @@ AF_API int af_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flag
 AF_API int af_connect_timeout(int fd, const struct sockaddr *addr, socklen_t addrlen,
 			      int64_t timeout_ns)
 {
-	struct rw_args a = { .fd = fd, .caddr = addr, .caddrlen = addrlen };
+	struct af__io a = { .kind = AF__IO_CONNECT, .fd = fd, .caddr = addr, .caddrlen = addrlen };
 
 	if (fd < 0)
 		return -EBADF;
 	if (!addr || addrlen == 0)
 		return -EINVAL;
-	return io_run(prep_connect, &a, timeout_ns);
+	return io_run(&a, timeout_ns);
 }
 
 AF_API int af_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
@@ -513,13 +584,13 @@ AF_API int af_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 
 AF_API int af_poll_timeout(int fd, unsigned events, int64_t timeout_ns)
 {
-	struct rw_args a = { .fd = fd, .flags = (int)events };
+	struct af__io a = { .kind = AF__IO_POLL, .fd = fd, .flags = (int)events };
 
 	if (fd < 0)
 		return -EBADF;
 	if (!events)
 		return -EINVAL;
-	return io_run(prep_poll, &a, timeout_ns);
+	return io_run(&a, timeout_ns);
 }
 
 AF_API int af_poll(int fd, unsigned events)
@@ -541,13 +612,13 @@ AF_API int af_wait_readable(int fd)
 
 AF_API int af_close(int fd)
 {
-	struct rw_args a = { .fd = fd };
+	struct af__io a = { .kind = AF__IO_CLOSE, .fd = fd };
 
 	if (fd < 0)
 		return -EBADF;
 	/* A close must happen even in a cancelled task, or the descriptor
 	 * leaks; the cancel reaches the next blocking call instead. */
-	return io_run_opt(prep_close, &a, -1, false);
+	return io_run_opt(&a, -1, false);
 }
 
 /* 0 in a task, -EPERM elsewhere. */

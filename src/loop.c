@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The event loop: a FIFO run queue merged with a timer heap, and one
- * io_uring wait per iteration when nothing is runnable. Wake-ups from other
- * threads and signal handlers arrive through flag.c's pending stack and, if
- * the loop sleeps, a read kept armed on an eventfd. */
+ * kernel wait per iteration when nothing is runnable, through the loop's
+ * backend (io_uring or epoll: src/loop/). Wake-ups from other threads and
+ * signal handlers arrive through flag.c's pending stack and, if the loop
+ * sleeps, a write to its eventfd. */
 #include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "loop/backend.h"
 
 #if AF_HAVE_VALGRIND
 #include <valgrind/valgrind.h>
@@ -45,77 +46,13 @@ static bool sleep_in_ppoll_mode(void)
 _Static_assert(sizeof(pthread_t) <= sizeof(unsigned long),
 	       "the loop keeps its owner thread in an atomic unsigned long");
 
-static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags);
-
-/* ---- ring set-up ------------------------------------------------------------ */
-
-/* Best first. DEFER_TASKRUN (6.1) needs SINGLE_ISSUER (6.0); COOP_TASKRUN
- * is 5.19. R_DISABLED lets the ring bind its single issuer to the thread
- * that first runs the loop rather than the one that created it. */
-static const struct {
-	unsigned setup;
-	unsigned features;
-} ring_modes[] = {
-	{ IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
-		  IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
-	  AF_FEATURE_COOP_TASKRUN | AF_FEATURE_SINGLE_ISSUER | AF_FEATURE_DEFER_TASKRUN },
-	{ IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_R_DISABLED,
-	  AF_FEATURE_COOP_TASKRUN | AF_FEATURE_SINGLE_ISSUER },
-	{ IORING_SETUP_COOP_TASKRUN, AF_FEATURE_COOP_TASKRUN },
-	{ 0, 0 },
-};
-
-/* The sleep passes its timeout in io_uring_enter's extended argument
- * (5.11): without it liburing would queue an internal timeout request whose
- * completions the loop would have to tell from its own. And a child of
- * fork() must not get the ring's mappings: it would move the parent's
- * queue heads. */
-static int ring_check(struct af_loop *loop, const struct io_uring_params *p)
-{
-	int r;
-
-	if (!(p->features & IORING_FEAT_EXT_ARG)) {
-		af__misuse("af_loop_new", "the kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11); "
-					  "libasyncflag needs Linux 5.11 or later");
-		io_uring_queue_exit(&loop->ring);
-		return -EOPNOTSUPP;
-	}
-	r = io_uring_ring_dontfork(&loop->ring);
-	if (r < 0) {
-		io_uring_queue_exit(&loop->ring);
-		return r;
-	}
-	return 0;
-}
-
-static int ring_open(struct af_loop *loop, unsigned entries, bool basic)
-{
-	size_t first = basic ? sizeof(ring_modes) / sizeof(ring_modes[0]) - 1 : 0;
-	int r = -EINVAL;
-
-	for (size_t i = first; i < sizeof(ring_modes) / sizeof(ring_modes[0]); i++) {
-		struct io_uring_params p;
-
-		memset(&p, 0, sizeof(p));
-		p.flags = ring_modes[i].setup | IORING_SETUP_CLAMP;
-		r = io_uring_queue_init_params(entries, &loop->ring, &p);
-		if (r == 0) {
-			loop->features = ring_modes[i].features;
-			return ring_check(loop, &p);
-		}
-		/* Only "this kernel does not know that flag" is worth a retry;
-		 * -EPERM, -ENOSYS and -ENOMEM will not change. */
-		if (r != -EINVAL)
-			return r;
-	}
-	return r;
-}
-
 static int opts_check(const struct af_loop_opts *o)
 {
 	if (!o)
 		return 0;
-	if (o->flags & ~AF_LOOP_BASIC_RING)
+	if (o->flags & ~(AF_LOOP_BASIC_RING | AF_LOOP_BACKEND_IO_URING | AF_LOOP_BACKEND_EPOLL))
+		return -EINVAL;
+	if ((o->flags & AF_LOOP_BACKEND_IO_URING) && (o->flags & AF_LOOP_BACKEND_EPOLL))
 		return -EINVAL;
 	if (o->ring_entries > AF_RING_MAX)
 		return -EINVAL;
@@ -132,6 +69,55 @@ static int opts_check(const struct af_loop_opts *o)
 		if (o->_reserved[i])
 			return -EINVAL;
 	return 0;
+}
+
+/* io_uring refused: by seccomp (EPERM, or ENOSYS from a filter that
+ * pretends the call does not exist), the kernel.io_uring_disabled sysctl
+ * (EPERM), an LSM (EACCES), a kernel without it (ENOSYS) or one too old for
+ * even a plain ring (EINVAL: the options were checked already) or for the
+ * loop's sleep (EOPNOTSUPP: no IORING_FEAT_EXT_ARG). Running out of memory
+ * or descriptors is not a reason to switch: it fails here. */
+static bool worth_falling_back(int err)
+{
+	return err == -EPERM || err == -ENOSYS || err == -EACCES || err == -EINVAL ||
+	       err == -EOPNOTSUPP;
+}
+
+static int backend_try(struct af_loop *loop, const struct af__backend *b, unsigned entries,
+		       unsigned flags)
+{
+	int r = b->open(loop, entries, flags);
+
+	if (r == 0)
+		loop->backend = b;
+	return r;
+}
+
+/* The option, else AF_BACKEND from the environment, else io_uring with
+ * epoll when io_uring cannot be set up. A backend asked for by name is
+ * the only one tried: its failure is the caller's answer. */
+static int backend_open(struct af_loop *loop, unsigned entries, unsigned flags)
+{
+	const char *env = getenv("AF_BACKEND");
+	int r;
+
+	if (flags & AF_LOOP_BACKEND_EPOLL)
+		return backend_try(loop, &af__backend_epoll, entries, flags);
+	if (flags & AF_LOOP_BACKEND_IO_URING)
+		return backend_try(loop, &af__backend_uring, entries, flags);
+	if (env && *env) {
+		if (strcmp(env, "epoll") == 0)
+			return backend_try(loop, &af__backend_epoll, entries, flags);
+		if (strcmp(env, "io_uring") == 0)
+			return backend_try(loop, &af__backend_uring, entries, flags);
+		af__misuse("af_loop_new",
+			   "AF_BACKEND=%s is neither \"epoll\" nor \"io_uring\"; "
+			   "choosing automatically", env);
+	}
+	r = backend_try(loop, &af__backend_uring, entries, flags);
+	if (r < 0 && worth_falling_back(r))
+		r = backend_try(loop, &af__backend_epoll, entries, flags);
+	return r;
 }
 
 _Atomic unsigned af__fork_gen;
@@ -187,12 +173,10 @@ AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 		goto err_free_stacks;
 	}
 	loop->ppoll_mode = sleep_in_ppoll_mode();
-	r = ring_open(loop, entries,
-		      loop->ppoll_mode || (opts && (opts->flags & AF_LOOP_BASIC_RING)));
+	r = backend_open(loop, entries, opts ? opts->flags : 0);
 	if (r < 0)
 		goto err_close_efd;
 	loop->ring_entries = entries;
-	loop->efd_op.complete = efd_complete;
 	atomic_init(&loop->pending, NULL);
 	atomic_init(&loop->jobs_done, NULL);
 	loop->blocking_threads = opts ? opts->blocking_threads : 0;
@@ -254,7 +238,7 @@ static void loop_free_inherited(struct af_loop *loop)
 		af__task_free(af__container_of(n, struct af_task, all_node));
 	af__timer_heap_free(&loop->timers);
 	af__stack_pool_free(&loop->stacks);
-	close(loop->ring.ring_fd);
+	loop->backend->forget(loop);
 	close(loop->efd);
 	loop->efd = -1;
 	atomic_fetch_or_explicit(&loop->sleep_state, AF_DEAD, memory_order_seq_cst);
@@ -282,7 +266,7 @@ AF_API void af_loop_free(struct af_loop *loop)
 		af__task_free(af__container_of(n, struct af_task, all_node));
 	af__timer_heap_free(&loop->timers);
 	af__stack_pool_free(&loop->stacks);
-	io_uring_queue_exit(&loop->ring);
+	loop->backend->close(loop);
 	kicks_retire(loop);
 	close(loop->efd);
 	loop->efd = -1;
@@ -303,7 +287,7 @@ AF_API unsigned af_loop_features(const struct af_loop *loop)
 {
 	if (!loop)
 		return 0;
-	return loop->features | af__ctx_features();
+	return loop->features | loop->backend->feature | af__ctx_features();
 }
 
 /* ---- the run queue --------------------------------------------------------- */
@@ -407,126 +391,6 @@ static void run_batch(struct af_loop *loop)
 
 /* ---- collecting wake-ups ---------------------------------------------------- */
 
-static void efd_arm(struct af_loop *loop);
-
-static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags)
-{
-	(void)op;
-	(void)res;
-	(void)flags;
-	/* Re-armed by collect() once reaping is over: submitting from inside
-	 * reap() could flush, and a flush may reap re-entrantly. */
-	loop->efd_armed = false;
-	loop->efd_expected = false;
-}
-
-static void reap(struct af_loop *loop);
-
-void af__loop_flush(struct af_loop *loop)
-{
-	int r;
-
-	if (af__loop_forked(loop))
-		return;
-	r = io_uring_submit(&loop->ring);
-
-	/* -EBUSY/-EAGAIN: the completion queue is backed up (or the kernel is
-	 * short of memory). Consuming completions is what frees it; never
-	 * from inside reap() itself, which would see its CQEs twice. */
-	if ((r == -EBUSY || r == -EAGAIN) && !loop->reaping) {
-		io_uring_get_events(&loop->ring);
-		reap(loop);
-		io_uring_submit(&loop->ring);
-	}
-}
-
-struct io_uring_sqe *af__loop_sqe(struct af_loop *loop)
-{
-	struct io_uring_sqe *sqe;
-
-	/* An inherited loop has no ring here: hand out a slot that is never
-	 * submitted (the calls that get here fail with -ECHILD first). */
-	if (af__loop_forked(loop))
-		return memset(&loop->forked_sqe, 0, sizeof(loop->forked_sqe));
-	sqe = io_uring_get_sqe(&loop->ring);
-
-	/* A full submission queue is flushed, not reported: the kernel copies
-	 * the entries at submit time, so there is room again afterwards. */
-	while (!sqe) {
-		af__loop_flush(loop);
-		sqe = io_uring_get_sqe(&loop->ring);
-	}
-	return sqe;
-}
-
-/* Keep a read armed on the eventfd: a setter's write completes it and ends
- * the loop's io_uring wait. */
-static void efd_arm(struct af_loop *loop)
-{
-	struct io_uring_sqe *sqe;
-
-	if (loop->efd_armed)
-		return;
-	sqe = af__loop_sqe(loop);
-	io_uring_prep_read(sqe, loop->efd, &loop->efd_value, sizeof(loop->efd_value), 0);
-	io_uring_sqe_set_data(sqe, &loop->efd_op);
-	loop->efd_armed = true;
-}
-
-static void reap(struct af_loop *loop)
-{
-	loop->reaping = true;
-	for (;;) {
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-
-		io_uring_for_each_cqe(&loop->ring, head, cqe) {
-			struct af__op *op = io_uring_cqe_get_data(cqe);
-
-			seen++;
-			/* Every request the loop submits carries an af__op;
-			 * liburing's own timeout marker (never used with
-			 * EXT_ARG, which af_loop_new() requires) is skipped. */
-			if (op && cqe->user_data != LIBURING_UDATA_TIMEOUT)
-				op->complete(loop, op, cqe->res, cqe->flags);
-		}
-		io_uring_cq_advance(&loop->ring, seen);
-		/* With IORING_FEAT_NODROP the kernel parks completions that did
-		 * not fit; now that there is room, have it flush them. */
-		if (!io_uring_cq_has_overflow(&loop->ring))
-			break;
-		io_uring_get_events(&loop->ring);
-	}
-	loop->reaping = false;
-}
-
-static struct __kernel_timespec ns_to_ts(uint64_t ns)
-{
-	/* Clamped: see AF_TIMEOUT_MAX_S in timer.c. */
-	return af__kernel_ts(ns);
-}
-
-/* See sleep_in_ppoll_mode(): wait for the ring or the eventfd in ppoll,
- * then let io_uring post what is ready without blocking. */
-static void sleep_in_ppoll(struct af_loop *loop, struct __kernel_timespec *kts)
-{
-	struct pollfd pfd[2] = {
-		{ .fd = loop->ring.ring_fd, .events = POLLIN },
-		{ .fd = loop->efd, .events = POLLIN },
-	};
-	struct timespec ts;
-
-	io_uring_submit(&loop->ring);
-	if (io_uring_cq_ready(&loop->ring))
-		return;
-	if (kts) {
-		ts.tv_sec = kts->tv_sec;
-		ts.tv_nsec = kts->tv_nsec;
-	}
-	ppoll(pfd, 2, kts ? &ts : NULL, NULL);
-	io_uring_submit_and_get_events(&loop->ring);
-}
-
 /* Block in the kernel until a completion, a flag's eventfd write or
  * @deadline. The sleep_state handshake pairs with af__loop_kick(): we
  * publish SLEEPING and then look for pending flags, a setter publishes its
@@ -535,8 +399,6 @@ static void sleep_in_ppoll(struct af_loop *loop, struct __kernel_timespec *kts)
  * the setter finds SLEEPING and writes the eventfd. */
 static void sleep_until(struct af_loop *loop, uint64_t deadline)
 {
-	struct io_uring_cqe *cqe;
-	struct __kernel_timespec ts;
 	unsigned prev;
 
 	/* AWAKE -> SLEEPING, keeping the count of kickers still writing for
@@ -547,17 +409,8 @@ static void sleep_until(struct af_loop *loop, uint64_t deadline)
 	 * in between and read AWAKE never writes: a lost wake-up. */
 	atomic_fetch_add_explicit(&loop->sleep_state, AF_SLEEPING, memory_order_seq_cst);
 	if (atomic_load_explicit(&loop->pending, memory_order_seq_cst) == NULL &&
-	    atomic_load_explicit(&loop->jobs_done, memory_order_seq_cst) == NULL) {
-		uint64_t now = deadline == UINT64_MAX ? 0 : af__now_ns();
-
-		ts = ns_to_ts(deadline > now ? deadline - now : 0);
-		if (loop->ppoll_mode)
-			sleep_in_ppoll(loop, deadline == UINT64_MAX ? NULL : &ts);
-		else
-			io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1,
-							 deadline == UINT64_MAX ? NULL : &ts,
-							 NULL);
-	}
+	    atomic_load_explicit(&loop->jobs_done, memory_order_seq_cst) == NULL)
+		loop->backend->wait(loop, deadline);
 	/* WOKEN means a setter wrote (or is about to write) the eventfd; its
 	 * read completion must be reaped before the next sleep. */
 	prev = atomic_fetch_and_explicit(&loop->sleep_state, ~AF_SLEEP_MASK, memory_order_seq_cst);
@@ -582,22 +435,21 @@ static int collect(struct af_loop *loop)
 
 	af__flag_collect(loop);
 	af__blocking_collect(loop);
-	/* A flush from a task may have reaped the eventfd read: it must be
-	 * armed again before the loop can sleep, or a set would wake nothing. */
-	efd_arm(loop);
+	/* io_uring: a flush from a task may have reaped the eventfd read: it
+	 * must be armed again before the loop can sleep, or a set would wake
+	 * nothing. */
+	loop->backend->arm(loop);
 	tm = af__timer_top(&loop->timers);
 	if (loop->runq_len > 0 || (tm && tm->deadline <= af__now_ns())) {
-		/* Runnable work: peek without blocking, and only enter the
-		 * kernel when it can have something for us. */
-		if (io_uring_sq_ready(&loop->ring) || loop->ninflight || loop->efd_expected)
-			io_uring_submit_and_get_events(&loop->ring);
+		/* Runnable work: peek without blocking. */
+		loop->backend->peek(loop);
 	} else if (nothing_can_happen(loop)) {
 		return -EDEADLK;
 	} else {
 		sleep_until(loop, tm ? tm->deadline : UINT64_MAX);
+		loop->backend->reap(loop);
 	}
-	reap(loop);
-	efd_arm(loop);
+	loop->backend->arm(loop);
 	af__flag_collect(loop);
 	af__blocking_collect(loop);
 	return 0;
@@ -684,19 +536,14 @@ static int bind_thread(struct af_loop *loop)
 	int r;
 
 	/* relaxed: a misuse check; the CAS below settles races, and the
-	 * thread that wins is the only one that goes on to touch the ring. */
+	 * thread that wins is the only one that goes on to touch the kernel. */
 	if (!atomic_compare_exchange_strong_explicit(&loop->owner, &owner, self,
 						     memory_order_relaxed, memory_order_relaxed))
 		return owner == self ? 0 : -EPERM;
-	if (loop->features & AF_FEATURE_SINGLE_ISSUER) {
-		/* liburing 2.3 declares io_uring_enable_rings() but does not
-		 * export it, so register directly. */
-		if (syscall(__NR_io_uring_register, loop->ring.ring_fd,
-			    IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
-			r = -errno;
-			atomic_store_explicit(&loop->owner, 0, memory_order_relaxed);
-			return r;
-		}
+	r = loop->backend->bind(loop);
+	if (r < 0) {
+		atomic_store_explicit(&loop->owner, 0, memory_order_relaxed);
+		return r;
 	}
 	return 0;
 }
@@ -731,7 +578,7 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 	af__tls_loop = loop;
 	atomic_store_explicit(&loop->running, true, memory_order_relaxed);
 	af__ctx_init_thread(&loop->sched_ctx);
-	efd_arm(loop);
+	loop->backend->arm(loop);
 	r = drive(loop, mt);
 	if (result)
 		*result = mt->state == AF_TASK_DONE ? mt->result : r;

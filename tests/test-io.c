@@ -2005,7 +2005,9 @@ static int cancel_race_main(void *arg)
 		ck_assert_int_eq(af_task_join(t, NULL), 0);
 		if (sched <= 1)
 			FAIL_IF(&ra->st.f, rc.r != -ECANCELED, "iter %d sched %d: %d", i, sched, rc.r);
-		if (sched == 2)
+		/* Only a ring has a "queued, not yet submitted": on epoll the
+		 * read tried at once, found nothing and parked, like sched 1. */
+		if (sched == 2 && !on_epoll())
 			FAIL_IF(&ra->st.f, rc.r != RACE_MSG, "iter %d sched 2: %d", i, rc.r);
 		if (rc.r > 0)
 			ra->schedules[sched]++;
@@ -2731,7 +2733,8 @@ Suite *make_suite(void)
 	tcase_add_test(tc, poll_returns_the_mask_of_ready_events);
 	tcase_add_test(tc, poll_and_wait_readable_park_until_data_arrives_and_consume_nothing);
 	tcase_add_test(tc, close_through_the_ring_closes_the_descriptor_and_a_second_close_fails_with_ebadf);
-	tcase_add_test(tc, close_leaves_a_read_in_flight_on_the_descriptor_to_finish_as_io_uring_does);
+	tcase_add_uring_test(tc, close_leaves_a_read_in_flight_on_the_descriptor_to_finish_as_io_uring_does,
+			     "a readiness wait holds no file: on epoll the read gets -EBADF (test-backend)");
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("write all and read full");
@@ -2763,7 +2766,8 @@ Suite *make_suite(void)
 	tc = tcase_create("cancellation");
 	tcase_add_test(tc, cancelling_a_task_parked_in_each_call_returns_ecanceled_and_touches_no_buffer);
 	tcase_add_test(tc, a_cancel_pending_before_the_call_fails_it_with_ecanceled_and_submits_nothing_except_close);
-	tcase_add_test(tc, a_read_that_completed_despite_the_cancel_returns_its_data_and_the_next_call_is_cancelled);
+	tcase_add_uring_test(tc, a_read_that_completed_despite_the_cancel_returns_its_data_and_the_next_call_is_cancelled,
+			     "on epoll no read completes behind the task's back: see test-backend");
 	tcase_add_test(tc, a_cancelled_timed_call_returns_ecanceled_not_etimedout);
 	tcase_add_test(tc, a_task_left_reading_when_main_returns_is_cancelled_and_the_loop_ends);
 	suite_add_tcase(s, tc);
@@ -2783,8 +2787,10 @@ Suite *make_suite(void)
 
 	tc = tcase_create("submit pushed back");
 	tcase_set_timeout(tc, 20);
-	tcase_add_test(tc, a_cancel_whose_flush_reaps_the_last_completion_does_not_park_the_task_for_ever);
-	tcase_add_test(tc, a_timed_call_keeps_its_timeout_when_flushes_cannot_make_room_for_both_entries);
+	tcase_add_uring_test(tc, a_cancel_whose_flush_reaps_the_last_completion_does_not_park_the_task_for_ever,
+			     "epoll has no submission queue to push back");
+	tcase_add_uring_test(tc, a_timed_call_keeps_its_timeout_when_flushes_cannot_make_room_for_both_entries,
+			     "epoll has no submission queue to push back");
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("load");

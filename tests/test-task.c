@@ -1150,6 +1150,7 @@ START_TEST(af_loop_new_reports_enomem_when_the_ring_cannot_be_mapped)
 	struct af_loop *loop = NULL;
 
 	limit_address_space(0);
+	/* Out of memory is no reason to fall back to epoll. */
 	ck_assert_int_eq(af_loop_new(&loop, NULL), -ENOMEM);
 	ck_assert_ptr_null(loop);
 #endif
@@ -1221,7 +1222,8 @@ static Suite *make_suite(void)
 
 	tc = tcase_create("out-of-memory");
 	tcase_add_test(tc, a_task_whose_stack_cannot_be_mapped_ends_with_enomem_without_running);
-	tcase_add_test(tc, af_loop_new_reports_enomem_when_the_ring_cannot_be_mapped);
+	tcase_add_uring_test(tc, af_loop_new_reports_enomem_when_the_ring_cannot_be_mapped,
+			     "an epoll loop maps no ring");
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");

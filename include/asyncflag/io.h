@@ -13,10 +13,13 @@ AF_BEGIN_DECLS
 
 /**
  * @file io.h
- * @brief File-descriptor I/O as coroutine calls on io_uring.
+ * @brief File-descriptor I/O as coroutine calls on io_uring (or epoll).
  *
  * Each call submits one io_uring operation and parks the calling task until
- * it completes; the loop keeps running other tasks meanwhile. Results are
+ * it completes; the loop keeps running other tasks meanwhile. On the epoll
+ * backend a call tries its system call without blocking and parks until the
+ * descriptor is ready, with the same results, timeouts and cancellation;
+ * regular files and block devices then go to the blocking pool. Results are
  * what the system call would return: a byte count, a new descriptor or
  * 0, or a negative errno value (never errno). Short reads and writes are
  * reported as they are; af_write_all() and af_read_full() loop.
@@ -101,7 +104,8 @@ int af_wait_readable_timeout(int fd, int64_t timeout_ns);
  *  task: a pending or arriving cancel is left for the next blocking call.
  *  It does not cancel other operations in flight on @p fd (io_uring
  *  semantics, unlike uv_close()): they keep the file open and finish when
- *  it answers. Cancel their tasks, or shutdown(2) a socket, first.
+ *  it answers. Cancel their tasks, or shutdown(2) a socket, first. On
+ *  the epoll backend such a call ends with -EBADF instead.
  *  @return 0 or -errno (-EBADF). */
 int af_close(int fd);
 

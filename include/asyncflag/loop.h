@@ -13,6 +13,12 @@ typedef int (*af_task_fn)(void *arg);
  *  SINGLE_ISSUER or DEFER_TASKRUN (for kernels or sandboxes that reject them;
  *  the loop also falls back by itself when the kernel refuses a flag). */
 #define AF_LOOP_BASIC_RING (1u << 0)
+/** af_loop_opts.flags: use io_uring only; af_loop_new() fails (-EPERM,
+ *  -ENOSYS ...) where it cannot be set up, instead of falling back to epoll. */
+#define AF_LOOP_BACKEND_IO_URING (1u << 1)
+/** af_loop_opts.flags: use epoll (with an eventfd for wake-ups and the wait
+ *  timeout for timers) even where io_uring is available. */
+#define AF_LOOP_BACKEND_EPOLL (1u << 2)
 
 /**
  * Options for af_loop_new(). Zero-initialise and set what you need: every
@@ -21,7 +27,7 @@ typedef int (*af_task_fn)(void *arg);
 struct af_loop_opts {
 	/** io_uring submission queue entries; 0 means 256, else 2 to 32768 (an
 	 *  operation and its linked timeout must fit one submission). Rounded up
-	 *  to a power of two by the kernel. */
+	 *  to a power of two by the kernel. Checked but unused on epoll. */
 	unsigned ring_entries;
 	/** AF_LOOP_* flags. */
 	unsigned flags;
@@ -38,25 +44,35 @@ struct af_loop_opts {
 };
 
 /**
- * @brief Create an event loop and its io_uring.
+ * @brief Create an event loop on io_uring, or on epoll where io_uring is
+ * not available.
  *
  * The loop belongs to the thread that first runs it (af_loop_run); any number
  * of loops may exist, each run by its own thread. Uses COOP_TASKRUN,
  * SINGLE_ISSUER and DEFER_TASKRUN when the kernel offers them and falls back
  * cleanly when it does not (Linux 6.1 and later are supported).
  *
+ * The backend: AF_LOOP_BACKEND_IO_URING or AF_LOOP_BACKEND_EPOLL in
+ * @p opts flags if one is set; else the AF_BACKEND environment variable
+ * ("io_uring" or "epoll"); else io_uring, and epoll when io_uring cannot be
+ * set up or used (-EPERM, -ENOSYS, -EACCES: kernel.io_uring_disabled, a
+ * container's seccomp profile, a kernel without it). Both behave the same;
+ * af_loop_features() says which one the loop got.
+ *
  * @param loop receives the new loop.
  * @param opts options, or NULL for the defaults.
- * The ring's mappings are not inherited by fork() children (MADV_DONTFORK),
- * so a child can never disturb the parent's loop; in the child every call on
- * the inherited loop fails with -ECHILD (see af_loop_run).
+ * On io_uring the ring's mappings are not inherited by fork() children
+ * (MADV_DONTFORK), so a child can never disturb the parent's loop; in the
+ * child every call on the inherited loop fails with -ECHILD (see
+ * af_loop_run).
  *
- * @return 0; -EINVAL if @p loop is NULL or an option is out of range;
- *         -EOPNOTSUPP if the kernel lacks IORING_FEAT_EXT_ARG (before 5.11;
- *         reported in debug builds); -ENOMEM; or the kernel's error from io_uring_setup() or eventfd():
- *         -EPERM / -ENOSYS when io_uring is disabled (kernel.io_uring_disabled
- *         sysctl, a seccomp filter in a container), -EMFILE, -ENFILE.
- *         af_strerror() explains these.
+ * @return 0; -EINVAL if @p loop is NULL or an option is out of range (both
+ *         backend flags set); -EOPNOTSUPP if io_uring was asked for and the
+ *         kernel lacks IORING_FEAT_EXT_ARG (before 5.11; reported in debug
+ *         builds); -ENOMEM; or the kernel's error from io_uring_setup(),
+ *         epoll_create1() or eventfd(): -EMFILE, -ENFILE, and -EPERM /
+ *         -ENOSYS when io_uring was asked for (by flag or AF_BACKEND=io_uring)
+ *         and is disabled. af_strerror() explains these.
  */
 int af_loop_new(struct af_loop **loop, const struct af_loop_opts *opts);
 
@@ -119,10 +135,14 @@ struct af_loop *af_loop_current(void);
 #define AF_FEATURE_SINGLE_ISSUER (1u << 1) /**< ring uses IORING_SETUP_SINGLE_ISSUER */
 #define AF_FEATURE_DEFER_TASKRUN (1u << 2) /**< ring uses IORING_SETUP_DEFER_TASKRUN */
 #define AF_FEATURE_ASM_SWITCH    (1u << 3) /**< tasks switch with the hand-written assembly switch */
+#define AF_FEATURE_BACKEND_IO_URING (1u << 4) /**< the loop runs on io_uring */
+#define AF_FEATURE_BACKEND_EPOLL    (1u << 5) /**< the loop runs on epoll */
 
 /**
- * @brief Which optional io_uring setup flags this loop got from the kernel,
- * and which context switch the library was built with (AF_FEATURE_* bits).
+ * @brief Which backend this loop runs on (exactly one of
+ * AF_FEATURE_BACKEND_IO_URING and AF_FEATURE_BACKEND_EPOLL), which optional
+ * io_uring setup flags it got from the kernel (none on epoll), and which
+ * context switch the library was built with (AF_FEATURE_* bits).
  * @return the bits, or 0 for a NULL loop.
  */
 unsigned af_loop_features(const struct af_loop *loop);

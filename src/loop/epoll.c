@@ -1,0 +1,683 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The epoll backend, for where io_uring is switched off (container seccomp
+ * profiles, kernel.io_uring_disabled, gVisor).
+ *
+ * The loop sleeps in epoll_wait on one epoll set holding the eventfd
+ * (level-triggered: a kick that lands while the loop is awake keeps the
+ * next sleep from starting) and every descriptor a task waits on.
+ *
+ * An I/O call tries its system call without blocking first; only if that
+ * would block does the task park until epoll reports the descriptor ready,
+ * and then it tries again. Each try either moves data or moves none, so a
+ * cancel or a timeout, which can only come while the task is parked, never
+ * loses data. Descriptors are armed EPOLLONESHOT: one epoll_ctl per wait,
+ * none to take it out again, and a descriptor nobody waits on any more
+ * fires at most once. Several tasks may wait on one descriptor (a reader
+ * and a writer): the descriptor is armed for the union of their events.
+ *
+ * Regular files and block devices cannot be waited on (epoll refuses them,
+ * poll calls them always ready and then the read blocks on the disk): the
+ * I/O layer runs those on the blocking pool, as libuv does.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "loop/backend.h"
+
+#define READY_MAX 64
+#define EFD_TAG UINT64_MAX
+
+/* A task parked until its descriptor is ready; lives on the task's stack. */
+struct fd_waiter {
+	struct af__node node;
+	struct af_task *task;
+	int fd;
+	uint32_t events;
+	bool closed;             /* af_close() closed the descriptor meanwhile */
+};
+
+struct fd_watch {
+	struct af__list waiters;
+	uint32_t armed;          /* events armed in the kernel, 0 once fired */
+	bool added;              /* in the epoll set, as far as we know */
+};
+
+struct af__epoll {
+	int epfd;
+	bool pwait2;             /* epoll_pwait2 works: waits to the nanosecond */
+	struct fd_watch *fds;    /* indexed by descriptor */
+	size_t nfds;
+	int nready;
+	struct epoll_event ready[READY_MAX];
+};
+
+/* ---- set-up ------------------------------------------------------------------- */
+
+static int ep_open(struct af_loop *loop, unsigned entries, unsigned flags)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EFD_TAG };
+	struct af__epoll *ep;
+	int fl, r;
+
+	(void)entries;
+	(void)flags;
+	ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return -ENOMEM;
+	ep->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (ep->epfd < 0) {
+		r = -errno;
+		goto err_free;
+	}
+	/* The loop reads the eventfd only once epoll found it readable, but a
+	 * read must never be what blocks the loop. */
+	fl = fcntl(loop->efd, F_GETFL);
+	if (fl < 0 || fcntl(loop->efd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    epoll_ctl(ep->epfd, EPOLL_CTL_ADD, loop->efd, &ev) < 0) {
+		r = -errno;
+		goto err_close_epfd;
+	}
+	/* ThreadSanitizer delivers signals only inside calls it intercepts,
+	 * and knows epoll_wait but not epoll_pwait2; valgrind likewise. */
+	ep->pwait2 = !loop->ppoll_mode;
+	loop->epoll = ep;
+	loop->features = 0;
+	return 0;
+
+err_close_epfd:
+	close(ep->epfd);
+err_free:
+	free(ep);
+	return r;
+}
+
+static void ep_close(struct af_loop *loop)
+{
+	struct af__epoll *ep = loop->epoll;
+
+	close(ep->epfd);
+	free(ep->fds);
+	free(ep);
+	loop->epoll = NULL;
+}
+
+/* In a fork() child the epoll set is the parent's own (a descriptor
+ * shares its open file): closing the copy is all the child may do. */
+static void ep_forget(struct af_loop *loop)
+{
+	ep_close(loop);
+}
+
+static int ep_bind(struct af_loop *loop)
+{
+	(void)loop; /* an epoll set may be used from any thread */
+	return 0;
+}
+
+static void ep_arm(struct af_loop *loop)
+{
+	(void)loop; /* the eventfd stays in the set */
+}
+
+/* ---- the descriptor table ------------------------------------------------------- */
+
+static struct fd_watch *watch_find(struct af__epoll *ep, int fd)
+{
+	return (size_t)fd < ep->nfds ? &ep->fds[fd] : NULL;
+}
+
+/* Grow the table to hold @fd. Waiters point at each other, never into the
+ * table, so it may move. */
+static int watch_get(struct af__epoll *ep, int fd, struct fd_watch **out)
+{
+	if ((size_t)fd >= ep->nfds) {
+		size_t n = ep->nfds ? ep->nfds : 64;
+		struct fd_watch *fds;
+
+		while (n <= (size_t)fd)
+			n *= 2;
+		fds = realloc(ep->fds, n * sizeof(*fds));
+		if (!fds)
+			return -ENOMEM;
+		memset(fds + ep->nfds, 0, (n - ep->nfds) * sizeof(*fds));
+		ep->fds = fds;
+		ep->nfds = n;
+	}
+	*out = &ep->fds[fd];
+	return 0;
+}
+
+/* Arm @fd for @events. The table can be stale: a descriptor closed with
+ * close(2) behind our back left the set by itself, and its number may now
+ * name another file. The kernel's ENOENT and EEXIST say so; ask again the
+ * other way. */
+static int watch_arm(struct af__epoll *ep, int fd, struct fd_watch *w, uint32_t events)
+{
+	struct epoll_event ev = { .events = events | EPOLLONESHOT, .data.u64 = (uint64_t)fd };
+	int op = w->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	int r = epoll_ctl(ep->epfd, op, fd, &ev);
+
+	if (r < 0 && (errno == ENOENT || errno == EEXIST)) {
+		op = op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+		r = epoll_ctl(ep->epfd, op, fd, &ev);
+	}
+	if (r < 0) {
+		w->added = false;
+		w->armed = 0;
+		return -errno;
+	}
+	w->added = true;
+	w->armed = events;
+	return 0;
+}
+
+static void waiter_unlink(struct af_loop *loop, struct fd_waiter *wt)
+{
+	struct fd_watch *w = watch_find(loop->epoll, wt->fd);
+
+	af__list_remove(&w->waiters, &wt->node);
+	loop->ninflight--;
+}
+
+/* Left on a cancel or timeout. The descriptor stays armed: if it fires for
+ * nobody, dispatch() simply does not arm it again. */
+static void fd_detach(struct af_task *t)
+{
+	waiter_unlink(t->loop, t->wait_obj);
+}
+
+static const struct af__wait_ops fd_ops = {
+	.what = "descriptor readiness",
+	.detach = fd_detach,
+	.keeps_alive = true,
+};
+
+/* Park @t until @fd is ready for @events, @deadline passes or a cancel.
+ * Returns 0, -ETIMEDOUT, -ECANCELED, -ENOMEM, -EPERM (epoll cannot wait on
+ * this descriptor) or epoll_ctl's -errno. */
+static int wait_ready(struct af_task *t, int fd, uint32_t events, uint64_t deadline)
+{
+	struct af_loop *loop = t->loop;
+	struct af__epoll *ep = loop->epoll;
+	struct fd_waiter wt = { .task = t, .fd = fd, .events = events };
+	struct fd_watch *w;
+	uint32_t want = events;
+	int64_t timeout = -1;
+	int r = watch_get(ep, fd, &w);
+
+	if (r < 0)
+		return r;
+	for (struct af__node *n = w->waiters.head; n; n = n->next)
+		want |= af__container_of(n, struct fd_waiter, node)->events;
+	/* Armed already for everyone parked here: no system call. Without
+	 * other waiters the table may be stale (see watch_arm): always ask. */
+	if (af__list_empty(&w->waiters) || (w->armed & want) != want) {
+		r = watch_arm(ep, fd, w, want);
+		if (r < 0)
+			return r;
+	}
+	af__list_push_back(&w->waiters, &wt.node);
+	loop->ninflight++;
+	if (deadline != UINT64_MAX) {
+		uint64_t now = af__now_ns();
+
+		timeout = deadline > now ? (int64_t)(deadline - now) : 0;
+	}
+	r = af__task_block(&fd_ops, &wt, timeout);
+	return r == 0 && wt.closed ? -EBADF : r;
+}
+
+/* epoll reported @fd: wake the waiters it is ready for, and arm it again
+ * for the others (EPOLLONESHOT disarmed it). */
+static void dispatch(struct af_loop *loop, int fd, uint32_t revents)
+{
+	struct af__epoll *ep = loop->epoll;
+	struct fd_watch *w = watch_find(ep, fd);
+	uint32_t rest = 0;
+
+	if (!w)
+		return;
+	w->armed = 0;
+	for (struct af__node *n = w->waiters.head; n;) {
+		struct fd_waiter *wt = af__container_of(n, struct fd_waiter, node);
+
+		n = n->next;
+		if (revents & (wt->events | EPOLLERR | EPOLLHUP)) {
+			waiter_unlink(loop, wt);
+			af__task_wake(wt->task, 0);
+			loop->outside_wakes++;
+		} else {
+			rest |= wt->events;
+		}
+	}
+	/* If it cannot be armed again (closed meanwhile), wake them all: the
+	 * retry reports the error. */
+	if (rest && watch_arm(ep, fd, w, rest) < 0) {
+		while (w->waiters.head) {
+			struct fd_waiter *wt =
+				af__container_of(w->waiters.head, struct fd_waiter, node);
+
+			waiter_unlink(loop, wt);
+			af__task_wake(wt->task, 0);
+			loop->outside_wakes++;
+		}
+	}
+}
+
+/* ---- waiting -------------------------------------------------------------------- */
+
+static void collect_ready(struct af_loop *loop, uint64_t deadline, bool block)
+{
+	struct af__epoll *ep = loop->epoll;
+	uint64_t now = !block || deadline == UINT64_MAX ? 0 : af__now_ns();
+	uint64_t left = !block ? 0 : deadline > now ? deadline - now : 0;
+	int n = -1;
+
+	if (ep->pwait2) {
+		/* Clamped like the ring's timeouts (timer.c). */
+		struct __kernel_timespec kts = af__kernel_ts(left);
+		struct timespec ts = { .tv_sec = (time_t)kts.tv_sec, .tv_nsec = (long)kts.tv_nsec };
+
+		n = epoll_pwait2(ep->epfd, ep->ready, READY_MAX,
+				 block && deadline == UINT64_MAX ? NULL : &ts, NULL);
+		/* Older kernels (before 5.11) and seccomp profiles that
+		 * predate it: millisecond waits, rounded up so that a timer
+		 * is never woken early. */
+		if (n < 0 && (errno == ENOSYS || errno == EPERM))
+			ep->pwait2 = false;
+	}
+	if (!ep->pwait2) {
+		int ms = !block ? 0 : deadline == UINT64_MAX ? -1
+			 : left / 1000000u >= INT32_MAX ? INT32_MAX
+			 : (int)((left + 999999u) / 1000000u);
+
+		n = epoll_wait(ep->epfd, ep->ready, READY_MAX, ms);
+	}
+	ep->nready = n > 0 ? n : 0;
+}
+
+static void ep_reap(struct af_loop *loop)
+{
+	struct af__epoll *ep = loop->epoll;
+	int n = ep->nready;
+
+	ep->nready = 0;
+	for (int i = 0; i < n; i++) {
+		const struct epoll_event *ev = &ep->ready[i];
+
+		if (ev->data.u64 == EFD_TAG) {
+			uint64_t count;
+
+			/* Reset the counter so that the next sleep sleeps. */
+			if (read(loop->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+				continue;
+			loop->efd_expected = false;
+			continue;
+		}
+		dispatch(loop, (int)ev->data.u64, ev->events);
+	}
+}
+
+static void ep_peek(struct af_loop *loop)
+{
+	/* Nothing can be ready that nobody waits for: while only tasks run,
+	 * the loop makes no system call at all. */
+	if (!loop->ninflight && !loop->efd_expected)
+		return;
+	collect_ready(loop, 0, false);
+	ep_reap(loop);
+}
+
+static void ep_wait(struct af_loop *loop, uint64_t deadline)
+{
+	collect_ready(loop, deadline, true);
+}
+
+/* ---- I/O -------------------------------------------------------------------------- */
+
+/* How one call tries its operation without blocking. */
+enum try_how {
+	TRY_SOCKET,     /* recv/send family with MSG_DONTWAIT */
+	TRY_NOWAIT,     /* preadv2/pwritev2 with RWF_NOWAIT (pipes) */
+	TRY_PLAIN,      /* the descriptor is O_NONBLOCK itself */
+	TRY_READY,      /* a blocking descriptor without RWF_NOWAIT: poll(0), then the call */
+	TRY_BLOCKING,   /* epoll cannot wait on it: just make the call */
+};
+
+struct plan {
+	enum try_how how;
+	uint32_t events;
+	int64_t offset;         /* -1: the file position */
+	bool give_up;           /* the caller asked for -EAGAIN (MSG_DONTWAIT) */
+};
+
+static bool is_read(enum af__io_kind k)
+{
+	return k == AF__IO_READ || k == AF__IO_READV || k == AF__IO_RECV || k == AF__IO_ACCEPT;
+}
+
+static int how_for_blocking_fd(int fd, enum try_how *how)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return -errno;
+	*how = (fl & O_NONBLOCK) ? TRY_PLAIN : TRY_READY;
+	return 0;
+}
+
+/* A blocking socket is only ever accepted from once poll found it ready;
+ * what accept(2) would refuse at once (not a socket, not listening) must
+ * be refused at once here too, not waited on. */
+static int plan_accept(int fd, enum try_how *how)
+{
+	int listening = 0;
+	socklen_t len = sizeof(listening);
+	int r = how_for_blocking_fd(fd, how);
+
+	if (r < 0 || *how == TRY_PLAIN)
+		return r;
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+		return -errno;
+	return listening ? 0 : -EINVAL;
+}
+
+/* Whether epoll can wait on @fd: regular files and block devices have no
+ * poll method and epoll_ctl refuses them with EPERM. The mode alone does
+ * not tell (an anonymous inode, a GPIO line request, may look like a
+ * regular file), so ask epoll: the descriptor joins the set disarmed
+ * (EPOLLONESHOT alone reports nothing, not even errors) and stays there
+ * for the readiness waits to come. */
+static int pollable(struct af__epoll *ep, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLONESHOT, .data.u64 = (uint64_t)fd };
+	struct fd_watch *w;
+	int r = watch_get(ep, fd, &w);
+
+	if (r < 0)
+		return r;
+	if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 || errno == EEXIST) {
+		w->added = true;
+		w->armed = 0;
+		return 1;
+	}
+	return errno == EPERM ? 0 : -errno;
+}
+
+static int plan_of(struct af__epoll *ep, const struct af__io *op, struct plan *p)
+{
+	struct stat st;
+
+	memset(p, 0, sizeof(*p));
+	p->events = is_read(op->kind) ? EPOLLIN : EPOLLOUT;
+	p->offset = op->offset == (uint64_t)-1 ? -1 : (int64_t)op->offset;
+	switch (op->kind) {
+	case AF__IO_RECV:
+	case AF__IO_SEND:
+		p->how = TRY_SOCKET;
+		p->give_up = op->flags & MSG_DONTWAIT;
+		return 0;
+	case AF__IO_ACCEPT:
+		return plan_accept(op->fd, &p->how);
+	case AF__IO_POLL:
+		p->how = TRY_PLAIN;
+		p->events = (uint32_t)op->flags;
+		return 0;
+	default:
+		break;
+	}
+	if (fstat(op->fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
+		int r = pollable(ep, op->fd);
+
+		if (r <= 0)
+			return r < 0 ? r : AF__IO_BLOCKING;
+	}
+	p->how = S_ISSOCK(st.st_mode) ? TRY_SOCKET : TRY_NOWAIT;
+	return 0;
+}
+
+static ssize_t try_rw(const struct af__io *op, const struct plan *p, int rwf)
+{
+	struct iovec one = { .iov_base = op->buf, .iov_len = op->len };
+	const struct iovec *iov = op->kind == AF__IO_READ || op->kind == AF__IO_WRITE ? &one
+										  : op->iov;
+	int cnt = op->kind == AF__IO_READ || op->kind == AF__IO_WRITE ? 1 : (int)op->len;
+
+	if (is_read(op->kind))
+		return preadv2(op->fd, iov, cnt, p->offset, rwf);
+	return pwritev2(op->fd, iov, cnt, p->offset, rwf);
+}
+
+static ssize_t try_socket(const struct af__io *op)
+{
+	struct iovec one = { .iov_base = op->buf, .iov_len = op->len };
+	struct msghdr msg = { .msg_iov = &one, .msg_iovlen = 1 };
+
+	switch (op->kind) {
+	case AF__IO_RECV:
+		return recv(op->fd, op->buf, op->len, op->flags | MSG_DONTWAIT);
+	case AF__IO_SEND:
+		return send(op->fd, op->buf, op->len, op->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+	case AF__IO_READ:
+		return recv(op->fd, op->buf, op->len, MSG_DONTWAIT);
+	case AF__IO_READV:
+		msg.msg_iov = (struct iovec *)op->iov;
+		msg.msg_iovlen = op->len;
+		return recvmsg(op->fd, &msg, MSG_DONTWAIT);
+	case AF__IO_WRITEV:
+		msg.msg_iov = (struct iovec *)op->iov;
+		msg.msg_iovlen = op->len;
+		/* fallthrough */
+	default:
+		/* write(2) on a socket raises SIGPIPE; so does this. */
+		return sendmsg(op->fd, &msg, MSG_DONTWAIT);
+	}
+}
+
+/* poll(2) the descriptor without waiting: the ready events, or 0. */
+static int poll_now(int fd, uint32_t events)
+{
+	struct pollfd pfd = { .fd = fd, .events = (short)events };
+	int n = poll(&pfd, 1, 0);
+
+	if (n < 0)
+		return -errno;
+	if (n > 0 && (pfd.revents & POLLNVAL))
+		return -EBADF;
+	return n > 0 ? pfd.revents : 0;
+}
+
+static ssize_t try_plain(const struct af__io *op, const struct plan *p)
+{
+	if (op->kind == AF__IO_ACCEPT)
+		return accept4(op->fd, op->addr, op->addrlen, op->flags);
+	return try_rw(op, p, 0);
+}
+
+/* One try. Returns the result, or -EAGAIN if it would block. */
+static int attempt(const struct af__io *op, struct plan *p)
+{
+	ssize_t n;
+	int r;
+
+	switch (p->how) {
+	case TRY_SOCKET:
+		n = try_socket(op);
+		break;
+	case TRY_NOWAIT:
+		n = try_rw(op, p, RWF_NOWAIT);
+		if (n < 0 && errno == EOPNOTSUPP) {
+			/* No per-call non-blocking mode (ttys, GPIO, most
+			 * character devices): decide by the descriptor's. */
+			r = how_for_blocking_fd(op->fd, &p->how);
+			return r < 0 ? r : attempt(op, p);
+		}
+		break;
+	case TRY_READY:
+		r = poll_now(op->fd, p->events);
+		if (r <= 0)
+			return r < 0 ? r : -EAGAIN;
+		n = try_plain(op, p);
+		break;
+	default:
+		n = try_plain(op, p);
+		break;
+	}
+	if (n < 0 && errno == ESPIPE && p->offset != -1) {
+		/* Pipes and sockets have no position: io_uring ignores the
+		 * offset there, and so do we. */
+		p->offset = -1;
+		return attempt(op, p);
+	}
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return (int)n;
+}
+
+static void nap_detach(struct af_task *t)
+{
+	(void)t;
+}
+
+static const struct af__wait_ops nap_ops = { .what = "connect retry", .detach = nap_detach };
+
+#define CONNECT_RETRY_NS ((int64_t)1000 * 1000)
+
+/* A Unix listener with a full backlog: a blocking connect(2) would wait for
+ * room, which no poll reports (an unconnected socket is always writable).
+ * Try again every millisecond until @deadline. Returns 0 to try again,
+ * -ETIMEDOUT or -ECANCELED. */
+static int connect_nap(uint64_t deadline)
+{
+	int64_t nap = CONNECT_RETRY_NS;
+	int r;
+
+	if (deadline != UINT64_MAX) {
+		uint64_t now = af__now_ns();
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		if (deadline - now < (uint64_t)nap)
+			nap = (int64_t)(deadline - now);
+	}
+	r = af__task_block(&nap_ops, NULL, nap);
+	return r == -ETIMEDOUT ? 0 : r;
+}
+
+static int connect_once(const struct af__io *op)
+{
+	int fl = fcntl(op->fd, F_GETFL), r;
+
+	if (fl < 0)
+		return -errno;
+	if (!(fl & O_NONBLOCK) && fcntl(op->fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	r = connect(op->fd, op->caddr, op->caddrlen) < 0 ? -errno : 0;
+	if (!(fl & O_NONBLOCK))
+		fcntl(op->fd, F_SETFL, fl);
+	return r;
+}
+
+/* connect(2) never blocks the loop: a blocking socket is made non-blocking
+ * for the call, and the handshake is waited for like any readiness. */
+static int do_connect(struct af_task *t, const struct af__io *op, uint64_t deadline)
+{
+	int r, err = 0;
+	socklen_t len = sizeof(err);
+
+	while ((r = connect_once(op)) == -EAGAIN) {
+		r = connect_nap(deadline);
+		if (r < 0)
+			return r;
+	}
+	if (r != -EINPROGRESS)
+		return r;
+	r = wait_ready(t, op->fd, EPOLLOUT, deadline);
+	if (r < 0)
+		return r;
+	if (getsockopt(op->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return -errno;
+	return -err;
+}
+
+static int do_close(struct af_loop *loop, int fd)
+{
+	struct fd_watch *w = watch_find(loop->epoll, fd);
+
+	/* Take it out of the set first: a duplicate of the descriptor would
+	 * keep the registration alive, and report events under a number that
+	 * may soon name another file. */
+	if (w && w->added) {
+		epoll_ctl(loop->epoll->epfd, EPOLL_CTL_DEL, fd, NULL);
+		w->added = false;
+		w->armed = 0;
+	}
+	/* io_uring's operations hold the file and finish on it; a readiness
+	 * wait holds nothing, and would never end. Its task gets -EBADF, never
+	 * a retry: the number may name another file by the time it runs. */
+	while (w && w->waiters.head) {
+		struct fd_waiter *wt = af__container_of(w->waiters.head, struct fd_waiter, node);
+
+		waiter_unlink(loop, wt);
+		wt->closed = true;
+		af__task_wake(wt->task, 0);
+		loop->outside_wakes++;
+	}
+	return close(fd) < 0 ? -errno : 0;
+}
+
+int af__epoll_io(struct af_task *t, const struct af__io *op, int64_t timeout_ns,
+		 bool cancellable)
+{
+	uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : af__deadline(timeout_ns);
+	struct plan p;
+	int r;
+
+	(void)cancellable; /* a close never parks, so no cancel can reach it */
+	if (op->kind == AF__IO_CLOSE)
+		return do_close(t->loop, op->fd);
+	if (op->kind == AF__IO_CONNECT)
+		return do_connect(t, op, deadline);
+	r = plan_of(t->loop->epoll, op, &p);
+	if (r != 0)
+		return r;
+	for (;;) {
+		r = op->kind == AF__IO_POLL ? poll_now(op->fd, p.events) : attempt(op, &p);
+		if (op->kind == AF__IO_POLL && r == 0)
+			r = -EAGAIN;
+		if (r != -EAGAIN || p.give_up || p.how == TRY_BLOCKING)
+			return r;
+		r = wait_ready(t, op->fd, p.events, deadline);
+		if (r == -EPERM) {
+			/* epoll refuses it (/dev/null and other descriptors
+			 * without poll support): they never block. */
+			p.how = TRY_BLOCKING;
+		} else if (r < 0) {
+			return r;
+		}
+	}
+}
+
+const struct af__backend af__backend_epoll = {
+	.name = "epoll",
+	.feature = AF_FEATURE_BACKEND_EPOLL,
+	.open = ep_open,
+	.close = ep_close,
+	.forget = ep_forget,
+	.bind = ep_bind,
+	.arm = ep_arm,
+	.peek = ep_peek,
+	.wait = ep_wait,
+	.reap = ep_reap,
+	.io = af__epoll_io,
+};

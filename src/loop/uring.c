@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: MIT */
+/* The io_uring backend: every I/O call is one ring operation (io.c), the
+ * loop sleeps in io_uring_enter, and a read kept armed on the eventfd ends
+ * that sleep when another thread or a signal handler kicks the loop. */
+#include <poll.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "loop/backend.h"
+
+static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags);
+
+/* ---- ring set-up ------------------------------------------------------------ */
+
+/* Best first. DEFER_TASKRUN (6.1) needs SINGLE_ISSUER (6.0); COOP_TASKRUN
+ * is 5.19. R_DISABLED lets the ring bind its single issuer to the thread
+ * that first runs the loop rather than the one that created it. */
+static const struct {
+	unsigned setup;
+	unsigned features;
+} ring_modes[] = {
+	{ IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+		  IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+	  AF_FEATURE_COOP_TASKRUN | AF_FEATURE_SINGLE_ISSUER | AF_FEATURE_DEFER_TASKRUN },
+	{ IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_R_DISABLED,
+	  AF_FEATURE_COOP_TASKRUN | AF_FEATURE_SINGLE_ISSUER },
+	{ IORING_SETUP_COOP_TASKRUN, AF_FEATURE_COOP_TASKRUN },
+	{ 0, 0 },
+};
+
+/* The sleep passes its timeout in io_uring_enter's extended argument
+ * (5.11): without it liburing would queue an internal timeout request whose
+ * completions the loop would have to tell from its own. And a child of
+ * fork() must not get the ring's mappings: it would move the parent's
+ * queue heads. */
+static int ring_check(struct af_loop *loop, const struct io_uring_params *p)
+{
+	int r;
+
+	if (!(p->features & IORING_FEAT_EXT_ARG)) {
+		af__misuse("af_loop_new", "the kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11); "
+					  "libasyncflag needs Linux 5.11 or later for io_uring");
+		io_uring_queue_exit(&loop->ring);
+		return -EOPNOTSUPP;
+	}
+	r = io_uring_ring_dontfork(&loop->ring);
+	if (r < 0) {
+		io_uring_queue_exit(&loop->ring);
+		return r;
+	}
+	return 0;
+}
+
+static int ring_open(struct af_loop *loop, unsigned entries, bool basic)
+{
+	size_t first = basic ? sizeof(ring_modes) / sizeof(ring_modes[0]) - 1 : 0;
+	int r = -EINVAL;
+
+	for (size_t i = first; i < sizeof(ring_modes) / sizeof(ring_modes[0]); i++) {
+		struct io_uring_params p;
+
+		memset(&p, 0, sizeof(p));
+		p.flags = ring_modes[i].setup | IORING_SETUP_CLAMP;
+		r = io_uring_queue_init_params(entries, &loop->ring, &p);
+		if (r == 0) {
+			loop->features = ring_modes[i].features;
+			return ring_check(loop, &p);
+		}
+		/* Only "this kernel does not know that flag" is worth a retry;
+		 * -EPERM, -ENOSYS and -ENOMEM will not change. */
+		if (r != -EINVAL)
+			return r;
+	}
+	return r;
+}
+
+/* A filter may let io_uring_setup through and refuse the calls that use
+ * the ring (a partial seccomp profile, an LSM hook). Ask both once, with
+ * arguments that do nothing: EPERM or ENOSYS means the ring is unusable;
+ * any other answer (EBADFD from a ring not yet enabled) came from io_uring. */
+static int ring_usable(struct af_loop *loop)
+{
+	if (syscall(__NR_io_uring_enter, loop->ring.ring_fd, 0, 0, 0, NULL, 0) < 0 &&
+	    (errno == EPERM || errno == ENOSYS))
+		return -errno;
+	if (syscall(__NR_io_uring_register, loop->ring.ring_fd, IORING_UNREGISTER_EVENTFD,
+		    NULL, 0) < 0 &&
+	    (errno == EPERM || errno == ENOSYS))
+		return -errno;
+	return 0;
+}
+
+static int uring_open(struct af_loop *loop, unsigned entries, unsigned flags)
+{
+	int r = ring_open(loop, entries, loop->ppoll_mode || (flags & AF_LOOP_BASIC_RING));
+
+	if (r < 0)
+		return r;
+	r = ring_usable(loop);
+	if (r < 0) {
+		io_uring_queue_exit(&loop->ring);
+		loop->features = 0;
+		return r;
+	}
+	loop->efd_op.complete = efd_complete;
+	return 0;
+}
+
+static void uring_close(struct af_loop *loop)
+{
+	io_uring_queue_exit(&loop->ring);
+}
+
+/* The ring is not mapped in a fork() child (MADV_DONTFORK): unmapping it
+ * could hit whatever the child mapped there since. */
+static void uring_forget(struct af_loop *loop)
+{
+	close(loop->ring.ring_fd);
+}
+
+static int uring_bind(struct af_loop *loop)
+{
+	if (loop->features & AF_FEATURE_SINGLE_ISSUER) {
+		/* liburing 2.3 declares io_uring_enable_rings() but does not
+		 * export it, so register directly. */
+		if (syscall(__NR_io_uring_register, loop->ring.ring_fd,
+			    IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* ---- submitting and reaping -------------------------------------------------- */
+
+static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags)
+{
+	(void)op;
+	(void)res;
+	(void)flags;
+	/* Re-armed by collect() once reaping is over: submitting from inside
+	 * reap() could flush, and a flush may reap re-entrantly. */
+	loop->efd_armed = false;
+	loop->efd_expected = false;
+}
+
+static void reap(struct af_loop *loop);
+
+void af__loop_flush(struct af_loop *loop)
+{
+	int r;
+
+	if (af__loop_forked(loop))
+		return;
+	r = io_uring_submit(&loop->ring);
+
+	/* -EBUSY/-EAGAIN: the completion queue is backed up (or the kernel is
+	 * short of memory). Consuming completions is what frees it; never
+	 * from inside reap() itself, which would see its CQEs twice. */
+	if ((r == -EBUSY || r == -EAGAIN) && !loop->reaping) {
+		io_uring_get_events(&loop->ring);
+		reap(loop);
+		io_uring_submit(&loop->ring);
+	}
+}
+
+struct io_uring_sqe *af__loop_sqe(struct af_loop *loop)
+{
+	struct io_uring_sqe *sqe;
+
+	/* An inherited loop has no ring here: hand out a slot that is never
+	 * submitted (the calls that get here fail with -ECHILD first). */
+	if (af__loop_forked(loop))
+		return memset(&loop->forked_sqe, 0, sizeof(loop->forked_sqe));
+	sqe = io_uring_get_sqe(&loop->ring);
+
+	/* A full submission queue is flushed, not reported: the kernel copies
+	 * the entries at submit time, so there is room again afterwards. */
+	while (!sqe) {
+		af__loop_flush(loop);
+		sqe = io_uring_get_sqe(&loop->ring);
+	}
+	return sqe;
+}
+
+/* Keep a read armed on the eventfd: a setter's write completes it and ends
+ * the loop's io_uring wait. */
+static void efd_arm(struct af_loop *loop)
+{
+	struct io_uring_sqe *sqe;
+
+	if (loop->efd_armed)
+		return;
+	sqe = af__loop_sqe(loop);
+	io_uring_prep_read(sqe, loop->efd, &loop->efd_value, sizeof(loop->efd_value), 0);
+	io_uring_sqe_set_data(sqe, &loop->efd_op);
+	loop->efd_armed = true;
+}
+
+static void reap(struct af_loop *loop)
+{
+	loop->reaping = true;
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+
+		io_uring_for_each_cqe(&loop->ring, head, cqe) {
+			struct af__op *op = io_uring_cqe_get_data(cqe);
+
+			seen++;
+			/* Every request the loop submits carries an af__op;
+			 * liburing's own timeout marker (never used with
+			 * EXT_ARG, which af_loop_new() requires) is skipped. */
+			if (op && cqe->user_data != LIBURING_UDATA_TIMEOUT)
+				op->complete(loop, op, cqe->res, cqe->flags);
+		}
+		io_uring_cq_advance(&loop->ring, seen);
+		/* With IORING_FEAT_NODROP the kernel parks completions that did
+		 * not fit; now that there is room, have it flush them. */
+		if (!io_uring_cq_has_overflow(&loop->ring))
+			break;
+		io_uring_get_events(&loop->ring);
+	}
+	loop->reaping = false;
+}
+
+static void uring_peek(struct af_loop *loop)
+{
+	if (io_uring_sq_ready(&loop->ring) || loop->ninflight || loop->efd_expected)
+		io_uring_submit_and_get_events(&loop->ring);
+	reap(loop);
+}
+
+/* ---- sleeping ------------------------------------------------------------------ */
+
+static struct __kernel_timespec ns_to_ts(uint64_t ns)
+{
+	/* Clamped: see AF_TIMEOUT_MAX_S in timer.c. */
+	return af__kernel_ts(ns);
+}
+
+/* Under valgrind and ThreadSanitizer (see sleep_in_ppoll_mode() in
+ * loop.c) wait for the ring or the eventfd in ppoll, then let io_uring
+ * post what is ready without blocking. */
+static void sleep_in_ppoll(struct af_loop *loop, struct __kernel_timespec *kts)
+{
+	struct pollfd pfd[2] = {
+		{ .fd = loop->ring.ring_fd, .events = POLLIN },
+		{ .fd = loop->efd, .events = POLLIN },
+	};
+	struct timespec ts;
+
+	io_uring_submit(&loop->ring);
+	if (io_uring_cq_ready(&loop->ring))
+		return;
+	if (kts) {
+		ts.tv_sec = kts->tv_sec;
+		ts.tv_nsec = kts->tv_nsec;
+	}
+	ppoll(pfd, 2, kts ? &ts : NULL, NULL);
+	io_uring_submit_and_get_events(&loop->ring);
+}
+
+static void uring_wait(struct af_loop *loop, uint64_t deadline)
+{
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts;
+	uint64_t now = deadline == UINT64_MAX ? 0 : af__now_ns();
+
+	ts = ns_to_ts(deadline > now ? deadline - now : 0);
+	if (loop->ppoll_mode)
+		sleep_in_ppoll(loop, deadline == UINT64_MAX ? NULL : &ts);
+	else
+		io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1,
+						 deadline == UINT64_MAX ? NULL : &ts, NULL);
+}
+
+const struct af__backend af__backend_uring = {
+	.name = "io_uring",
+	.feature = AF_FEATURE_BACKEND_IO_URING,
+	.open = uring_open,
+	.close = uring_close,
+	.forget = uring_forget,
+	.bind = uring_bind,
+	.arm = efd_arm,
+	.peek = uring_peek,
+	.wait = uring_wait,
+	.reap = reap,
+	.io = af__uring_io,
+};
