@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <semaphore.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -1353,7 +1354,7 @@ END_TEST
  * of the wait/cancel/timeout paths. */
 struct racer {
 	struct af_flag *f;
-	atomic_bool stop;
+	atomic_bool stop, started;
 	long sets;
 	pthread_t th;
 };
@@ -1366,6 +1367,8 @@ static void *racer_main(void *arg)
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
 		af_flag_set(r->f);
 		r->sets++;
+		/* release/acquire is not needed: started only says "running". */
+		atomic_store_explicit(&r->started, true, memory_order_relaxed);
 		spin = spin * 1103515245u + 12345u;
 		for (volatile unsigned i = 0; i < ((spin >> 16) & 1023); i++)
 			;
@@ -1378,7 +1381,12 @@ static void racer_start(struct racer *r, struct af_flag *f)
 	r->f = f;
 	r->sets = 0;
 	atomic_init(&r->stop, false);
+	atomic_init(&r->started, false);
 	ck_assert_int_eq(pthread_create(&r->th, NULL, racer_main, r), 0);
+	/* On a crowded machine the new thread may not run for a while: wait
+	 * until it sets, so the rounds really race with it. */
+	while (!atomic_load_explicit(&r->started, memory_order_relaxed))
+		sched_yield();
 }
 
 static void racer_stop(struct racer *r)
