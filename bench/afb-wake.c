@@ -560,19 +560,6 @@ stuck:
 
 /* ---- set-up of the baselines ------------------------------------------------- */
 
-static unsigned ring_flags(unsigned features)
-{
-	unsigned f = 0;
-
-	if (features & AF_FEATURE_COOP_TASKRUN)
-		f |= IORING_SETUP_COOP_TASKRUN;
-	if (features & AF_FEATURE_SINGLE_ISSUER)
-		f |= IORING_SETUP_SINGLE_ISSUER;
-	if (features & AF_FEATURE_DEFER_TASKRUN)
-		f |= IORING_SETUP_DEFER_TASKRUN;
-	return f;
-}
-
 /* On the worker: SINGLE_ISSUER rings belong to the thread that made them,
  * and a uv loop to the thread that runs it. */
 static void setup_job(void *arg)
@@ -932,7 +919,7 @@ static int ping_init(struct ping *p, struct bench_worker *w, const struct afb_op
 		fprintf(stderr, "asyncflag-bench: af_loop_new: %s\n", af_strerror(r));
 		return r;
 	}
-	p->ring_flags = ring_flags(af_loop_features(p->loop));
+	p->ring_flags = bench_ring_flags(af_loop_features(p->loop));
 	sigemptyset(&set);
 	sigaddset(&set, SIG_SFD);
 	p->efd = eventfd(0, EFD_CLOEXEC);

@@ -1691,21 +1691,6 @@ static bool sane(const struct impl_res *ir, size_t rounds)
 	return true;
 }
 
-/* The io_uring reference gets the set-up the loop got, so the two differ
- * only in what the library does around the ring. */
-static unsigned ring_flags(unsigned features)
-{
-	unsigned f = 0;
-
-	if (features & AF_FEATURE_COOP_TASKRUN)
-		f |= IORING_SETUP_COOP_TASKRUN;
-	if (features & AF_FEATURE_SINGLE_ISSUER)
-		f |= IORING_SETUP_SINGLE_ISSUER;
-	if (features & AF_FEATURE_DEFER_TASKRUN)
-		f |= IORING_SETUP_DEFER_TASKRUN;
-	return f;
-}
-
 /* The order of the paths in round @k, as positions in the list of the @n
  * that run: every order in turn, so none always goes first and each pair
  * runs either way round equally often. With two paths that is af, uv in
@@ -1784,7 +1769,7 @@ int main(int argc, char **argv)
 		return e == -EPERM || e == -ENOSYS ? 77 : 1;
 	}
 	features_str(af_loop_features(probe_loop), feat, sizeof(feat));
-	uring_setup = ring_flags(af_loop_features(probe_loop));
+	uring_setup = bench_ring_flags(af_loop_features(probe_loop));
 	af_loop_free(probe_loop);
 	for (size_t i = 0; i < o.nconns; i++)
 		maxc = o.conns[i] > maxc ? o.conns[i] : maxc;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <math.h>
 #include <sched.h>
@@ -10,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "asyncflag.h"
 #include "bench-util.h"
 
 /* ---- statistics -------------------------------------------------------- */
@@ -425,4 +427,19 @@ void bench_json_raw(struct bench_json *j, const char *key, const char *json)
 		n--;
 	sep(j, key);
 	fwrite(json, 1, n, j->f);
+}
+
+/* ---- io_uring baselines ------------------------------------------------- */
+
+unsigned bench_ring_flags(unsigned af_features)
+{
+	unsigned f = 0;
+
+	if (af_features & AF_FEATURE_COOP_TASKRUN)
+		f |= IORING_SETUP_COOP_TASKRUN;
+	if (af_features & AF_FEATURE_SINGLE_ISSUER)
+		f |= IORING_SETUP_SINGLE_ISSUER;
+	if (af_features & AF_FEATURE_DEFER_TASKRUN)
+		f |= IORING_SETUP_DEFER_TASKRUN;
+	return f;
 }

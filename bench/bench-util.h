@@ -80,6 +80,13 @@ void bench_worker_stop(struct bench_worker *w);
  * which is how a setter knows the waiter is really asleep. */
 char bench_thread_state(int statfd);
 
+/* ---- io_uring baselines ------------------------------------------------- */
+
+/* The io_uring_setup flags matching a loop's af_loop_features(): a bare-ring
+ * baseline gets the set-up the loop got, so the two differ only in what the
+ * library does around the ring. */
+unsigned bench_ring_flags(unsigned af_features);
+
 /* ---- options --------------------------------------------------------- */
 
 /* Parses a decimal count in [min, max]; prints an error naming @opt and

@@ -1220,21 +1220,6 @@ static void free_loop_job(struct worker *w, void *arg)
 	af_loop_free(arg);
 }
 
-/* The io_uring baseline gets the set-up the loop got, so the two differ
- * only in what the library does around the ring. */
-static unsigned ring_flags(unsigned features)
-{
-	unsigned f = 0;
-
-	if (features & AF_FEATURE_COOP_TASKRUN)
-		f |= IORING_SETUP_COOP_TASKRUN;
-	if (features & AF_FEATURE_SINGLE_ISSUER)
-		f |= IORING_SETUP_SINGLE_ISSUER;
-	if (features & AF_FEATURE_DEFER_TASKRUN)
-		f |= IORING_SETUP_DEFER_TASKRUN;
-	return f;
-}
-
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -1284,7 +1269,7 @@ int main(int argc, char **argv)
 	p.gap_ns = o.gap_us * 1000u;
 	p.efd = eventfd(0, EFD_CLOEXEC);
 	p.uefd = eventfd(0, EFD_CLOEXEC);
-	p.ring_flags = ring_flags(af_loop_features(loop));
+	p.ring_flags = bench_ring_flags(af_loop_features(loop));
 	pthread_mutex_init(&p.mu, NULL);
 	pthread_cond_init(&p.cv, NULL);
 	if (p.efd < 0 || p.uefd < 0 || af_flag_init(&p.flag, loop) < 0) {
