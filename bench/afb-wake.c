@@ -125,23 +125,10 @@ struct ping {
 	int err_method;
 
 	struct bench_worker *w;
-	bool spin_stop;              /* worker thread only */
-	uint64_t turns;
+	struct bench_spin spin;      /* worker thread only */
 };
 
 /* ---- the waiter's side ------------------------------------------------------- */
-
-static int spinner(void *arg)
-{
-	struct ping *p = arg;
-
-	while (!p->spin_stop) {
-		if (af_yield() < 0)
-			break;
-		p->turns++;
-	}
-	return 0;
-}
 
 static int ring_wait(struct ping *p, uint64_t tag, uint64_t *t1)
 {
@@ -304,7 +291,7 @@ static int waiter(void *arg)
 	struct ping *p = arg;
 
 	for (size_t i = 0; i < p->n; i++) {
-		uint64_t t1 = 0, ts = 0, t0, turns = p->turns;
+		uint64_t t1 = 0, ts = 0, t0, turns = p->spin.turns;
 		int r;
 
 		/* release: the previous ping's sample is written before the
@@ -325,7 +312,7 @@ static int waiter(void *arg)
 			p->stage[i] = (double)(int64_t)(ts - t0);
 		/* A busy-loop wait that returned before the spinner took a turn
 		 * never blocked: it measured only the flag's fast path. */
-		if (p->busy && p->sched[i] == M_AF_HOT && p->turns == turns)
+		if (p->busy && p->sched[i] == M_AF_HOT && p->spin.turns == turns)
 			p->lat[i] = -1;
 		/* acquire: stop_at is stored before the wake-up that ended
 		 * this ping, and every mechanism orders the two. */
@@ -339,26 +326,8 @@ static int waiter(void *arg)
 static int ping_main(void *arg)
 {
 	struct ping *p = arg;
-	struct af_task *w, *s = NULL;
-	int rw = 0, r;
 
-	p->spin_stop = false;
-	r = af_task_spawn(&w, waiter, p);
-	if (r < 0)
-		return r;
-	if (p->busy) {
-		r = af_task_spawn(&s, spinner, p);
-		if (r < 0) {
-			af_task_cancel(w);
-			af_task_join(w, NULL);
-			return r;
-		}
-	}
-	r = af_task_join(w, &rw);
-	p->spin_stop = true;
-	if (s)
-		af_task_join(s, NULL);
-	return r < 0 ? r : rw;
+	return bench_wait_beside(waiter, p, p->busy ? &p->spin : NULL);
 }
 
 static void ping_job(void *arg)
@@ -520,7 +489,7 @@ static int run_pings(struct ping *p, const struct afb_opts *o, const char *name,
 	atomic_store(&p->spin_go, 0);
 	atomic_store(&p->failed, 0);
 	atomic_store(&p->stop_at, p->n);
-	p->turns = 0;
+	p->spin.turns = 0;
 	bench_worker_run(p->w, ping_job, p);
 	for (i = 0; i < p->n; i++) {
 		if (wait_ready(p, i + 1, method_info[p->sched[i]].path) < 0 ||

@@ -429,6 +429,45 @@ void bench_json_raw(struct bench_json *j, const char *key, const char *json)
 	fwrite(json, 1, n, j->f);
 }
 
+/* ---- a waiter task beside a busy one -------------------------------------- */
+
+static int spinner(void *arg)
+{
+	struct bench_spin *spin = arg;
+
+	while (!spin->stop) {
+		if (af_yield() < 0)
+			break;
+		spin->turns++;
+	}
+	return 0;
+}
+
+int bench_wait_beside(int (*waiter)(void *), void *arg, struct bench_spin *spin)
+{
+	struct af_task *w, *s = NULL;
+	int rw = 0, r;
+
+	r = af_task_spawn(&w, waiter, arg);
+	if (r < 0)
+		return r;
+	if (spin) {
+		spin->stop = false;
+		r = af_task_spawn(&s, spinner, spin);
+		if (r < 0) {
+			af_task_cancel(w);
+			af_task_join(w, NULL);
+			return r;
+		}
+	}
+	r = af_task_join(w, &rw);
+	if (spin)
+		spin->stop = true;
+	if (s)
+		af_task_join(s, NULL);
+	return r < 0 ? r : rw;
+}
+
 /* ---- io_uring baselines ------------------------------------------------- */
 
 unsigned bench_ring_flags(unsigned af_features)

@@ -80,6 +80,21 @@ void bench_worker_stop(struct bench_worker *w);
  * which is how a setter knows the waiter is really asleep. */
 char bench_thread_state(int statfd);
 
+/* ---- a waiter task beside a busy one -------------------------------------- */
+
+/* A task that does nothing but yield, so a wait shares its loop with a
+ * runnable task, as in a busy application, and the loop cannot just sleep.
+ * @turns lets a caller see whether it ran at all during a wait. */
+struct bench_spin {
+	bool stop;
+	uint64_t turns;              /* spinner's completed yields */
+};
+
+/* On a loop: runs @waiter(@arg) as a task, beside a spinner on @spin unless
+ * @spin is NULL, and stops the spinner once @waiter is done. The waiter's
+ * result, or -errno. */
+int bench_wait_beside(int (*waiter)(void *), void *arg, struct bench_spin *spin);
+
 /* ---- io_uring baselines ------------------------------------------------- */
 
 /* The io_uring_setup flags matching a loop's af_loop_features(): a bare-ring

@@ -172,21 +172,8 @@ struct ping {
 
 	struct worker *w;            /* set before each pass is posted */
 	/* Worker thread only. */
-	bool spin_stop;
-	uint64_t turns;              /* spinner's completed yields */
+	struct bench_spin spin;
 };
-
-static int spinner(void *arg)
-{
-	struct ping *p = arg;
-
-	while (!p->spin_stop) {
-		if (af_yield() < 0)
-			break;
-		p->turns++;
-	}
-	return 0;
-}
 
 static int block_once(struct ping *p, size_t i, uint64_t *t1)
 {
@@ -242,7 +229,7 @@ static int waiter(void *arg)
 	struct ping *p = arg;
 
 	for (size_t i = 0; i < p->n; i++) {
-		uint64_t t1 = 0, s0 = 0, turns = p->turns;
+		uint64_t t1 = 0, s0 = 0, turns = p->spin.turns;
 		int r;
 
 		/* release: the previous ping's sample is written before the
@@ -261,7 +248,7 @@ static int waiter(void *arg)
 									 memory_order_relaxed));
 		/* A busy-loop wait that returned before the spinner took a turn
 		 * never blocked: it measured nothing but the flag's fast path. */
-		if (p->busy && p->sched[i] == M_AF && p->turns == turns)
+		if (p->busy && p->sched[i] == M_AF && p->spin.turns == turns)
 			p->lat[i] = -1;
 	}
 	atomic_store_explicit(&p->ready, p->n + 1, memory_order_release);
@@ -271,26 +258,8 @@ static int waiter(void *arg)
 static int ping_main(void *arg)
 {
 	struct ping *p = arg;
-	struct af_task *w, *s = NULL;
-	int rw = 0, r;
 
-	p->spin_stop = false;
-	r = af_task_spawn(&w, waiter, p);
-	if (r < 0)
-		return r;
-	if (p->busy) {
-		r = af_task_spawn(&s, spinner, p);
-		if (r < 0) {
-			af_task_cancel(w);
-			af_task_join(w, NULL);
-			return r;
-		}
-	}
-	r = af_task_join(w, &rw);
-	p->spin_stop = true;
-	if (s)
-		af_task_join(s, NULL);
-	return r < 0 ? r : rw;
+	return bench_wait_beside(waiter, p, p->busy ? &p->spin : NULL);
 }
 
 static void ping_job(struct worker *w, void *arg)
@@ -411,7 +380,7 @@ static int run_pings(struct ping *p, struct worker *w, struct bench_sysc *ssys)
 	atomic_store(&p->ready, 0);
 	atomic_store(&p->spin_go, 0);
 	atomic_store(&p->failed, 0);
-	p->turns = 0;
+	p->spin.turns = 0;
 	p->w = w;
 	worker_post(w, ping_job, p);
 	for (size_t i = 0; i < p->n; i++) {
