@@ -344,27 +344,13 @@ static void ping_job(void *arg)
 
 static int wait_ready(struct ping *p, uint64_t want, const char *what)
 {
-	uint64_t start = bench_now_ns();
+	int r = bench_wait_ready(&p->ready, want, &p->failed, TIMEOUT_NS);
 
-	for (unsigned spins = 0;; spins++) {
-		if (atomic_load_explicit(&p->ready, memory_order_acquire) >= want)
-			return 0;
-		if (atomic_load(&p->failed))
-			return -1;
-		if ((spins & 1023) == 1023) {
-			if (bench_now_ns() - start > TIMEOUT_NS) {
-				fprintf(stderr,
-					"asyncflag-bench: a %s ping was not answered within 10 s: "
-					"lost wake-up\n", what);
-				return -1;
-			}
-			/* A shared machine (or SCHED_FIFO on one CPU) must still
-			 * get to run the worker. */
-			if (spins > 64 * 1024)
-				sched_yield();
-		}
-		bench_cpu_relax();
-	}
+	if (r == -ETIMEDOUT)
+		fprintf(stderr,
+			"asyncflag-bench: a %s ping was not answered within 10 s: "
+			"lost wake-up\n", what);
+	return r < 0 ? -1 : 0;
 }
 
 static int wait_asleep(struct ping *p, const char *what)

@@ -5,6 +5,7 @@
 #include <linux/perf_event.h>
 #include <math.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -466,6 +467,28 @@ int bench_wait_beside(int (*waiter)(void *), void *arg, struct bench_spin *spin)
 	if (s)
 		af_task_join(s, NULL);
 	return r < 0 ? r : rw;
+}
+
+int bench_wait_ready(_Atomic uint64_t *ready, uint64_t want, _Atomic int *failed,
+		     uint64_t timeout_ns)
+{
+	uint64_t start = bench_now_ns();
+
+	for (unsigned spins = 0;; spins++) {
+		if (atomic_load_explicit(ready, memory_order_acquire) >= want)
+			return 0;
+		if (atomic_load(failed))
+			return -ECANCELED;
+		if ((spins & 1023) == 1023) {
+			if (bench_now_ns() - start > timeout_ns)
+				return -ETIMEDOUT;
+			/* A shared machine (or SCHED_FIFO on one CPU) must still
+			 * get to run the worker. */
+			if (spins > 64 * 1024)
+				sched_yield();
+		}
+		bench_cpu_relax();
+	}
 }
 
 /* ---- io_uring baselines ------------------------------------------------- */

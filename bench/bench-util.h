@@ -95,6 +95,12 @@ struct bench_spin {
  * result, or -errno. */
 int bench_wait_beside(int (*waiter)(void *), void *arg, struct bench_spin *spin);
 
+/* Spins until *@ready reaches @want: 0; -ECANCELED once *@failed is set
+ * (the other side has already said why); -ETIMEDOUT after @timeout_ns, which
+ * is a lost wake-up for the caller to report. */
+int bench_wait_ready(_Atomic uint64_t *ready, uint64_t want, _Atomic int *failed,
+		     uint64_t timeout_ns);
+
 /* ---- io_uring baselines ------------------------------------------------- */
 
 /* The io_uring_setup flags matching a loop's af_loop_features(): a bare-ring

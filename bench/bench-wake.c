@@ -292,26 +292,14 @@ static void ping_job(struct worker *w, void *arg)
  * away), then yield the CPU so a shared machine can still run the worker. */
 static int wait_ready(struct ping *p, uint64_t want, size_t ping)
 {
-	uint64_t start = bench_now_ns();
+	int r = bench_wait_ready(&p->ready, want, &p->failed, TIMEOUT_NS);
 
-	for (unsigned spins = 0;; spins++) {
-		if (atomic_load_explicit(&p->ready, memory_order_acquire) >= want)
-			return 0;
-		if (atomic_load(&p->failed))
-			return -1;
-		if ((spins & 1023) == 1023) {
-			if (bench_now_ns() - start > TIMEOUT_NS) {
-				fprintf(stderr,
-					"bench-wake: ping %zu (%s) was not answered within 10 s: "
-					"lost wake-up\n",
-					ping, method_name[p->sched[ping]]);
-				return -1;
-			}
-			if (spins > 64 * 1024)
-				sched_yield();
-		}
-		bench_cpu_relax();
-	}
+	if (r == -ETIMEDOUT)
+		fprintf(stderr,
+			"bench-wake: ping %zu (%s) was not answered within 10 s: "
+			"lost wake-up\n",
+			ping, method_name[p->sched[ping]]);
+	return r < 0 ? -1 : 0;
 }
 
 static int wait_asleep(struct ping *p, size_t ping)
