@@ -125,23 +125,10 @@ struct ping {
 	int err_method;
 
 	struct bench_worker *w;
-	bool spin_stop;              /* worker thread only */
-	uint64_t turns;
+	struct bench_spin spin;      /* worker thread only */
 };
 
 /* ---- the waiter's side ------------------------------------------------------- */
-
-static int spinner(void *arg)
-{
-	struct ping *p = arg;
-
-	while (!p->spin_stop) {
-		if (af_yield() < 0)
-			break;
-		p->turns++;
-	}
-	return 0;
-}
 
 static int ring_wait(struct ping *p, uint64_t tag, uint64_t *t1)
 {
@@ -304,7 +291,7 @@ static int waiter(void *arg)
 	struct ping *p = arg;
 
 	for (size_t i = 0; i < p->n; i++) {
-		uint64_t t1 = 0, ts = 0, t0, turns = p->turns;
+		uint64_t t1 = 0, ts = 0, t0, turns = p->spin.turns;
 		int r;
 
 		/* release: the previous ping's sample is written before the
@@ -325,7 +312,7 @@ static int waiter(void *arg)
 			p->stage[i] = (double)(int64_t)(ts - t0);
 		/* A busy-loop wait that returned before the spinner took a turn
 		 * never blocked: it measured only the flag's fast path. */
-		if (p->busy && p->sched[i] == M_AF_HOT && p->turns == turns)
+		if (p->busy && p->sched[i] == M_AF_HOT && p->spin.turns == turns)
 			p->lat[i] = -1;
 		/* acquire: stop_at is stored before the wake-up that ended
 		 * this ping, and every mechanism orders the two. */
@@ -339,26 +326,8 @@ static int waiter(void *arg)
 static int ping_main(void *arg)
 {
 	struct ping *p = arg;
-	struct af_task *w, *s = NULL;
-	int rw = 0, r;
 
-	p->spin_stop = false;
-	r = af_task_spawn(&w, waiter, p);
-	if (r < 0)
-		return r;
-	if (p->busy) {
-		r = af_task_spawn(&s, spinner, p);
-		if (r < 0) {
-			af_task_cancel(w);
-			af_task_join(w, NULL);
-			return r;
-		}
-	}
-	r = af_task_join(w, &rw);
-	p->spin_stop = true;
-	if (s)
-		af_task_join(s, NULL);
-	return r < 0 ? r : rw;
+	return bench_wait_beside(waiter, p, p->busy ? &p->spin : NULL);
 }
 
 static void ping_job(void *arg)
@@ -375,27 +344,13 @@ static void ping_job(void *arg)
 
 static int wait_ready(struct ping *p, uint64_t want, const char *what)
 {
-	uint64_t start = bench_now_ns();
+	int r = bench_wait_ready(&p->ready, want, &p->failed, TIMEOUT_NS);
 
-	for (unsigned spins = 0;; spins++) {
-		if (atomic_load_explicit(&p->ready, memory_order_acquire) >= want)
-			return 0;
-		if (atomic_load(&p->failed))
-			return -1;
-		if ((spins & 1023) == 1023) {
-			if (bench_now_ns() - start > TIMEOUT_NS) {
-				fprintf(stderr,
-					"asyncflag-bench: a %s ping was not answered within 10 s: "
-					"lost wake-up\n", what);
-				return -1;
-			}
-			/* A shared machine (or SCHED_FIFO on one CPU) must still
-			 * get to run the worker. */
-			if (spins > 64 * 1024)
-				sched_yield();
-		}
-		bench_cpu_relax();
-	}
+	if (r == -ETIMEDOUT)
+		fprintf(stderr,
+			"asyncflag-bench: a %s ping was not answered within 10 s: "
+			"lost wake-up\n", what);
+	return r < 0 ? -1 : 0;
 }
 
 static int wait_asleep(struct ping *p, const char *what)
@@ -520,7 +475,7 @@ static int run_pings(struct ping *p, const struct afb_opts *o, const char *name,
 	atomic_store(&p->spin_go, 0);
 	atomic_store(&p->failed, 0);
 	atomic_store(&p->stop_at, p->n);
-	p->turns = 0;
+	p->spin.turns = 0;
 	bench_worker_run(p->w, ping_job, p);
 	for (i = 0; i < p->n; i++) {
 		if (wait_ready(p, i + 1, method_info[p->sched[i]].path) < 0 ||
@@ -559,19 +514,6 @@ stuck:
 }
 
 /* ---- set-up of the baselines ------------------------------------------------- */
-
-static unsigned ring_flags(unsigned features)
-{
-	unsigned f = 0;
-
-	if (features & AF_FEATURE_COOP_TASKRUN)
-		f |= IORING_SETUP_COOP_TASKRUN;
-	if (features & AF_FEATURE_SINGLE_ISSUER)
-		f |= IORING_SETUP_SINGLE_ISSUER;
-	if (features & AF_FEATURE_DEFER_TASKRUN)
-		f |= IORING_SETUP_DEFER_TASKRUN;
-	return f;
-}
 
 /* On the worker: SINGLE_ISSUER rings belong to the thread that made them,
  * and a uv loop to the thread that runs it. */
@@ -932,7 +874,7 @@ static int ping_init(struct ping *p, struct bench_worker *w, const struct afb_op
 		fprintf(stderr, "asyncflag-bench: af_loop_new: %s\n", af_strerror(r));
 		return r;
 	}
-	p->ring_flags = ring_flags(af_loop_features(p->loop));
+	p->ring_flags = bench_ring_flags(af_loop_features(p->loop));
 	sigemptyset(&set);
 	sigaddset(&set, SIG_SFD);
 	p->efd = eventfd(0, EFD_CLOEXEC);

@@ -181,15 +181,11 @@ static void set_nodelay(int fd)
  * for one role live on the same thread, so they share its CPU history. */
 struct worker {
 	const char *name;
-	pthread_t th;
-	pid_t tid;
+	struct bench_worker bw;    /* its statfd: user and system ticks */
 	clockid_t cpu;             /* its CPU-time clock, readable from any thread */
 	int statusfd;              /* /proc/self/task/<tid>/status: context switches */
-	int statfd;                /* /proc/self/task/<tid>/stat: user and system ticks */
-	sem_t go, done;
 	void (*fn)(struct worker *w, void *arg);
 	void *arg;
-	bool quit;
 	struct af_loop *loop;      /* made, run and freed on this thread */
 	struct bench_sysc sysc;    /* open only during counting runs */
 #if HAVE_LIBUV
@@ -198,34 +194,24 @@ struct worker {
 #endif
 };
 
-static void *worker_main(void *arg)
+/* The jobs here take their worker, for its loop and counters. */
+static void job_trampoline(void *arg)
 {
 	struct worker *w = arg;
 
-	w->tid = gettid();
-	sem_post(&w->done);
-	for (;;) {
-		while (sem_wait(&w->go) < 0 && errno == EINTR)
-			;
-		if (w->quit)
-			break;
-		w->fn(w, w->arg);
-		sem_post(&w->done);
-	}
-	return NULL;
+	w->fn(w, w->arg);
 }
 
 static void worker_post(struct worker *w, void (*fn)(struct worker *, void *), void *arg)
 {
 	w->fn = fn;
 	w->arg = arg;
-	sem_post(&w->go);
+	bench_worker_run(&w->bw, job_trampoline, w);
 }
 
 static void worker_wait(struct worker *w)
 {
-	while (sem_wait(&w->done) < 0 && errno == EINTR)
-		;
+	bench_worker_wait(&w->bw);
 }
 
 static void worker_start(struct worker *w, const char *name)
@@ -235,30 +221,19 @@ static void worker_start(struct worker *w, const char *name)
 	memset(w, 0, sizeof(*w));
 	w->name = name;
 	w->sysc.fd = -1;
-	sem_init(&w->go, 0, 0);
-	sem_init(&w->done, 0, 0);
-	if (pthread_create(&w->th, NULL, worker_main, w) != 0)
-		fatal("pthread_create failed");
-	worker_wait(w);
-	if (pthread_getcpuclockid(w->th, &w->cpu) != 0)
+	if (bench_worker_start(&w->bw, -1) < 0)
+		fatal("cannot start the %s thread", name);
+	if (pthread_getcpuclockid(w->bw.th, &w->cpu) != 0)
 		fatal("pthread_getcpuclockid failed");
-	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)w->tid);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)w->bw.tid);
 	w->statusfd = open(path, O_RDONLY | O_CLOEXEC);
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)w->tid);
-	w->statfd = open(path, O_RDONLY | O_CLOEXEC);
 }
 
 static void worker_stop(struct worker *w)
 {
-	w->quit = true;
-	sem_post(&w->go);
-	pthread_join(w->th, NULL);
-	sem_destroy(&w->go);
-	sem_destroy(&w->done);
+	bench_worker_stop(&w->bw);
 	if (w->statusfd >= 0)
 		close(w->statusfd);
-	if (w->statfd >= 0)
-		close(w->statfd);
 }
 
 static void pin_to(pthread_t th, int cpu)
@@ -362,7 +337,7 @@ static void tsnap_take(const struct worker *w, struct tsnap *t)
 		t->vcsw = field_after(buf, "\nvoluntary_ctxt_switches:");
 		t->ivcsw = field_after(buf, "\nnonvoluntary_ctxt_switches:");
 	}
-	n = w->statfd >= 0 ? pread(w->statfd, buf, sizeof(buf) - 1, 0) : -1;
+	n = w->bw.statfd >= 0 ? pread(w->bw.statfd, buf, sizeof(buf) - 1, 0) : -1;
 	if (n > 0) {
 		unsigned long long ut, st;
 
@@ -1176,7 +1151,7 @@ static void watch(struct worker *w, struct run *r)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
 		}
-		if (sem_timedwait(&w->done, &ts) == 0)
+		if (sem_timedwait(&w->bw.done, &ts) == 0)
 			return;
 		now = bench_now_ns();
 		p = atomic_load_explicit(&r->progress, memory_order_relaxed);
@@ -1691,21 +1666,6 @@ static bool sane(const struct impl_res *ir, size_t rounds)
 	return true;
 }
 
-/* The io_uring reference gets the set-up the loop got, so the two differ
- * only in what the library does around the ring. */
-static unsigned ring_flags(unsigned features)
-{
-	unsigned f = 0;
-
-	if (features & AF_FEATURE_COOP_TASKRUN)
-		f |= IORING_SETUP_COOP_TASKRUN;
-	if (features & AF_FEATURE_SINGLE_ISSUER)
-		f |= IORING_SETUP_SINGLE_ISSUER;
-	if (features & AF_FEATURE_DEFER_TASKRUN)
-		f |= IORING_SETUP_DEFER_TASKRUN;
-	return f;
-}
-
 /* The order of the paths in round @k, as positions in the list of the @n
  * that run: every order in turn, so none always goes first and each pair
  * runs either way round equally often. With two paths that is af, uv in
@@ -1784,7 +1744,7 @@ int main(int argc, char **argv)
 		return e == -EPERM || e == -ENOSYS ? 77 : 1;
 	}
 	features_str(af_loop_features(probe_loop), feat, sizeof(feat));
-	uring_setup = ring_flags(af_loop_features(probe_loop));
+	uring_setup = bench_ring_flags(af_loop_features(probe_loop));
 	af_loop_free(probe_loop);
 	for (size_t i = 0; i < o.nconns; i++)
 		maxc = o.conns[i] > maxc ? o.conns[i] : maxc;
@@ -1796,8 +1756,8 @@ int main(int argc, char **argv)
 	worker_start(&srv, "server");
 	worker_start(&cli, "client");
 	if (o.pin) {
-		pin_to(srv.th, 0);
-		pin_to(cli.th, o.pin == PIN_CROSS ? 1 : 0);
+		pin_to(srv.bw.th, 0);
+		pin_to(cli.bw.th, o.pin == PIN_CROSS ? 1 : 0);
 	}
 	cr = calloc(o.nconns, sizeof(*cr));
 	if (!cr)

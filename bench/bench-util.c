@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <math.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "asyncflag.h"
 #include "bench-util.h"
 
 /* ---- statistics -------------------------------------------------------- */
@@ -425,4 +428,80 @@ void bench_json_raw(struct bench_json *j, const char *key, const char *json)
 		n--;
 	sep(j, key);
 	fwrite(json, 1, n, j->f);
+}
+
+/* ---- a waiter task beside a busy one -------------------------------------- */
+
+static int spinner(void *arg)
+{
+	struct bench_spin *spin = arg;
+
+	while (!spin->stop) {
+		if (af_yield() < 0)
+			break;
+		spin->turns++;
+	}
+	return 0;
+}
+
+int bench_wait_beside(int (*waiter)(void *), void *arg, struct bench_spin *spin)
+{
+	struct af_task *w, *s = NULL;
+	int rw = 0, r;
+
+	r = af_task_spawn(&w, waiter, arg);
+	if (r < 0)
+		return r;
+	if (spin) {
+		spin->stop = false;
+		r = af_task_spawn(&s, spinner, spin);
+		if (r < 0) {
+			af_task_cancel(w);
+			af_task_join(w, NULL);
+			return r;
+		}
+	}
+	r = af_task_join(w, &rw);
+	if (spin)
+		spin->stop = true;
+	if (s)
+		af_task_join(s, NULL);
+	return r < 0 ? r : rw;
+}
+
+int bench_wait_ready(_Atomic uint64_t *ready, uint64_t want, _Atomic int *failed,
+		     uint64_t timeout_ns)
+{
+	uint64_t start = bench_now_ns();
+
+	for (unsigned spins = 0;; spins++) {
+		if (atomic_load_explicit(ready, memory_order_acquire) >= want)
+			return 0;
+		if (atomic_load(failed))
+			return -ECANCELED;
+		if ((spins & 1023) == 1023) {
+			if (bench_now_ns() - start > timeout_ns)
+				return -ETIMEDOUT;
+			/* A shared machine (or SCHED_FIFO on one CPU) must still
+			 * get to run the worker. */
+			if (spins > 64 * 1024)
+				sched_yield();
+		}
+		bench_cpu_relax();
+	}
+}
+
+/* ---- io_uring baselines ------------------------------------------------- */
+
+unsigned bench_ring_flags(unsigned af_features)
+{
+	unsigned f = 0;
+
+	if (af_features & AF_FEATURE_COOP_TASKRUN)
+		f |= IORING_SETUP_COOP_TASKRUN;
+	if (af_features & AF_FEATURE_SINGLE_ISSUER)
+		f |= IORING_SETUP_SINGLE_ISSUER;
+	if (af_features & AF_FEATURE_DEFER_TASKRUN)
+		f |= IORING_SETUP_DEFER_TASKRUN;
+	return f;
 }

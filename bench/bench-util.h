@@ -80,6 +80,34 @@ void bench_worker_stop(struct bench_worker *w);
  * which is how a setter knows the waiter is really asleep. */
 char bench_thread_state(int statfd);
 
+/* ---- a waiter task beside a busy one -------------------------------------- */
+
+/* A task that does nothing but yield, so a wait shares its loop with a
+ * runnable task, as in a busy application, and the loop cannot just sleep.
+ * @turns lets a caller see whether it ran at all during a wait. */
+struct bench_spin {
+	bool stop;
+	uint64_t turns;              /* spinner's completed yields */
+};
+
+/* On a loop: runs @waiter(@arg) as a task, beside a spinner on @spin unless
+ * @spin is NULL, and stops the spinner once @waiter is done. The waiter's
+ * result, or -errno. */
+int bench_wait_beside(int (*waiter)(void *), void *arg, struct bench_spin *spin);
+
+/* Spins until *@ready reaches @want: 0; -ECANCELED once *@failed is set
+ * (the other side has already said why); -ETIMEDOUT after @timeout_ns, which
+ * is a lost wake-up for the caller to report. */
+int bench_wait_ready(_Atomic uint64_t *ready, uint64_t want, _Atomic int *failed,
+		     uint64_t timeout_ns);
+
+/* ---- io_uring baselines ------------------------------------------------- */
+
+/* The io_uring_setup flags matching a loop's af_loop_features(): a bare-ring
+ * baseline gets the set-up the loop got, so the two differ only in what the
+ * library does around the ring. */
+unsigned bench_ring_flags(unsigned af_features);
+
 /* ---- options --------------------------------------------------------- */
 
 /* Parses a decimal count in [min, max]; prints an error naming @opt and

@@ -172,21 +172,8 @@ struct ping {
 
 	struct worker *w;            /* set before each pass is posted */
 	/* Worker thread only. */
-	bool spin_stop;
-	uint64_t turns;              /* spinner's completed yields */
+	struct bench_spin spin;
 };
-
-static int spinner(void *arg)
-{
-	struct ping *p = arg;
-
-	while (!p->spin_stop) {
-		if (af_yield() < 0)
-			break;
-		p->turns++;
-	}
-	return 0;
-}
 
 static int block_once(struct ping *p, size_t i, uint64_t *t1)
 {
@@ -242,7 +229,7 @@ static int waiter(void *arg)
 	struct ping *p = arg;
 
 	for (size_t i = 0; i < p->n; i++) {
-		uint64_t t1 = 0, s0 = 0, turns = p->turns;
+		uint64_t t1 = 0, s0 = 0, turns = p->spin.turns;
 		int r;
 
 		/* release: the previous ping's sample is written before the
@@ -261,7 +248,7 @@ static int waiter(void *arg)
 									 memory_order_relaxed));
 		/* A busy-loop wait that returned before the spinner took a turn
 		 * never blocked: it measured nothing but the flag's fast path. */
-		if (p->busy && p->sched[i] == M_AF && p->turns == turns)
+		if (p->busy && p->sched[i] == M_AF && p->spin.turns == turns)
 			p->lat[i] = -1;
 	}
 	atomic_store_explicit(&p->ready, p->n + 1, memory_order_release);
@@ -271,26 +258,8 @@ static int waiter(void *arg)
 static int ping_main(void *arg)
 {
 	struct ping *p = arg;
-	struct af_task *w, *s = NULL;
-	int rw = 0, r;
 
-	p->spin_stop = false;
-	r = af_task_spawn(&w, waiter, p);
-	if (r < 0)
-		return r;
-	if (p->busy) {
-		r = af_task_spawn(&s, spinner, p);
-		if (r < 0) {
-			af_task_cancel(w);
-			af_task_join(w, NULL);
-			return r;
-		}
-	}
-	r = af_task_join(w, &rw);
-	p->spin_stop = true;
-	if (s)
-		af_task_join(s, NULL);
-	return r < 0 ? r : rw;
+	return bench_wait_beside(waiter, p, p->busy ? &p->spin : NULL);
 }
 
 static void ping_job(struct worker *w, void *arg)
@@ -323,26 +292,14 @@ static void ping_job(struct worker *w, void *arg)
  * away), then yield the CPU so a shared machine can still run the worker. */
 static int wait_ready(struct ping *p, uint64_t want, size_t ping)
 {
-	uint64_t start = bench_now_ns();
+	int r = bench_wait_ready(&p->ready, want, &p->failed, TIMEOUT_NS);
 
-	for (unsigned spins = 0;; spins++) {
-		if (atomic_load_explicit(&p->ready, memory_order_acquire) >= want)
-			return 0;
-		if (atomic_load(&p->failed))
-			return -1;
-		if ((spins & 1023) == 1023) {
-			if (bench_now_ns() - start > TIMEOUT_NS) {
-				fprintf(stderr,
-					"bench-wake: ping %zu (%s) was not answered within 10 s: "
-					"lost wake-up\n",
-					ping, method_name[p->sched[ping]]);
-				return -1;
-			}
-			if (spins > 64 * 1024)
-				sched_yield();
-		}
-		bench_cpu_relax();
-	}
+	if (r == -ETIMEDOUT)
+		fprintf(stderr,
+			"bench-wake: ping %zu (%s) was not answered within 10 s: "
+			"lost wake-up\n",
+			ping, method_name[p->sched[ping]]);
+	return r < 0 ? -1 : 0;
 }
 
 static int wait_asleep(struct ping *p, size_t ping)
@@ -411,7 +368,7 @@ static int run_pings(struct ping *p, struct worker *w, struct bench_sysc *ssys)
 	atomic_store(&p->ready, 0);
 	atomic_store(&p->spin_go, 0);
 	atomic_store(&p->failed, 0);
-	p->turns = 0;
+	p->spin.turns = 0;
 	p->w = w;
 	worker_post(w, ping_job, p);
 	for (size_t i = 0; i < p->n; i++) {
@@ -1220,21 +1177,6 @@ static void free_loop_job(struct worker *w, void *arg)
 	af_loop_free(arg);
 }
 
-/* The io_uring baseline gets the set-up the loop got, so the two differ
- * only in what the library does around the ring. */
-static unsigned ring_flags(unsigned features)
-{
-	unsigned f = 0;
-
-	if (features & AF_FEATURE_COOP_TASKRUN)
-		f |= IORING_SETUP_COOP_TASKRUN;
-	if (features & AF_FEATURE_SINGLE_ISSUER)
-		f |= IORING_SETUP_SINGLE_ISSUER;
-	if (features & AF_FEATURE_DEFER_TASKRUN)
-		f |= IORING_SETUP_DEFER_TASKRUN;
-	return f;
-}
-
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -1284,7 +1226,7 @@ int main(int argc, char **argv)
 	p.gap_ns = o.gap_us * 1000u;
 	p.efd = eventfd(0, EFD_CLOEXEC);
 	p.uefd = eventfd(0, EFD_CLOEXEC);
-	p.ring_flags = ring_flags(af_loop_features(loop));
+	p.ring_flags = bench_ring_flags(af_loop_features(loop));
 	pthread_mutex_init(&p.mu, NULL);
 	pthread_cond_init(&p.cv, NULL);
 	if (p.efd < 0 || p.uefd < 0 || af_flag_init(&p.flag, loop) < 0) {
