@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <asyncflag.h>
 
@@ -102,6 +103,35 @@ static inline void sleep_ms(unsigned ms)
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
+}
+
+/* Run @fn in a forked child with its stderr captured into @out (@cap
+ * bytes, NUL-terminated); returns the child's wait status. The fork keeps
+ * deaths by signal, and handlers the test installs, away from Check. */
+static inline int in_child(void (*fn)(void *), void *arg, char *out, size_t cap)
+{
+	size_t len = 0;
+	int fds[2], status = 0;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(fds[1], STDERR_FILENO);
+		close(fds[0]);
+		close(fds[1]);
+		fn(arg);
+		_exit(0);
+	}
+	close(fds[1]);
+	while (len < cap - 1 && (n = read(fds[0], out + len, cap - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return status;
 }
 
 /* ---- the backend the suite runs on (AF_BACKEND) ------------------------------ */
