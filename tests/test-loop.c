@@ -661,12 +661,6 @@ END_TEST
 
 /* ---- io_uring refused ------------------------------------------------------------ */
 
-#if defined(__x86_64__)
-#define THIS_AUDIT_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define THIS_AUDIT_ARCH AUDIT_ARCH_AARCH64
-#endif
-
 #ifdef THIS_AUDIT_ARCH
 /* What a container runtime's profile does: io_uring_setup fails with @err. */
 static int refuse_io_uring_setup(int err)
@@ -685,11 +679,7 @@ static int refuse_io_uring_setup(int err)
 		.filter = filter,
 	};
 
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return -errno;
-	if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
-		return -errno;
-	return 0;
+	return seccomp_install(&prog);
 }
 
 static int count_fds(void)
@@ -712,39 +702,28 @@ struct refused {
 	bool out_untouched;
 };
 
+static void refused_child(void *arg, void *out)
+{
+	struct refused *r = out;
+	int err = (int)(intptr_t)arg;
+	struct af_loop *loop = not_written;
+
+	r->filter_r = refuse_io_uring_setup(err);
+	r->new_r = af_loop_new(&loop, NULL);
+	r->features = af_loop_features(loop);
+	af_loop_free(loop);
+	r->run_r = af_run(return_arg, (void *)1);
+	loop = not_written;
+	r->fds_before = count_fds();
+	r->forced_r = af_loop_new(&loop, &(struct af_loop_opts){
+						.flags = AF_LOOP_BACKEND_IO_URING });
+	r->out_untouched = loop == not_written;
+	r->fds_after = count_fds();
+}
+
 static void run_refused(int err, struct refused *out)
 {
-	int fds[2], status = 0;
-	pid_t pid;
-
-	ck_assert_int_eq(pipe(fds), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		struct refused r = { 0 };
-		struct af_loop *loop = not_written;
-
-		close(fds[0]);
-		r.filter_r = refuse_io_uring_setup(err);
-		r.new_r = af_loop_new(&loop, NULL);
-		r.features = af_loop_features(loop);
-		af_loop_free(loop);
-		r.run_r = af_run(return_arg, (void *)1);
-		loop = not_written;
-		r.fds_before = count_fds();
-		r.forced_r = af_loop_new(&loop, &(struct af_loop_opts){
-							.flags = AF_LOOP_BACKEND_IO_URING });
-		r.out_untouched = loop == not_written;
-		r.fds_after = count_fds();
-		if (write(fds[1], &r, sizeof(r)) != (ssize_t)sizeof(r))
-			_exit(2);
-		_exit(0);
-	}
-	close(fds[1]);
-	ck_assert_int_eq(read(fds[0], out, sizeof(*out)), (ssize_t)sizeof(*out));
-	close(fds[0]);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	in_child_report(refused_child, (void *)(intptr_t)err, out, sizeof(*out));
 	ck_assert_msg(out->filter_r == 0, "could not install the seccomp filter: %d", out->filter_r);
 }
 #endif

@@ -14,6 +14,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <asyncflag.h>
@@ -132,6 +137,53 @@ static inline int in_child(void (*fn)(void *), void *arg, char *out, size_t cap)
 	close(fds[0]);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	return status;
+}
+
+/* Run @fn(@arg, @out) in a forked child and copy the @size bytes it leaves
+ * in @out (zeroed first) back to the caller's @out: for tests that change
+ * their process for good, as a seccomp filter does. */
+static inline void in_child_report(void (*fn)(void *arg, void *out), void *arg, void *out,
+				   size_t size)
+{
+	int fds[2], status = 0;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		memset(out, 0, size);
+		fn(arg, out);
+		if (write(fds[1], out, size) != (ssize_t)size)
+			_exit(2);
+		_exit(0);
+	}
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], out, size), (ssize_t)size);
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* ---- seccomp --------------------------------------------------------------------------- */
+
+/* The filters test what container profiles do, and match on this arch. */
+#if defined(__x86_64__)
+#define THIS_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define THIS_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+/* Install @prog for the calling thread and all it later starts; it can
+ * never be removed, so only ever call this in a child. */
+static inline int seccomp_install(const struct sock_fprog *prog)
+{
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, prog) < 0)
+		return -errno;
+	return 0;
 }
 
 /* ---- the backend the suite runs on (AF_BACKEND) ------------------------------ */
