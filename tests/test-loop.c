@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#define AF_TESTUTIL_SUBMIT_HOOK
 #include "testutil.h"
 
 #define KiB ((size_t)1024)
@@ -768,32 +769,6 @@ END_TEST
 
 /* ---- fault injection: the kernel pushes back on a submit --------------------- */
 
-/* Stands in for liburing's io_uring_submit (the executable's definition
- * wins over the shared library's) so a test can make one submit fail with
- * -EBUSY, as the kernel does when its completion queue overflowed or it is
- * short of memory. Every other call goes through. */
-static _Thread_local int submit_busy_once;
-static int (*real_submit)(struct io_uring *);
-static pthread_once_t real_submit_once = PTHREAD_ONCE_INIT;
-
-static void find_real_submit(void)
-{
-	real_submit = (int (*)(struct io_uring *))dlsym(RTLD_NEXT, "io_uring_submit");
-}
-
-/* Loops on several threads call it at once: resolve once, inject per
- * thread. */
-int io_uring_submit(struct io_uring *ring);
-int io_uring_submit(struct io_uring *ring)
-{
-	pthread_once(&real_submit_once, find_real_submit);
-	if (submit_busy_once) {
-		submit_busy_once = 0;
-		return -EBUSY;
-	}
-	return real_submit(ring);
-}
-
 static struct af_flag busy_flag;
 
 static void *set_busy_flag_later(void *arg)
@@ -816,7 +791,7 @@ static int flush_reaps_eventfd_main(void *arg)
 	/* Complete that read, then have a flush (as a full submission queue
 	 * would) meet -EBUSY: it reaps, and so consumes the read. */
 	ck_assert_int_eq(write(loop->efd, &one, sizeof(one)), (ssize_t)sizeof(one));
-	submit_busy_once = 1;
+	submit_busy = 1;
 	af__loop_flush(loop);
 	/* The loop must not go to sleep deaf to the eventfd. */
 	ck_assert_int_eq(pthread_create(&th, NULL, set_busy_flag_later, NULL), 0);

@@ -166,6 +166,38 @@ static inline void in_child_report(void (*fn)(void *arg, void *out), void *arg, 
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+#ifdef AF_TESTUTIL_SUBMIT_HOOK
+#include <dlfcn.h>
+#include <pthread.h>
+
+/* Stands in for liburing's io_uring_submit (the executable's definition
+ * wins over the shared library's) so a test can make the next submit_busy
+ * submits on its thread fail with -EBUSY, as the kernel's do when its
+ * completion queue overflowed or it is short of memory. Loops on several
+ * threads call it at once: resolve once, inject per thread. Opt-in, as
+ * only one file of a program may define it. */
+struct io_uring;
+static _Thread_local int submit_busy;
+static int (*real_submit)(struct io_uring *);
+static pthread_once_t real_submit_once = PTHREAD_ONCE_INIT;
+
+static inline void find_real_submit(void)
+{
+	real_submit = (int (*)(struct io_uring *))dlsym(RTLD_NEXT, "io_uring_submit");
+}
+
+int io_uring_submit(struct io_uring *ring);
+int io_uring_submit(struct io_uring *ring)
+{
+	pthread_once(&real_submit_once, find_real_submit);
+	if (submit_busy > 0) {
+		submit_busy--;
+		return -EBUSY;
+	}
+	return real_submit(ring);
+}
+#endif
+
 /* ---- seccomp --------------------------------------------------------------------------- */
 
 /* The filters test what container profiles do, and match on this arch. */
