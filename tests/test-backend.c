@@ -122,12 +122,6 @@ END_TEST
 
 /* ---- io_uring refused or unusable ---------------------------------------------------- */
 
-#if defined(__x86_64__)
-#define THIS_AUDIT_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define THIS_AUDIT_ARCH AUDIT_ARCH_AARCH64
-#endif
-
 #ifdef THIS_AUDIT_ARCH
 #define REFUSE(nr)                                                             \
 	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1),                       \
@@ -156,11 +150,7 @@ static int refuse(bool setup_too)
 	if (!setup_too)
 		all[prog.len - 1] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
 								  SECCOMP_RET_ALLOW);
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return -errno;
-	if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
-		return -errno;
-	return 0;
+	return seccomp_install(&prog);
 }
 
 struct refused {
@@ -184,39 +174,28 @@ static int echo_through_a_pipe(void *arg)
 	return c == 'x' ? 7 : -EIO;
 }
 
+static void refused_child(void *arg, void *out)
+{
+	struct refused *r = out;
+	bool setup_too = arg != NULL;
+	struct af_loop *loop = NULL;
+
+	/* The choice under test is the automatic one. */
+	unsetenv("AF_BACKEND");
+	r->filter_r = refuse(setup_too);
+	r->new_r = af_loop_new(&loop, NULL);
+	r->backend = af_loop_features(loop) & BACKEND_BITS;
+	af_loop_free(loop);
+	r->run_r = af_run(echo_through_a_pipe, NULL);
+	loop = NULL;
+	r->forced_r = af_loop_new(&loop, &(struct af_loop_opts){
+						.flags = AF_LOOP_BACKEND_IO_URING });
+	af_loop_free(loop);
+}
+
 static void run_refused(bool setup_too, struct refused *out)
 {
-	int fds[2], status = 0;
-	pid_t pid;
-
-	ck_assert_int_eq(pipe(fds), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		struct refused r = { 0 };
-		struct af_loop *loop = NULL;
-
-		close(fds[0]);
-		/* The choice under test is the automatic one. */
-		unsetenv("AF_BACKEND");
-		r.filter_r = refuse(setup_too);
-		r.new_r = af_loop_new(&loop, NULL);
-		r.backend = af_loop_features(loop) & BACKEND_BITS;
-		af_loop_free(loop);
-		r.run_r = af_run(echo_through_a_pipe, NULL);
-		loop = NULL;
-		r.forced_r = af_loop_new(&loop, &(struct af_loop_opts){
-							.flags = AF_LOOP_BACKEND_IO_URING });
-		af_loop_free(loop);
-		if (write(fds[1], &r, sizeof(r)) != (ssize_t)sizeof(r))
-			_exit(2);
-		_exit(0);
-	}
-	close(fds[1]);
-	ck_assert_int_eq(read(fds[0], out, sizeof(*out)), (ssize_t)sizeof(*out));
-	close(fds[0]);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	in_child_report(refused_child, (void *)(uintptr_t)setup_too, out, sizeof(*out));
 	ck_assert_msg(out->filter_r == 0, "could not install the seccomp filter: %d", out->filter_r);
 }
 #endif

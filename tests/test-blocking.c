@@ -900,37 +900,25 @@ static int faulting_main(void *arg)
 	return af_run_blocking(faulting_job, arg, &r) == 0 ? 100 : 101;
 }
 
+static void faulting_child(void *arg)
+{
+	struct sigaction sa;
+
+	(void)arg;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = crash_reporter;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
+	/* The first page is never mapped. */
+	_exit(af_run(faulting_main, (void *)(uintptr_t)64));
+}
+
 START_TEST(a_fault_inside_a_job_reaches_the_applications_sigsegv_handler)
 {
 	char out[512];
-	size_t len = 0;
-	int fds[2], status = 0;
-	ssize_t n;
-	pid_t pid;
+	int status = in_child(faulting_child, NULL, out, sizeof(out));
 
-	ck_assert_int_eq(pipe(fds), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		struct sigaction sa;
-
-		dup2(fds[1], STDERR_FILENO);
-		close(fds[0]);
-		close(fds[1]);
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_sigaction = crash_reporter;
-		sa.sa_flags = SA_SIGINFO;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGSEGV, &sa, NULL);
-		/* The first page is never mapped. */
-		_exit(af_run(faulting_main, (void *)(uintptr_t)64));
-	}
-	close(fds[1]);
-	while (len < sizeof(out) - 1 && (n = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
-		len += (size_t)n;
-	out[len] = '\0';
-	close(fds[0]);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	/* Blocked on the worker, the kernel would force SIG_DFL: SIGSEGV. */
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42,
 		      "the handler did not run (status 0x%x); stderr: %s", status, out);

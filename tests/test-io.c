@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#define AF_TESTUTIL_SUBMIT_HOOK
 #include "testutil.h"
 
 
@@ -2567,29 +2568,6 @@ START_TEST(an_echo_server_under_200_clients_returns_every_byte_and_leaks_no_desc
 END_TEST
 
 /* ---- the kernel pushes back on a submit ----------------------------------------- */
-
-/* Stands in for liburing's io_uring_submit, as in test-loop.c: the next
- * submit_busy calls on this thread fail with -EBUSY, as the kernel's do
- * when its completion queue overflowed. */
-static _Thread_local int submit_busy;
-static int (*real_submit)(struct io_uring *);
-static pthread_once_t real_submit_once = PTHREAD_ONCE_INIT;
-
-static void find_real_submit(void)
-{
-	real_submit = (int (*)(struct io_uring *))dlsym(RTLD_NEXT, "io_uring_submit");
-}
-
-int io_uring_submit(struct io_uring *ring);
-int io_uring_submit(struct io_uring *ring)
-{
-	pthread_once(&real_submit_once, find_real_submit);
-	if (submit_busy > 0) {
-		submit_busy--;
-		return -EBUSY;
-	}
-	return real_submit(ring);
-}
 
 /* Queue no-ops (no user_data: the loop ignores their completions) until
  * only @left submission slots remain. */

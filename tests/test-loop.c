@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#define AF_TESTUTIL_SUBMIT_HOOK
 #include "testutil.h"
 
 #define KiB ((size_t)1024)
@@ -661,12 +662,6 @@ END_TEST
 
 /* ---- io_uring refused ------------------------------------------------------------ */
 
-#if defined(__x86_64__)
-#define THIS_AUDIT_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define THIS_AUDIT_ARCH AUDIT_ARCH_AARCH64
-#endif
-
 #ifdef THIS_AUDIT_ARCH
 /* What a container runtime's profile does: io_uring_setup fails with @err. */
 static int refuse_io_uring_setup(int err)
@@ -685,11 +680,7 @@ static int refuse_io_uring_setup(int err)
 		.filter = filter,
 	};
 
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return -errno;
-	if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
-		return -errno;
-	return 0;
+	return seccomp_install(&prog);
 }
 
 static int count_fds(void)
@@ -712,39 +703,28 @@ struct refused {
 	bool out_untouched;
 };
 
+static void refused_child(void *arg, void *out)
+{
+	struct refused *r = out;
+	int err = (int)(intptr_t)arg;
+	struct af_loop *loop = not_written;
+
+	r->filter_r = refuse_io_uring_setup(err);
+	r->new_r = af_loop_new(&loop, NULL);
+	r->features = af_loop_features(loop);
+	af_loop_free(loop);
+	r->run_r = af_run(return_arg, (void *)1);
+	loop = not_written;
+	r->fds_before = count_fds();
+	r->forced_r = af_loop_new(&loop, &(struct af_loop_opts){
+						.flags = AF_LOOP_BACKEND_IO_URING });
+	r->out_untouched = loop == not_written;
+	r->fds_after = count_fds();
+}
+
 static void run_refused(int err, struct refused *out)
 {
-	int fds[2], status = 0;
-	pid_t pid;
-
-	ck_assert_int_eq(pipe(fds), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		struct refused r = { 0 };
-		struct af_loop *loop = not_written;
-
-		close(fds[0]);
-		r.filter_r = refuse_io_uring_setup(err);
-		r.new_r = af_loop_new(&loop, NULL);
-		r.features = af_loop_features(loop);
-		af_loop_free(loop);
-		r.run_r = af_run(return_arg, (void *)1);
-		loop = not_written;
-		r.fds_before = count_fds();
-		r.forced_r = af_loop_new(&loop, &(struct af_loop_opts){
-							.flags = AF_LOOP_BACKEND_IO_URING });
-		r.out_untouched = loop == not_written;
-		r.fds_after = count_fds();
-		if (write(fds[1], &r, sizeof(r)) != (ssize_t)sizeof(r))
-			_exit(2);
-		_exit(0);
-	}
-	close(fds[1]);
-	ck_assert_int_eq(read(fds[0], out, sizeof(*out)), (ssize_t)sizeof(*out));
-	close(fds[0]);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	in_child_report(refused_child, (void *)(intptr_t)err, out, sizeof(*out));
 	ck_assert_msg(out->filter_r == 0, "could not install the seccomp filter: %d", out->filter_r);
 }
 #endif
@@ -789,32 +769,6 @@ END_TEST
 
 /* ---- fault injection: the kernel pushes back on a submit --------------------- */
 
-/* Stands in for liburing's io_uring_submit (the executable's definition
- * wins over the shared library's) so a test can make one submit fail with
- * -EBUSY, as the kernel does when its completion queue overflowed or it is
- * short of memory. Every other call goes through. */
-static _Thread_local int submit_busy_once;
-static int (*real_submit)(struct io_uring *);
-static pthread_once_t real_submit_once = PTHREAD_ONCE_INIT;
-
-static void find_real_submit(void)
-{
-	real_submit = (int (*)(struct io_uring *))dlsym(RTLD_NEXT, "io_uring_submit");
-}
-
-/* Loops on several threads call it at once: resolve once, inject per
- * thread. */
-int io_uring_submit(struct io_uring *ring);
-int io_uring_submit(struct io_uring *ring)
-{
-	pthread_once(&real_submit_once, find_real_submit);
-	if (submit_busy_once) {
-		submit_busy_once = 0;
-		return -EBUSY;
-	}
-	return real_submit(ring);
-}
-
 static struct af_flag busy_flag;
 
 static void *set_busy_flag_later(void *arg)
@@ -837,7 +791,7 @@ static int flush_reaps_eventfd_main(void *arg)
 	/* Complete that read, then have a flush (as a full submission queue
 	 * would) meet -EBUSY: it reaps, and so consumes the read. */
 	ck_assert_int_eq(write(loop->efd, &one, sizeof(one)), (ssize_t)sizeof(one));
-	submit_busy_once = 1;
+	submit_busy = 1;
 	af__loop_flush(loop);
 	/* The loop must not go to sleep deaf to the eventfd. */
 	ck_assert_int_eq(pthread_create(&th, NULL, set_busy_flag_later, NULL), 0);

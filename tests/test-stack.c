@@ -58,31 +58,18 @@ static int overflow_main(void *arg)
 	return 101;
 }
 
+static void overflow_child(void *arg)
+{
+	_exit(af_run(overflow_main, arg));
+}
+
 START_TEST(a_task_that_overflows_its_stack_dies_by_sigsegv_naming_the_task)
 {
 	static const char name[] = "deep-diver";
 	static const char want[] = "stack overflow in task \"deep-diver\"";
 	char out[4096];
-	size_t len = 0;
-	int fds[2], status = 0;
-	ssize_t n;
-	pid_t pid;
+	int status = in_child(overflow_child, (void *)name, out, sizeof(out));
 
-	ck_assert_int_eq(pipe(fds), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(fds[1], STDERR_FILENO);
-		close(fds[0]);
-		close(fds[1]);
-		_exit(af_run(overflow_main, (void *)name));
-	}
-	close(fds[1]);
-	while (len < sizeof(out) - 1 && (n = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
-		len += (size_t)n;
-	out[len] = '\0';
-	close(fds[0]);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
 		      "child did not die by SIGSEGV (status 0x%x); stderr: %s", status, out);
 	ck_assert_msg(strstr(out, want) != NULL, "stderr lacks '%s': %s", want, out);
@@ -97,35 +84,22 @@ static void *overflow_thread(void *arg)
 	return NULL;
 }
 
+static void overflow_thread_child(void *arg)
+{
+	pthread_t th;
+
+	if (pthread_create(&th, NULL, overflow_thread, arg) != 0)
+		_exit(100);
+	pthread_join(th, NULL);
+	_exit(101);
+}
+
 START_TEST(an_overflow_in_a_loop_on_another_thread_is_reported_too)
 {
 	static const char want[] = "stack overflow in task \"thread-diver\"";
 	char out[4096];
-	size_t len = 0;
-	int fds[2], status = 0;
-	ssize_t n;
-	pid_t pid;
+	int status = in_child(overflow_thread_child, (void *)"thread-diver", out, sizeof(out));
 
-	ck_assert_int_eq(pipe(fds), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		pthread_t th;
-
-		dup2(fds[1], STDERR_FILENO);
-		close(fds[0]);
-		close(fds[1]);
-		if (pthread_create(&th, NULL, overflow_thread, (void *)"thread-diver") != 0)
-			_exit(100);
-		pthread_join(th, NULL);
-		_exit(101);
-	}
-	close(fds[1]);
-	while (len < sizeof(out) - 1 && (n = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
-		len += (size_t)n;
-	out[len] = '\0';
-	close(fds[0]);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
 		      "child did not die by SIGSEGV (status 0x%x); stderr: %s", status, out);
 	ck_assert_msg(strstr(out, want) != NULL, "stderr lacks '%s': %s", want, out);
@@ -160,36 +134,24 @@ static int wild_main(void *arg)
 	return 101;
 }
 
+static void wild_child(void *arg)
+{
+	struct sigaction sa;
+
+	(void)arg;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = users_segv_handler;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
+	/* Far from any task stack: the first page is never mapped. */
+	_exit(af_run(wild_main, (void *)(uintptr_t)64));
+}
+
 START_TEST(a_fault_that_is_not_an_overflow_reaches_the_previous_sigsegv_handler)
 {
 	char out[4096];
-	size_t len = 0;
-	int fds[2], status = 0;
-	ssize_t n;
-	pid_t pid;
+	int status = in_child(wild_child, NULL, out, sizeof(out));
 
-	ck_assert_int_eq(pipe(fds), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		struct sigaction sa;
-
-		dup2(fds[1], STDERR_FILENO);
-		close(fds[0]);
-		close(fds[1]);
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = users_segv_handler;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGSEGV, &sa, NULL);
-		/* Far from any task stack: the first page is never mapped. */
-		_exit(af_run(wild_main, (void *)(uintptr_t)64));
-	}
-	close(fds[1]);
-	while (len < sizeof(out) - 1 && (n = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
-		len += (size_t)n;
-	out[len] = '\0';
-	close(fds[0]);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42,
 		      "the previous handler did not run (status 0x%x); stderr: %s", status, out);
 	ck_assert_ptr_nonnull(strstr(out, "users-handler"));
@@ -198,33 +160,6 @@ START_TEST(a_fault_that_is_not_an_overflow_reaches_the_previous_sigsegv_handler)
 END_TEST
 
 /* ---- signals that are not overflows ---------------------------------------------------- */
-
-/* Run @fn in a child with stderr captured into @out; returns its status. */
-static int in_child(void (*fn)(void *), void *arg, char *out, size_t cap)
-{
-	size_t len = 0;
-	int fds[2], status = 0;
-	ssize_t n;
-	pid_t pid;
-
-	ck_assert_int_eq(pipe(fds), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(fds[1], STDERR_FILENO);
-		close(fds[0]);
-		close(fds[1]);
-		fn(arg);
-		_exit(0);
-	}
-	close(fds[1]);
-	while (len < cap - 1 && (n = read(fds[0], out + len, cap - 1 - len)) > 0)
-		len += (size_t)n;
-	out[len] = '\0';
-	close(fds[0]);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	return status;
-}
 
 static void counting_handler(int sig, siginfo_t *si, void *uc);
 

@@ -14,6 +14,12 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include <asyncflag.h>
 
@@ -102,6 +108,114 @@ static inline void sleep_ms(unsigned ms)
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
+}
+
+/* Run @fn in a forked child with its stderr captured into @out (@cap
+ * bytes, NUL-terminated); returns the child's wait status. The fork keeps
+ * deaths by signal, and handlers the test installs, away from Check. */
+static inline int in_child(void (*fn)(void *), void *arg, char *out, size_t cap)
+{
+	size_t len = 0;
+	int fds[2], status = 0;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(fds[1], STDERR_FILENO);
+		close(fds[0]);
+		close(fds[1]);
+		fn(arg);
+		_exit(0);
+	}
+	close(fds[1]);
+	while (len < cap - 1 && (n = read(fds[0], out + len, cap - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+/* Run @fn(@arg, @out) in a forked child and copy the @size bytes it leaves
+ * in @out (zeroed first) back to the caller's @out: for tests that change
+ * their process for good, as a seccomp filter does. */
+static inline void in_child_report(void (*fn)(void *arg, void *out), void *arg, void *out,
+				   size_t size)
+{
+	int fds[2], status = 0;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		memset(out, 0, size);
+		fn(arg, out);
+		if (write(fds[1], out, size) != (ssize_t)size)
+			_exit(2);
+		_exit(0);
+	}
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], out, size), (ssize_t)size);
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+#ifdef AF_TESTUTIL_SUBMIT_HOOK
+#include <dlfcn.h>
+#include <pthread.h>
+
+/* Stands in for liburing's io_uring_submit (the executable's definition
+ * wins over the shared library's) so a test can make the next submit_busy
+ * submits on its thread fail with -EBUSY, as the kernel's do when its
+ * completion queue overflowed or it is short of memory. Loops on several
+ * threads call it at once: resolve once, inject per thread. Opt-in, as
+ * only one file of a program may define it. */
+struct io_uring;
+static _Thread_local int submit_busy;
+static int (*real_submit)(struct io_uring *);
+static pthread_once_t real_submit_once = PTHREAD_ONCE_INIT;
+
+static inline void find_real_submit(void)
+{
+	real_submit = (int (*)(struct io_uring *))dlsym(RTLD_NEXT, "io_uring_submit");
+}
+
+int io_uring_submit(struct io_uring *ring);
+int io_uring_submit(struct io_uring *ring)
+{
+	pthread_once(&real_submit_once, find_real_submit);
+	if (submit_busy > 0) {
+		submit_busy--;
+		return -EBUSY;
+	}
+	return real_submit(ring);
+}
+#endif
+
+/* ---- seccomp --------------------------------------------------------------------------- */
+
+/* The filters test what container profiles do, and match on this arch. */
+#if defined(__x86_64__)
+#define THIS_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define THIS_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+/* Install @prog for the calling thread and all it later starts; it can
+ * never be removed, so only ever call this in a child. */
+static inline int seccomp_install(const struct sock_fprog *prog)
+{
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, prog) < 0)
+		return -errno;
+	return 0;
 }
 
 /* ---- the backend the suite runs on (AF_BACKEND) ------------------------------ */
