@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 
@@ -19,6 +20,7 @@
 struct af_stream {
 	int fd;
 	bool reading, writing;   /* one reader and one writer task at a time */
+	bool socket;             /* drain with send(2), which cannot raise SIGPIPE */
 	char *rbuf;
 	size_t rcap, rstart, rend;
 	char *wbuf;
@@ -40,11 +42,12 @@ AF_API int af_stream_new(struct af_stream **out, int fd, const struct af_stream_
 	size_t rcap = opts && opts->read_buffer ? opts->read_buffer : AF_STREAM_DEFAULT;
 	size_t wcap = opts && opts->write_buffer ? opts->write_buffer : AF_STREAM_DEFAULT;
 	struct af_stream *s;
+	struct stat st;
 
 	af_assert_return(out, -EINVAL);
 	af_assert_return(!opts || (!opts->_reserved[0] && !opts->_reserved[1]), -EINVAL);
 	af_assert_return(rcap <= AF_STREAM_MAX && wcap <= AF_STREAM_MAX, -EINVAL);
-	if (fd < 0)
+	if (fd < 0 || fstat(fd, &st) < 0)
 		return -EBADF;
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -56,6 +59,7 @@ AF_API int af_stream_new(struct af_stream **out, int fd, const struct af_stream_
 	if (!s->wbuf)
 		goto err_free_rbuf;
 	s->fd = fd;
+	s->socket = S_ISSOCK(st.st_mode);
 	s->rcap = rcap;
 	s->wcap = wcap;
 	*out = s;
@@ -262,6 +266,18 @@ AF_API int af_stream_read(struct af_stream *s, void *buf, size_t size)
 
 /* ---- writing ------------------------------------------------------------------- */
 
+/* A peer that hangs up is an error to report, not a reason for the whole
+ * process to die: on sockets send(2) with MSG_NOSIGNAL (af_send adds it)
+ * returns -EPIPE where write(2) raises SIGPIPE. Pipes have no such flag. */
+static int write_some(struct af_stream *s, const char *buf, size_t n, uint64_t deadline)
+{
+	if (n > INT_MAX)
+		n = INT_MAX;
+	if (s->socket)
+		return af_send_timeout(s->fd, buf, n, 0, remaining(deadline));
+	return af_write_timeout(s->fd, buf, n, AF_OFFSET_CURRENT, remaining(deadline));
+}
+
 /* Write the buffer out; what is not written stays, at the front. */
 static int drain(struct af_stream *s, uint64_t deadline)
 {
@@ -269,10 +285,7 @@ static int drain(struct af_stream *s, uint64_t deadline)
 	int r = 0;
 
 	while (done < s->wlen) {
-		size_t n = s->wlen - done;
-
-		r = af_write_timeout(s->fd, s->wbuf + done, n > INT_MAX ? INT_MAX : n,
-				     AF_OFFSET_CURRENT, remaining(deadline));
+		r = write_some(s, s->wbuf + done, s->wlen - done, deadline);
 		if (r < 0)
 			break;
 		done += (size_t)r;

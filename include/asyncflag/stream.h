@@ -39,7 +39,8 @@ struct af_stream_opts {
  * @param out receives the stream.
  * @param opts NULL for the defaults.
  * @return 0; -EINVAL if @p out is NULL, @p opts has a size above 1 GiB or
- *         a reserved field set; -EBADF for a negative @p fd; -ENOMEM.
+ *         a reserved field set; -EBADF if @p fd is not an open file
+ *         descriptor; -ENOMEM.
  */
 int af_stream_new(struct af_stream **out, int fd, const struct af_stream_opts *opts);
 
@@ -136,9 +137,14 @@ int af_stream_write_timeout(struct af_stream *s, const void *buf, size_t len,
 
 /**
  * @brief Write out everything buffered.
+ *
+ * On a socket it writes with af_send(), so a peer that has gone is
+ * -EPIPE (or -ECONNRESET), never SIGPIPE; on a pipe it writes with
+ * af_write(), and as with write(2) a pipe whose reader is gone raises
+ * SIGPIPE unless it is ignored.
  * @return 0; -EINVAL for NULL; -EBUSY if another task is writing; any
- *         error of af_write(), such as -ECANCELED, -EPIPE or -EPERM (the
- *         bytes not written stay buffered).
+ *         error of af_send() or af_write(), such as -ECANCELED, -EPIPE or
+ *         -EPERM (the bytes not written stay buffered).
  */
 int af_stream_drain(struct af_stream *s);
 
