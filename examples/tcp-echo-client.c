@@ -2,17 +2,17 @@
 /*
  * tcp-echo-client: the client for tcp-echo-server.
  *
- * Connects to 127.0.0.1:PORT with af_connect_timeout(), then for each
- * MESSAGE sends it and reads the echo back with af_recv_timeout() until it
- * has as many bytes as it sent (TCP is a byte stream: one send may come back
- * in several pieces, or one piece may hold more), and checks that the echo
- * is the message. Prints "echoed N messages" and exits 0; on any error it
- * says what failed, with af_strerror(), and exits 1.
+ * Connects to 127.0.0.1:PORT with af_connect_timeout() and, for each
+ * MESSAGE, writes it as a line to a buffered stream, drains it, and reads
+ * the echo back with af_stream_readline_timeout(): asyncio's writer.write(),
+ * await writer.drain() and await reader.readline(). The stream assembles
+ * the line however TCP splits it. Prints "echoed N messages" and exits 0;
+ * on any error it says what failed, with af_strerror(), and exits 1.
  *
  * Every wait has a timeout, so a server that stops answering ends the
  * client with an error instead of hanging it.
  *
- * usage: tcp-echo-client PORT MESSAGE...
+ * usage: tcp-echo-client PORT MESSAGE...   (messages without newlines)
  *
  * Build: cc tcp-echo-client.c $(pkg-config --cflags --libs asyncflag)
  */
@@ -29,13 +29,14 @@
 #include <asyncflag.h>
 
 #define CONNECT_TIMEOUT_NS (5 * INT64_C(1000000000))
-/* For each send and receive. Generous: the server may run under valgrind. */
+/* For each write and read. Generous: the server may run under valgrind. */
 #define IO_TIMEOUT_NS (30 * INT64_C(1000000000))
 
 struct job {
 	unsigned port;
 	int nmessages;
 	char **messages;
+	size_t longest;         /* the longest message's length */
 };
 
 static int fail(const char *what, int err)
@@ -44,61 +45,67 @@ static int fail(const char *what, int err)
 	return err;
 }
 
-/* Not af_write_all(): write(2) on a socket whose peer has gone raises
- * SIGPIPE; af_send() returns -EPIPE. */
-static int send_all(int fd, const char *buf, size_t len)
+/*
+ * Send one message and check its echo. Writing all of it before reading
+ * anything back is fine for one line at a time (the server reads the
+ * whole line before it answers); a client streaming more would write and
+ * read in two tasks, or both sides could block on full buffers.
+ */
+static int echo_one(struct af_stream *s, int i, const char *msg, char *echo, size_t size)
 {
-	while (len > 0) {
-		int n = af_send_timeout(fd, buf, len, 0, IO_TIMEOUT_NS);
+	size_t len = strlen(msg);
+	int n;
 
-		if (n < 0)
-			return n;
-		buf += n;
-		len -= (size_t)n;
+	n = af_stream_write_timeout(s, msg, len, IO_TIMEOUT_NS);
+	if (n >= 0)
+		n = af_stream_write_timeout(s, "\n", 1, IO_TIMEOUT_NS);
+	if (n >= 0)
+		n = af_stream_drain_timeout(s, IO_TIMEOUT_NS);
+	if (n < 0)
+		return fail("sending", n);
+	n = af_stream_readline_timeout(s, echo, size, IO_TIMEOUT_NS);
+	if (n == 0) {
+		fprintf(stderr, "tcp-echo-client: message %d: the server closed the connection\n",
+			i);
+		return -EPIPE;
+	}
+	if (n == -EMSGSIZE) {          /* no newline within len + 1 bytes */
+		fprintf(stderr, "tcp-echo-client: message %d: the echo is longer\n", i);
+		return -EBADMSG;
+	}
+	if (n < 0)
+		return fail("reading the echo", n);
+	if (n != (int)len + 1 || memcmp(echo, msg, len) != 0) {
+		size_t shown = strcspn(echo, "\n");
+
+		fprintf(stderr, "tcp-echo-client: message %d: the server answered \"%.*s\"\n",
+			i, shown > 80 ? 80 : (int)shown, echo);
+		return -EBADMSG;
 	}
 	return 0;
 }
 
-/*
- * Send one message and check its echo. Sending all of it before reading
- * anything back is fine for messages that fit in the socket buffers (a
- * command line argument always does); a client streaming more would
- * send and receive in two tasks, or the server could block on a full
- * buffer while we block on ours.
- */
-static int echo_one(int fd, int i, const char *msg)
+static int echo_all(int fd, const struct job *job)
 {
-	size_t len = strlen(msg), got = 0;
+	/* Room for the longest echo and its newline: the line limit. */
+	struct af_stream_opts opts = { .read_buffer = job->longest + 1 };
+	struct af_stream *s;
 	char *echo;
-	int n, r;
+	int r;
 
-	r = send_all(fd, msg, len);
+	r = af_stream_new(&s, fd, &opts);
 	if (r < 0)
-		return fail("af_send_timeout", r);
-	echo = malloc(len);
-	if (!echo)
-		return fail("malloc", -ENOMEM);
-	while (got < len) {
-		n = af_recv_timeout(fd, echo + got, len - got, 0, IO_TIMEOUT_NS);
-		if (n == 0) {
-			fprintf(stderr, "tcp-echo-client: message %d: the server closed the "
-				"connection after %zu of %zu bytes\n", i, got, len);
-			r = -EPIPE;
-			goto out_free;
-		}
-		if (n < 0) {
-			r = fail("af_recv_timeout", n);
-			goto out_free;
-		}
-		got += (size_t)n;
+		return fail("af_stream_new", r);
+	echo = malloc(job->longest + 2);       /* + '\n' and the NUL */
+	if (!echo) {
+		r = fail("malloc", -ENOMEM);
+		goto out_free_stream;
 	}
-	if (memcmp(echo, msg, len) != 0) {
-		fprintf(stderr, "tcp-echo-client: message %d: the echo differs from what was sent\n",
-			i);
-		r = -EBADMSG;
-	}
-out_free:
+	for (int i = 0; i < job->nmessages && r == 0; i++)
+		r = echo_one(s, i + 1, job->messages[i], echo, job->longest + 2);
 	free(echo);
+out_free_stream:
+	af_stream_free(s);
 	return r;
 }
 
@@ -124,11 +131,9 @@ static int main_task(void *arg)
 		ret = fail(what, r);
 		goto out_close;
 	}
-	for (int i = 0; i < job->nmessages; i++) {
-		ret = echo_one(fd, i + 1, job->messages[i]);
-		if (ret < 0)
-			goto out_close;
-	}
+	ret = echo_all(fd, job);
+	if (ret < 0)
+		goto out_close;
 	printf("echoed %d message%s\n", job->nmessages, job->nmessages == 1 ? "" : "s");
 
 out_close:
@@ -157,12 +162,15 @@ int main(int argc, char **argv)
 	port = strtoul(argv[1], &end, 10);
 	if (errno != 0 || *end != '\0' || port == 0 || port > 65535)
 		return usage();
+	job.longest = 0;
 	for (int i = 2; i < argc; i++) {
-		/* Nothing would come back to wait for. */
-		if (argv[i][0] == '\0') {
-			fprintf(stderr, "tcp-echo-client: messages must not be empty\n");
+		/* The echo is one line: a newline inside would end it. */
+		if (strchr(argv[i], '\n')) {
+			fprintf(stderr, "tcp-echo-client: messages must not contain newlines\n");
 			return 2;
 		}
+		if (strlen(argv[i]) > job.longest)
+			job.longest = strlen(argv[i]);
 	}
 	job.port = (unsigned)port;
 	job.nmessages = argc - 2;

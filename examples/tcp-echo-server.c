@@ -1,17 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tcp-echo-server: a TCP echo server with one task per connection.
+ * tcp-echo-server: a TCP server that echoes every line it is sent, with one
+ * task per connection.
  *
- * An acceptor task loops on af_accept() and spawns a task for every
- * connection; each connection task loops on af_recv() and sends back what
- * it got. Every call that waits is a coroutine call on the loop, so one
+ * Each connection task reads lines from a buffered stream with
+ * af_stream_readline() and writes each one back with af_stream_write() and
+ * af_stream_drain(), asyncio's reader.readline() / writer.write() / await
+ * writer.drain(). An acceptor task loops on af_accept() and spawns those
+ * tasks; every call that waits is a coroutine call on the loop, so one
  * thread serves any number of clients, each written as plain sequential
  * code.
  *
+ * Lines are limited to MAX_LINE bytes, the stream's read buffer: a client
+ * that never sends a newline costs that much memory and no more, and gets
+ * "error: line longer than 65536 bytes" before the server hangs up.
+ *
  * SIGINT and SIGTERM set a flag (af_signal_watch). A watcher task waiting
  * on it shuts the server down by cancelling the acceptor and every
- * connection task: the af_accept()/af_recv() they are blocked in returns
- * -ECANCELED, each closes its socket, and the program exits 0.
+ * connection task: the af_accept()/af_stream_readline() they are blocked
+ * in returns -ECANCELED, each closes its socket, and the program exits 0.
  *
  * usage: tcp-echo-server [--max-conns N] [PORT]
  *   PORT          port on 127.0.0.1; 0 (the default) lets the kernel pick one
@@ -38,12 +45,19 @@
 
 #include <asyncflag.h>
 
+/* The longest line echoed, newline included: the stream's read buffer,
+ * and so all the memory a client that never sends a newline can take. */
+#define MAX_LINE 65536
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
 /* One connection, owned by the task that reaps it (see reap_conns). */
 struct conn {
 	struct conn *prev, *next;
 	struct af_task *task;
 	int fd;                  /* -1 once the connection task has closed it */
 	unsigned id;
+	char line[MAX_LINE + 1]; /* + 1: readline ends the line with a NUL */
 };
 
 struct server {
@@ -72,54 +86,83 @@ static const char *plural(unsigned long long n)
 }
 
 /*
- * Send all of @len bytes. Not af_write_all(): that uses write(2), which on
- * a socket whose peer has gone raises SIGPIPE and kills the process;
- * af_send() adds MSG_NOSIGNAL and returns -EPIPE instead.
+ * Drop the rest of a line too long to echo: readline kept its first
+ * MAX_LINE bytes for us (a stream never loses data), af_stream_read() takes
+ * them. Closing a socket with unread data resets the connection, and the
+ * client would lose our answer; reading to the end of the line avoids it.
  */
-static int send_all(int fd, const char *buf, size_t len)
+static int skip_line(struct af_stream *in, char *buf, size_t size)
 {
-	while (len > 0) {
-		int n = af_send(fd, buf, len, 0);
+	int n;
 
-		if (n < 0)
+	do {
+		n = af_stream_read(in, buf, size);
+		if (n <= 0)
 			return n;
-		buf += n;
-		len -= (size_t)n;
+		n = af_stream_readline(in, buf, size);
+	} while (n == -EMSGSIZE);
+	return n;
+}
+
+static const char *reason(int err)
+{
+	return err == -ECANCELED ? "server shutting down" : af_strerror(err);
+}
+
+/* Echo lines until the client closes, a line is too long, or we are
+ * cancelled. Returns why it stopped. */
+static const char *echo_lines(struct conn *c, struct af_stream *s, unsigned long long *lines)
+{
+	static const char too_long[] = "error: line longer than " XSTR(MAX_LINE) " bytes\n";
+	int n;
+
+	for (;;) {
+		/* At end of file a last line without '\n' comes back as it
+		 * is, then 0. */
+		n = af_stream_readline(s, c->line, sizeof(c->line));
+		if (n == 0)
+			return "client closed";
+		if (n == -EMSGSIZE)
+			break;
+		if (n < 0)
+			return reason(n);
+		/* Buffered; the drain writes it, and on a socket a client
+		 * that has gone is -EPIPE here, never SIGPIPE. */
+		n = af_stream_write(s, c->line, (size_t)n);
+		if (n >= 0)
+			n = af_stream_drain(s);
+		if (n < 0)
+			return reason(n);
+		(*lines)++;
 	}
-	return 0;
+	n = skip_line(s, c->line, sizeof(c->line));
+	if (n > 0 && af_stream_write(s, too_long, sizeof(too_long) - 1) > 0)
+		n = af_stream_drain(s);
+	return n < 0 ? reason(n) : "line too long";
 }
 
 static int serve_conn(void *arg)
 {
 	struct conn *c = arg;
-	/* On the task's stack: the library returns from a cancelled
-	 * af_recv() only once the kernel can no longer write into it. */
-	char buf[16384];
-	unsigned long long echoed = 0;
-	const char *why = "client closed";
-	int n, r;
+	struct af_stream_opts opts = { .read_buffer = MAX_LINE };
+	struct af_stream *s;
+	unsigned long long lines = 0;
+	const char *why;
+	int r;
 
-	for (;;) {
-		n = af_recv(c->fd, buf, sizeof(buf), 0);
-		if (n == 0)
-			break;
-		if (n < 0) {
-			why = n == -ECANCELED ? "server shutting down" : af_strerror(n);
-			break;
-		}
-		r = send_all(c->fd, buf, (size_t)n);
-		if (r < 0) {
-			why = r == -ECANCELED ? "server shutting down" : af_strerror(r);
-			break;
-		}
-		echoed += (unsigned long long)n;
+	r = af_stream_new(&s, c->fd, &opts);
+	if (r < 0) {
+		why = af_strerror(r);
+	} else {
+		why = echo_lines(c, s, &lines);
+		af_stream_free(s);
 	}
 	r = af_close(c->fd);
 	if (r < 0)
 		fail("af_close", r);
 	c->fd = -1;
-	printf("connection %u closed (%s): %llu byte%s echoed\n", c->id, why, echoed,
-	       plural(echoed));
+	printf("connection %u closed (%s): %llu line%s echoed\n", c->id, why, lines,
+	       plural(lines));
 	return 0;
 }
 

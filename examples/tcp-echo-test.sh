@@ -5,10 +5,13 @@
 #   WRAPPER (valgrind and its options, say) runs the server and the client;
 #   its words are split on blanks, so they must not contain any.
 #
-# 1. A server with --max-conns 1 and the client with three messages (one
-#    bigger than a socket read): the client says "echoed 3 messages", the
-#    server logs the connection and exits 0 by itself; a second client then
-#    finds nothing listening and fails with "Connection refused".
+# 1. A server with --max-conns 2. The client with three messages, one of
+#    60000 bytes (TCP may deliver it in pieces; the server's readline
+#    assembles them): "echoed 3 messages". A second client with
+#    a 100000-byte line, over the server's 65536-byte limit: it is answered
+#    "error: line longer than 65536 bytes" and hung up on. The server logs
+#    both and exits 0 by itself; a third client then finds nothing
+#    listening and fails with "Connection refused".
 # 2. SIGTERM: a server with an idle connection open (line-client) and a
 #    finished one; SIGTERM must cancel the idle connection's task, close it
 #    (line-client sees the close) and exit 0.
@@ -136,17 +139,30 @@ run_client() {
 	client_status=$status
 }
 
-big=$(printf '%0100000d' 0)
+long=$(printf '%060000d' 0)
+too_long=$(printf '%0100000d' 0)
 
-echo "--- 1: --max-conns 1"
-start_server --max-conns 1
-run_client "$port" hello "second message" "$big"
+echo "--- 1: --max-conns 2, and a line over the limit"
+start_server --max-conns 2
+run_client "$port" hello "second message" "$long"
 if [ "$client_status" -ne 0 ]; then
 	fail "client exited with status $client_status, want 0"
 	show_stderr client
 fi
 if [ "$(cat "$tmp/client.out")" != "echoed 3 messages" ]; then
 	fail "client printed \"$(cat "$tmp/client.out")\", want \"echoed 3 messages\""
+fi
+# Connection 1 must be over before 2 starts, for the log's order.
+wait_for_line "connection 1 closed *" || exit 1
+run_client "$port" "$too_long"
+if [ "$client_status" -ne 1 ]; then
+	fail "client with a line over the limit exited with status $client_status, want 1"
+fi
+want='tcp-echo-client: message 1: the server answered "error: line longer than 65536 bytes"'
+# (A wrapper such as valgrind adds lines of its own.)
+if ! grep -qxF "$want" "$tmp/client.err"; then
+	fail "client with a line over the limit did not say: $want"
+	show_stderr client
 fi
 finish_server
 if [ "$server_status" -ne 0 ]; then
@@ -155,8 +171,10 @@ if [ "$server_status" -ne 0 ]; then
 fi
 cat >"$tmp/expected" <<EOF
 connection 1 from 127.0.0.1:CLIENTPORT
-connection 1 closed (client closed): 100019 bytes echoed
-served 1 connection
+connection 1 closed (client closed): 3 lines echoed
+connection 2 from 127.0.0.1:CLIENTPORT
+connection 2 closed (line too long): 0 lines echoed
+served 2 connections
 EOF
 check_server_output
 
@@ -195,9 +213,9 @@ fi
 cat >"$tmp/expected" <<EOF
 connection 1 from 127.0.0.1:CLIENTPORT
 connection 2 from 127.0.0.1:CLIENTPORT
-connection 2 closed (client closed): 6 bytes echoed
+connection 2 closed (client closed): 2 lines echoed
 signal received, shutting down
-connection 1 closed (server shutting down): 0 bytes echoed
+connection 1 closed (server shutting down): 0 lines echoed
 served 2 connections
 EOF
 check_server_output
