@@ -362,6 +362,240 @@ START_TEST(a_drain_to_a_gone_peer_fails_with_epipe_not_sigpipe_and_keeps_the_byt
 }
 END_TEST
 
+/* ---- the other timeouts, and cancelled writes ---------------------------------------- */
+
+static int until_timeout_main(void *arg)
+{
+	struct pair p = { .rbuf = 0 };
+	char rec[64];
+
+	(void)arg;
+	pair_open(&p);
+	send_str(&p, "GET / HTTP/1.0\r\nHo");
+	ck_assert_int_eq(af_stream_readuntil_timeout(p.s, "\r\n\r\n", 4, rec, sizeof(rec), 5 * MS),
+			 -ETIMEDOUT);
+	send_str(&p, "st: x\r\n\r\n");
+	ck_assert_int_eq(af_stream_readuntil_timeout(p.s, "\r\n\r\n", 4, rec, sizeof(rec), LONG_NS),
+			 27);
+	ck_assert_str_eq(rec, "GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+	pair_close(&p);
+	return 0;
+}
+
+START_TEST(a_readuntil_that_times_out_mid_record_keeps_the_bytes)
+{
+	ck_assert_int_eq(run_main(until_timeout_main, NULL), 0);
+}
+END_TEST
+
+static int read_timeout_main(void *arg)
+{
+	struct pair p = { .rbuf = 0 };
+	char buf[8];
+
+	(void)arg;
+	pair_open(&p);
+	ck_assert_int_eq(af_stream_read_timeout(p.s, buf, sizeof(buf), 5 * MS), -ETIMEDOUT);
+	send_str(&p, "xy");
+	ck_assert_int_eq(af_stream_read_timeout(p.s, buf, sizeof(buf), LONG_NS), 2);
+	ck_assert_int_eq(memcmp(buf, "xy", 2), 0);
+	pair_close(&p);
+	return 0;
+}
+
+START_TEST(a_read_that_times_out_returns_etimedout_and_the_next_one_gets_the_data)
+{
+	ck_assert_int_eq(run_main(read_timeout_main, NULL), 0);
+}
+END_TEST
+
+/* A peer that reads nothing until told to: the socket's send buffer is
+ * made small, so a few KiB already make a drain wait. */
+#define BULK (256 * 1024)
+
+static void small_send_buffer(struct pair *p)
+{
+	int size = 4096;
+
+	ck_assert_int_eq(setsockopt(p->fd[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)), 0);
+}
+
+static char pattern(size_t i)
+{
+	return (char)('a' + i % 23);
+}
+
+static void fill_pattern(char *buf, size_t from, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		buf[i] = pattern(from + i);
+}
+
+struct sink {
+	struct pair *p;
+	size_t want, got;
+	bool in_order;
+};
+
+/* Reads until @want bytes have come, checking that they are the pattern
+ * in order: no byte lost, doubled or moved. */
+static int sink_fn(void *arg)
+{
+	struct sink *k = arg;
+	char buf[8192];
+
+	k->in_order = true;
+	while (k->got < k->want) {
+		int n = af_read(k->p->fd[1], buf, sizeof(buf), AF_OFFSET_CURRENT);
+
+		if (n <= 0)
+			return n < 0 ? n : -ENODATA;
+		for (int i = 0; i < n; i++)
+			if (buf[i] != pattern(k->got + (size_t)i))
+				k->in_order = false;
+		k->got += (size_t)n;
+	}
+	return 0;
+}
+
+static void expect_delivered(struct pair *p, size_t n)
+{
+	struct sink k = { p, n, 0, false };
+	struct af_task *t;
+	int result = -1;
+
+	ck_assert_int_eq(af_task_spawn(&t, sink_fn, &k), 0);
+	ck_assert_int_eq(af_stream_drain_timeout(p->s, LONG_NS), 0);
+	ck_assert_int_eq(af_task_join(t, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_uint_eq(k.got, n);
+	ck_assert(k.in_order);
+	ck_assert(!peer_has_data(p));
+}
+
+static int drain_timeout_main(void *arg)
+{
+	struct pair p = { .wbuf = BULK };
+	static char bulk[BULK];
+
+	(void)arg;
+	pair_open(&p);
+	small_send_buffer(&p);
+	fill_pattern(bulk, 0, BULK);
+	ck_assert_int_eq(af_stream_write(p.s, bulk, BULK), BULK);   /* buffered */
+	ck_assert_int_eq(af_stream_drain_timeout(p.s, 5 * MS), -ETIMEDOUT);
+	expect_delivered(&p, BULK);
+	pair_close(&p);
+	return 0;
+}
+
+START_TEST(a_drain_that_times_out_keeps_what_it_did_not_write)
+{
+	ck_assert_int_eq(run_main(drain_timeout_main, NULL), 0);
+}
+END_TEST
+
+static int write_timeout_main(void *arg)
+{
+	struct pair p = { .wbuf = 4096 };
+	static char bulk[BULK];
+	int n;
+
+	(void)arg;
+	pair_open(&p);
+	small_send_buffer(&p);
+	fill_pattern(bulk, 0, BULK);
+	/* The first 4096 bytes fit in the buffer at once, so the write
+	 * accepts at least those and reports how many, not -ETIMEDOUT. */
+	n = af_stream_write_timeout(p.s, bulk, BULK, 5 * MS);
+	ck_assert_int_ge(n, 4096);
+	ck_assert_int_lt(n, BULK);
+	expect_delivered(&p, (size_t)n);
+	pair_close(&p);
+	return 0;
+}
+
+START_TEST(a_write_that_times_out_returns_what_it_accepted_and_delivers_all_of_that)
+{
+	ck_assert_int_eq(run_main(write_timeout_main, NULL), 0);
+}
+END_TEST
+
+static int drainer_fn(void *arg)
+{
+	return af_stream_drain(arg);
+}
+
+static int drain_cancel_main(void *arg)
+{
+	struct pair p = { .wbuf = BULK };
+	static char bulk[BULK];
+	struct af_task *t;
+	int result = 0;
+
+	(void)arg;
+	pair_open(&p);
+	small_send_buffer(&p);
+	fill_pattern(bulk, 0, BULK);
+	ck_assert_int_eq(af_stream_write(p.s, bulk, BULK), BULK);
+	ck_assert_int_eq(af_task_spawn(&t, drainer_fn, p.s), 0);
+	ck_assert_int_eq(af_sleep_ms(5), 0);     /* it writes a little and waits */
+	ck_assert_int_eq(af_task_cancel(t), 0);
+	ck_assert_int_eq(af_task_join(t, &result), 0);
+	ck_assert_int_eq(result, -ECANCELED);
+	expect_delivered(&p, BULK);
+	pair_close(&p);
+	return 0;
+}
+
+START_TEST(a_cancelled_drain_keeps_what_it_did_not_write)
+{
+	ck_assert_int_eq(run_main(drain_cancel_main, NULL), 0);
+}
+END_TEST
+
+struct exact {
+	struct pair *p;
+	char buf[8];
+	int r;
+};
+
+static int exact_reader_fn(void *arg)
+{
+	struct exact *ex = arg;
+
+	ex->r = af_stream_readexactly(ex->p->s, ex->buf, 5);
+	return ex->r;
+}
+
+static int exactly_cancel_main(void *arg)
+{
+	struct pair p = { .rbuf = 0 };
+	struct exact ex = { &p, "", 1 };
+	struct af_task *t;
+	char buf[8];
+
+	(void)arg;
+	pair_open(&p);
+	send_str(&p, "abc");
+	ck_assert_int_eq(af_task_spawn(&t, exact_reader_fn, &ex), 0);
+	ck_assert_int_eq(af_sleep_ms(5), 0);
+	ck_assert_int_eq(af_task_cancel(t), 0);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_int_eq(ex.r, -ECANCELED);
+	send_str(&p, "de");
+	ck_assert_int_eq(af_stream_readexactly(p.s, buf, 5), 5);
+	ck_assert_int_eq(memcmp(buf, "abcde", 5), 0);
+	pair_close(&p);
+	return 0;
+}
+
+START_TEST(a_cancelled_readexactly_consumes_nothing)
+{
+	ck_assert_int_eq(run_main(exactly_cancel_main, NULL), 0);
+}
+END_TEST
+
 /* ---- refused calls ---------------------------------------------------------------- */
 
 static int busy_main(void *arg)
@@ -440,6 +674,15 @@ static Suite *make_suite(void)
 	tc = tcase_create("write");
 	tcase_add_test(tc, writes_are_buffered_until_drain_and_big_ones_drain_as_they_go);
 	tcase_add_test(tc, a_drain_to_a_gone_peer_fails_with_epipe_not_sigpipe_and_keeps_the_bytes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("timeouts and cancels");
+	tcase_add_test(tc, a_readuntil_that_times_out_mid_record_keeps_the_bytes);
+	tcase_add_test(tc, a_read_that_times_out_returns_etimedout_and_the_next_one_gets_the_data);
+	tcase_add_test(tc, a_drain_that_times_out_keeps_what_it_did_not_write);
+	tcase_add_test(tc, a_write_that_times_out_returns_what_it_accepted_and_delivers_all_of_that);
+	tcase_add_test(tc, a_cancelled_drain_keeps_what_it_did_not_write);
+	tcase_add_test(tc, a_cancelled_readexactly_consumes_nothing);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");
