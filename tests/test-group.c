@@ -62,7 +62,10 @@ END_TEST
 static int all_ok_main(void *arg)
 {
 	struct af_group g = AF_GROUP_INIT;
-	struct job a = { "a", 20, 1 }, b = { "b", 5, 2 }, c = { "c", 0, 0 };
+	/* Each sleep starts when its member first runs: the gaps are wide
+	 * so that a stall of the loaded machine between two members' starts
+	 * cannot swap their ends. */
+	struct job a = { "a", 300, 1 }, b = { "b", 50, 2 }, c = { "c", 0, 0 };
 
 	(void)arg;
 	ck_assert_int_eq(af_group_spawn(&g, NULL, job_fn, &a), 0);
@@ -174,7 +177,9 @@ END_TEST
 static int first_failure_main(void *arg)
 {
 	struct af_group g;
-	struct job slow = { "slow", 10000, 0 }, bad1 = { "bad1", 10, -EIO },
+	/* bad1 is spawned first and would fail too, but later: it is still
+	 * asleep when bad2 fails (10 s against 5 ms, whatever the stalls). */
+	struct job slow = { "slow", 10000, 0 }, bad1 = { "bad1", 10000, -EIO },
 		   bad2 = { "bad2", 5, -ENOENT };
 
 	(void)arg;
@@ -293,7 +298,9 @@ static int timeout_main(void *arg)
 	ck_assert_int_eq(af_group_spawn(&g, NULL, job_fn, &quick), 0);
 	ck_assert_int_eq(af_group_spawn(&g, NULL, stubborn_fn, "s"), 0);
 	ck_assert_int_eq(af_group_spawn(&g, NULL, wait_forever_fn, "w"), 0);
-	ck_assert_int_eq(af_group_join_timeout(&g, 20 * MS), -ETIMEDOUT);
+	/* Long enough that "quick" has ended before it on a stalled,
+	 * sanitized run too. */
+	ck_assert_int_eq(af_group_join_timeout(&g, 500 * MS), -ETIMEDOUT);
 	tracef("joined");
 	return 0;
 }
