@@ -102,15 +102,24 @@ static int read_request(struct af_stream *in, struct request *rq)
 	return 0;
 }
 
+static const char *reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 431: return "Request Header Fields Too Large";
+	default: return "Bad Request";
+	}
+}
+
 static int respond(struct af_stream *out, int status, const char *body)
 {
-	const char *reason = status == 200 ? "OK" : status == 408 ? "Request Timeout"
-			     : status == 431 ? "Request Header Fields Too Large" : "Bad Request";
 	char head[128];
 	int n;
 
 	n = snprintf(head, sizeof(head), "HTTP/1.0 %d %s\r\nContent-Length: %zu\r\n\r\n",
-		     status, reason, strlen(body));
+		     status, reason(status), strlen(body));
 	n = af_stream_write(out, head, (size_t)n);
 	if (n >= 0)
 		n = af_stream_write(out, body, strlen(body));
