@@ -24,13 +24,16 @@ static struct af__event *priv(struct af_event *ev)
 static bool on_loop_thread(struct af__event *e, const char *func)
 {
 	struct af_loop *here = af__tls_loop;
+	struct af_loop *last;
 
 	/* relaxed: the right thread reads its own store back; a wrong
 	 * thread only has to see some other loop, not a torn or raced
 	 * value. The waiters list is looked at only when the event seems to
 	 * move between loops, which is legal only while nobody uses it. */
-	if (here && (atomic_load_explicit(&e->loop, memory_order_relaxed) == here ||
-		     af__list_empty(&e->waiters))) {
+	last = atomic_load_explicit(&e->loop, memory_order_relaxed);
+	if (__builtin_expect(here && last == here, 1))
+		return true;
+	if (here && af__list_empty(&e->waiters)) {
 		atomic_store_explicit(&e->loop, here, memory_order_relaxed);
 		return true;
 	}

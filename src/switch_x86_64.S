@@ -7,7 +7,13 @@
  * stack, stores the stack pointer in *save_sp, loads load_sp and pops the
  * same frame from there. No signal mask, no system call: that is the whole
  * difference from swapcontext. The frame layout must match af__ctx_make()
- * in switch_asm.c.
+ * in switch_asm.c: the control words share one zero-padded word, MXCSR in
+ * its low half and the x87 control word above it.
+ *
+ * ldmxcsr and fldcw cost several cycles each and almost every switch
+ * would load the very values already in the registers (tasks rarely change
+ * rounding modes), so they run only when the saved word differs from the
+ * one just stored: the registers end up the same either way.
  */
 	.text
 	.globl	af__switch_asm
@@ -22,14 +28,15 @@ af__switch_asm:
 	pushq	%r13
 	pushq	%r14
 	pushq	%r15
-	subq	$8, %rsp
+	pushq	$0
 	stmxcsr	(%rsp)
 	fnstcw	4(%rsp)
+	movq	(%rsp), %rax		/* rax is the caller's to lose */
 	movq	%rsp, (%rdi)
 	movq	%rsi, %rsp
-	ldmxcsr	(%rsp)
-	fldcw	4(%rsp)
-	addq	$8, %rsp
+	cmpq	(%rsp), %rax
+	jne	2f
+1:	addq	$8, %rsp
 	popq	%r15
 	popq	%r14
 	popq	%r13
@@ -37,6 +44,9 @@ af__switch_asm:
 	popq	%rbx
 	popq	%rbp
 	ret
+2:	ldmxcsr	(%rsp)
+	fldcw	4(%rsp)
+	jmp	1b
 	.cfi_endproc
 	.size	af__switch_asm, .-af__switch_asm
 
