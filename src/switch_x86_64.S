@@ -7,8 +7,8 @@
  * stack, stores the stack pointer in *save_sp, loads load_sp and pops the
  * same frame from there. No signal mask, no system call: that is the whole
  * difference from swapcontext. The frame layout must match af__ctx_make()
- * in switch_asm.c: the control words share one zero-padded word, MXCSR in
- * its low half and the x87 control word above it.
+ * in switch_asm.c: the control words share one word, MXCSR in its low
+ * half and the x87 control word above it.
  *
  * ldmxcsr and fldcw cost several cycles each and almost every switch
  * would load the very values already in the registers (tasks rarely change
@@ -28,13 +28,18 @@ af__switch_asm:
 	pushq	%r13
 	pushq	%r14
 	pushq	%r15
-	pushq	$0
+	subq	$8, %rsp
 	stmxcsr	(%rsp)
 	fnstcw	4(%rsp)
-	movq	(%rsp), %rax		/* rax is the caller's to lose */
+	/* Read back at the width each was stored with, so the loads are
+	 * forwarded from the stores; eax and ecx are the caller's to lose. */
+	movl	(%rsp), %eax
+	movzwl	4(%rsp), %ecx
 	movq	%rsp, (%rdi)
 	movq	%rsi, %rsp
-	cmpq	(%rsp), %rax
+	cmpl	(%rsp), %eax
+	jne	2f
+	cmpw	4(%rsp), %cx
 	jne	2f
 1:	addq	$8, %rsp
 	popq	%r15
