@@ -158,7 +158,7 @@ static int run_one(struct afb_result *r, const struct afb_opts *o, bool rt)
 		afb_dist_add(r, "swapcontext", "a round trip between two ucontexts with glibc swapcontext");
 		snprintf(r->note, sizeof(r->note),
 			 "ns per round trip, each sample the mean of %d; an af round trip is "
-			 "task -> loop -> task twice", RT_BATCH);
+			 "two hops, each a switch straight to the other task", RT_BATCH);
 	} else {
 		afb_dist_add(r, "af_event", "af_event_set() -> the waiting task runs, same loop");
 		afb_dist_add(r, "swapcontext", "one glibc swapcontext hop to another context");
