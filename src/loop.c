@@ -467,15 +467,19 @@ void af__loop_park(struct af_loop *loop, struct af_task *t)
 
 	if (!next) {
 		af__ctx_switch(&t->ctx, &loop->sched_ctx);
-		return;
+	} else {
+		next->state = AF_TASK_RUNNING;
+		/* The task that blocked runs next (it yielded alone). */
+		if (next == t)
+			return;
+		prefetch_queue(loop);
+		af__ctx_switch(&t->ctx, &next->ctx);
 	}
-	next->state = AF_TASK_RUNNING;
-	/* The task that blocked runs next (it yielded alone): no switch. */
-	if (next == t)
-		return;
-	loop->current = next;
-	prefetch_queue(loop);
-	af__ctx_switch(&t->ctx, &next->ctx);
+	/* Whoever switched back to us (the loop's context or a task that
+	 * blocked) left current alone; named only now because until the
+	 * switch left our stack a fault on it (an overflow) was ours, and
+	 * the overflow report names current. */
+	loop->current = t;
 }
 
 /* ---- collecting wake-ups ---------------------------------------------------- */

@@ -733,12 +733,16 @@ struct volley {
 static int volley_server(void *arg)
 {
 	struct volley *v = arg;
+	struct af_task *self = af_task_current();
 
 	while (!v->stop) {
 		int r;
 
 		af_event_set(&v->ping);
 		r = af_event_wait(&v->pong);
+		/* However it was resumed (by the loop or by a task that
+		 * blocked), the task knows itself. */
+		ck_assert_ptr_eq(af_task_current(), self);
 		if (r < 0)
 			return r;
 		af_event_clear(&v->pong);
@@ -754,10 +758,12 @@ static int volley_server(void *arg)
 static int volley_receiver(void *arg)
 {
 	struct volley *v = arg;
+	struct af_task *self = af_task_current();
 
 	for (;;) {
 		int r = af_event_wait(&v->ping);
 
+		ck_assert_ptr_eq(af_task_current(), self);
 		if (r < 0)
 			return r;
 		af_event_clear(&v->ping);
