@@ -2,20 +2,22 @@
 /*
  * bench-switch: what one coroutine context switch costs.
  *
- * Three ping-pongs run side by side in one process, interleaved round by
- * round (the order rotates every round) so that whatever the machine is
- * doing hits all three alike:
+ * Four ping-pongs run side by side in one process, interleaved round by
+ * round (the order rotates and reverses) so that whatever the machine is
+ * doing hits all four alike:
  *   (a) swapcontext between two ucontexts: the baseline. glibc's
  *       swapcontext saves and restores the signal mask, one rt_sigprocmask
  *       system call per switch.
  *   (b) af__ctx_switch between two contexts made with af__ctx_make: the
  *       library's own switch, whichever one it was built with.
- *   (c) two tasks yielding to each other with af_yield() through the
- *       scheduler: each hop is a switch to the loop, a turn of the run
- *       queue and a switch to the other task.
- * Each round gives one ns-per-switch figure per path; we report
- * percentiles over rounds and the per-round ratio (a)/(b), which cancels
- * the slow drifts of a shared machine better than a ratio of medians.
+ *   (c) two tasks yielding to each other with af_yield(): each hop goes
+ *       through the run queue and switches straight to the other task.
+ *   (d) two tasks in an Event ping-pong (set the other's event, wait on
+ *       one's own, clear it): issue 10's switch row. A round trip is two
+ *       hops, each one switch.
+ * Each round gives one ns-per-switch (per-hop) figure per path; we report
+ * percentiles over rounds and per-round ratios, which cancel the slow
+ * drifts of a shared machine better than a ratio of medians.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -38,9 +40,10 @@
 
 #define STACK_SIZE ((size_t)64 * 1024)
 
-enum { M_UCONTEXT, M_AFCTX, M_YIELD, M_COUNT };
+enum { M_UCONTEXT, M_AFCTX, M_YIELD, M_EVENT, M_COUNT };
 
-static const char *const method_key[M_COUNT] = { "swapcontext", "af_ctx_switch", "af_yield" };
+static const char *const method_key[M_COUNT] = { "swapcontext", "af_ctx_switch", "af_yield",
+						 "af_event" };
 
 /* ---- (a) raw swapcontext ---------------------------------------------------- */
 
@@ -223,6 +226,68 @@ static int yield_main(void *arg)
 	return ra == 0 && rb == 0 ? 0 : -1;
 }
 
+/* ---- (d) an Event ping-pong between two tasks ---------------------------------- */
+
+struct event_run {
+	uint64_t iters;
+	uint64_t t0, t1;
+	struct af_event ping, pong;
+	struct bench_sysc *sysc;
+	uint64_t sys0, sys1;
+};
+
+/* A stamps around iters round trips: each is A's set and wait, B's wake,
+ * set and wait, and A's wake: two hops. */
+static int event_a(void *arg)
+{
+	struct event_run *e = arg;
+
+	e->sys0 = bench_sysc_read(e->sysc);
+	e->t0 = bench_now_ns();
+	for (uint64_t i = 0; i < e->iters; i++) {
+		af_event_set(&e->ping);
+		if (af_event_wait(&e->pong) < 0)
+			return -1;
+		af_event_clear(&e->pong);
+	}
+	e->t1 = bench_now_ns();
+	e->sys1 = bench_sysc_read(e->sysc);
+	return 0;
+}
+
+static int event_b(void *arg)
+{
+	struct event_run *e = arg;
+
+	for (uint64_t i = 0; i < e->iters; i++) {
+		if (af_event_wait(&e->ping) < 0)
+			return -1;
+		af_event_clear(&e->ping);
+		af_event_set(&e->pong);
+	}
+	return 0;
+}
+
+static int event_main(void *arg)
+{
+	struct event_run *e = arg;
+	struct af_task *a, *b;
+	int ra = -1, rb = -1, r;
+
+	af_event_init(&e->ping);
+	af_event_init(&e->pong);
+	r = af_task_spawn(&b, event_b, arg);
+	if (r < 0)
+		return r;
+	r = af_task_spawn(&a, event_a, arg);
+	if (r < 0)
+		return r;
+	/* main blocks in join, so only A and B are runnable while timed. */
+	if (af_task_join(a, &ra) < 0 || af_task_join(b, &rb) < 0)
+		return -1;
+	return ra == 0 && rb == 0 ? 0 : -1;
+}
+
 /* ---- driver ---------------------------------------------------------------- */
 
 struct opts {
@@ -281,14 +346,18 @@ static int parse(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-/* Every round runs the three paths in one of the six orders, so none of
- * them always goes first (cold caches) or last. */
-static const int orders[6][M_COUNT] = {
-	{ 0, 1, 2 }, { 1, 2, 0 }, { 2, 0, 1 }, { 2, 1, 0 }, { 1, 0, 2 }, { 0, 2, 1 },
-};
+/* The k-th path of round i: the order rotates every round and reverses
+ * every other group of M_COUNT rounds, so none of them always goes first
+ * (cold caches) or last, nor always right after the same one. */
+static int order_at(uint64_t i, int k)
+{
+	int m = (int)((i + (uint64_t)k) % M_COUNT);
+
+	return (i / M_COUNT) & 1 ? M_COUNT - 1 - m : m;
+}
 
 struct result {
-	double *ns;        /* per round: ns per switch (per hop for af_yield) */
+	double *ns;        /* per round: ns per switch (per hop for the tasks) */
 	uint64_t sys;      /* system calls in the counting round */
 	uint64_t switches; /* switches in the counting round */
 };
@@ -311,6 +380,19 @@ static int run_one(int m, struct af_loop *loop, const struct opts *o,
 		s1 = bench_sysc_read(sysc);
 		*sys = bench_sysc_delta(sysc, s0, s1);
 		return 0;
+	case M_EVENT: {
+		struct event_run e = { .iters = o->iters, .sysc = sysc };
+		int res = -1, r = af_loop_run(loop, event_main, &e, &res);
+
+		if (r < 0 || res != 0) {
+			fprintf(stderr, "bench-switch: af_loop_run: %s (task result %d)\n",
+				af_strerror(r), res);
+			return -1;
+		}
+		*ns = (double)(e.t1 - e.t0) / (2.0 * (double)o->iters);
+		*sys = bench_sysc_delta(sysc, e.sys0, e.sys1);
+		return 0;
+	}
 	default: {
 		struct yield_run y = { .iters = o->iters, .sysc = sysc };
 		int res = -1, r = af_loop_run(loop, yield_main, &y, &res);
@@ -332,45 +414,63 @@ static bool sane(const struct bench_pct *p)
 	return p->n > 0 && p->min > 0 && p->max < 1e9;
 }
 
+/* Per-round ratios, each over the same round's figures. */
+enum { R_UC_CTX, R_YIELD_CTX, R_EVENT_CTX, R_UC_EVENT, R_COUNT };
+
+static const char *const ratio_key[R_COUNT] = {
+	"swapcontext_over_af_ctx_switch",
+	"af_yield_hop_over_af_ctx_switch",
+	"af_event_hop_over_af_ctx_switch",
+	"swapcontext_over_af_event_hop",
+};
+
 static void print_text(const struct opts *o, const char *sw, bool counted, const char *why,
 		       struct bench_pct pct[M_COUNT], const struct result res[M_COUNT],
-		       const struct bench_pct *ratio, const struct bench_pct *yratio)
+		       const struct bench_pct ratio[R_COUNT])
 {
 	static const char *const label[M_COUNT] = {
 		"(a) swapcontext (glibc)",
 		"(b) af__ctx_switch",
-		"(c) af_yield hop, per switch",
+		"(c) af_yield hop",
+		"(d) af_event hop",
+	};
+	static const char *const rlabel[R_COUNT] = {
+		"swapcontext / af__ctx_switch",
+		"af_yield hop / af__ctx_switch",
+		"af_event hop / af__ctx_switch",
+		"swapcontext / af_event hop",
 	};
 
 	printf("bench-switch: libasyncflag %s, context switch built: %s\n", af_version(), sw);
-	printf("%llu rounds x %llu round trips per path, interleaved; ns per switch over rounds\n",
+	printf("%llu rounds x %llu round trips per path, interleaved; ns per switch (per hop "
+	       "between tasks) over rounds\n",
 	       (unsigned long long)o->rounds, (unsigned long long)o->iters);
 	printf("  %-30s %8s %8s %8s %8s  %s\n", "", "min", "p50", "p90", "p99", "syscalls/switch");
 	for (int m = 0; m < M_COUNT; m++) {
-		/* A hop is two switches (task -> loop -> task); halve it so the
-		 * column compares like with like. The hop itself is below. */
-		double k = m == M_YIELD ? 0.5 : 1.0;
-
-		printf("  %-30s %8.1f %8.1f %8.1f %8.1f  ", label[m], pct[m].min * k,
-		       pct[m].p50 * k, pct[m].p90 * k, pct[m].p99 * k);
+		printf("  %-30s %8.1f %8.1f %8.1f %8.1f  ", label[m], pct[m].min, pct[m].p50,
+		       pct[m].p90, pct[m].p99);
 		if (counted)
 			printf("%.3f\n", (double)res[m].sys / (double)res[m].switches);
 		else
 			printf("n/a\n");
 	}
-	printf("  af_yield hop (task -> loop -> task): p50 %.1f ns, p90 %.1f ns, p99 %.1f ns\n",
-	       pct[M_YIELD].p50, pct[M_YIELD].p90, pct[M_YIELD].p99);
-	printf("ratio swapcontext / af__ctx_switch, per round: p50 %.2fx (p10 %.2fx, p90 %.2fx)\n",
-	       ratio->p50, ratio->p10, ratio->p90);
-	printf("ratio af_yield hop / af__ctx_switch, per round: p50 %.2fx (p10 %.2fx, p90 %.2fx)\n",
-	       yratio->p50, yratio->p10, yratio->p90);
+	printf("  af_event round trip (two hops): p50 %.1f ns, p90 %.1f ns, p99 %.1f ns\n",
+	       2 * pct[M_EVENT].p50, 2 * pct[M_EVENT].p90, 2 * pct[M_EVENT].p99);
+	for (int k = 0; k < R_COUNT; k++)
+		printf("ratio %s, per round: p50 %.2fx (p10 %.2fx, p90 %.2fx)\n", rlabel[k],
+		       ratio[k].p50, ratio[k].p10, ratio[k].p90);
 	if (!counted)
 		printf("system calls not counted: %s\n", why);
 }
 
+static bool per_hop(int m)
+{
+	return m == M_YIELD || m == M_EVENT;
+}
+
 static void print_json(const struct opts *o, const char *sw, bool counted, const char *why,
 		       struct bench_pct pct[M_COUNT], const struct result res[M_COUNT],
-		       const struct bench_pct *ratio, const struct bench_pct *yratio)
+		       const struct bench_pct ratio[R_COUNT])
 {
 	struct bench_json j;
 
@@ -384,20 +484,18 @@ static void print_json(const struct opts *o, const char *sw, bool counted, const
 	bench_json_obj(&j, "results");
 	for (int m = 0; m < M_COUNT; m++) {
 		bench_json_obj(&j, method_key[m]);
-		bench_json_pct(&j, m == M_YIELD ? "ns_per_hop" : "ns_per_switch", &pct[m]);
+		bench_json_pct(&j, per_hop(m) ? "ns_per_hop" : "ns_per_switch", &pct[m]);
 		if (counted)
-			bench_json_num(&j, m == M_YIELD ? "syscalls_per_hop" : "syscalls_per_switch",
-				       (double)res[m].sys / (double)res[m].switches *
-					       (m == M_YIELD ? 2.0 : 1.0));
+			bench_json_num(&j, per_hop(m) ? "syscalls_per_hop" : "syscalls_per_switch",
+				       (double)res[m].sys / (double)res[m].switches);
 		else
-			bench_json_null(&j, m == M_YIELD ? "syscalls_per_hop"
-							 : "syscalls_per_switch");
+			bench_json_null(&j, per_hop(m) ? "syscalls_per_hop" : "syscalls_per_switch");
 		bench_json_obj_end(&j);
 	}
 	bench_json_obj_end(&j);
 	bench_json_obj(&j, "ratios");
-	bench_json_pct(&j, "swapcontext_over_af_ctx_switch", ratio);
-	bench_json_pct(&j, "af_yield_hop_over_af_ctx_switch", yratio);
+	for (int k = 0; k < R_COUNT; k++)
+		bench_json_pct(&j, ratio_key[k], &ratio[k]);
 	bench_json_obj_end(&j);
 	bench_json_end(&j);
 }
@@ -413,8 +511,8 @@ int main(int argc, char **argv)
 	struct result res[M_COUNT];
 	char why[160];
 	bool counted;
-	struct bench_pct pct[M_COUNT], ratio, yratio;
-	double *rr, *yr;
+	struct bench_pct pct[M_COUNT], ratio[R_COUNT];
+	double *rr[R_COUNT] = { NULL };
 	void *stacks;
 	const char *sw;
 	int r, status = 1;
@@ -445,17 +543,21 @@ int main(int argc, char **argv)
 		goto out_uc;
 	}
 	memset(res, 0, sizeof(res));
-	rr = calloc(o.rounds, sizeof(*rr));
-	yr = calloc(o.rounds, sizeof(*yr));
+	status = 0;
+	for (int k = 0; k < R_COUNT; k++)
+		if (!(rr[k] = calloc(o.rounds, sizeof(double))))
+			status = 1;
 	for (int m = 0; m < M_COUNT; m++)
-		res[m].ns = calloc(o.rounds, sizeof(double));
-	if (!rr || !yr || !res[0].ns || !res[1].ns || !res[2].ns) {
+		if (!(res[m].ns = calloc(o.rounds, sizeof(double))))
+			status = 1;
+	if (status) {
 		fprintf(stderr, "bench-switch: out of memory\n");
 		goto out_free;
 	}
+	status = 1;
 
 	/* One untimed round: fault in the stacks, warm caches and branch
-	 * predictors for all three. */
+	 * predictors for all four. */
 	for (int m = 0; m < M_COUNT; m++) {
 		double ns;
 		uint64_t sys;
@@ -465,19 +567,21 @@ int main(int argc, char **argv)
 	}
 	for (uint64_t i = 0; i < o.rounds; i++) {
 		for (int k = 0; k < M_COUNT; k++) {
-			int m = orders[i % 6][k];
+			int m = order_at(i, k);
 			uint64_t sys;
 
 			if (run_one(m, loop, &o, &off, &res[m].ns[i], &sys) < 0)
 				goto out_free;
 		}
-		rr[i] = res[M_UCONTEXT].ns[i] / res[M_AFCTX].ns[i];
-		yr[i] = res[M_YIELD].ns[i] / res[M_AFCTX].ns[i];
+		rr[R_UC_CTX][i] = res[M_UCONTEXT].ns[i] / res[M_AFCTX].ns[i];
+		rr[R_YIELD_CTX][i] = res[M_YIELD].ns[i] / res[M_AFCTX].ns[i];
+		rr[R_EVENT_CTX][i] = res[M_EVENT].ns[i] / res[M_AFCTX].ns[i];
+		rr[R_UC_EVENT][i] = res[M_UCONTEXT].ns[i] / res[M_EVENT].ns[i];
 	}
 	for (int m = 0; m < M_COUNT; m++)
 		pct[m] = bench_pct_of(res[m].ns, o.rounds);
-	ratio = bench_pct_of(rr, o.rounds);
-	yratio = bench_pct_of(yr, o.rounds);
+	for (int k = 0; k < R_COUNT; k++)
+		ratio[k] = bench_pct_of(rr[k], o.rounds);
 
 	/* System calls: one more, untimed round of each path with the
 	 * counter open. */
@@ -491,15 +595,15 @@ int main(int argc, char **argv)
 			bench_sysc_close(&sysc);
 			goto out_free;
 		}
-		/* af_yield: 2 * iters hops of two switches each. */
-		res[m].switches = m == M_YIELD ? 4 * o.iters : 2 * o.iters;
+		/* Two switches or two hops per round trip. */
+		res[m].switches = 2 * o.iters;
 	}
 	bench_sysc_close(&sysc);
 
 	if (o.json)
-		print_json(&o, sw, counted, why, pct, res, &ratio, &yratio);
+		print_json(&o, sw, counted, why, pct, res, ratio);
 	else
-		print_text(&o, sw, counted, why, pct, res, &ratio, &yratio);
+		print_text(&o, sw, counted, why, pct, res, ratio);
 
 	status = 0;
 	for (int m = 0; m < M_COUNT; m++) {
@@ -513,8 +617,8 @@ int main(int argc, char **argv)
 out_free:
 	for (int m = 0; m < M_COUNT; m++)
 		free(res[m].ns);
-	free(yr);
-	free(rr);
+	for (int k = 0; k < R_COUNT; k++)
+		free(rr[k]);
 	afctx_teardown();
 out_uc:
 	uc_teardown();

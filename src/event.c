@@ -24,13 +24,16 @@ static struct af__event *priv(struct af_event *ev)
 static bool on_loop_thread(struct af__event *e, const char *func)
 {
 	struct af_loop *here = af__tls_loop;
+	struct af_loop *last;
 
 	/* relaxed: the right thread reads its own store back; a wrong
 	 * thread only has to see some other loop, not a torn or raced
 	 * value. The waiters list is looked at only when the event seems to
 	 * move between loops, which is legal only while nobody uses it. */
-	if (here && (atomic_load_explicit(&e->loop, memory_order_relaxed) == here ||
-		     af__list_empty(&e->waiters))) {
+	last = atomic_load_explicit(&e->loop, memory_order_relaxed);
+	if (__builtin_expect(here && last == here, 1))
+		return true;
+	if (here && af__list_empty(&e->waiters)) {
 		atomic_store_explicit(&e->loop, here, memory_order_relaxed);
 		return true;
 	}
@@ -61,8 +64,18 @@ AF_API void af_event_set(struct af_event *ev)
 	e->is_set = 1;
 	/* Every waiter goes to the back of the run queue in the order it
 	 * started waiting; the caller keeps running. */
-	while ((n = af__list_pop_front(&e->waiters)) != NULL)
+	while ((n = af__list_pop_front(&e->waiters)) != NULL) {
+		/* Many waiters: each is a cold task struct reached through
+		 * the one before; fetch the next one's while waking this. */
+		if (e->waiters.head) {
+			const struct af_task *t2 = af__container_of(e->waiters.head,
+								    struct af_task, wait_node);
+
+			__builtin_prefetch(&t2->run_node, 1);
+			__builtin_prefetch(&t2->state, 1);
+		}
 		af__task_wake(af__container_of(n, struct af_task, wait_node), 0);
+	}
 }
 
 AF_API void af_event_clear(struct af_event *ev)

@@ -297,6 +297,7 @@ struct af_loop {
 
 	struct af__ctx sched_ctx; /* the thread's own stack, between tasks */
 	struct af_task *current;
+	struct af_task *main_task; /* af_loop_run()'s, while it runs */
 
 	struct af__list runq;
 	size_t runq_len;
@@ -353,7 +354,8 @@ static inline struct af_loop *af__loop_here(void)
 /* Queue a task at the back of the run queue. */
 void af__loop_push(struct af_loop *loop, struct af_task *t);
 void af__loop_unqueue(struct af_loop *loop, struct af_task *t);
-/* Switch from the running task to the loop. */
+/* Switch from the running task to the next one the loop would run, or to
+ * the loop's own context when only it can go on. */
 void af__loop_park(struct af_loop *loop, struct af_task *t);
 /* Wake a sleeping loop from any thread or signal handler. */
 void af__loop_kick(struct af_loop *loop);

@@ -321,10 +321,6 @@ static struct af_task *runq_pop(struct af_loop *loop)
 	return af__container_of(n, struct af_task, run_node);
 }
 
-void af__loop_park(struct af_loop *loop, struct af_task *t)
-{
-	af__ctx_switch(&t->ctx, &loop->sched_ctx);
-}
 
 /* Timers that fell due are queued by their due time: one goes before the
  * head of the run queue if it fell due before that task was queued. With
@@ -357,36 +353,133 @@ static struct af_task *timer_fire(struct af_loop *loop, struct af__timer *tm)
 	return t;
 }
 
-/* Run every task that was runnable when the batch began, once, with due
- * timers merged in by time. Tasks queued meanwhile wait for the next batch,
- * after the loop has collected its wake-ups. */
-static void run_batch(struct af_loop *loop)
+static void batch_begin(struct af_loop *loop)
 {
 	/* Tasks queued from now on carry the new round number and wait for
 	 * the next batch. */
 	loop->round++;
 	loop->budget = loop->runq_len;
 	loop->batch_start = loop->timers.len ? af__now_ns() : 0;
-	for (;;) {
-		struct af__timer *tm = af__timer_top(&loop->timers);
-		struct af_task *t;
+}
 
-		/* Past the round's tasks a timer may still fire, but only
-		 * ahead of tasks queued after it fell due. */
-		/* A task forked: in the child, stop before touching anything
-		 * of the parent's; af_loop_run() then returns -ECHILD. */
-		if (af__loop_forked(loop))
-			break;
-		if (tm && timer_first(loop, tm)) {
-			t = timer_fire(loop, tm);
-		} else if (loop->budget > 0) {
-			t = runq_pop(loop);
-			loop->budget--;
-		} else {
-			break;
-		}
+/* The batch's next task: a due timer's, by time, else the next of the
+ * tasks that were runnable when the batch began. NULL once the batch is
+ * over, and, if @started_only, before a task that has never run (only the
+ * loop's own context starts tasks). */
+static struct af_task *batch_next(struct af_loop *loop, bool started_only)
+{
+	struct af__timer *tm = af__timer_top(&loop->timers);
+	struct af_task *head;
+
+	/* A task forked: in the child, stop before touching anything of the
+	 * parent's; af_loop_run() then returns -ECHILD. */
+	if (af__loop_forked(loop))
+		return NULL;
+	/* Past the round's tasks a timer may still fire, but only ahead of
+	 * tasks queued after it fell due. */
+	if (tm && timer_first(loop, tm))
+		return timer_fire(loop, tm);
+	if (loop->budget == 0)
+		return NULL;
+	head = af__container_of(loop->runq.head, struct af_task, run_node);
+	if (started_only && !head->started)
+		return NULL;
+	loop->budget--;
+	return runq_pop(loop);
+}
+
+/* Run every task that was runnable when the batch began, once, with due
+ * timers merged in by time. Tasks queued meanwhile wait for the next batch,
+ * after the loop has collected its wake-ups. Tasks that block hand over to
+ * one another directly (af__loop_park), so the loop's context may find the
+ * batch, or several, already run when it resumes. */
+static void run_batch(struct af_loop *loop)
+{
+	struct af_task *t;
+
+	batch_begin(loop);
+	while ((t = batch_next(loop, false)) != NULL)
 		af__task_run(loop, t);
+}
+
+/* Whether the next batch may begin without the loop's context: only when
+ * collect() would find nothing (no flag set, no job done, nothing on the
+ * ring or in epoll that a peek could reap) and drive() has nothing to do
+ * between batches (the main task runs, so there is nothing to cancel).
+ * A fork is caught by batch_next(). */
+static bool batch_can_follow(struct af_loop *loop)
+{
+	/* relaxed, on aarch64 as on x86: these loads only decide whether to
+	 * look now, and read nothing through the pointers. A push they miss
+	 * (coherence makes it visible to a later load) is taken at a later
+	 * boundary, or by collect() before the loop can sleep, which is all
+	 * a setter that saw the loop AWAKE relies on; collect() takes the
+	 * stacks with acquire. */
+	return loop->runq_len > 0 && loop->ninflight == 0 && !loop->efd_expected &&
+	       loop->main_task->state != AF_TASK_DONE &&
+	       atomic_load_explicit(&loop->pending, memory_order_relaxed) == NULL &&
+	       atomic_load_explicit(&loop->jobs_done, memory_order_relaxed) == NULL;
+}
+
+/* The task to switch to straight from one that blocks: what run_batch()
+ * would run next, or the first of the next batch when nothing is to be
+ * collected in between. NULL: only the loop's context can go on. */
+static struct af_task *next_direct(struct af_loop *loop)
+{
+	struct af_task *t = batch_next(loop, true);
+
+	if (t || loop->budget > 0 || !batch_can_follow(loop))
+		return t;
+	batch_begin(loop);
+	return batch_next(loop, true);
+}
+
+/* Fan-out: a batch of many tasks woken together resumes each on a cold
+ * stack and task struct, and in a VM a TLB miss is a two-level page walk.
+ * Start the loads one task ahead, while @next runs: the stack frame of the
+ * task after it (whose struct an earlier hop fetched) and the struct of
+ * the one after that. In a ping-pong the queue is empty here: one load. */
+static void prefetch_queue(struct af_loop *loop)
+{
+	struct af__node *n = loop->runq.head;
+	const struct af_task *t1, *t2;
+
+	if (!n)
+		return;
+	t1 = af__container_of(n, struct af_task, run_node);
+	if (t1->started) {
+		const char *sp = af__ctx_resume_point(&t1->ctx);
+
+		/* The 64-byte switch frame seldom sits in one cache line. */
+		__builtin_prefetch(sp);
+		__builtin_prefetch(sp + 64);
 	}
+	if (!n->next)
+		return;
+	t2 = af__container_of(n->next, struct af_task, run_node);
+	__builtin_prefetch(&t2->run_node);
+	__builtin_prefetch(&t2->ctx);
+}
+
+void af__loop_park(struct af_loop *loop, struct af_task *t)
+{
+	struct af_task *next = next_direct(loop);
+
+	if (!next) {
+		af__ctx_switch(&t->ctx, &loop->sched_ctx);
+	} else {
+		next->state = AF_TASK_RUNNING;
+		/* The task that blocked runs next (it yielded alone). */
+		if (next == t)
+			return;
+		prefetch_queue(loop);
+		af__ctx_switch(&t->ctx, &next->ctx);
+	}
+	/* Whoever switched back to us (the loop's context or a task that
+	 * blocked) left current alone; named only now because until the
+	 * switch left our stack a fault on it (an overflow) was ours, and
+	 * the overflow report names current. */
+	loop->current = t;
 }
 
 /* ---- collecting wake-ups ---------------------------------------------------- */
@@ -574,6 +667,7 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 	if (r < 0)
 		goto out_guard;
 	mt->is_main = true;
+	loop->main_task = mt;
 
 	af__tls_loop = loop;
 	atomic_store_explicit(&loop->running, true, memory_order_relaxed);
@@ -582,6 +676,7 @@ AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *re
 	r = drive(loop, mt);
 	if (result)
 		*result = mt->state == AF_TASK_DONE ? mt->result : r;
+	loop->main_task = NULL;
 	af__task_free(mt);
 	af__ctx_destroy(&loop->sched_ctx);
 	atomic_store_explicit(&loop->running, false, memory_order_relaxed);

@@ -54,6 +54,18 @@ void af__ctx_switch(struct af__ctx *from, struct af__ctx *to);
 void af__ctx_switch_final(struct af__ctx *from, struct af__ctx *to)
 	__attribute__((noreturn));
 
+/* Where a suspended @ctx's stack will be read first when it resumes (for
+ * a prefetch; NULL if unknown). */
+static inline const void *af__ctx_resume_point(const struct af__ctx *ctx)
+{
+#if AF_SWITCH_ASM
+	return ctx->sp;
+#else
+	(void)ctx; /* the saved stack pointer's place differs by CPU */
+	return NULL;
+#endif
+}
+
 /* First thing a new context must call, before touching its stack much. */
 void af__ctx_entered(struct af__ctx *self);
 

@@ -7,7 +7,13 @@
  * stack, stores the stack pointer in *save_sp, loads load_sp and pops the
  * same frame from there. No signal mask, no system call: that is the whole
  * difference from swapcontext. The frame layout must match af__ctx_make()
- * in switch_asm.c.
+ * in switch_asm.c: the control words share one word, MXCSR in its low
+ * half and the x87 control word above it.
+ *
+ * ldmxcsr and fldcw cost several cycles each and almost every switch
+ * would load the very values already in the registers (tasks rarely change
+ * rounding modes), so they run only when the saved word differs from the
+ * one just stored: the registers end up the same either way.
  */
 	.text
 	.globl	af__switch_asm
@@ -25,11 +31,17 @@ af__switch_asm:
 	subq	$8, %rsp
 	stmxcsr	(%rsp)
 	fnstcw	4(%rsp)
+	/* Read back at the width each was stored with, so the loads are
+	 * forwarded from the stores; eax and ecx are the caller's to lose. */
+	movl	(%rsp), %eax
+	movzwl	4(%rsp), %ecx
 	movq	%rsp, (%rdi)
 	movq	%rsi, %rsp
-	ldmxcsr	(%rsp)
-	fldcw	4(%rsp)
-	addq	$8, %rsp
+	cmpl	(%rsp), %eax
+	jne	2f
+	cmpw	4(%rsp), %cx
+	jne	2f
+1:	addq	$8, %rsp
 	popq	%r15
 	popq	%r14
 	popq	%r13
@@ -37,6 +49,9 @@ af__switch_asm:
 	popq	%rbx
 	popq	%rbp
 	ret
+2:	ldmxcsr	(%rsp)
+	fldcw	4(%rsp)
+	jmp	1b
 	.cfi_endproc
 	.size	af__switch_asm, .-af__switch_asm
 

@@ -133,6 +133,9 @@ void af__task_run(struct af_loop *loop, struct af_task *t)
 	t->state = AF_TASK_RUNNING;
 	loop->current = t;
 	af__ctx_switch(&loop->sched_ctx, &t->ctx);
+	/* Tasks may have handed over to one another since: the one that
+	 * came back is the current one. */
+	t = loop->current;
 	loop->current = NULL;
 	if (t->state == AF_TASK_DONE)
 		reap(t);

@@ -714,6 +714,352 @@ START_TEST(clear_from_a_plain_thread_is_refused)
 }
 END_TEST
 
+/* ---- tasks that hand over to one another directly ------------------------------ */
+
+/* A task that blocks switches straight to the next runnable one, and two
+ * tasks in a ping-pong begin batch after batch without the loop's own
+ * context. These tests check that everything the loop does between batches
+ * still happens around such a pair: collecting flags, I/O and timers,
+ * starting new tasks, and cancelling what is left when main returns. */
+struct volley {
+	struct af_event ping, pong;
+	bool stop;
+	long rounds;
+	long trace_rounds;  /* trace the first rounds as "pN" */
+	long signal_at;     /* set reached once this many rounds are done */
+	struct af_event reached;
+};
+
+static int volley_server(void *arg)
+{
+	struct volley *v = arg;
+	struct af_task *self = af_task_current();
+
+	while (!v->stop) {
+		int r;
+
+		af_event_set(&v->ping);
+		r = af_event_wait(&v->pong);
+		/* However it was resumed (by the loop or by a task that
+		 * blocked), the task knows itself. */
+		ck_assert_ptr_eq(af_task_current(), self);
+		if (r < 0)
+			return r;
+		af_event_clear(&v->pong);
+		if (++v->rounds <= v->trace_rounds)
+			tracef("p%ld", v->rounds);
+		if (v->rounds == v->signal_at)
+			af_event_set(&v->reached);
+	}
+	af_event_set(&v->ping); /* let the receiver see the stop */
+	return 0;
+}
+
+static int volley_receiver(void *arg)
+{
+	struct volley *v = arg;
+	struct af_task *self = af_task_current();
+
+	for (;;) {
+		int r = af_event_wait(&v->ping);
+
+		ck_assert_ptr_eq(af_task_current(), self);
+		if (r < 0)
+			return r;
+		af_event_clear(&v->ping);
+		af_event_set(&v->pong);
+		if (v->stop)
+			return 0;
+	}
+}
+
+/* Spawns the pair, runs @middle (which ends the volley by setting stop,
+ * one way or another) and joins all three. */
+static void volley_run(struct volley *v, af_task_fn middle, void *arg)
+{
+	struct af_task *a, *b, *m;
+	int ra = 1, rb = 1, rm = 1;
+
+	ck_assert_int_eq(af_task_spawn(&a, volley_server, v), 0);
+	ck_assert_int_eq(af_task_spawn(&b, volley_receiver, v), 0);
+	ck_assert_int_eq(af_task_spawn(&m, middle, arg), 0);
+	ck_assert_int_eq(af_task_join(m, &rm), 0);
+	ck_assert_int_eq(af_task_join(a, &ra), 0);
+	ck_assert_int_eq(af_task_join(b, &rb), 0);
+	ck_assert_int_eq(rm, 0);
+	ck_assert_int_eq(ra, 0);
+	ck_assert_int_eq(rb, 0);
+	ck_assert_int_gt(v->rounds, 0);
+}
+
+struct flag_stop {
+	struct volley v;
+	struct af_flag flag;
+	bool from_thread;
+};
+
+static void *flag_setter_thread(void *arg)
+{
+	/* Not a timing assumption: the test passes either way, but it is
+	 * about a set that lands while the flag's waiter is parked. */
+	usleep(10000);
+	af_flag_set(arg);
+	return NULL;
+}
+
+static int flag_stopper(void *arg)
+{
+	struct flag_stop *fs = arg;
+	pthread_t th;
+	int r;
+
+	if (fs->from_thread) {
+		ck_assert_int_eq(pthread_create(&th, NULL, flag_setter_thread, &fs->flag), 0);
+		r = af_flag_wait(&fs->flag);
+		ck_assert_int_eq(pthread_join(th, NULL), 0);
+	} else {
+		r = af_flag_wait(&fs->flag);
+	}
+	tracef("flag=%s", errname(r));
+	fs->v.stop = true;
+	return 0;
+}
+
+static int flag_volley_main(void *arg)
+{
+	struct flag_stop *fs = arg;
+
+	ck_assert_int_eq(af_flag_init(&fs->flag, af_loop_current()), 0);
+	volley_run(&fs->v, flag_stopper, fs);
+	af_flag_destroy(&fs->flag);
+	return 0;
+}
+
+START_TEST(a_flag_set_from_another_thread_reaches_its_waiter_while_two_tasks_ping_pong)
+{
+	struct flag_stop fs = { .from_thread = true };
+
+	reset();
+	ck_assert_int_eq(run_main(flag_volley_main, &fs), 0);
+	ck_assert_str_eq(tr.buf, "flag=0");
+}
+END_TEST
+
+static int round_setter(void *arg)
+{
+	struct flag_stop *fs = arg;
+
+	fs->v.trace_rounds = 6;
+	/* Yield until the volley runs, then set the flag between two of its
+	 * hand-overs: the waiter runs when the loop next collects. */
+	while (fs->v.rounds < 2)
+		ck_assert_int_eq(af_yield(), 0);
+	tracef("set");
+	af_flag_set(&fs->flag);
+	return 0;
+}
+
+static int flag_round_main(void *arg)
+{
+	struct flag_stop *fs = arg;
+	struct af_task *setter;
+
+	ck_assert_int_eq(af_flag_init(&fs->flag, af_loop_current()), 0);
+	ck_assert_int_eq(af_task_spawn(&setter, round_setter, fs), 0);
+	volley_run(&fs->v, flag_stopper, fs);
+	ck_assert_int_eq(af_task_join(setter, NULL), 0);
+	af_flag_destroy(&fs->flag);
+	return 0;
+}
+
+START_TEST(a_flag_set_on_the_loop_thread_during_a_ping_pong_wakes_its_waiter_at_the_next_collect)
+{
+	struct flag_stop fs = { .from_thread = false };
+
+	reset();
+	ck_assert_int_eq(run_main(flag_round_main, &fs), 0);
+	/* The setter yields between hand-overs and sets after the server's
+	 * round 2; the waiter runs behind the tasks already runnable, in the
+	 * batch after the set, and stops the volley, which ends its round. */
+	ck_assert_str_eq(tr.buf, "p1 p2 set p3 flag=0 p4");
+}
+END_TEST
+
+static int sleep_stopper(void *arg)
+{
+	struct volley *v = arg;
+	int r = af_sleep_ms(2);
+
+	tracef("slept=%s", errname(r));
+	v->stop = true;
+	return 0;
+}
+
+static int sleep_volley_main(void *arg)
+{
+	volley_run(arg, sleep_stopper, arg);
+	return 0;
+}
+
+START_TEST(a_sleep_ends_while_two_tasks_ping_pong)
+{
+	struct volley v = { 0 };
+
+	reset();
+	ck_assert_int_eq(run_main(sleep_volley_main, &v), 0);
+	ck_assert_str_eq(tr.buf, "slept=0");
+}
+END_TEST
+
+struct pipe_stop {
+	struct volley v;
+	int fds[2];
+};
+
+static void *pipe_writer_thread(void *arg)
+{
+	struct pipe_stop *ps = arg;
+
+	ck_assert_int_eq(write(ps->fds[1], "x", 1), 1);
+	return NULL;
+}
+
+static int read_stopper(void *arg)
+{
+	struct pipe_stop *ps = arg;
+	pthread_t th;
+	char c = 0;
+	int r;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, pipe_writer_thread, ps), 0);
+	r = af_read(ps->fds[0], &c, 1, AF_OFFSET_CURRENT);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	tracef("read=%d:%c", r, c);
+	ps->v.stop = true;
+	return 0;
+}
+
+static int read_volley_main(void *arg)
+{
+	struct pipe_stop *ps = arg;
+
+	volley_run(&ps->v, read_stopper, ps);
+	return 0;
+}
+
+START_TEST(a_read_completes_while_two_tasks_ping_pong)
+{
+	struct pipe_stop ps = { 0 };
+
+	reset();
+	ck_assert_int_eq(pipe(ps.fds), 0);
+	ck_assert_int_eq(run_main(read_volley_main, &ps), 0);
+	close(ps.fds[0]);
+	close(ps.fds[1]);
+	ck_assert_str_eq(tr.buf, "read=1:x");
+}
+END_TEST
+
+static int job_fn(void *arg)
+{
+	(void)arg;
+	usleep(1000); /* lands while the pair hands over, if anything does */
+	return 5;
+}
+
+static int job_stopper(void *arg)
+{
+	struct volley *v = arg;
+	int res = 0, r = af_run_blocking(job_fn, NULL, &res);
+
+	tracef("job=%s:%d", errname(r), res);
+	v->stop = true;
+	return 0;
+}
+
+static int job_volley_main(void *arg)
+{
+	volley_run(arg, job_stopper, arg);
+	return 0;
+}
+
+START_TEST(a_blocking_job_finishes_while_two_tasks_ping_pong)
+{
+	struct volley v = { 0 };
+
+	reset();
+	ck_assert_int_eq(run_main(job_volley_main, &v), 0);
+	ck_assert_str_eq(tr.buf, "job=0:5");
+}
+END_TEST
+
+static int newcomer_fn(void *arg)
+{
+	struct volley *v = arg;
+
+	tracef("new");
+	v->stop = true;
+	return 0;
+}
+
+/* Spawns a task between two hand-overs of the volley. */
+static int spawner(void *arg)
+{
+	struct volley *v = arg;
+	struct af_task *t;
+
+	v->trace_rounds = 4;
+	while (v->rounds < 1)
+		ck_assert_int_eq(af_yield(), 0);
+	tracef("spawn");
+	ck_assert_int_eq(af_task_spawn(&t, newcomer_fn, v), 0);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	return 0;
+}
+
+static int spawn_volley_main(void *arg)
+{
+	volley_run(arg, spawner, arg);
+	return 0;
+}
+
+START_TEST(a_task_spawned_during_a_ping_pong_runs_in_the_next_batch)
+{
+	struct volley v = { 0 };
+
+	reset();
+	ck_assert_int_eq(run_main(spawn_volley_main, &v), 0);
+	ck_assert_str_eq(tr.buf, "p1 spawn new p2");
+}
+END_TEST
+
+static int volley_forever_main(void *arg)
+{
+	struct volley *v = arg;
+	struct af_task *a, *b;
+
+	ck_assert_int_eq(af_task_spawn(&a, volley_server, v), 0);
+	ck_assert_int_eq(af_task_spawn(&b, volley_receiver, v), 0);
+	ck_assert_int_eq(af_task_detach(a), 0);
+	ck_assert_int_eq(af_task_detach(b), 0);
+	/* Woken in round 1000, main runs ahead of the receiver in the next
+	 * batch and returns; the receiver then blocks with only the server
+	 * to hand over to. */
+	v->signal_at = 1000;
+	ck_assert_int_eq(af_event_wait(&v->reached), 0);
+	return 7;
+}
+
+START_TEST(a_ping_pong_still_running_when_main_returns_is_cancelled)
+{
+	struct volley v = { 0 };
+
+	ck_assert_int_eq(run_main(volley_forever_main, &v), 7);
+	ck_assert(!v.stop);
+	ck_assert_int_ge(v.rounds, 1000);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("event");
@@ -733,6 +1079,16 @@ static Suite *make_suite(void)
 
 	tc = tcase_create("fairness");
 	tcase_add_test(tc, set_clear_wait_ping_pong_does_not_starve_a_yielding_task);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("direct");
+	tcase_add_test(tc, a_flag_set_from_another_thread_reaches_its_waiter_while_two_tasks_ping_pong);
+	tcase_add_test(tc, a_flag_set_on_the_loop_thread_during_a_ping_pong_wakes_its_waiter_at_the_next_collect);
+	tcase_add_test(tc, a_sleep_ends_while_two_tasks_ping_pong);
+	tcase_add_test(tc, a_read_completes_while_two_tasks_ping_pong);
+	tcase_add_test(tc, a_blocking_job_finishes_while_two_tasks_ping_pong);
+	tcase_add_test(tc, a_task_spawned_during_a_ping_pong_runs_in_the_next_batch);
+	tcase_add_test(tc, a_ping_pong_still_running_when_main_returns_is_cancelled);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cancel");
