@@ -29,12 +29,19 @@ int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
+	t->stack_size = opts && opts->stack_size ? af__stack_round(opts->stack_size)
+						 : loop->stack_size;
+	/* Now, not at the first run: a limit on stacks (mappings, address
+	 * space) must fail the spawn that hits it, where the caller sees it. */
+	r = af__stack_get(&loop->stacks, t->stack_size, &t->stack);
+	if (r < 0) {
+		free(t);
+		return r;
+	}
 	t->loop = loop;
 	t->fn = fn;
 	t->arg = arg;
 	t->state = AF_TASK_NEW;
-	t->stack_size = opts && opts->stack_size ? af__stack_round(opts->stack_size)
-						 : loop->stack_size;
 	t->id = ++loop->task_seq;
 	if (opts && opts->name)
 		snprintf(t->name, sizeof(t->name), "%s", opts->name);
@@ -52,7 +59,8 @@ static void release_stack(struct af_task *t)
 {
 	if (!t->stack.map)
 		return;
-	af__ctx_destroy(&t->ctx);
+	if (t->started)
+		af__ctx_destroy(&t->ctx);
 	af__stack_put(&t->loop->stacks, &t->stack);
 }
 
@@ -104,11 +112,8 @@ static void entry(void)
 
 static int start(struct af_loop *loop, struct af_task *t)
 {
-	int r = af__stack_get(&loop->stacks, t->stack_size, &t->stack);
+	int r = af__ctx_make(&t->ctx, t->stack.lo, t->stack.size, entry);
 
-	if (r < 0)
-		return r;
-	r = af__ctx_make(&t->ctx, t->stack.lo, t->stack.size, entry);
 	if (r < 0) {
 		af__stack_put(&loop->stacks, &t->stack);
 		return r;
@@ -123,8 +128,9 @@ void af__task_run(struct af_loop *loop, struct af_task *t)
 		int r = start(loop, t);
 
 		if (r < 0) {
-			/* No stack: the task ends without running, as if it had
-			 * returned the error itself. */
+			/* No context (only makecontext can fail): the task
+			 * ends without running, as if it had returned the
+			 * error itself. */
 			finish(t, r);
 			reap(t);
 			return;

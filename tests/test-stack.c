@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Task stacks: overflow reporting, the per-loop pool, sizes, lazy commit
  * and the guard below each stack. */
+#include <linux/filter.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -585,8 +587,10 @@ static int cache_main(void *arg)
 		ck_assert_int_eq(af_task_spawn(&t[i], parked, NULL), 0);
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(af_task_join(t[i], NULL), 0);
-	/* Four stacks came back; the loop keeps only stack_cache of them. */
-	ck_assert_uint_eq(loop->stacks.len, 2);
+	/* Four stacks came back; the loop keeps the pages of only
+	 * stack_cache of them, and the rest are cold slots. */
+	ck_assert_uint_eq(loop->stacks.len, 4);
+	ck_assert_uint_eq(loop->stacks.ncold, 2);
 	return 0;
 }
 
@@ -754,23 +758,182 @@ static int guard_task(void *arg)
 	return 0;
 }
 
-START_TEST(the_page_below_each_stack_is_a_prot_none_guard)
+static void guard_check(const struct guard *g, bool markers)
+{
+	ck_assert_uint_ge(g->lo - g->map, page());
+	ck_assert(g->g_found);
+	ck_assert(g->s_found);
+	ck_assert_str_eq(g->s_perms, "rw-p");
+	if (markers) {
+		/* A marker lives inside the stack's mapping: no split. */
+		ck_assert_str_eq(g->g_perms, "rw-p");
+		ck_assert_uint_eq(g->g_lo, g->s_lo);
+	} else {
+		ck_assert_str_eq(g->g_perms, "---p");
+		ck_assert_uint_le(g->g_lo, g->map);
+		ck_assert_uint_eq(g->g_hi, g->lo);
+	}
+	ck_assert_int_eq(g->guard_write, -1);
+	ck_assert_int_eq(g->guard_errno, EFAULT);
+	ck_assert_int_eq(g->stack_write, 1);
+}
+
+START_TEST(the_region_below_each_stack_faults_on_any_access)
 {
 	struct guard g = { 0 };
 
 	ck_assert_int_eq(run_main(guard_task, &g), 0);
-	ck_assert_uint_ge(g.lo - g.map, page());
-	ck_assert(g.g_found);
-	ck_assert_str_eq(g.g_perms, "---p");
-	ck_assert_uint_le(g.g_lo, g.map);
-	ck_assert_uint_eq(g.g_hi, g.lo);
-	ck_assert(g.s_found);
-	ck_assert_str_eq(g.s_perms, "rw-p");
-	ck_assert_int_eq(g.guard_write, -1);
-	ck_assert_int_eq(g.guard_errno, EFAULT);
-	ck_assert_int_eq(g.stack_write, 1);
+	guard_check(&g, af__stack_guards_are_markers());
 }
 END_TEST
+
+static int custom_guard_main(void *arg)
+{
+	spawn_join(guard_task, arg, &(struct af_task_opts){ .stack_size = 100 * KiB });
+	return 0;
+}
+
+START_TEST(a_stack_of_another_size_has_the_same_guard)
+{
+	struct guard g = { 0 };
+
+	ck_assert_int_eq(run_main(custom_guard_main, &g), 0);
+	guard_check(&g, af__stack_guards_are_markers());
+}
+END_TEST
+
+/* ---- kernels before 6.13: no guard markers ------------------------------------------- */
+
+#ifdef THIS_AUDIT_ARCH
+/* Answer MADV_GUARD_INSTALL as Linux 6.1 does: EINVAL, unknown advice. */
+static void refuse_guard_markers(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_AUDIT_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 102 /* MADV_GUARD_INSTALL */, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	ck_assert_int_eq(seccomp_install(&prog), 0);
+}
+
+struct old_guard {
+	struct guard g;
+	bool markers;
+};
+
+static void old_guard_child(void *arg, void *out)
+{
+	struct old_guard *o = out;
+
+	(void)arg;
+	refuse_guard_markers();
+	o->g.guard_write = 0;
+	if (run_main(guard_task, &o->g) != 0)
+		_exit(3);
+	o->markers = af__stack_guards_are_markers();
+}
+
+START_TEST(without_guard_markers_each_guard_is_a_prot_none_mapping_of_its_own)
+{
+	struct old_guard o;
+
+	in_child_report(old_guard_child, NULL, &o, sizeof(o));
+	ck_assert(!o.markers);
+	guard_check(&o.g, false);
+}
+END_TEST
+
+static void old_overflow_child(void *arg)
+{
+	refuse_guard_markers();
+	overflow_child(arg);
+}
+
+START_TEST(without_guard_markers_an_overflow_is_still_reported)
+{
+	char out[4096];
+	int status = in_child(old_overflow_child, "deep-old", out, sizeof(out));
+
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+		      "status 0x%x; stderr: %s", status, out);
+	ck_assert_ptr_nonnull(strstr(out, "stack overflow in task \"deep-old\""));
+}
+END_TEST
+
+static int noop(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+/* Spawn until the kernel's mapping limit stops us: the spawn that hits it
+ * fails, and the tasks spawned before it all run. */
+static int map_limit_main(void *arg)
+{
+	int *spawned = arg, r, res = 1;
+	struct af_task **t = NULL;
+	size_t room = 0;
+
+	for (;;) {
+		if ((size_t)*spawned == room) {
+			room = room ? 2 * room : 4096;
+			t = realloc(t, room * sizeof(*t));
+			ck_assert_ptr_nonnull(t);
+		}
+		r = af_task_spawn(&t[*spawned], noop, NULL);
+		if (r < 0)
+			break;
+		++*spawned;
+	}
+	ck_assert_int_eq(r, -ENOMEM);
+	for (int i = 0; i < *spawned; i++) {
+		ck_assert_int_eq(af_task_join(t[i], &res), 0);
+		ck_assert_int_eq(res, 0);
+	}
+	free(t);
+	return 0;
+}
+
+static void map_limit_child(void *arg)
+{
+	struct af_loop *loop;
+	struct af_loop_opts opts = { .stack_size = 16 * KiB };
+	int result = 1, *spawned = arg;
+
+	refuse_guard_markers();
+	if (af_loop_new(&loop, &opts) < 0 || af_loop_run(loop, map_limit_main, spawned, &result) < 0)
+		_exit(3);
+	af_loop_free(loop);
+	fprintf(stderr, "spawned %d\n", *spawned);
+	_exit(result);
+}
+
+START_TEST(without_guard_markers_the_spawn_past_vm_max_map_count_fails_with_enomem)
+{
+	char out[4096];
+	int spawned = 0, status = in_child(map_limit_child, &spawned, out, sizeof(out));
+	const char *line = strstr(out, "spawned ");
+
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status 0x%x; stderr: %s",
+		      status, out);
+	ck_assert_ptr_nonnull(line);
+	/* Two mappings a stack: about half of vm.max_map_count. */
+	ck_assert_int_ge(atoi(line + 8), 1000);
+#if AF_DEBUG
+	ck_assert_ptr_nonnull(strstr(out, "af_task_spawn: no stack for the task"));
+	ck_assert_ptr_nonnull(strstr(out, "vm.max_map_count = "));
+#endif
+}
+END_TEST
+#endif
 
 Suite *make_suite(void)
 {
@@ -804,8 +967,17 @@ Suite *make_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("guard");
-	tcase_add_test(tc, the_page_below_each_stack_is_a_prot_none_guard);
+	tcase_add_test(tc, the_region_below_each_stack_faults_on_any_access);
+	tcase_add_test(tc, a_stack_of_another_size_has_the_same_guard);
 	suite_add_tcase(s, tc);
+
+#ifdef THIS_AUDIT_ARCH
+	tc = tcase_create("kernels without guard markers");
+	tcase_add_test(tc, without_guard_markers_each_guard_is_a_prot_none_mapping_of_its_own);
+	tcase_add_test(tc, without_guard_markers_an_overflow_is_still_reported);
+	tcase_add_test(tc, without_guard_markers_the_spawn_past_vm_max_map_count_fails_with_enomem);
+	suite_add_tcase(s, tc);
+#endif
 	return s;
 }
 
