@@ -2,6 +2,7 @@
 /* Task stacks: overflow reporting, the per-loop pool, sizes, lazy commit
  * and the guard below each stack. */
 #include <linux/filter.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdatomic.h>
@@ -935,6 +936,107 @@ START_TEST(without_guard_markers_the_spawn_past_vm_max_map_count_fails_with_enom
 END_TEST
 #endif
 
+/* ---- scale ---------------------------------------------------------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+/* The sanitizers' shadow and per-fiber state would make 10^6 tasks take
+ * minutes and many gigabytes: they run the same paths with 10^4. */
+#define SCALE_N 10000L
+#define SCALE_SANITIZED 1
+#else
+#define SCALE_N 1000000L
+#endif
+/* Without guard markers each stack costs two mappings: stay well under
+ * the default vm.max_map_count (the spawn past it is tested above). */
+#define SCALE_N_OLD_KERNEL 10000L
+
+static long mappings(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	long n = 0;
+	int c;
+
+	ck_assert_ptr_nonnull(f);
+	while ((c = getc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+struct scale {
+	struct af_event ev;
+	long n, parked, resumed;
+	long maps_before, maps_parked;
+	long rss_before, rss_parked;
+};
+
+static int scale_waiter(void *arg)
+{
+	struct scale *sc = arg;
+	int r;
+
+	sc->parked++;
+	r = af_event_wait(&sc->ev);
+	sc->resumed++;
+	return r;
+}
+
+static int scale_main(void *arg)
+{
+	struct scale *sc = arg;
+	struct af_task **t;
+	int res = 1;
+
+	sc->n = af__stack_guards_are_markers() ? SCALE_N : SCALE_N_OLD_KERNEL;
+	t = malloc((size_t)sc->n * sizeof(*t));
+	ck_assert_ptr_nonnull(t);
+	af_event_init(&sc->ev);
+	sc->maps_before = mappings();
+	sc->rss_before = rss_bytes();
+	for (long i = 0; i < sc->n; i++)
+		ck_assert_int_eq(af_task_spawn(&t[i], scale_waiter, sc), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(sc->parked, sc->n);
+	sc->maps_parked = mappings();
+	sc->rss_parked = rss_bytes();
+	af_event_set(&sc->ev);
+	for (long i = 0; i < sc->n; i++) {
+		ck_assert_int_eq(af_task_join(t[i], &res), 0);
+		ck_assert_int_eq(res, 0);
+	}
+	ck_assert_int_eq(sc->resumed, sc->n);
+	free(t);
+	return 0;
+}
+
+START_TEST(a_million_tasks_park_on_one_event_and_everything_is_given_back)
+{
+	struct af_loop_opts opts = { .stack_size = 16 * KiB };
+	struct scale sc = { 0 };
+	struct af_loop *loop;
+	long maps_before = mappings(), rss_before = rss_bytes();
+	int result = 1;
+
+	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
+	ck_assert_int_eq(af_loop_run(loop, scale_main, &sc, &result), 0);
+	ck_assert_int_eq(result, 0);
+	af_loop_free(loop);
+	if (af__stack_guards_are_markers())
+		/* Arenas of up to 256 MiB: a mapping per ~3,000 stacks. */
+		ck_assert_int_le(sc.maps_parked - sc.maps_before, sc.n / 1000 + 16);
+	else
+		ck_assert_int_ge(sc.maps_parked - sc.maps_before, 2 * sc.n);
+#if !SCALE_SANITIZED
+	/* One touched stack page, the task and its timer slot. */
+	ck_assert_int_le((sc.rss_parked - sc.rss_before) / sc.n, (long)(8 * KiB));
+#endif
+	malloc_trim(0);
+	/* Every arena is unmapped; what the heap keeps is not per task. */
+	ck_assert_int_le(mappings(), maps_before + 2);
+	ck_assert_int_le(rss_bytes() - rss_before, (long)(16 * MiB));
+}
+END_TEST
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("stack");
@@ -969,6 +1071,10 @@ Suite *make_suite(void)
 	tc = tcase_create("guard");
 	tcase_add_test(tc, the_region_below_each_stack_faults_on_any_access);
 	tcase_add_test(tc, a_stack_of_another_size_has_the_same_guard);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("scale");
+	tcase_add_test(tc, a_million_tasks_park_on_one_event_and_everything_is_given_back);
 	suite_add_tcase(s, tc);
 
 #ifdef THIS_AUDIT_ARCH
