@@ -112,8 +112,8 @@ struct af__stack_arena {
 
 struct af__stack_pool {
 	/* Freed slots, LIFO: [0, ncold) had their pages dropped, [ncold, len)
-	 * still hold theirs, at most cap of them. Room for every slot carved,
-	 * so that a put never allocates. */
+	 * still hold theirs (at most cap of them after af__stack_trim). Room
+	 * for every slot carved, so that a put never allocates. */
 	void **items;
 	size_t len, ncold, room;
 	unsigned cap;       /* af_loop_opts.stack_cache */
@@ -134,6 +134,9 @@ int af__stack_get(struct af__stack_pool *pool, size_t size, struct af__stack *ou
 void af__stack_put(struct af__stack_pool *pool, struct af__stack *st);
 void af__stack_pool_init(struct af__stack_pool *pool, size_t size, unsigned cap);
 void af__stack_pool_free(struct af__stack_pool *pool);
+/* The loop is about to sleep: freed stacks past the cap give their pages
+ * back now, off the path of the tasks that freed them. */
+void af__stack_trim(struct af__stack_pool *pool);
 /* Whether guards are MADV_GUARD_INSTALL markers (Linux 6.13+) rather than
  * PROT_NONE mappings of their own; decided by the first guard. */
 bool af__stack_guards_are_markers(void);

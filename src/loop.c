@@ -439,6 +439,7 @@ static int collect(struct af_loop *loop)
 	} else if (nothing_can_happen(loop)) {
 		return -EDEADLK;
 	} else {
+		af__stack_trim(&loop->stacks);
 		sleep_until(loop, tm ? tm->deadline : UINT64_MAX);
 		loop->backend->reap(loop);
 	}

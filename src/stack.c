@@ -5,7 +5,9 @@
  * the process die, instead of letting it corrupt a neighbouring stack.
  *
  * Default-size stacks are slots carved from arenas, big mappings that are
- * never unmapped before the loop is freed. On Linux 6.13+ each guard is a
+ * never unmapped before the loop is freed; freed slots keep their pages
+ * while the loop is busy, and all but af_loop_opts.stack_cache of them
+ * give them back when it next sleeps. On Linux 6.13+ each guard is a
  * MADV_GUARD_INSTALL marker, which does not split the arena's mapping: a
  * million stacks cost a few hundred mappings. Older kernels only have
  * mprotect(PROT_NONE), which splits it: two mappings per stack, so
@@ -45,6 +47,7 @@
  * address space only, but RLIMIT_AS counts it. */
 #define AF_ARENA_FIRST 16u
 #define AF_ARENA_MAX_BYTES ((size_t)256 * 1024 * 1024)
+#define AF_TRIM_RUNS 256u
 
 size_t af__page_size(void)
 {
@@ -280,20 +283,6 @@ int af__stack_get(struct af__stack_pool *pool, size_t size, struct af__stack *ou
 	return slot_carve(pool, out);
 }
 
-/* Past the cap, a freed slot gives its pages back (the guard marker stays:
- * MADV_DONTNEED keeps it) and joins the cold end of the list, so that the
- * next task takes a warm one first. */
-static void slot_release(struct af__stack_pool *pool, struct af__stack *st)
-{
-	if (pool->len - pool->ncold < pool->cap) {
-		pool->items[pool->len++] = st->map;
-		return;
-	}
-	madvise(st->lo, st->size, MADV_DONTNEED);
-	pool->items[pool->len++] = pool->items[pool->ncold];
-	pool->items[pool->ncold++] = st->map;
-}
-
 void af__stack_put(struct af__stack_pool *pool, struct af__stack *st)
 {
 	if (!st->map)
@@ -302,8 +291,36 @@ void af__stack_put(struct af__stack_pool *pool, struct af__stack *st)
 		stack_unmap(st);
 		return;
 	}
-	slot_release(pool, st);
+	pool->items[pool->len++] = st->map;
 	stack_forget(st);
+}
+
+/* Warm slots past the cap turn cold, oldest first: their pages go back to
+ * the kernel, and the guard markers stay (MADV_DONTNEED keeps them). Slots
+ * freed in a row are usually neighbours, so one call covers a whole run of
+ * them, guards included. At most AF_TRIM_RUNS calls per sleep, so that a
+ * burst of a million exits costs no long stall before the next wake-up:
+ * the rest wait for the next sleep. */
+void af__stack_trim(struct af__stack_pool *pool)
+{
+	size_t slot = slot_size(pool);
+
+	for (unsigned runs = 0; pool->len - pool->ncold > pool->cap && runs < AF_TRIM_RUNS; runs++) {
+		char *lo = pool->items[pool->ncold++], *hi = lo + slot;
+
+		while (pool->len - pool->ncold > pool->cap) {
+			char *next = pool->items[pool->ncold];
+
+			if (next == hi)
+				hi += slot;
+			else if (next + slot == lo)
+				lo = next;
+			else
+				break;
+			pool->ncold++;
+		}
+		madvise(lo + AF_GUARD_SIZE, (size_t)(hi - lo) - AF_GUARD_SIZE, MADV_DONTNEED);
+	}
 }
 
 void af__stack_pool_free(struct af__stack_pool *pool)
