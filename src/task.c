@@ -10,6 +10,23 @@
 
 /* ---- creation and teardown -------------------------------------------------- */
 
+/* "task-<id>", by hand: snprintf was a third of a short task's instructions
+ * (2,300 of ~6,400 per task under callgrind). */
+static void default_name(char name[32], uint64_t id)
+{
+	char digits[20];
+	size_t n = 0;
+
+	do {
+		digits[n++] = (char)('0' + id % 10);
+		id /= 10;
+	} while (id);
+	memcpy(name, "task-", 5);
+	for (size_t i = 0; i < n; i++)
+		name[5 + i] = digits[n - 1 - i];
+	name[5 + n] = '\0';
+}
+
 int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 		 void *arg, const struct af_task_opts *opts)
 {
@@ -46,7 +63,7 @@ int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 	if (opts && opts->name)
 		snprintf(t->name, sizeof(t->name), "%s", opts->name);
 	else
-		snprintf(t->name, sizeof(t->name), "task-%llu", (unsigned long long)t->id);
+		default_name(t->name, t->id);
 	af__list_push_back(&loop->tasks, &t->all_node);
 	loop->ntasks++;
 	loop->nalive++;
