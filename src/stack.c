@@ -102,8 +102,10 @@ static int guard_install(char *p)
  * sees -ENOMEM. */
 static void explain_no_stack(const char *what, size_t bytes, int err)
 {
+#if AF_DEBUG
 	struct rlimit as;
 	long max_maps = -1;
+	char as_text[32] = "unlimited";
 	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
 
 	if (f) {
@@ -111,18 +113,22 @@ static void explain_no_stack(const char *what, size_t bytes, int err)
 			max_maps = -1;
 		fclose(f);
 	}
-	if (getrlimit(RLIMIT_AS, &as) < 0)
-		as.rlim_cur = RLIM_INFINITY;
+	if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
+		snprintf(as_text, sizeof(as_text), "%llu bytes", (unsigned long long)as.rlim_cur);
 	af__misuse("af_task_spawn",
 		   "no stack for the task: %s of %zu bytes failed (%s). Limits: "
 		   "vm.max_map_count = %ld mappings (%s; raise with sysctl "
-		   "vm.max_map_count=N), address space (ulimit -v) %s%llu bytes; "
+		   "vm.max_map_count=N), address space (RLIMIT_AS, ulimit -v) %s; "
 		   "or give tasks smaller stacks (af_loop_opts.stack_size)",
 		   what, bytes, af_strerror(err), max_maps,
 		   af__stack_guards_are_markers() ? "a few per thousand stacks here"
 						  : "two per stack before Linux 6.13",
-		   as.rlim_cur == RLIM_INFINITY ? "unlimited, not " : "",
-		   as.rlim_cur == RLIM_INFINITY ? 0ull : (unsigned long long)as.rlim_cur);
+		   as_text);
+#else
+	(void)what;
+	(void)bytes;
+	(void)err;
+#endif
 }
 
 /* ---- one-off stacks: sizes other than the loop's ----------------------------- */
