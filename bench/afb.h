@@ -40,6 +40,7 @@ enum afb_scenario {
 	AFB_SWITCH,
 	AFB_FANOUT,
 	AFB_ECHO,
+	AFB_SPAWN,
 	AFB_NSCENARIOS,
 };
 
@@ -94,6 +95,7 @@ int afb_run_wake(struct afb_result *r, const struct afb_opts *o);     /* cold, h
 int afb_run_loop(struct afb_result *r, const struct afb_opts *o);     /* event, switch */
 int afb_run_fanout(struct afb_result *r, const struct afb_opts *o);
 int afb_run_echo(struct afb_result *r, const struct afb_opts *o, const char *argv0);
+int afb_run_spawn(struct afb_result *r, const struct afb_opts *o);
 /* afb_run_wake() also runs gpio, gpio-irq and gpio-edge. */
 
 /* ---- GPIO lines for the gpio scenarios (afb-gpio.c) ---- */

@@ -33,6 +33,7 @@ const char *const afb_scenario_name[AFB_NSCENARIOS] = {
 	[AFB_SWITCH] = "switch",
 	[AFB_FANOUT] = "fanout",
 	[AFB_ECHO] = "echo",
+	[AFB_SPAWN] = "spawn",
 };
 
 /* ---- helpers the scenarios share ------------------------------------------------ */
@@ -182,7 +183,7 @@ static void usage(FILE *f)
 "\n"
 "What to run:\n"
 "  --scenario LIST   comma-separated, from: wake-cold wake-hot signal gpio event\n"
-"                    switch fanout echo, or all (default all); gpio also\n"
+"                    switch fanout echo spawn, or all (default all); gpio also\n"
 "                    gives gpio-irq (interrupt mode) and gpio-edge (write -> edge)\n"
 "  --quick           about 10 seconds in all: 1 s per scenario, fan-out up to 10^5\n"
 "  --duration S      seconds per scenario (default 4; decimals allowed)\n"
@@ -434,7 +435,7 @@ static int run_all(struct afb_result *res, const struct afb_opts *o, const char 
 {
 	static const int order[] = { AFB_WAKE_COLD, AFB_WAKE_HOT, AFB_SIGNAL, AFB_GPIO,
 				     AFB_GPIO_IRQ, AFB_GPIO_EDGE, AFB_EVENT, AFB_SWITCH,
-				     AFB_FANOUT, AFB_ECHO };
+				     AFB_FANOUT, AFB_ECHO, AFB_SPAWN };
 	bool wake_done = false, loop_done = false;
 	int n = 0;
 
@@ -472,6 +473,9 @@ static int run_all(struct afb_result *res, const struct afb_opts *o, const char 
 		case AFB_ECHO:
 			r = afb_run_echo(&res[id], o, argv0);
 			break;
+		case AFB_SPAWN:
+			r = afb_run_spawn(&res[id], o);
+			break;
 		}
 		if (r < 0) {
 			progress_end();
@@ -491,6 +495,7 @@ int main(int argc, char **argv)
 		"GPIO edge -> task, interrupt mode", "GPIO output write -> edge timestamp",
 		"Event set -> waiter resumed",
 		"task switch round trip", "one Event, N waiters", "TCP echo against libuv",
+		"short task: spawn, run, block once, exit, join",
 	};
 	struct afb_opts o;
 	char header[400], rt[400] = "";

@@ -28,7 +28,7 @@ cat "$dir/err" >&2
 grep -q '^asyncflag-bench: libasyncflag ' "$dir/table" || fail "no header line"
 grep -q '^scenario  *path  *n  *min  *p50  *p90  *p99  *p99.9  *max' "$dir/table" ||
 	fail "no column titles"
-for s in wake-cold wake-hot signal gpio event switch fanout echo; do
+for s in wake-cold wake-hot signal gpio event switch fanout echo spawn; do
 	grep -q "^$s " "$dir/table" || fail "no row for $s in the table"
 done
 
@@ -37,7 +37,7 @@ j=$dir/r.json
 jq -e . "$j" >/dev/null || fail "the JSON does not parse"
 # gpio-irq and gpio-edge come with gpio when the library has the GPIO API.
 jq -e '[.scenarios[].name | select(. != "gpio-irq" and . != "gpio-edge")] ==
-	["wake-cold","wake-hot","signal","gpio","event","switch","fanout","echo"]' \
+	["wake-cold","wake-hot","signal","gpio","event","switch","fanout","echo","spawn"]' \
 	"$j" >/dev/null || fail "not every scenario is in the JSON"
 jq -e '(.scenarios[] | select(.name == "gpio") | .ran) ==
 	([.scenarios[].name] | index("gpio-irq") != null and index("gpio-edge") != null)' \
@@ -53,6 +53,7 @@ check_paths wake-hot '["af_flag","spin"]'
 check_paths signal '["af_signal","signalfd","uv_signal"]'
 check_paths event '["af_event","swapcontext"]'
 check_paths switch '["af_event","swapcontext"]'
+check_paths spawn '["af_task x100","af_task x10^4","own mapping","pthread"]'
 if jq -e '.scenarios[] | select(.name == "gpio") | .ran' "$j" >/dev/null; then
 	check_paths gpio '["af_pin","pipe"]'
 	check_paths gpio-irq '["af_pin_irq","pipe"]'

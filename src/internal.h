@@ -96,17 +96,32 @@ void af__timer_heap_free(struct af__timer_heap *h);
 /* ---- stacks (stack.c) ------------------------------------------------------ */
 
 struct af__stack {
-	void *map;          /* the whole mapping, guard included */
+	void *map;          /* the whole slot or mapping, guard included */
 	size_t map_size;
 	void *lo;           /* lowest usable byte, just above the guard */
 	size_t size;        /* usable bytes */
 	unsigned vg_id;     /* valgrind stack id */
 };
 
+/* Default-size stacks are slots carved from big mappings (arenas), so a
+ * stack costs no mapping of its own where the kernel has guard markers. */
+struct af__stack_arena {
+	void *base;
+	size_t len;
+};
+
 struct af__stack_pool {
-	struct af__stack *items;
-	unsigned len, cap;
+	/* Freed slots, LIFO: [0, ncold) had their pages dropped, [ncold, len)
+	 * still hold theirs (at most cap of them after af__stack_trim). Room
+	 * for every slot carved, so that a put never allocates. */
+	void **items;
+	size_t len, ncold, room;
+	unsigned cap;       /* af_loop_opts.stack_cache */
 	size_t size;        /* the loop's default stack size: only it is pooled */
+	char *next, *end;   /* the newest arena's slots not carved yet */
+	size_t carved;
+	struct af__stack_arena *arenas;
+	size_t narenas, arenas_room;
 };
 
 #define AF_STACK_MIN ((size_t)16 * 1024)
@@ -117,7 +132,14 @@ size_t af__page_size(void);
 size_t af__stack_round(size_t size);
 int af__stack_get(struct af__stack_pool *pool, size_t size, struct af__stack *out);
 void af__stack_put(struct af__stack_pool *pool, struct af__stack *st);
+void af__stack_pool_init(struct af__stack_pool *pool, size_t size, unsigned cap);
 void af__stack_pool_free(struct af__stack_pool *pool);
+/* The loop is about to sleep: freed stacks past the cap give their pages
+ * back now, off the path of the tasks that freed them. */
+void af__stack_trim(struct af__stack_pool *pool);
+/* Whether guards are MADV_GUARD_INSTALL markers (Linux 6.13+) rather than
+ * PROT_NONE mappings of their own; decided by the first guard. */
+bool af__stack_guards_are_markers(void);
 /* Install the process-wide SIGSEGV handler that names overflowing tasks
  * (once) and give the calling thread an alternate signal stack for it. */
 int af__overflow_guard_enter(void **altstack);

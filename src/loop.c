@@ -157,13 +157,7 @@ AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 	cache = opts && opts->stack_cache ? opts->stack_cache : AF_STACK_CACHE_DEFAULT;
 	loop->stack_size = af__stack_round(opts && opts->stack_size ? opts->stack_size
 								   : AF_STACK_DEFAULT);
-	loop->stacks.size = loop->stack_size;
-	loop->stacks.cap = cache;
-	loop->stacks.items = calloc(cache, sizeof(*loop->stacks.items));
-	if (!loop->stacks.items) {
-		r = -ENOMEM;
-		goto err_free_loop;
-	}
+	af__stack_pool_init(&loop->stacks, loop->stack_size, cache);
 	/* Blocking: io_uring then polls it for us instead of failing the read
 	 * with -EAGAIN; writers never block since the counter cannot come
 	 * near its 2^64-2 limit with one write per loop sleep. */
@@ -189,8 +183,7 @@ AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 err_close_efd:
 	close(loop->efd);
 err_free_stacks:
-	free(loop->stacks.items);
-err_free_loop:
+	af__stack_pool_free(&loop->stacks);
 	free(loop);
 	return r;
 }
@@ -539,6 +532,7 @@ static int collect(struct af_loop *loop)
 	} else if (nothing_can_happen(loop)) {
 		return -EDEADLK;
 	} else {
+		af__stack_trim(&loop->stacks);
 		sleep_until(loop, tm ? tm->deadline : UINT64_MAX);
 		loop->backend->reap(loop);
 	}

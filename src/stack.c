@@ -1,13 +1,24 @@
 /* SPDX-License-Identifier: MIT */
-/* Task stacks: mmap'd, committed lazily by the kernel as they are touched,
- * with a PROT_NONE guard below them, pooled per loop. A task that runs off
- * its stack hits the guard; the SIGSEGV handler here names the task on
- * stderr and lets the process die, instead of letting it corrupt a
- * neighbouring mapping. */
+/* Task stacks: committed lazily by the kernel as they are touched, with a
+ * guard below each, pooled per loop. A task that runs off its stack hits
+ * the guard; the SIGSEGV handler here names the task on stderr and lets
+ * the process die, instead of letting it corrupt a neighbouring stack.
+ *
+ * Default-size stacks are slots carved from arenas, big mappings that are
+ * never unmapped before the loop is freed; freed slots keep their pages
+ * while the loop is busy, and all but af_loop_opts.stack_cache of them
+ * give them back when it next sleeps. On Linux 6.13+ each guard is a
+ * MADV_GUARD_INSTALL marker, which does not split the arena's mapping: a
+ * million stacks cost a few hundred mappings. Older kernels only have
+ * mprotect(PROT_NONE), which splits it: two mappings per stack, so
+ * vm.max_map_count (65530 by default) caps a process near 32,000 stacks,
+ * and the stack past the cap fails af_task_spawn() with -ENOMEM. */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -21,11 +32,22 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
+/* Linux 6.13's uapi values; bookworm's headers predate them. */
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
 /* Faults this far below the guard still count as an overflow of this
  * stack: a large frame can step over the guard in one go. */
 #define AF_GUARD_SIZE ((size_t)64 * 1024)
 #define AF_GUARD_SLACK ((size_t)64 * 1024)
 #define AF_ALTSTACK_SIZE ((size_t)64 * 1024)
+/* Each arena holds as many slots as all before it (so their number grows
+ * with the logarithm of the peak), 16 at first, at most this many bytes:
+ * address space only, but RLIMIT_AS counts it. */
+#define AF_ARENA_FIRST 16u
+#define AF_ARENA_MAX_BYTES ((size_t)256 * 1024 * 1024)
+#define AF_TRIM_RUNS 256u
 
 size_t af__page_size(void)
 {
@@ -43,76 +65,277 @@ size_t af__stack_round(size_t size)
 	return (size + page - 1) & ~(page - 1);
 }
 
-static int stack_map(size_t size, struct af__stack *st)
-{
-	size_t total = size + AF_GUARD_SIZE;
-	char *map;
+/* ---- guards ----------------------------------------------------------------- */
 
+enum { GUARDS_UNKNOWN, GUARDS_MARKERS, GUARDS_MPROTECT };
+
+/* What the kernel offers: process-wide by nature. relaxed everywhere: it
+ * orders no other memory, and two threads that both probe store the same
+ * answer, on aarch64 as on x86. */
+static atomic_int guard_kind = GUARDS_UNKNOWN;
+
+bool af__stack_guards_are_markers(void)
+{
+	return atomic_load_explicit(&guard_kind, memory_order_relaxed) == GUARDS_MARKERS;
+}
+
+/* Make [@p, @p + AF_GUARD_SIZE) fault on any access. A kernel without
+ * guard markers rejects the advice with EINVAL before looking at the
+ * range: from then on, mprotect. */
+static int guard_install(char *p)
+{
+	int kind = atomic_load_explicit(&guard_kind, memory_order_relaxed);
+
+	if (kind != GUARDS_MPROTECT) {
+		if (madvise(p, AF_GUARD_SIZE, MADV_GUARD_INSTALL) == 0) {
+			atomic_store_explicit(&guard_kind, GUARDS_MARKERS, memory_order_relaxed);
+			return 0;
+		}
+		if (errno != EINVAL || kind == GUARDS_MARKERS)
+			return -errno;
+		atomic_store_explicit(&guard_kind, GUARDS_MPROTECT, memory_order_relaxed);
+	}
+	return mprotect(p, AF_GUARD_SIZE, PROT_NONE) < 0 ? -errno : 0;
+}
+
+/* Say which limit a failed stack hit and how to raise it: the caller only
+ * sees -ENOMEM. */
+static void explain_no_stack(const char *what, size_t bytes, int err)
+{
+#if AF_DEBUG
+	struct rlimit as;
+	long max_maps = -1;
+	char as_text[32] = "unlimited";
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+
+	if (f) {
+		if (fscanf(f, "%ld", &max_maps) != 1)
+			max_maps = -1;
+		fclose(f);
+	}
+	if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
+		snprintf(as_text, sizeof(as_text), "%llu bytes", (unsigned long long)as.rlim_cur);
+	af__misuse("af_task_spawn",
+		   "no stack for the task: %s of %zu bytes failed (%s). Limits: "
+		   "vm.max_map_count = %ld mappings (%s; raise with sysctl "
+		   "vm.max_map_count=N), address space (RLIMIT_AS, ulimit -v) %s; "
+		   "or give tasks smaller stacks (af_loop_opts.stack_size)",
+		   what, bytes, af_strerror(err), max_maps,
+		   af__stack_guards_are_markers() ? "a few per thousand stacks here"
+						  : "two per stack before Linux 6.13",
+		   as_text);
+#else
+	(void)what;
+	(void)bytes;
+	(void)err;
+#endif
+}
+
+/* ---- one-off stacks: sizes other than the loop's ----------------------------- */
+
+static void *map_noreserve(size_t len)
+{
 	/* MAP_NORESERVE: only touched pages are committed, so a 256 KiB
 	 * stack for a task that uses 8 KiB costs 8 KiB. */
-	map = mmap(NULL, total, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-	if (map == MAP_FAILED)
-		return -ENOMEM;
-	if (mprotect(map, AF_GUARD_SIZE, PROT_NONE) < 0) {
-		munmap(map, total);
-		return -ENOMEM;
-	}
-	st->map = map;
-	st->map_size = total;
-	st->lo = map + AF_GUARD_SIZE;
+	return mmap(NULL, len, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+}
+
+static void stack_fill(struct af__stack *st, char *slot, size_t size)
+{
+	st->map = slot;
+	st->map_size = AF_GUARD_SIZE + size;
+	st->lo = slot + AF_GUARD_SIZE;
 	st->size = size;
 #if AF_HAVE_VALGRIND
-	st->vg_id = VALGRIND_STACK_REGISTER(st->lo, map + total);
+	st->vg_id = VALGRIND_STACK_REGISTER(st->lo, slot + st->map_size);
 #else
 	st->vg_id = 0;
 #endif
+}
+
+static void stack_forget(struct af__stack *st)
+{
+#if AF_HAVE_VALGRIND
+	VALGRIND_STACK_DEREGISTER(st->vg_id);
+#endif
+	st->map = NULL;
+}
+
+static int stack_map(size_t size, struct af__stack *st)
+{
+	size_t total = size + AF_GUARD_SIZE;
+	char *map = map_noreserve(total);
+	int r;
+
+	if (map == MAP_FAILED) {
+		r = -errno;
+		explain_no_stack("mmap", total, r);
+		return -ENOMEM;
+	}
+	r = guard_install(map);
+	if (r < 0) {
+		explain_no_stack("the guard", AF_GUARD_SIZE, r);
+		munmap(map, total);
+		return -ENOMEM;
+	}
+	stack_fill(st, map, size);
 	return 0;
 }
 
 static void stack_unmap(struct af__stack *st)
 {
-#if AF_HAVE_VALGRIND
-	VALGRIND_STACK_DEREGISTER(st->vg_id);
-#endif
 	munmap(st->map, st->map_size);
-	st->map = NULL;
+	stack_forget(st);
+}
+
+/* ---- the pool: arenas of slots ------------------------------------------------ */
+
+void af__stack_pool_init(struct af__stack_pool *pool, size_t size, unsigned cap)
+{
+	memset(pool, 0, sizeof(*pool));
+	pool->size = size;
+	pool->cap = cap;
+}
+
+static size_t slot_size(const struct af__stack_pool *pool)
+{
+	return AF_GUARD_SIZE + pool->size;
+}
+
+/* Map the next arena, and make room for all its slots in the free list
+ * now, so that giving a stack back never allocates. */
+static int arena_new(struct af__stack_pool *pool)
+{
+	size_t slot = slot_size(pool), n = pool->carved ? pool->carved : AF_ARENA_FIRST;
+	struct af__stack_arena *arenas = pool->arenas;
+	void **items;
+	char *base;
+
+	if (n > AF_ARENA_MAX_BYTES / slot)
+		n = AF_ARENA_MAX_BYTES / slot ? AF_ARENA_MAX_BYTES / slot : 1;
+	if (pool->narenas == pool->arenas_room) {
+		size_t room = pool->arenas_room ? 2 * pool->arenas_room : 8;
+
+		arenas = realloc(pool->arenas, room * sizeof(*arenas));
+		if (!arenas)
+			return -ENOMEM;
+		pool->arenas = arenas;
+		pool->arenas_room = room;
+	}
+	items = realloc(pool->items, (pool->room + n) * sizeof(*items));
+	if (!items)
+		return -ENOMEM;
+	pool->items = items;
+	pool->room += n;
+	base = map_noreserve(n * slot);
+	if (base == MAP_FAILED) {
+		int r = -errno;
+
+		explain_no_stack("mmap", n * slot, r);
+		return -ENOMEM;
+	}
+	arenas[pool->narenas].base = base;
+	arenas[pool->narenas++].len = n * slot;
+	pool->next = base;
+	pool->end = base + n * slot;
+	return 0;
+}
+
+/* A slot never used: its guard goes in now, once for the arena's life. */
+static int slot_carve(struct af__stack_pool *pool, struct af__stack *out)
+{
+	int r;
+
+	if (pool->next == pool->end) {
+		r = arena_new(pool);
+		if (r < 0)
+			return r;
+	}
+	r = guard_install(pool->next);
+	if (r < 0) {
+		explain_no_stack("the guard", AF_GUARD_SIZE, r);
+		return -ENOMEM;
+	}
+	stack_fill(out, pool->next, pool->size);
+	pool->next += slot_size(pool);
+	pool->carved++;
+	return 0;
+}
+
+static void slot_reuse(struct af__stack_pool *pool, struct af__stack *out)
+{
+	char *slot = pool->items[--pool->len];
+
+	if (pool->ncold > pool->len)
+		pool->ncold = pool->len;
+	stack_fill(out, slot, pool->size);
+#if defined(__SANITIZE_ADDRESS__)
+	/* The redzones of the last user's frames are still poisoned. A
+	 * fresh slot needs nothing: unpoisoning it would commit its whole
+	 * shadow and defeat lazy commit. */
+	ASAN_UNPOISON_MEMORY_REGION(out->lo, out->size);
+#endif
 }
 
 int af__stack_get(struct af__stack_pool *pool, size_t size, struct af__stack *out)
 {
-	if (size == pool->size && pool->len > 0) {
-		*out = pool->items[--pool->len];
-#if defined(__SANITIZE_ADDRESS__)
-		/* The redzones of the last user's frames are still poisoned. A
-		 * fresh mapping needs nothing: unpoisoning it would commit its
-		 * whole shadow and defeat lazy commit. */
-		ASAN_UNPOISON_MEMORY_REGION(out->lo, out->size);
-#endif
+	if (size != pool->size)
+		return stack_map(size, out);
+	if (pool->len > 0) {
+		slot_reuse(pool, out);
 		return 0;
 	}
-	return stack_map(size, out);
+	return slot_carve(pool, out);
 }
 
 void af__stack_put(struct af__stack_pool *pool, struct af__stack *st)
 {
 	if (!st->map)
 		return;
-	if (st->size == pool->size && pool->len < pool->cap) {
-		pool->items[pool->len++] = *st;
-		st->map = NULL;
+	if (st->size != pool->size) {
+		stack_unmap(st);
 		return;
 	}
-	stack_unmap(st);
+	pool->items[pool->len++] = st->map;
+	stack_forget(st);
+}
+
+/* Warm slots past the cap turn cold, oldest first: their pages go back to
+ * the kernel, and the guard markers stay (MADV_DONTNEED keeps them). Slots
+ * freed in a row are usually neighbours, so one call covers a whole run of
+ * them, guards included. At most AF_TRIM_RUNS calls per sleep, so that a
+ * burst of a million exits costs no long stall before the next wake-up:
+ * the rest wait for the next sleep. */
+void af__stack_trim(struct af__stack_pool *pool)
+{
+	size_t slot = slot_size(pool);
+
+	for (unsigned runs = 0; pool->len - pool->ncold > pool->cap && runs < AF_TRIM_RUNS; runs++) {
+		char *lo = pool->items[pool->ncold++], *hi = lo + slot;
+
+		while (pool->len - pool->ncold > pool->cap) {
+			char *next = pool->items[pool->ncold];
+
+			if (next == hi)
+				hi += slot;
+			else if (next + slot == lo)
+				lo = next;
+			else
+				break;
+			pool->ncold++;
+		}
+		madvise(lo + AF_GUARD_SIZE, (size_t)(hi - lo) - AF_GUARD_SIZE, MADV_DONTNEED);
+	}
 }
 
 void af__stack_pool_free(struct af__stack_pool *pool)
 {
-	while (pool->len > 0)
-		stack_unmap(&pool->items[--pool->len]);
+	for (size_t i = 0; i < pool->narenas; i++)
+		munmap(pool->arenas[i].base, pool->arenas[i].len);
+	free(pool->arenas);
 	free(pool->items);
-	pool->items = NULL;
-	pool->cap = 0;
+	af__stack_pool_init(pool, pool->size, pool->cap);
 }
 
 /* ---- overflow reporting ---------------------------------------------------- */

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Task stacks: overflow reporting, the per-loop pool, sizes, lazy commit
  * and the guard below each stack. */
+#include <linux/filter.h>
+#include <malloc.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -585,12 +588,18 @@ static int cache_main(void *arg)
 		ck_assert_int_eq(af_task_spawn(&t[i], parked, NULL), 0);
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(af_task_join(t[i], NULL), 0);
-	/* Four stacks came back; the loop keeps only stack_cache of them. */
-	ck_assert_uint_eq(loop->stacks.len, 2);
+	/* Four stacks came back, all still holding their pages while the
+	 * loop is busy... */
+	ck_assert_uint_eq(loop->stacks.len, 4);
+	ck_assert_uint_eq(loop->stacks.ncold, 0);
+	/* ...and when it sleeps, all but stack_cache give them back. */
+	ck_assert_int_eq(af_sleep_ms(1), 0);
+	ck_assert_uint_eq(loop->stacks.len, 4);
+	ck_assert_uint_eq(loop->stacks.ncold, 2);
 	return 0;
 }
 
-START_TEST(the_pool_keeps_at_most_stack_cache_stacks)
+START_TEST(past_stack_cache_freed_stacks_give_their_pages_back_when_the_loop_sleeps)
 {
 	struct af_loop *loop;
 	struct af_loop_opts opts = { .stack_cache = 2 };
@@ -754,23 +763,353 @@ static int guard_task(void *arg)
 	return 0;
 }
 
-START_TEST(the_page_below_each_stack_is_a_prot_none_guard)
+static void guard_check(const struct guard *g, bool markers)
+{
+	ck_assert_uint_ge(g->lo - g->map, page());
+	ck_assert(g->g_found);
+	ck_assert(g->s_found);
+	ck_assert_str_eq(g->s_perms, "rw-p");
+	if (markers) {
+		/* A marker lives inside the stack's mapping: no split. */
+		ck_assert_str_eq(g->g_perms, "rw-p");
+		ck_assert_uint_eq(g->g_lo, g->s_lo);
+	} else {
+		ck_assert_str_eq(g->g_perms, "---p");
+		ck_assert_uint_le(g->g_lo, g->map);
+		ck_assert_uint_eq(g->g_hi, g->lo);
+	}
+	ck_assert_int_eq(g->guard_write, -1);
+	ck_assert_int_eq(g->guard_errno, EFAULT);
+	ck_assert_int_eq(g->stack_write, 1);
+}
+
+START_TEST(the_region_below_each_stack_faults_on_any_access)
 {
 	struct guard g = { 0 };
 
 	ck_assert_int_eq(run_main(guard_task, &g), 0);
-	ck_assert_uint_ge(g.lo - g.map, page());
-	ck_assert(g.g_found);
-	ck_assert_str_eq(g.g_perms, "---p");
-	ck_assert_uint_le(g.g_lo, g.map);
-	ck_assert_uint_eq(g.g_hi, g.lo);
-	ck_assert(g.s_found);
-	ck_assert_str_eq(g.s_perms, "rw-p");
-	ck_assert_int_eq(g.guard_write, -1);
-	ck_assert_int_eq(g.guard_errno, EFAULT);
-	ck_assert_int_eq(g.stack_write, 1);
+	guard_check(&g, af__stack_guards_are_markers());
 }
 END_TEST
+
+static int custom_guard_main(void *arg)
+{
+	spawn_join(guard_task, arg, &(struct af_task_opts){ .stack_size = 100 * KiB });
+	return 0;
+}
+
+START_TEST(a_stack_of_another_size_has_the_same_guard)
+{
+	struct guard g = { 0 };
+
+	ck_assert_int_eq(run_main(custom_guard_main, &g), 0);
+	guard_check(&g, af__stack_guards_are_markers());
+}
+END_TEST
+
+/* ---- kernels before 6.13: no guard markers ------------------------------------------- */
+
+#ifdef THIS_AUDIT_ARCH
+/* Answer MADV_GUARD_INSTALL as Linux 6.1 does: EINVAL, unknown advice. */
+static void refuse_guard_markers(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_AUDIT_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 102 /* MADV_GUARD_INSTALL */, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	ck_assert_int_eq(seccomp_install(&prog), 0);
+}
+
+struct old_guard {
+	struct guard g;
+	bool markers;
+};
+
+static void old_guard_child(void *arg, void *out)
+{
+	struct old_guard *o = out;
+
+	(void)arg;
+	refuse_guard_markers();
+	o->g.guard_write = 0;
+	if (run_main(guard_task, &o->g) != 0)
+		_exit(3);
+	o->markers = af__stack_guards_are_markers();
+}
+
+START_TEST(without_guard_markers_each_guard_is_a_prot_none_mapping_of_its_own)
+{
+	struct old_guard o;
+
+	in_child_report(old_guard_child, NULL, &o, sizeof(o));
+	ck_assert(!o.markers);
+	guard_check(&o.g, false);
+}
+END_TEST
+
+static void old_overflow_child(void *arg)
+{
+	refuse_guard_markers();
+	overflow_child(arg);
+}
+
+START_TEST(without_guard_markers_an_overflow_is_still_reported)
+{
+	char out[4096];
+	int status = in_child(old_overflow_child, "deep-old", out, sizeof(out));
+
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+		      "status 0x%x; stderr: %s", status, out);
+	ck_assert_ptr_nonnull(strstr(out, "stack overflow in task \"deep-old\""));
+}
+END_TEST
+
+static int noop(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+/* Spawn until the kernel's mapping limit stops us: the spawn that hits it
+ * fails, and the tasks spawned before it all run. */
+static int map_limit_main(void *arg)
+{
+	int *spawned = arg, r, res = 1;
+	struct af_task **t = NULL;
+	size_t room = 0;
+
+	for (;;) {
+		if ((size_t)*spawned == room) {
+			room = room ? 2 * room : 4096;
+			t = realloc(t, room * sizeof(*t));
+			ck_assert_ptr_nonnull(t);
+		}
+		r = af_task_spawn(&t[*spawned], noop, NULL);
+		if (r < 0)
+			break;
+		++*spawned;
+	}
+	ck_assert_int_eq(r, -ENOMEM);
+	for (int i = 0; i < *spawned; i++) {
+		ck_assert_int_eq(af_task_join(t[i], &res), 0);
+		ck_assert_int_eq(res, 0);
+	}
+	free(t);
+	return 0;
+}
+
+static void map_limit_child(void *arg)
+{
+	struct af_loop *loop;
+	struct af_loop_opts opts = { .stack_size = 16 * KiB };
+	int result = 1, *spawned = arg;
+
+	refuse_guard_markers();
+	if (af_loop_new(&loop, &opts) < 0 || af_loop_run(loop, map_limit_main, spawned, &result) < 0)
+		_exit(3);
+	af_loop_free(loop);
+	fprintf(stderr, "spawned %d\n", *spawned);
+	_exit(result);
+}
+
+START_TEST(without_guard_markers_the_spawn_past_vm_max_map_count_fails_with_enomem)
+{
+	char out[4096];
+	int spawned = 0, status = in_child(map_limit_child, &spawned, out, sizeof(out));
+	const char *line = strstr(out, "spawned ");
+
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status 0x%x; stderr: %s",
+		      status, out);
+	ck_assert_ptr_nonnull(line);
+	/* Two mappings a stack: about half of vm.max_map_count. */
+	ck_assert_int_ge(atoi(line + 8), 1000);
+#if AF_DEBUG
+	ck_assert_ptr_nonnull(strstr(out, "af_task_spawn: no stack for the task"));
+	ck_assert_ptr_nonnull(strstr(out, "vm.max_map_count = "));
+#endif
+}
+END_TEST
+#endif
+
+/* ---- scale ---------------------------------------------------------------------------- */
+
+#if defined(__SANITIZE_THREAD__)
+/* ThreadSanitizer counts each task's fiber as a thread and dies past
+ * 8128 of them. */
+#define SCALE_N 4000L
+#define SCALE_SANITIZED 1
+#elif defined(__SANITIZE_ADDRESS__)
+/* ASan's shadow would make 10^6 tasks take minutes and many gigabytes:
+ * it runs the same paths with 10^4. */
+#define SCALE_N 10000L
+#define SCALE_SANITIZED 1
+#else
+#define SCALE_N 1000000L
+#define SCALE_SANITIZED 0
+#endif
+/* Without guard markers each stack costs two mappings: stay well under
+ * the default vm.max_map_count (the spawn past it is tested above). */
+#define SCALE_N_OLD_KERNEL (SCALE_N < 10000L ? SCALE_N : 10000L)
+
+static long mappings(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	long n = 0;
+	int c;
+
+	ck_assert_ptr_nonnull(f);
+	while ((c = getc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+/* The mappings that cover a part of one of @arenas. */
+static long arena_mappings(const struct af__stack_arena *arenas, size_t narenas)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	long n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx", &lo, &hi) != 2)
+			continue;
+		for (size_t i = 0; i < narenas; i++) {
+			uintptr_t a = (uintptr_t)arenas[i].base;
+
+			if (lo < a + arenas[i].len && hi > a) {
+				n++;
+				break;
+			}
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+struct scale {
+	struct af_event ev;
+	long n, parked, resumed;
+	long maps_before, maps_parked, arena_maps;
+	struct af__stack_arena *arenas;   /* a copy, to check after the loop is gone */
+	size_t narenas;
+	long rss_before, rss_parked;
+};
+
+static int scale_waiter(void *arg)
+{
+	struct scale *sc = arg;
+	int r;
+
+	sc->parked++;
+	r = af_event_wait(&sc->ev);
+	sc->resumed++;
+	return r;
+}
+
+static int scale_main(void *arg)
+{
+	struct scale *sc = arg;
+	const struct af__stack_pool *pool;
+	struct af_task **t;
+	int res = 1;
+	long bad = 0;
+
+	sc->n = af__stack_guards_are_markers() ? SCALE_N : SCALE_N_OLD_KERNEL;
+	t = malloc((size_t)sc->n * sizeof(*t));
+	ck_assert_ptr_nonnull(t);
+	af_event_init(&sc->ev);
+	sc->maps_before = mappings();
+	sc->rss_before = rss_bytes();
+	/* Check asserts are not free (each one writes a record): one per
+	 * phase, not per task. */
+	for (long i = 0; i < sc->n; i++)
+		bad += af_task_spawn(&t[i], scale_waiter, sc) != 0;
+	ck_assert_int_eq(bad, 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(sc->parked, sc->n);
+	sc->maps_parked = mappings();
+	pool = &af_loop_current()->stacks;
+	sc->narenas = pool->narenas;
+	sc->arenas = malloc(sc->narenas * sizeof(*sc->arenas));
+	ck_assert_ptr_nonnull(sc->arenas);
+	memcpy(sc->arenas, pool->arenas, sc->narenas * sizeof(*sc->arenas));
+	sc->arena_maps = arena_mappings(sc->arenas, sc->narenas);
+	sc->rss_parked = rss_bytes();
+	af_event_set(&sc->ev);
+	for (long i = 0; i < sc->n; i++)
+		bad += af_task_join(t[i], &res) != 0 || res != 0;
+	ck_assert_int_eq(bad, 0);
+	ck_assert_int_eq(sc->resumed, sc->n);
+	free(t);
+	return 0;
+}
+
+START_TEST(a_million_tasks_park_on_one_event_and_everything_is_given_back)
+{
+	struct af_loop_opts opts = { .stack_size = 16 * KiB };
+	struct scale sc = { 0 };
+	struct af_loop *loop;
+	long maps_before = mappings(), rss_before = rss_bytes();
+	int result = 1;
+
+	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
+	ck_assert_int_eq(af_loop_run(loop, scale_main, &sc, &result), 0);
+	ck_assert_int_eq(result, 0);
+	af_loop_free(loop);
+	/* Arenas of up to 256 MiB: one per ~3,000 stacks. */
+	ck_assert_uint_le(sc.narenas, (size_t)sc.n / 1000 + 16);
+	if (af__stack_guards_are_markers()) {
+		/* Guard markers split nothing. */
+		ck_assert_int_le(sc.arena_maps, (long)sc.narenas);
+		/* The sanitizers map state of their own for every fiber. */
+		if (!SCALE_SANITIZED)
+			ck_assert_int_le(sc.maps_parked - sc.maps_before, (long)sc.narenas + 16);
+	} else {
+		ck_assert_int_ge(sc.arena_maps, 2 * sc.n);
+	}
+	/* One touched stack page, the task and its timer slot (the
+	 * sanitizers add shadow and per-fiber state). */
+	if (!SCALE_SANITIZED)
+		ck_assert_int_le((sc.rss_parked - sc.rss_before) / sc.n, (long)(8 * KiB));
+	malloc_trim(0);
+	/* Every arena is unmapped, and what the heap keeps is not per task
+	 * (the sanitizers keep per-fiber state of their own). */
+	ck_assert_int_eq(arena_mappings(sc.arenas, sc.narenas), 0);
+	free(sc.arenas);
+	if (!SCALE_SANITIZED)
+		ck_assert_int_le(mappings(), maps_before + 2);
+	/* (The sanitizers' shadow and quarantine keep what they touched.) */
+	if (!SCALE_SANITIZED)
+		ck_assert_int_le(rss_bytes() - rss_before, (long)(16 * MiB));
+}
+END_TEST
+
+/* Register @t, or report it skipped with @reason. */
+static void add_test_unless(TCase *tc, const TTest *t, bool skip, const char *reason)
+{
+	if (!skip) {
+		tcase_add_test(tc, t);
+		return;
+	}
+	if (nskips == SKIPS_MAX)
+		abort();
+	skips[nskips].name = t->name;
+	skips[nskips].reason = reason;
+	nskips++;
+}
 
 Suite *make_suite(void)
 {
@@ -795,7 +1134,7 @@ Suite *make_suite(void)
 
 	tc = tcase_create("pool");
 	tcase_add_test(tc, a_finished_tasks_stack_is_reused_by_the_next_task);
-	tcase_add_test(tc, the_pool_keeps_at_most_stack_cache_stacks);
+	tcase_add_test(tc, past_stack_cache_freed_stacks_give_their_pages_back_when_the_loop_sleeps);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("sizes");
@@ -804,8 +1143,25 @@ Suite *make_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("guard");
-	tcase_add_test(tc, the_page_below_each_stack_is_a_prot_none_guard);
+	tcase_add_test(tc, the_region_below_each_stack_faults_on_any_access);
+	tcase_add_test(tc, a_stack_of_another_size_has_the_same_guard);
 	suite_add_tcase(s, tc);
+
+	tc = tcase_create("scale");
+	/* A million tasks take a while on a loaded machine; no timing here. */
+	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, a_million_tasks_park_on_one_event_and_everything_is_given_back);
+	suite_add_tcase(s, tc);
+
+#ifdef THIS_AUDIT_ARCH
+	tc = tcase_create("kernels without guard markers");
+	tcase_add_test(tc, without_guard_markers_each_guard_is_a_prot_none_mapping_of_its_own);
+	tcase_add_test(tc, without_guard_markers_an_overflow_is_still_reported);
+	add_test_unless(tc, without_guard_markers_the_spawn_past_vm_max_map_count_fails_with_enomem,
+			SCALE_SANITIZED, "the sanitizers' allocators abort when the process "
+			"is out of mappings; the plain and ucontext builds run it");
+	suite_add_tcase(s, tc);
+#endif
 	return s;
 }
 

@@ -22,17 +22,18 @@ struct af_task_opts {
  * @brief Create a task that runs @p fn(@p arg) on the current loop.
  *
  * The new task does not run until the caller blocks or yields. Its stack is
- * taken from the loop's pool when it first runs.
+ * taken from the loop's pool now, so a limit on stacks fails this call.
  *
  * @param task receives a handle to join, cancel or detach; pass NULL to
  *        create a detached task, freed as soon as it ends. A handle stays
  *        valid until af_task_join() returns 0 or -ETIMEDOUT,
  *        af_task_detach() is called, or the loop is freed.
- *        A task whose stack cannot be mapped never runs; its result is
- *        -ENOMEM. A task abandoned after a deadlock (see af_loop_run) has
- *        the result -EDEADLK.
+ *        A task abandoned after a deadlock (see af_loop_run) has the
+ *        result -EDEADLK.
  * @return 0; -EINVAL if @p fn is NULL; -EPERM if no loop runs on this thread;
- *         -ENOMEM.
+ *         -ENOMEM for no memory or no stack: the address space (RLIMIT_AS)
+ *         or, before Linux 6.13 (two mappings a stack), vm.max_map_count
+ *         is exhausted; debug builds say which on stderr.
  */
 int af_task_spawn(struct af_task **task, af_task_fn fn, void *arg);
 
