@@ -654,15 +654,22 @@ static void nap_detach(struct af_task *t)
 
 static const struct af__wait_ops nap_ops = { .what = "connect retry", .detach = nap_detach };
 
-#define CONNECT_RETRY_NS ((int64_t)1000 * 1000)
-
 /* A Unix listener with a full backlog: a blocking connect(2) would wait for
- * room, which no poll reports (an unconnected socket is always writable).
- * Try again every millisecond until @deadline. Returns 0 to try again,
+ * room, but a non-blocking one fails with EAGAIN and nothing reports the
+ * room: the connecting socket is not connected yet, so it polls writable
+ * (and hung up) at once, and the kernel wakes only blocked connect(2)
+ * callers (the listener's peer_wait queue, which no poll method reaches).
+ * libuv and mio hand EAGAIN to the caller; af_connect() keeps the promise
+ * of a blocking connect and tries again, backing off: a server that
+ * accepts makes room within microseconds, one that is stuck should not
+ * cost a wake-up per millisecond per waiting client. */
+#define CONNECT_RETRY_FIRST_NS ((int64_t)100 * 1000)
+#define CONNECT_RETRY_MAX_NS ((int64_t)16 * 1000 * 1000)
+
+/* Sleep @nap, but not past @deadline. Returns 0 to try again,
  * -ETIMEDOUT or -ECANCELED. */
-static int connect_nap(uint64_t deadline)
+static int connect_nap(int64_t nap, uint64_t deadline)
 {
-	int64_t nap = CONNECT_RETRY_NS;
 	int r;
 
 	if (deadline != UINT64_MAX) {
@@ -695,14 +702,16 @@ static int connect_once(const struct af__io *op)
  * for the call, and the handshake is waited for like any readiness. */
 static int do_connect(struct af_task *t, const struct af__io *op, uint64_t deadline)
 {
+	int64_t nap = CONNECT_RETRY_FIRST_NS;
 	int r, err = 0;
 	socklen_t len = sizeof(err);
 
 	watch_forget(t->loop->epoll, op->fd);
 	while ((r = connect_once(op)) == -EAGAIN) {
-		r = connect_nap(deadline);
+		r = connect_nap(nap, deadline);
 		if (r < 0)
 			return r;
+		nap = nap < CONNECT_RETRY_MAX_NS / 2 ? nap * 2 : CONNECT_RETRY_MAX_NS;
 	}
 	if (r != -EINPROGRESS)
 		return r;
@@ -766,10 +775,11 @@ static size_t op_len(const struct af__io *op)
  * MSG_PEEK and MSG_OOB leave the queue as it was. */
 static void note_try(struct af__epoll *ep, const struct af__io *op, const struct plan *p, int r)
 {
-	struct fd_watch *w = watch_find(ep, op->fd);
+	struct fd_watch *w;
 	bool drained = r == -EAGAIN;
 
-	if (!w)
+	/* Out of memory: the table stays as it was, and the next call tries. */
+	if (watch_get(ep, op->fd, &w) < 0)
 		return;
 	if (r > 0 && w->tcp && op->kind != AF__IO_ACCEPT && op->kind != AF__IO_POLL &&
 	    !(op->kind == AF__IO_RECV && (op->flags & (MSG_PEEK | MSG_OOB))))
