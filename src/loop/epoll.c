@@ -25,13 +25,14 @@
  *
  * The kernel drops a registration by itself when the file is closed with
  * close(2), and the number may come back naming another file, which the
- * table would believe registered. No event says so. A wait that cost no
- * system call is therefore checked once it has lasted CHECK_NS: one
- * epoll_ctl that re-registers the descriptor if the kernel forgot it (and
- * reports it at once if it is ready). Such a descriptor's first wait may
- * thus take up to CHECK_NS longer; one closed with af_close() never does.
- * A wait ends on its own long before that in a busy loop, so the check
- * costs nothing there, and at most one system call per long wait.
+ * table would believe registered. No event says so. A wait costs no system
+ * call only on a descriptor epoll reported within CHECK_NS, and is checked
+ * anyway (one epoll_ctl that registers the descriptor again if the kernel
+ * forgot it, and reports it at once if it is ready) before the loop
+ * sleeps, or once it has lasted CHECK_NS when there are many. A number
+ * reused within CHECK_NS of its last event may thus wait up to CHECK_NS
+ * longer, never forever; one closed with af_close() never does. In a busy
+ * loop waits end before either check is due: no system call at all.
  *
  * Regular files and block devices cannot be waited on (epoll refuses them,
  * poll calls them always ready and then the read blocks on the disk): the
