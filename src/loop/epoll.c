@@ -18,8 +18,8 @@
  * call (EPOLLONESHOT cost one epoll_ctl per wait, a quarter of an echo
  * round trip's calls). Edges report changes, so the table keeps what each
  * descriptor may be ready for: an edge sets it, EAGAIN clears it, and so
- * does a short read or write on a stream socket (its queue was empty, or
- * full, at that moment; what comes later raises an edge). A try is skipped
+ * does a short read or write on TCP (its queue was empty, or full, at that
+ * moment; what comes later raises an edge). A try is skipped
  * while the descriptor is known not ready: the task parks at once, as it
  * would on io_uring. af_close() takes the descriptor out.
  *
