@@ -181,10 +181,86 @@ static int run_one(struct afb_result *r, const struct afb_opts *o, bool rt)
 	return 0;
 }
 
+/* ---- event: the libuv baseline ------------------------------------------------ */
+
+#if HAVE_LIBUV
+#include <uv.h>
+
+/* libuv has no Event; the nearest thing to "wake another coroutine in this
+ * loop" is one callback making another runnable: an idle callback that
+ * starts a second idle handle, which runs on the next turn of uv_run(). A
+ * loop with no I/O watchers makes no system call on that path either (its
+ * poll phase returns at once), so both sides are pure user-space hops. */
+struct uv_hop {
+	uv_idle_t a, b;
+	uint64_t t0, t1;
+};
+
+static void uv_hop_b(uv_idle_t *h)
+{
+	struct uv_hop *u = h->data;
+
+	u->t1 = bench_now_ns();
+	uv_idle_stop(h);
+}
+
+static void uv_hop_a(uv_idle_t *h)
+{
+	struct uv_hop *u = h->data;
+
+	u->t0 = bench_now_ns();
+	uv_idle_stop(h);
+	uv_idle_start(&u->b, uv_hop_b);
+}
+
+/* Sampled after the af and swapcontext samples, in a run of its own on the
+ * same thread (uv_run() returns between hops, from inside no task). */
+static void event_uv_baseline(struct afb_result *r, const struct afb_opts *o)
+{
+	struct afb_dist *d = afb_dist_add(r, "uv_idle", "libuv: an idle callback starts another "
+					  "idle handle, which runs on uv_run()'s next turn");
+	size_t rounds = afb_rounds(o, 200000);
+	struct uv_hop u;
+	uv_loop_t loop;
+	uint64_t start;
+
+	d->ns = malloc(rounds * sizeof(double));
+	if (!d->ns || uv_loop_init(&loop) != 0) {
+		afb_dist_unavailable(d, "%s", d->ns ? "uv_loop_init failed" : "out of memory");
+		return;
+	}
+	uv_idle_init(&loop, &u.a);
+	uv_idle_init(&loop, &u.b);
+	u.a.data = u.b.data = &u;
+	start = bench_now_ns();
+	for (size_t i = 0; i < rounds + 100; i++) {
+		uv_idle_start(&u.a, uv_hop_a);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		if (i >= 100)   /* the first hops warm the caches up, as for af */
+			d->ns[d->n++] = (double)(int64_t)(u.t1 - u.t0);
+		if (!o->iterations && (i & 1) && afb_time_up(o, start))
+			break;
+	}
+	uv_close((uv_handle_t *)&u.a, NULL);
+	uv_close((uv_handle_t *)&u.b, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+}
+#else
+static void event_uv_baseline(struct afb_result *r, const struct afb_opts *o)
+{
+	(void)o;
+	afb_dist_unavailable(afb_dist_add(r, "uv_idle", "libuv idle-handle hop"),
+			     "built without libuv (Debian: libuv1-dev)");
+}
+#endif
+
 int afb_run_loop(struct afb_result *r, const struct afb_opts *o)
 {
 	if ((o->scenarios & (1u << AFB_EVENT)) && run_one(&r[AFB_EVENT], o, false) < 0)
 		return -1;
+	if ((o->scenarios & (1u << AFB_EVENT)) && r[AFB_EVENT].ran)
+		event_uv_baseline(&r[AFB_EVENT], o);
 	if ((o->scenarios & (1u << AFB_SWITCH)) && run_one(&r[AFB_SWITCH], o, true) < 0)
 		return -1;
 	return 0;

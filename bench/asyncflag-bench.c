@@ -422,8 +422,9 @@ static void header_line(const struct afb_opts *o, const char *rt, char *buf, siz
 	if (o->cpu[0] >= 0)
 		snprintf(pin, sizeof(pin), "setter on CPU %d, loop on CPU %d", o->cpu[0], o->cpu[1]);
 	snprintf(buf, len,
-		 "asyncflag-bench: libasyncflag %s (%s%s%s%s), Linux %s %s, %ld CPUs, %s, %s",
-		 af_version(), (f & AF_FEATURE_ASM_SWITCH) ? "asm switch" : "ucontext switch",
+		 "asyncflag-bench: libasyncflag %s (%s%s%s%s%s), Linux %s %s, %ld CPUs, %s, %s",
+		 af_version(), (f & AF_FEATURE_BACKEND_EPOLL) ? "epoll backend, " : "io_uring backend, ",
+		 (f & AF_FEATURE_ASM_SWITCH) ? "asm switch" : "ucontext switch",
 		 (f & AF_FEATURE_COOP_TASKRUN) ? ", COOP_TASKRUN" : "",
 		 (f & AF_FEATURE_SINGLE_ISSUER) ? ", SINGLE_ISSUER" : "",
 		 (f & AF_FEATURE_DEFER_TASKRUN) ? ", DEFER_TASKRUN" : "", u.release, u.machine,

@@ -13,10 +13,13 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -443,6 +446,198 @@ START_TEST(af_close_ends_a_read_parked_on_the_descriptor_with_ebadf_even_if_the_
 }
 END_TEST
 
+/* A connected TCP pair on loopback: @fds[0] the client, @fds[1] the server. */
+static void tcp_pair(int fds[2])
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(lfd, 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+	ck_assert_int_eq(listen(lfd, 1), 0);
+	fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fds[0], 0);
+	ck_assert_int_eq(connect(fds[0], (struct sockaddr *)&a, sizeof(a)), 0);
+	fds[1] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(fds[1], 0);
+	close(lfd);
+}
+
+static int recv_one(void *arg)
+{
+	struct reader *rd = arg;
+
+	rd->r = af_recv(rd->fd, rd->buf, sizeof(rd->buf), 0);
+	return 0;
+}
+
+/* Spawn a reader of @fd, let the loop look at the kernel a few hundred
+ * times, and say whether the reader has its data: well before the 1 ms
+ * check that would also find it, so only the edge can have woken it. */
+static bool reader_woken_by_the_edge(struct reader *rd, struct af_task **t)
+{
+	ck_assert_int_eq(af_task_spawn(t, recv_one, rd), 0);
+	for (int i = 0; i < 300 && (*t)->state != AF_TASK_DONE; i++)
+		ck_assert_int_eq(af_yield(), 0);
+	return (*t)->state == AF_TASK_DONE;
+}
+
+/* A short read on TCP means the receive queue was empty, so the next read
+ * parks without trying; what arrives after the short read, even before
+ * that next read starts, raises an edge that wakes it. */
+static int short_read_main(void *arg)
+{
+	struct reader rd = { 0 };
+	struct af_task *t;
+	char buf[64];
+	int s[2];
+
+	(void)arg;
+	tcp_pair(s);
+	/* Registered by a first wait: only then does the loop know it is TCP. */
+	ck_assert_int_eq(af_recv_timeout(s[0], buf, sizeof(buf), 0, 1 * MS), -ETIMEDOUT);
+	ck_assert_int_eq(send(s[1], "abc", 3, 0), 3);
+	ck_assert_int_eq(af_recv(s[0], buf, sizeof(buf), 0), 3);
+	ck_assert_int_eq(send(s[1], "def", 3, 0), 3);
+	rd.fd = s[0];
+	ck_assert(reader_woken_by_the_edge(&rd, &t));
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_int_eq(rd.r, 3);
+	ck_assert_int_eq(memcmp(rd.buf, "def", 3), 0);
+	/* Data and the end of the stream in one go: the read that takes the
+	 * data is short, and the end of stream raises no second edge. */
+	ck_assert_int_eq(send(s[1], "gh", 2, 0), 2);
+	ck_assert_int_eq(shutdown(s[1], SHUT_WR), 0);
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_recv(s[0], buf, sizeof(buf), 0), 2);
+	ck_assert(reader_woken_by_the_edge(&rd, &t));
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_int_eq(rd.r, 0);
+	ck_assert_int_eq(af_recv(s[0], buf, sizeof(buf), 0), 0);
+	close(s[0]);
+	close(s[1]);
+	return 0;
+}
+
+START_TEST(after_a_short_tcp_read_the_next_read_is_woken_by_what_arrives_even_an_end_of_stream)
+{
+	ck_assert_int_eq(run_epoll(short_read_main, NULL), 0);
+}
+END_TEST
+
+/* A registration outlives the wait that made it: a timed-out read leaves
+ * the descriptor in the set, and the next wait on it needs no system call
+ * and still wakes. */
+static int registered_main(void *arg)
+{
+	struct reader rd = { 0 };
+	struct af_task *t;
+	char buf[8];
+	int s[2];
+
+	(void)arg;
+	tcp_pair(s);
+	ck_assert_int_eq(af_recv_timeout(s[0], buf, sizeof(buf), 0, 1 * MS), -ETIMEDOUT);
+	rd.fd = s[0];
+	ck_assert_int_eq(af_task_spawn(&t, recv_one, &rd), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(t->state, AF_TASK_BLOCKED);
+	ck_assert_int_eq(send(s[1], "x", 1, 0), 1);
+	for (int i = 0; i < 300 && t->state != AF_TASK_DONE; i++)
+		ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(t->state, AF_TASK_DONE);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_int_eq(rd.r, 1);
+	/* af_close takes it out; the number's next file starts afresh. */
+	ck_assert_int_eq(af_close(s[0]), 0);
+	close(s[1]);
+	tcp_pair(s);
+	ck_assert_int_eq(send(s[1], "y", 1, 0), 1);
+	ck_assert_int_eq(af_recv_timeout(s[0], buf, sizeof(buf), 0, LONG_NS), 1);
+	ck_assert_int_eq(buf[0], 'y');
+	close(s[0]);
+	close(s[1]);
+	return 0;
+}
+
+START_TEST(a_descriptor_stays_registered_after_a_timed_out_wait_and_its_next_wait_still_wakes)
+{
+	ck_assert_int_eq(run_epoll(registered_main, NULL), 0);
+}
+END_TEST
+
+struct unix_conn {
+	struct sockaddr_un a;
+	socklen_t alen;
+	int fd;
+	int r;
+};
+
+static int unix_connect_task(void *arg)
+{
+	struct unix_conn *u = arg;
+
+	u->r = af_connect(u->fd, (struct sockaddr *)&u->a, u->alen);
+	return 0;
+}
+
+/* connect(2) to a Unix listener with a full backlog fails with EAGAIN when
+ * non-blocking, and no poll reports the room: af_connect() tries again,
+ * backing off, until the listener accepts, as a blocking connect would. */
+static int full_backlog_main(void *arg)
+{
+	struct unix_conn u = { .a = { .sun_family = AF_UNIX } };
+	struct af_task *t;
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int c0 = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), a0, a1;
+
+	(void)arg;
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_int_ge(c0, 0);
+	/* An abstract address: nothing to clean up. */
+	snprintf(u.a.sun_path + 1, sizeof(u.a.sun_path) - 1, "af-test-backlog-%d", (int)getpid());
+	u.alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(u.a.sun_path + 1));
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&u.a, u.alen), 0);
+	ck_assert_int_eq(listen(lfd, 0), 0);
+	ck_assert_int_eq(connect(c0, (struct sockaddr *)&u.a, u.alen), 0);
+	u.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	ck_assert_int_ge(u.fd, 0);
+	ck_assert_int_eq(connect(u.fd, (struct sockaddr *)&u.a, u.alen), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_int_eq(af_task_spawn(&t, unix_connect_task, &u), 0);
+	ck_assert_int_eq(af_sleep_ms(30), 0);
+	ck_assert_int_eq(t->state, AF_TASK_BLOCKED);
+	a0 = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(a0, 0);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_int_eq(u.r, 0);
+	a1 = af_accept_timeout(lfd, NULL, NULL, SOCK_CLOEXEC, LONG_NS);
+	ck_assert_int_ge(a1, 0);
+	ck_assert_int_eq(af_send(u.fd, "z", 1, 0), 1);
+	{
+		char c = 0;
+
+		ck_assert_int_eq(af_recv(a1, &c, 1, 0), 1);
+		ck_assert_int_eq(c, 'z');
+	}
+	close(a0);
+	close(a1);
+	close(u.fd);
+	close(c0);
+	close(lfd);
+	return 0;
+}
+
+START_TEST(a_connect_to_a_full_unix_backlog_completes_once_the_listener_accepts)
+{
+	ck_assert_int_eq(run_epoll(full_backlog_main, NULL), 0);
+}
+END_TEST
+
 /* ---- epoll: blocking descriptors -------------------------------------------------------- */
 
 struct ticker {
@@ -646,11 +841,14 @@ Suite *make_suite(void)
 	tcase_add_test(tc, a_reader_and_a_writer_parked_on_one_socket_are_both_woken);
 	tcase_add_test(tc, a_descriptor_closed_behind_the_loops_back_and_its_number_reused_still_wakes_readers);
 	tcase_add_test(tc, af_close_ends_a_read_parked_on_the_descriptor_with_ebadf_even_if_the_number_is_reused);
+	tcase_add_test(tc, after_a_short_tcp_read_the_next_read_is_woken_by_what_arrives_even_an_end_of_stream);
+	tcase_add_test(tc, a_descriptor_stays_registered_after_a_timed_out_wait_and_its_next_wait_still_wakes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("epoll blocking descriptors");
 	tcase_add_test(tc, accept_and_connect_on_blocking_sockets_park_the_task_not_the_loop);
 	tcase_add_test(tc, descriptors_epoll_refuses_like_dev_null_never_block);
+	tcase_add_test(tc, a_connect_to_a_full_unix_backlog_completes_once_the_listener_accepts);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("epoll files");

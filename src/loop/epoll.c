@@ -11,16 +11,35 @@
  * would block does the task park until epoll reports the descriptor ready,
  * and then it tries again. Each try either moves data or moves none, so a
  * cancel or a timeout, which can only come while the task is parked, never
- * loses data. Descriptors are armed EPOLLONESHOT: one epoll_ctl per wait,
- * none to take it out again, and a descriptor nobody waits on any more
- * fires at most once. Several tasks may wait on one descriptor (a reader
- * and a writer): the descriptor is armed for the union of their events.
+ * loses data.
+ *
+ * A descriptor joins the set edge-triggered at its first wait and stays,
+ * for the union of the events ever waited for: a wait then costs no system
+ * call (EPOLLONESHOT cost one epoll_ctl per wait, a quarter of an echo
+ * round trip's calls). Edges report changes, so the table keeps what each
+ * descriptor may be ready for: an edge sets it, EAGAIN clears it, and so
+ * does a short read or write on TCP (its queue was empty, or full, at that
+ * moment; what comes later raises an edge). A try is skipped
+ * while the descriptor is known not ready: the task parks at once, as it
+ * would on io_uring. af_close() takes the descriptor out.
+ *
+ * The kernel drops a registration by itself when the file is closed with
+ * close(2), and the number may come back naming another file, which the
+ * table would believe registered. No event says so. A wait costs no system
+ * call only on a descriptor epoll reported within CHECK_NS, and is checked
+ * anyway (one epoll_ctl that registers the descriptor again if the kernel
+ * forgot it, and reports it at once if it is ready) before the loop
+ * sleeps, or once it has lasted CHECK_NS when there are many. A number
+ * reused within CHECK_NS of its last event may thus wait up to CHECK_NS
+ * longer, never forever; one closed with af_close() never does. In a busy
+ * loop waits end before either check is due: no system call at all.
  *
  * Regular files and block devices cannot be waited on (epoll refuses them,
  * poll calls them always ready and then the read blocks on the disk): the
  * I/O layer runs those on the blocking pool, as libuv does.
  */
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,16 +57,22 @@
 /* A task parked until its descriptor is ready; lives on the task's stack. */
 struct fd_waiter {
 	struct af__node node;
+	struct af__node check_node; /* in unchecked, until checked or woken */
 	struct af_task *task;
+	uint64_t parked_at;
 	int fd;
 	uint32_t events;
+	bool unchecked;          /* parked without a system call */
 	bool closed;             /* af_close() closed the descriptor meanwhile */
 };
 
 struct fd_watch {
 	struct af__list waiters;
-	uint32_t armed;          /* events armed in the kernel, 0 once fired */
+	uint32_t interest;       /* events registered in the kernel */
+	uint32_t ready;          /* events it may be ready for */
+	uint64_t last_event;     /* when epoll last reported it */
 	bool added;              /* in the epoll set, as far as we know */
+	bool tcp;                /* a TCP socket: a short read drained it */
 };
 
 struct af__epoll {
@@ -55,9 +80,17 @@ struct af__epoll {
 	bool pwait2;             /* epoll_pwait2 works: waits to the nanosecond */
 	struct fd_watch *fds;    /* indexed by descriptor */
 	size_t nfds;
+	struct af__list unchecked; /* fd_waiter.check_node, oldest first */
+	size_t nunchecked;
 	int nready;
 	struct epoll_event ready[READY_MAX];
 };
+
+/* How long a wait that cost no system call trusts the table (see above). */
+#define CHECK_NS ((uint64_t)1000 * 1000)
+/* What a fresh or reused descriptor may be ready for: anything, so the
+ * first call tries. */
+#define READY_ALL (EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDNORM | EPOLLWRNORM)
 
 /* ---- set-up ------------------------------------------------------------------- */
 
@@ -134,6 +167,14 @@ static struct fd_watch *watch_find(struct af__epoll *ep, int fd)
 	return (size_t)fd < ep->nfds ? &ep->fds[fd] : NULL;
 }
 
+static void watch_reset(struct fd_watch *w)
+{
+	w->added = false;
+	w->interest = 0;
+	w->ready = READY_ALL;
+	w->tcp = false;
+}
+
 /* Grow the table to hold @fd. Waiters point at each other, never into the
  * table, so it may move. */
 static int watch_get(struct af__epoll *ep, int fd, struct fd_watch **out)
@@ -148,6 +189,8 @@ static int watch_get(struct af__epoll *ep, int fd, struct fd_watch **out)
 		if (!fds)
 			return -ENOMEM;
 		memset(fds + ep->nfds, 0, (n - ep->nfds) * sizeof(*fds));
+		for (size_t i = ep->nfds; i < n; i++)
+			watch_reset(&fds[i]);
 		ep->fds = fds;
 		ep->nfds = n;
 	}
@@ -155,13 +198,33 @@ static int watch_get(struct af__epoll *ep, int fd, struct fd_watch **out)
 	return 0;
 }
 
-/* Arm @fd for @events. The table can be stale: a descriptor closed with
- * close(2) behind our back left the set by itself, and its number may now
- * name another file. The kernel's ENOENT and EEXIST say so; ask again the
- * other way. */
-static int watch_arm(struct af__epoll *ep, int fd, struct fd_watch *w, uint32_t events)
+/* A number the table may know from an earlier file names a new one. */
+static void watch_forget(struct af__epoll *ep, int fd)
 {
-	struct epoll_event ev = { .events = events | EPOLLONESHOT, .data.u64 = (uint64_t)fd };
+	struct fd_watch *w;
+
+	if (fd >= 0 && watch_get(ep, fd, &w) == 0 && af__list_empty(&w->waiters))
+		watch_reset(w);
+}
+
+static bool is_tcp_socket(int fd)
+{
+	int proto = 0;
+	socklen_t len = sizeof(proto);
+
+	return getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 && proto == IPPROTO_TCP;
+}
+
+/* Register @fd, edge-triggered, for @events. The table can be stale: a
+ * descriptor closed with close(2) behind our back left the set by itself,
+ * and its number may now name another file. The kernel's ENOENT and EEXIST
+ * say so; ask again the other way. Registering polls the file: if it is
+ * ready already, the next epoll_wait reports it. */
+static int watch_register(struct af__epoll *ep, int fd, struct fd_watch *w, uint32_t events)
+{
+	/* EPOLLRDHUP: an end of stream stays readable but raises no second
+	 * edge, so it must be remembered as ready for good. */
+	struct epoll_event ev = { .events = events | EPOLLRDHUP | EPOLLET, .data.u64 = (uint64_t)fd };
 	int op = w->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 	int r = epoll_ctl(ep->epfd, op, fd, &ev);
 
@@ -170,25 +233,39 @@ static int watch_arm(struct af__epoll *ep, int fd, struct fd_watch *w, uint32_t 
 		r = epoll_ctl(ep->epfd, op, fd, &ev);
 	}
 	if (r < 0) {
-		w->added = false;
-		w->armed = 0;
-		return -errno;
+		r = -errno;
+		watch_reset(w);
+		return r;
 	}
+	if (op == EPOLL_CTL_ADD)
+		w->tcp = is_tcp_socket(fd);
 	w->added = true;
-	w->armed = events;
+	w->interest = events;
 	return 0;
 }
 
 static void waiter_unlink(struct af_loop *loop, struct fd_waiter *wt)
 {
-	struct fd_watch *w = watch_find(loop->epoll, wt->fd);
+	struct af__epoll *ep = loop->epoll;
+	struct fd_watch *w = watch_find(ep, wt->fd);
 
 	af__list_remove(&w->waiters, &wt->node);
+	if (wt->unchecked) {
+		af__list_remove(&ep->unchecked, &wt->check_node);
+		wt->unchecked = false;
+		ep->nunchecked--;
+	}
 	loop->ninflight--;
 }
 
-/* Left on a cancel or timeout. The descriptor stays armed: if it fires for
- * nobody, dispatch() simply does not arm it again. */
+static void waiter_wake(struct af_loop *loop, struct fd_waiter *wt)
+{
+	waiter_unlink(loop, wt);
+	af__task_wake(wt->task, 0);
+	loop->outside_wakes++;
+}
+
+/* Left on a cancel or timeout. The registration stays for the next wait. */
 static void fd_detach(struct af_task *t)
 {
 	waiter_unlink(t->loop, t->wait_obj);
@@ -209,20 +286,23 @@ static int wait_ready(struct af_task *t, int fd, uint32_t events, uint64_t deadl
 	struct af__epoll *ep = loop->epoll;
 	struct fd_waiter wt = { .task = t, .fd = fd, .events = events };
 	struct fd_watch *w;
-	uint32_t want = events;
 	int64_t timeout = -1;
 	int r = watch_get(ep, fd, &w);
 
 	if (r < 0)
 		return r;
-	for (struct af__node *n = w->waiters.head; n; n = n->next)
-		want |= af__container_of(n, struct fd_waiter, node)->events;
-	/* Armed already for everyone parked here: no system call. Without
-	 * other waiters the table may be stale (see watch_arm): always ask. */
-	if (af__list_empty(&w->waiters) || (w->armed & want) != want) {
-		r = watch_arm(ep, fd, w, want);
+	wt.parked_at = af__now_ns();
+	/* Trusted only while epoll keeps reporting it: a descriptor quiet for
+	 * CHECK_NS may have been closed and its number reused meanwhile. */
+	if (!w->added || (w->interest & events) != events ||
+	    wt.parked_at - w->last_event >= CHECK_NS) {
+		r = watch_register(ep, fd, w, w->interest | events);
 		if (r < 0)
 			return r;
+	} else {
+		wt.unchecked = true;
+		af__list_push_back(&ep->unchecked, &wt.check_node);
+		ep->nunchecked++;
 	}
 	af__list_push_back(&w->waiters, &wt.node);
 	loop->ninflight++;
@@ -235,41 +315,100 @@ static int wait_ready(struct af_task *t, int fd, uint32_t events, uint64_t deadl
 	return r == 0 && wt.closed ? -EBADF : r;
 }
 
-/* epoll reported @fd: wake the waiters it is ready for, and arm it again
- * for the others (EPOLLONESHOT disarmed it). */
-static void dispatch(struct af_loop *loop, int fd, uint32_t revents)
+/* epoll reported @fd: note what it is ready for and wake the waiters that
+ * wanted it. The others stay parked: the registration is permanent. */
+static void dispatch(struct af_loop *loop, int fd, uint32_t revents, uint64_t now)
 {
-	struct af__epoll *ep = loop->epoll;
-	struct fd_watch *w = watch_find(ep, fd);
-	uint32_t rest = 0;
+	struct fd_watch *w = watch_find(loop->epoll, fd);
 
 	if (!w)
 		return;
-	w->armed = 0;
+	w->ready |= revents;
+	w->last_event = now;
 	for (struct af__node *n = w->waiters.head; n;) {
 		struct fd_waiter *wt = af__container_of(n, struct fd_waiter, node);
 
 		n = n->next;
-		if (revents & (wt->events | EPOLLERR | EPOLLHUP)) {
-			waiter_unlink(loop, wt);
-			af__task_wake(wt->task, 0);
-			loop->outside_wakes++;
-		} else {
-			rest |= wt->events;
-		}
+		if (revents & (wt->events | EPOLLERR | EPOLLHUP))
+			waiter_wake(loop, wt);
 	}
-	/* If it cannot be armed again (closed meanwhile), wake them all: the
-	 * retry reports the error. */
-	if (rest && watch_arm(ep, fd, w, rest) < 0) {
-		while (w->waiters.head) {
-			struct fd_waiter *wt =
-				af__container_of(w->waiters.head, struct fd_waiter, node);
+}
 
-			waiter_unlink(loop, wt);
-			af__task_wake(wt->task, 0);
-			loop->outside_wakes++;
+/* When the next check is due, or UINT64_MAX. */
+static uint64_t check_deadline(const struct af__epoll *ep)
+{
+	const struct fd_waiter *wt;
+
+	if (af__list_empty(&ep->unchecked))
+		return UINT64_MAX;
+	wt = af__container_of(ep->unchecked.head, struct fd_waiter, check_node);
+	return wt->parked_at + CHECK_NS;
+}
+
+/* Check one wait that trusted the table: registering again is a no-op for
+ * a descriptor the kernel still holds, and brings back one it forgot.
+ * False if that fails (the number now names a file epoll refuses, or
+ * none): the wait then stays unchecked. */
+static bool check_one(struct af__epoll *ep, struct fd_waiter *wt)
+{
+	struct fd_watch *w = watch_find(ep, wt->fd);
+
+	if (watch_register(ep, wt->fd, w, w->interest | wt->events) < 0)
+		return false;
+	af__list_remove(&ep->unchecked, &wt->check_node);
+	wt->unchecked = false;
+	ep->nunchecked--;
+	return true;
+}
+
+/* Check the waits that trusted the table for CHECK_NS. Where that fails,
+ * wake the descriptor's waiters: their retry reports the error. */
+static void check_unchecked(struct af_loop *loop)
+{
+	struct af__epoll *ep = loop->epoll;
+	uint64_t now;
+
+	if (af__list_empty(&ep->unchecked))
+		return;
+	now = af__now_ns();
+	while (ep->unchecked.head) {
+		struct fd_waiter *wt =
+			af__container_of(ep->unchecked.head, struct fd_waiter, check_node);
+		struct fd_watch *w = watch_find(ep, wt->fd);
+
+		if (now - wt->parked_at < CHECK_NS)
+			break;
+		if (!check_one(ep, wt)) {
+			while (w->waiters.head)
+				waiter_wake(loop, af__container_of(w->waiters.head,
+								   struct fd_waiter, node));
 		}
 	}
+}
+
+/* Before a sleep: check the few waits there are now, rather than wake for
+ * them later. A timeout on every sleep costs more than an epoll_ctl or two
+ * (an hrtimer armed and cancelled each time: 15% of the CPU of a one-
+ * connection echo round trip in a VM, where programming the timer exits
+ * to the host). Returns when to wake for the rest: UINT64_MAX if none are
+ * left, 0 if a check failed (reap then wakes its waiters). */
+#define CHECK_BEFORE_SLEEP 4
+
+static uint64_t check_before_sleep(struct af__epoll *ep)
+{
+	if (ep->nunchecked > CHECK_BEFORE_SLEEP)
+		return check_deadline(ep);
+	while (ep->unchecked.head) {
+		struct fd_waiter *wt =
+			af__container_of(ep->unchecked.head, struct fd_waiter, check_node);
+
+		if (!check_one(ep, wt)) {
+			/* Due at once: check_unchecked() finds it first. */
+			wt->parked_at = 0;
+			return 0;
+		}
+	}
+	return UINT64_MAX;
 }
 
 /* ---- waiting -------------------------------------------------------------------- */
@@ -308,6 +447,7 @@ static void ep_reap(struct af_loop *loop)
 {
 	struct af__epoll *ep = loop->epoll;
 	int n = ep->nready;
+	uint64_t now = n > 0 ? af__now_ns() : 0;
 
 	ep->nready = 0;
 	for (int i = 0; i < n; i++) {
@@ -322,7 +462,7 @@ static void ep_reap(struct af_loop *loop)
 			loop->efd_expected = false;
 			continue;
 		}
-		dispatch(loop, (int)ev->data.u64, ev->events);
+		dispatch(loop, (int)ev->data.u64, ev->events, now);
 	}
 }
 
@@ -332,13 +472,23 @@ static void ep_peek(struct af_loop *loop)
 	 * the loop makes no system call at all. */
 	if (!loop->ninflight && !loop->efd_expected)
 		return;
+	check_unchecked(loop);
 	collect_ready(loop, 0, false);
 	ep_reap(loop);
 }
 
+/* Wakes for the next check too; reap runs it (a wait must wake no task). */
 static void ep_wait(struct af_loop *loop, uint64_t deadline)
 {
-	collect_ready(loop, deadline, true);
+	uint64_t check = check_before_sleep(loop->epoll);
+
+	collect_ready(loop, check < deadline ? check : deadline, true);
+}
+
+static void ep_reap_and_check(struct af_loop *loop)
+{
+	ep_reap(loop);
+	check_unchecked(loop);
 }
 
 /* ---- I/O -------------------------------------------------------------------------- */
@@ -406,7 +556,7 @@ static int pollable(struct af__epoll *ep, int fd)
 		return r;
 	if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 || errno == EEXIST) {
 		w->added = true;
-		w->armed = 0;
+		w->interest = 0;
 		return 1;
 	}
 	return errno == EPERM ? 0 : -errno;
@@ -551,15 +701,22 @@ static void nap_detach(struct af_task *t)
 
 static const struct af__wait_ops nap_ops = { .what = "connect retry", .detach = nap_detach };
 
-#define CONNECT_RETRY_NS ((int64_t)1000 * 1000)
-
 /* A Unix listener with a full backlog: a blocking connect(2) would wait for
- * room, which no poll reports (an unconnected socket is always writable).
- * Try again every millisecond until @deadline. Returns 0 to try again,
+ * room, but a non-blocking one fails with EAGAIN and nothing reports the
+ * room: the connecting socket is not connected yet, so it polls writable
+ * (and hung up) at once, and the kernel wakes only blocked connect(2)
+ * callers (the listener's peer_wait queue, which no poll method reaches).
+ * libuv and mio hand EAGAIN to the caller; af_connect() keeps the promise
+ * of a blocking connect and tries again, backing off: a server that
+ * accepts makes room within microseconds, one that is stuck should not
+ * cost a wake-up per millisecond per waiting client. */
+#define CONNECT_RETRY_FIRST_NS ((int64_t)100 * 1000)
+#define CONNECT_RETRY_MAX_NS ((int64_t)16 * 1000 * 1000)
+
+/* Sleep @nap, but not past @deadline. Returns 0 to try again,
  * -ETIMEDOUT or -ECANCELED. */
-static int connect_nap(uint64_t deadline)
+static int connect_nap(int64_t nap, uint64_t deadline)
 {
-	int64_t nap = CONNECT_RETRY_NS;
 	int r;
 
 	if (deadline != UINT64_MAX) {
@@ -592,13 +749,16 @@ static int connect_once(const struct af__io *op)
  * for the call, and the handshake is waited for like any readiness. */
 static int do_connect(struct af_task *t, const struct af__io *op, uint64_t deadline)
 {
+	int64_t nap = CONNECT_RETRY_FIRST_NS;
 	int r, err = 0;
 	socklen_t len = sizeof(err);
 
+	watch_forget(t->loop->epoll, op->fd);
 	while ((r = connect_once(op)) == -EAGAIN) {
-		r = connect_nap(deadline);
+		r = connect_nap(nap, deadline);
 		if (r < 0)
 			return r;
+		nap = nap < CONNECT_RETRY_MAX_NS / 2 ? nap * 2 : CONNECT_RETRY_MAX_NS;
 	}
 	if (r != -EINPROGRESS)
 		return r;
@@ -617,11 +777,8 @@ static int do_close(struct af_loop *loop, int fd)
 	/* Take it out of the set first: a duplicate of the descriptor would
 	 * keep the registration alive, and report events under a number that
 	 * may soon name another file. */
-	if (w && w->added) {
+	if (w && w->added)
 		epoll_ctl(loop->epoll->epfd, EPOLL_CTL_DEL, fd, NULL);
-		w->added = false;
-		w->armed = 0;
-	}
 	/* io_uring's operations hold the file and finish on it; a readiness
 	 * wait holds nothing, and would never end. Its task gets -EBADF, never
 	 * a retry: the number may name another file by the time it runs. */
@@ -633,13 +790,68 @@ static int do_close(struct af_loop *loop, int fd)
 		af__task_wake(wt->task, 0);
 		loop->outside_wakes++;
 	}
+	if (w)
+		watch_reset(w);
 	return close(fd) < 0 ? -errno : 0;
+}
+
+/* Whether a try can succeed: not if the descriptor is known not ready.
+ * An error, a hang-up and (for reads) an end of stream stay. */
+static bool may_be_ready(struct af__epoll *ep, int fd, uint32_t events)
+{
+	const struct fd_watch *w = watch_find(ep, fd);
+	uint32_t lasting = EPOLLERR | EPOLLHUP | (events & EPOLLIN ? EPOLLRDHUP : 0);
+
+	return !w || (w->ready & (events | lasting));
+}
+
+static size_t op_len(const struct af__io *op)
+{
+	size_t n = 0;
+
+	if (op->kind != AF__IO_READV && op->kind != AF__IO_WRITEV)
+		return op->len;
+	for (size_t i = 0; i < op->len; i++)
+		n += op->iov[i].iov_len;
+	return n;
+}
+
+/* What a try that moved @r bytes says about readiness: EAGAIN, or a short
+ * transfer on TCP (the receive queue was empty, the send buffer full; a
+ * later segment or ACK raises an edge), means not ready until an edge.
+ * MSG_PEEK and MSG_OOB leave the queue as it was. */
+static void note_try(struct af__epoll *ep, const struct af__io *op, const struct plan *p, int r)
+{
+	struct fd_watch *w;
+	bool drained = r == -EAGAIN;
+
+	/* Out of memory: the table stays as it was, and the next call tries. */
+	if (watch_get(ep, op->fd, &w) < 0)
+		return;
+	if (r > 0 && w->tcp && op->kind != AF__IO_ACCEPT && op->kind != AF__IO_POLL &&
+	    !(op->kind == AF__IO_RECV && (op->flags & (MSG_PEEK | MSG_OOB))))
+		drained = (size_t)r < op_len(op);
+	if (drained)
+		w->ready &= ~p->events;
+}
+
+static int try_op(struct af__epoll *ep, const struct af__io *op, struct plan *p)
+{
+	int r = op->kind == AF__IO_POLL ? poll_now(op->fd, p->events) : attempt(op, p);
+
+	if (op->kind == AF__IO_POLL && r == 0)
+		r = -EAGAIN;
+	if (op->kind == AF__IO_ACCEPT && r >= 0)
+		watch_forget(ep, r);
+	note_try(ep, op, p, r);
+	return r;
 }
 
 int af__epoll_io(struct af_task *t, const struct af__io *op, int64_t timeout_ns,
 		 bool cancellable)
 {
 	uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : af__deadline(timeout_ns);
+	struct af__epoll *ep = t->loop->epoll;
 	struct plan p;
 	int r;
 
@@ -648,15 +860,17 @@ int af__epoll_io(struct af_task *t, const struct af__io *op, int64_t timeout_ns,
 		return do_close(t->loop, op->fd);
 	if (op->kind == AF__IO_CONNECT)
 		return do_connect(t, op, deadline);
-	r = plan_of(t->loop->epoll, op, &p);
+	r = plan_of(ep, op, &p);
 	if (r != 0)
 		return r;
 	for (;;) {
-		r = op->kind == AF__IO_POLL ? poll_now(op->fd, p.events) : attempt(op, &p);
-		if (op->kind == AF__IO_POLL && r == 0)
-			r = -EAGAIN;
-		if (r != -EAGAIN || p.give_up || p.how == TRY_BLOCKING)
-			return r;
+		bool must_try = p.give_up || p.how == TRY_BLOCKING || op->kind == AF__IO_POLL;
+
+		if (must_try || may_be_ready(ep, op->fd, p.events)) {
+			r = try_op(ep, op, &p);
+			if (r != -EAGAIN || p.give_up || p.how == TRY_BLOCKING)
+				return r;
+		}
 		r = wait_ready(t, op->fd, p.events, deadline);
 		if (r == -EPERM) {
 			/* epoll refuses it (/dev/null and other descriptors
@@ -678,6 +892,6 @@ const struct af__backend af__backend_epoll = {
 	.arm = ep_arm,
 	.peek = ep_peek,
 	.wait = ep_wait,
-	.reap = ep_reap,
+	.reap = ep_reap_and_check,
 	.io = af__epoll_io,
 };
