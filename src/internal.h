@@ -334,6 +334,7 @@ struct af_loop {
 	bool efd_armed;
 	bool efd_expected;       /* a write happened: reap its completion */
 	uint8_t efd_wake;        /* AF__WAKE_*: how the io_uring sleep sees a kick */
+	uint64_t spin_ns;        /* af_loop_opts.spin_ns: spin this long before a sleep */
 
 	struct af__stack_pool stacks;
 	size_t stack_size;

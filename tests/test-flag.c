@@ -1806,6 +1806,131 @@ START_TEST(a_poll_the_kernel_ended_is_armed_again_and_the_next_set_still_wakes)
 }
 END_TEST
 
+/* ---- spinning before sleeping (af_loop_opts.spin_ns) ------------------------------- */
+
+static int run_spinning(af_task_fn fn, void *arg)
+{
+	struct af_loop_opts o = { .spin_ns = AF_LOOP_SPIN_MAX_NS };
+	struct af_loop *loop;
+	int result = -1;
+
+	ck_assert_int_eq(af_loop_new(&loop, &o), 0);
+	ck_assert_int_eq(af_loop_run(loop, fn, arg, &result), 0);
+	af_loop_free(loop);
+	return result;
+}
+
+struct spinning {
+	struct af_flag f;
+	int fake;
+	int r;
+	bool was_readable;
+};
+
+static void *set_after_10ms(void *arg)
+{
+	sleep_ms(10);
+	af_flag_set(arg);
+	return NULL;
+}
+
+static int spinning_main(void *arg)
+{
+	struct spinning *s = arg;
+	struct af_loop *loop = af_loop_current();
+	pthread_t th;
+	int real = loop->efd;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	/* A kick would now write an eventfd that nothing watches: only the
+	 * spin can see this set in time. */
+	loop->efd = s->fake;
+	ck_assert_int_eq(pthread_create(&th, NULL, set_after_10ms, &s->f), 0);
+	s->r = af_flag_wait_timeout(&s->f, 3000 * MS);
+	loop->efd = real;
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	s->was_readable = fd_readable(s->fake);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(a_spinning_loop_sees_a_set_from_another_thread_with_no_system_call)
+{
+	struct spinning s = { .r = 1 };
+
+	s.fake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ck_assert_int_ge(s.fake, 0);
+	ck_assert_int_eq(run_spinning(spinning_main, &s), 0);
+	close(s.fake);
+	ck_assert_int_eq(s.r, 0);
+	ck_assert(!s.was_readable);
+}
+END_TEST
+
+static int spin_timer_main(void *arg)
+{
+	uint64_t t0 = now_ns();
+
+	ck_assert_int_eq(af_sleep_ms(20), 0);
+	*(uint64_t *)arg = now_ns() - t0;
+	return 0;
+}
+
+START_TEST(a_spinning_loop_stops_spinning_at_the_next_timer)
+{
+	uint64_t took = 0;
+
+	ck_assert_int_eq(run_spinning(spin_timer_main, &took), 0);
+	/* A spin that ignored the timer would end after its full second. */
+	ck_assert_uint_ge(took, 20 * MS);
+	ck_assert_uint_lt(took, 500 * MS);
+}
+END_TEST
+
+struct spin_io {
+	int fds[2];
+	uint64_t took;
+	int r;
+};
+
+static void *write_after_10ms(void *arg)
+{
+	struct spin_io *s = arg;
+
+	sleep_ms(10);
+	ck_assert_int_eq(write(s->fds[1], "x", 1), 1);
+	return NULL;
+}
+
+static int spin_io_main(void *arg)
+{
+	struct spin_io *s = arg;
+	pthread_t th;
+	uint64_t t0 = now_ns();
+	char c;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, write_after_10ms, s), 0);
+	s->r = af_read(s->fds[0], &c, 1, -1);
+	s->took = now_ns() - t0;
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	return 0;
+}
+
+START_TEST(a_spinning_loop_completes_io_that_lands_during_the_spin)
+{
+	struct spin_io s = { .r = -1 };
+
+	ck_assert_int_eq(pipe(s.fds), 0);
+	ck_assert_int_eq(run_spinning(spin_io_main, &s), 0);
+	close(s.fds[0]);
+	close(s.fds[1]);
+	ck_assert_int_eq(s.r, 1);
+	/* Completions that only a look at the kernel posts (DEFER_TASKRUN,
+	 * epoll) would otherwise wait for the spin's full second. */
+	ck_assert_uint_lt(s.took, 500 * MS);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("flag");
@@ -1866,6 +1991,12 @@ Suite *make_suite(void)
 	tcase_add_test(tc, an_io_uring_loop_is_woken_by_a_poll_on_its_eventfd_that_it_never_reads);
 	tcase_add_test(tc, with_af_wake_read_the_loop_reads_every_kick_and_loses_no_wake_up);
 	tcase_add_test(tc, a_poll_the_kernel_ended_is_armed_again_and_the_next_set_still_wakes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("spinning before sleeping");
+	tcase_add_test(tc, a_spinning_loop_sees_a_set_from_another_thread_with_no_system_call);
+	tcase_add_test(tc, a_spinning_loop_stops_spinning_at_the_next_timer);
+	tcase_add_test(tc, a_spinning_loop_completes_io_that_lands_during_the_spin);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("stress");
