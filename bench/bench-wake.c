@@ -164,11 +164,14 @@ struct ping {
 	const uint8_t *sched;        /* method of each ping */
 	size_t n;
 	bool busy;                   /* a spinner task keeps the loop awake */
+	bool spinning;               /* the loop spins before it sleeps (spin mode) */
 	uint64_t gap_ns;             /* sleep mode: the setter's own sleep before a set */
 	bool count;                  /* count system calls instead of timing */
 	double *lat;                 /* ns per ping; -1 when left out */
 	uint64_t *wsys;              /* count pass: waiter's system calls per ping */
 	uint64_t *ssys;              /* count pass: setter's system calls per ping */
+
+	uint64_t cpu_ns, wall_ns;    /* the loop thread's CPU and wall time in the pass */
 
 	struct worker *w;            /* set before each pass is posted */
 	/* Worker thread only. */
@@ -262,9 +265,18 @@ static int ping_main(void *arg)
 	return bench_wait_beside(waiter, p, p->busy ? &p->spin : NULL);
 }
 
+static uint64_t bench_thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void ping_job(struct worker *w, void *arg)
 {
 	struct ping *p = arg;
+	uint64_t cpu0, wall0;
 	int res = 0, r;
 
 	/* The baseline ring is made on the worker: with SINGLE_ISSUER the
@@ -281,7 +293,11 @@ static void ping_job(struct worker *w, void *arg)
 		atomic_store(&p->failed, w->ring_err);
 		return;
 	}
+	cpu0 = bench_thread_cpu_ns();
+	wall0 = bench_now_ns();
 	r = af_loop_run(p->loop, ping_main, p, &res);
+	p->cpu_ns = bench_thread_cpu_ns() - cpu0;
+	p->wall_ns = bench_now_ns() - wall0;
 	if (r < 0 || res < 0) {
 		fprintf(stderr, "bench-wake: loop: %s\n", af_strerror(r < 0 ? r : res));
 		atomic_store(&p->failed, r < 0 ? r : res);
@@ -378,7 +394,7 @@ static int run_pings(struct ping *p, struct worker *w, struct bench_sysc *ssys)
 			r = -1;
 			break;
 		}
-		if (!p->busy) {
+		if (!p->busy && !p->spinning) {
 			if (wait_asleep(p, i) < 0) {
 				r = -1;
 				break;
@@ -471,7 +487,7 @@ static void collect_sys(const struct ping *p, int m, struct mstats *st)
 
 /* ---- options --------------------------------------------------------------- */
 
-enum { MODE_SLEEP = 1, MODE_BUSY = 2, MODE_STORM = 4, MODE_ALL = 7 };
+enum { MODE_SLEEP = 1, MODE_BUSY = 2, MODE_STORM = 4, MODE_SPIN = 8, MODE_ALL = 15 };
 
 struct opts {
 	uint64_t rounds;
@@ -479,23 +495,26 @@ struct opts {
 	uint64_t threads;
 	uint64_t storm_ms, slice_ms;
 	uint64_t gap_us;
+	uint64_t spin_us;
 	bool json, pin, basic_ring;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: bench-wake [--mode sleep|busy|storm|all] [--rounds N] [--threads N]\n"
-		"                  [--storm-ms MS] [--slice-ms MS] [--gap-us US] [--pin] [--basic-ring]\n"
-		"                  [--json]\n"
+		"usage: bench-wake [--mode sleep|busy|spin|storm|all] [--rounds N] [--threads N]\n"
+		"                  [--storm-ms MS] [--slice-ms MS] [--gap-us US] [--spin-us US]\n"
+		"                  [--pin] [--basic-ring] [--json]\n"
 		"  --mode       what to run; repeatable or comma-separated (default all)\n"
-		"  --rounds N   pings per mechanism in sleep and busy modes (default 2000)\n"
+		"  --rounds N   pings per mechanism in sleep, busy and spin modes (default 2000)\n"
 		"  --threads N  setter threads in storm mode (default: CPUs - 1, at least 1)\n"
 		"  --storm-ms   storm time per mechanism, in milliseconds (default 1000)\n"
 		"  --slice-ms   storm slice; slices alternate mechanisms (default 100)\n"
 		"  --gap-us US  sleep mode: once the worker is asleep, the setter sleeps US\n"
 		"               microseconds itself before it sets (default 50); 0 sets at\n"
 		"               once from a setter that never slept (a hot producer)\n"
+		"  --spin-us US spin mode: the loop's af_loop_opts.spin_ns, in microseconds\n"
+		"               (default 100)\n"
 		"  --pin        pin the setter to CPU 0 and the loop's thread to CPU 1\n"
 		"  --basic-ring create the loop with AF_LOOP_BASIC_RING (no COOP_TASKRUN,\n"
 		"               SINGLE_ISSUER or DEFER_TASKRUN) to compare ring set-ups\n"
@@ -514,6 +533,8 @@ static int parse_modes(const char *s, unsigned *modes)
 			*modes |= MODE_BUSY;
 		else if (!strcmp(t, "storm"))
 			*modes |= MODE_STORM;
+		else if (!strcmp(t, "spin"))
+			*modes |= MODE_SPIN;
 		else if (!strcmp(t, "all"))
 			*modes |= MODE_ALL;
 		else {
@@ -533,6 +554,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "storm-ms", required_argument, NULL, 's' },
 		{ "slice-ms", required_argument, NULL, 'l' },
 		{ "gap-us", required_argument, NULL, 'g' },
+		{ "spin-us", required_argument, NULL, 'u' },
 		{ "pin", no_argument, NULL, 'p' },
 		{ "basic-ring", no_argument, NULL, 'b' },
 		{ "json", no_argument, NULL, 'j' },
@@ -552,6 +574,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	o->storm_ms = 1000;
 	o->slice_ms = 100;
 	o->gap_us = 50;
+	o->spin_us = 100;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
 		case 'r':
@@ -576,6 +599,11 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'g':
 			if (!bench_parse_u64("--gap-us", optarg, 0, 1000000, &o->gap_us))
+				return -1;
+			break;
+		case 'u':
+			if (!bench_parse_u64("--spin-us", optarg, 1, AF_LOOP_SPIN_MAX_NS / 1000,
+					     &o->spin_us))
 				return -1;
 			break;
 		case 'p':
@@ -614,6 +642,8 @@ struct pingmode {
 	int nm;
 	struct mstats st[M_COUNT];
 	bool counted;
+	double cpu_share;            /* the loop thread's CPU time / wall time, timed pass */
+	double cpu_per_ping;         /* the loop thread's CPU time per ping, ns */
 };
 
 static uint8_t *make_sched(const struct pingmode *pm, size_t rounds, size_t *n)
@@ -665,6 +695,7 @@ static int run_pingmode(struct ping *p, struct worker *w, struct pingmode *pm,
 	int r;
 
 	p->busy = !strcmp(pm->name, "busy");
+	p->spinning = !strcmp(pm->name, "spin");
 	/* Warm-up: first-touch page faults, lazy binding, the loop's first
 	 * sleep. Thrown away. */
 	r = pass(p, w, &off, pm, warm, false);
@@ -672,6 +703,8 @@ static int run_pingmode(struct ping *p, struct worker *w, struct pingmode *pm,
 	if (r < 0)
 		return -1;
 	r = pass(p, w, &off, pm, o->rounds, false);
+	pm->cpu_share = p->wall_ns ? (double)p->cpu_ns / (double)p->wall_ns : 0;
+	pm->cpu_per_ping = p->n ? (double)p->cpu_ns / (double)p->n : 0;
 	if (r == 0)
 		for (int j = 0; j < pm->nm; j++)
 			collect_lat(p, pm->methods[j], &pm->st[pm->methods[j]]);
@@ -1000,6 +1033,9 @@ static void text_pingmode(const struct pingmode *pm, const struct opts *o)
 	       pm->name, (unsigned long long)o->rounds);
 	if (!strcmp(pm->name, "sleep"))
 		printf("  (the setter sleeps %llu us, then sets)\n", (unsigned long long)o->gap_us);
+	if (!strcmp(pm->name, "spin"))
+		printf("  (af_loop_opts.spin_ns = %llu us; the setter sets 1-3 us after the "
+		       "waiter is ready)\n", (unsigned long long)o->spin_us);
 	printf("  %-9s %8s %8s %8s %8s %8s   %s\n", "", "min", "p50", "p90", "p99", "max",
 	       "syscalls/ping setter+waiter");
 	for (int j = 0; j < pm->nm; j++) {
@@ -1024,6 +1060,10 @@ static void text_pingmode(const struct pingmode *pm, const struct opts *o)
 	if (af->excluded)
 		printf("  (%zu af_flag pings left out: the wait returned before the loop took a turn)\n",
 		       af->excluded);
+	/* Per ping, because a shared machine takes the loop's CPU away: the
+	 * share of wall time says as much about the neighbours. */
+	printf("  loop thread CPU: %.0f ns per ping (%.0f%% of the pass's wall time)\n",
+	       pm->cpu_per_ping, 100 * pm->cpu_share);
 }
 
 static void json_pingmode(struct bench_json *j, const struct pingmode *pm, const struct opts *o)
@@ -1032,6 +1072,10 @@ static void json_pingmode(struct bench_json *j, const struct pingmode *pm, const
 
 	bench_json_obj(j, pm->name);
 	bench_json_int(j, "rounds", (long long)o->rounds);
+	bench_json_num(j, "loop_cpu_share", pm->cpu_share);
+	bench_json_num(j, "loop_cpu_ns_per_ping", pm->cpu_per_ping);
+	if (!strcmp(pm->name, "spin"))
+		bench_json_int(j, "spin_us", (long long)o->spin_us);
 	if (!strcmp(pm->name, "sleep"))
 		bench_json_int(j, "gap_us", (long long)o->gap_us);
 	bench_json_obj(j, "results");
@@ -1170,6 +1214,41 @@ static bool pingmode_sane(const struct pingmode *pm)
 
 /* ---- main ---------------------------------------------------------------- */
 
+static void free_spin_loop_job(struct worker *w, void *arg)
+{
+	(void)w;
+	af_loop_free(arg);
+}
+
+/* Spin mode: the same pings on a second loop made with spin_ns, which the
+ * worker runs in place of the first; p->flag moves to it and back. */
+static int run_spinmode(struct ping *p, struct worker *w, struct pingmode *pm,
+			const struct opts *o)
+{
+	struct af_loop *main_loop = p->loop, *spin_loop;
+	int r = af_loop_new(&spin_loop, &(struct af_loop_opts){
+		.flags = o->basic_ring ? AF_LOOP_BASIC_RING : 0,
+		.spin_ns = o->spin_us * 1000u });
+
+	if (r < 0) {
+		fprintf(stderr, "bench-wake: af_loop_new (spin): %s\n", af_strerror(r));
+		return -1;
+	}
+	af_flag_destroy(&p->flag);
+	r = af_flag_init(&p->flag, spin_loop);
+	if (r == 0) {
+		p->loop = spin_loop;
+		r = run_pingmode(p, w, pm, o);
+		af_flag_destroy(&p->flag);
+	}
+	p->loop = main_loop;
+	if (af_flag_init(&p->flag, main_loop) < 0)
+		r = -1;
+	worker_post(w, free_spin_loop_job, spin_loop);
+	worker_wait(w);
+	return r < 0 ? -1 : 0;
+}
+
 static void free_loop_job(struct worker *w, void *arg)
 {
 	if (w->ring_err == 0)
@@ -1185,9 +1264,10 @@ int main(int argc, char **argv)
 	struct ping p;
 	struct bench_sysc probe;
 	char why[160];
-	struct pingmode pm[2] = {
+	struct pingmode pm[3] = {
 		{ .name = "sleep", .methods = { M_AF, M_EVENTFD, M_CONDVAR, M_URING }, .nm = 4 },
 		{ .name = "busy", .methods = { M_AF, M_SPIN }, .nm = 2 },
+		{ .name = "spin", .methods = { M_AF, M_SPIN }, .nm = 2 },
 	};
 	struct stormres storm[2];
 	char feat[96];
@@ -1238,6 +1318,8 @@ int main(int argc, char **argv)
 		goto out_flag;
 	if ((o.modes & MODE_BUSY) && run_pingmode(&p, &w, &pm[1], &o) < 0)
 		goto out_flag;
+	if ((o.modes & MODE_SPIN) && run_spinmode(&p, &w, &pm[2], &o) < 0)
+		goto out_flag;
 	if (o.modes & MODE_STORM) {
 		if (run_storm(loop, &w, &o, storm) < 0)
 			goto out_flag;
@@ -1258,6 +1340,8 @@ int main(int argc, char **argv)
 			json_pingmode(&j, &pm[0], &o);
 		if (o.modes & MODE_BUSY)
 			json_pingmode(&j, &pm[1], &o);
+		if (o.modes & MODE_SPIN)
+			json_pingmode(&j, &pm[2], &o);
 		if (have_storm)
 			json_storm(&j, storm, &o);
 		bench_json_end(&j);
@@ -1270,6 +1354,8 @@ int main(int argc, char **argv)
 			text_pingmode(&pm[0], &o);
 		if (o.modes & MODE_BUSY)
 			text_pingmode(&pm[1], &o);
+		if (o.modes & MODE_SPIN)
+			text_pingmode(&pm[2], &o);
 		if (have_storm)
 			text_storm(storm, &o);
 	}
@@ -1278,6 +1364,8 @@ int main(int argc, char **argv)
 	if ((o.modes & MODE_SLEEP) && !pingmode_sane(&pm[0]))
 		status = 1;
 	if ((o.modes & MODE_BUSY) && !pingmode_sane(&pm[1]))
+		status = 1;
+	if ((o.modes & MODE_SPIN) && !pingmode_sane(&pm[2]))
 		status = 1;
 	if (have_storm && (storm[0].sets == 0 || storm[1].sets == 0 || storm[1].wakeups == 0)) {
 		fprintf(stderr, "bench-wake: storm: no sets or no wake-ups recorded\n");

@@ -304,6 +304,12 @@ enum {
  * write(2), so that af_loop_free() closes the eventfd only after them. */
 #define AF_KICKER_ONE 4u
 
+/* How an io_uring loop notices an eventfd write (src/loop/uring.c). */
+enum {
+	AF__WAKE_POLL = 0, /* a multishot POLL_ADD, armed once, never drained */
+	AF__WAKE_READ = 1, /* a read re-armed after every kick (ppoll mode, < 5.13) */
+};
+
 struct af_loop {
 	const struct af__backend *backend; /* src/loop/backend.h */
 	struct io_uring ring;    /* io_uring backend */
@@ -350,6 +356,8 @@ struct af_loop {
 	struct io_uring_sqe forked_sqe; /* af__loop_sqe() in a child of fork() */
 	bool efd_armed;
 	bool efd_expected;       /* a write happened: reap its completion */
+	uint8_t efd_wake;        /* AF__WAKE_*: how the io_uring sleep sees a kick */
+	uint64_t spin_ns;        /* af_loop_opts.spin_ns: spin this long before a sleep */
 
 	struct af__stack_pool stacks;
 	size_t stack_size;

@@ -1658,6 +1658,279 @@ START_TEST(loops_on_four_threads_wake_each_other_through_flags)
 }
 END_TEST
 
+/* ---- how an io_uring loop sees a kick ------------------------------------------ */
+
+/* Rounds in which the setter sets only once the loop sleeps in the kernel,
+ * so that every round is exactly one kick and one eventfd write. */
+#define ASLEEP_ROUNDS 50
+
+struct asleep {
+	struct af_flag f;
+	struct af_loop *loop;
+	atomic_int round;
+	int r;
+	int failed_round;
+	bool cancel_poll;        /* end the loop's eventfd poll before each round */
+	bool ppoll;              /* the loop slept in ppoll (TSan, valgrind) */
+	int removed;             /* poll-remove completions that found the poll */
+};
+
+static void *asleep_setter(void *arg)
+{
+	struct asleep *a = arg;
+
+	for (int i = 1; i <= ASLEEP_ROUNDS; i++) {
+		while (atomic_load_explicit(&a->round, memory_order_acquire) < i)
+			sched_yield();
+		while ((atomic_load(&a->loop->sleep_state) & AF_SLEEP_MASK) != AF_SLEEPING)
+			sched_yield();
+		af_flag_set(&a->f);
+	}
+	return NULL;
+}
+
+struct remove_op {
+	struct af__op op;
+	struct asleep *a;
+	bool done;
+};
+
+static void remove_done(struct af_loop *loop, struct af__op *op, int res, unsigned flags)
+{
+	struct remove_op *rm = (struct remove_op *)(void *)op;
+
+	(void)flags;
+	loop->ninflight--;
+	if (res == 0)
+		rm->a->removed++;
+	rm->done = true;
+}
+
+/* What the kernel does to a multishot poll when it ends it (a CQ overflow):
+ * one last completion without IORING_CQE_F_MORE. */
+static void end_the_eventfd_poll(struct asleep *a, struct remove_op *rm)
+{
+	struct io_uring_sqe *sqe = af__loop_sqe(a->loop);
+
+	rm->op.complete = remove_done;
+	rm->a = a;
+	rm->done = false;
+	io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&a->loop->efd_op);
+	io_uring_sqe_set_data(sqe, &rm->op);
+	/* Counted in flight, so that the loop asks the kernel for its
+	 * completion while it runs us (DEFER_TASKRUN posts it only then). */
+	a->loop->ninflight++;
+	af__loop_flush(a->loop);
+	while (!rm->done)
+		ck_assert_int_eq(af_yield(), 0);
+}
+
+static int asleep_main(void *arg)
+{
+	struct asleep *a = arg;
+	struct remove_op rm;
+	pthread_t th;
+
+	ck_assert_int_eq(af_flag_init(&a->f, NULL), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, asleep_setter, a), 0);
+	for (int i = 1; i <= ASLEEP_ROUNDS; i++) {
+		if (a->cancel_poll)
+			end_the_eventfd_poll(a, &rm);
+		atomic_store_explicit(&a->round, i, memory_order_release);
+		a->r = af_flag_wait_timeout(&a->f, LONG_NS);
+		if (a->r != 0) {
+			a->failed_round = i;
+			break;
+		}
+	}
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	af_flag_destroy(&a->f);
+	return 0;
+}
+
+/* Runs the rounds on a new io_uring loop and returns what is left in its
+ * eventfd's counter. */
+static uint64_t run_asleep(struct asleep *a, uint8_t want_wake)
+{
+	struct af_loop_opts o = { .flags = AF_LOOP_BACKEND_IO_URING };
+	uint64_t count = 0;
+	int result = -1;
+
+	ck_assert_int_eq(af_loop_new(&a->loop, &o), 0);
+	a->ppoll = a->loop->ppoll_mode;
+	ck_assert_uint_eq(a->loop->efd_wake, a->ppoll ? AF__WAKE_READ : want_wake);
+	atomic_init(&a->round, 0);
+	ck_assert_int_eq(af_loop_run(a->loop, asleep_main, a, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_msg(a->r == 0, "round %d: the set was lost (wait returned %d)", a->failed_round,
+		      a->r);
+	if (fd_readable(a->loop->efd))
+		ck_assert_int_eq(read(a->loop->efd, &count, sizeof(count)), (ssize_t)sizeof(count));
+	af_loop_free(a->loop);
+	return count;
+}
+
+START_TEST(an_io_uring_loop_is_woken_by_a_poll_on_its_eventfd_that_it_never_reads)
+{
+	struct asleep a = { .r = 1 };
+	uint64_t count;
+
+	unsetenv("AF_WAKE");
+	count = run_asleep(&a, AF__WAKE_POLL);
+	/* One write per round, none read: the count is the rounds. ppoll
+	 * mode (TSan, valgrind) reads every write instead. */
+	ck_assert_uint_eq(count, a.ppoll ? 0 : ASLEEP_ROUNDS);
+}
+END_TEST
+
+START_TEST(with_af_wake_read_the_loop_reads_every_kick_and_loses_no_wake_up)
+{
+	struct asleep a = { .r = 1 };
+
+	/* The path a kernel without multishot poll (before 5.13) takes. */
+	ck_assert_int_eq(setenv("AF_WAKE", "read", 1), 0);
+	ck_assert_uint_eq(run_asleep(&a, AF__WAKE_READ), 0);
+	unsetenv("AF_WAKE");
+}
+END_TEST
+
+START_TEST(a_poll_the_kernel_ended_is_armed_again_and_the_next_set_still_wakes)
+{
+	struct asleep a = { .r = 1, .cancel_poll = true };
+
+	unsetenv("AF_WAKE");
+	(void)run_asleep(&a, AF__WAKE_POLL);
+	/* In read mode the remove finds no poll; on the poll path it ended
+	 * the armed poll every round. */
+	ck_assert_int_eq(a.removed, a.ppoll ? 0 : ASLEEP_ROUNDS);
+}
+END_TEST
+
+/* ---- spinning before sleeping (af_loop_opts.spin_ns) ------------------------------- */
+
+static int run_spinning(af_task_fn fn, void *arg)
+{
+	struct af_loop_opts o = { .spin_ns = AF_LOOP_SPIN_MAX_NS };
+	struct af_loop *loop;
+	int result = -1;
+
+	ck_assert_int_eq(af_loop_new(&loop, &o), 0);
+	ck_assert_int_eq(af_loop_run(loop, fn, arg, &result), 0);
+	af_loop_free(loop);
+	return result;
+}
+
+struct spinning {
+	struct af_flag f;
+	int fake;
+	int r;
+	bool was_readable;
+};
+
+static void *set_after_10ms(void *arg)
+{
+	sleep_ms(10);
+	af_flag_set(arg);
+	return NULL;
+}
+
+static int spinning_main(void *arg)
+{
+	struct spinning *s = arg;
+	struct af_loop *loop = af_loop_current();
+	pthread_t th;
+	int real = loop->efd;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	/* A kick would now write an eventfd that nothing watches: only the
+	 * spin can see this set in time. */
+	loop->efd = s->fake;
+	ck_assert_int_eq(pthread_create(&th, NULL, set_after_10ms, &s->f), 0);
+	s->r = af_flag_wait_timeout(&s->f, 3000 * MS);
+	loop->efd = real;
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	s->was_readable = fd_readable(s->fake);
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(a_spinning_loop_sees_a_set_from_another_thread_with_no_system_call)
+{
+	struct spinning s = { .r = 1 };
+
+	s.fake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ck_assert_int_ge(s.fake, 0);
+	ck_assert_int_eq(run_spinning(spinning_main, &s), 0);
+	close(s.fake);
+	ck_assert_int_eq(s.r, 0);
+	ck_assert(!s.was_readable);
+}
+END_TEST
+
+static int spin_timer_main(void *arg)
+{
+	uint64_t t0 = now_ns();
+
+	ck_assert_int_eq(af_sleep_ms(20), 0);
+	*(uint64_t *)arg = now_ns() - t0;
+	return 0;
+}
+
+START_TEST(a_spinning_loop_stops_spinning_at_the_next_timer)
+{
+	uint64_t took = 0;
+
+	ck_assert_int_eq(run_spinning(spin_timer_main, &took), 0);
+	/* A spin that ignored the timer would end after its full second. */
+	ck_assert_uint_ge(took, 20 * MS);
+	ck_assert_uint_lt(took, 500 * MS);
+}
+END_TEST
+
+struct spin_io {
+	int fds[2];
+	uint64_t took;
+	int r;
+};
+
+static void *write_after_10ms(void *arg)
+{
+	struct spin_io *s = arg;
+
+	sleep_ms(10);
+	ck_assert_int_eq(write(s->fds[1], "x", 1), 1);
+	return NULL;
+}
+
+static int spin_io_main(void *arg)
+{
+	struct spin_io *s = arg;
+	pthread_t th;
+	uint64_t t0 = now_ns();
+	char c;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, write_after_10ms, s), 0);
+	s->r = af_read(s->fds[0], &c, 1, -1);
+	s->took = now_ns() - t0;
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	return 0;
+}
+
+START_TEST(a_spinning_loop_completes_io_that_lands_during_the_spin)
+{
+	struct spin_io s = { .r = -1 };
+
+	ck_assert_int_eq(pipe(s.fds), 0);
+	ck_assert_int_eq(run_spinning(spin_io_main, &s), 0);
+	close(s.fds[0]);
+	close(s.fds[1]);
+	ck_assert_int_eq(s.r, 1);
+	/* Completions that only a look at the kernel posts (DEFER_TASKRUN,
+	 * epoll) would otherwise wait for the spin's full second. */
+	ck_assert_uint_lt(s.took, 500 * MS);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("flag");
@@ -1715,6 +1988,15 @@ Suite *make_suite(void)
 	tcase_add_test(tc, sets_write_the_eventfd_once_per_loop_sleep_and_never_while_it_is_awake);
 	tcase_add_test(tc, a_set_from_another_thread_while_the_loop_is_awake_makes_no_system_call);
 	tcase_add_test(tc, among_ten_thousand_set_flags_the_loop_collects_only_the_one_with_a_waiter);
+	tcase_add_test(tc, an_io_uring_loop_is_woken_by_a_poll_on_its_eventfd_that_it_never_reads);
+	tcase_add_test(tc, with_af_wake_read_the_loop_reads_every_kick_and_loses_no_wake_up);
+	tcase_add_test(tc, a_poll_the_kernel_ended_is_armed_again_and_the_next_set_still_wakes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("spinning before sleeping");
+	tcase_add_test(tc, a_spinning_loop_sees_a_set_from_another_thread_with_no_system_call);
+	tcase_add_test(tc, a_spinning_loop_stops_spinning_at_the_next_timer);
+	tcase_add_test(tc, a_spinning_loop_completes_io_that_lands_during_the_spin);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("stress");

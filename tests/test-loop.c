@@ -122,7 +122,10 @@ START_TEST(out_of_range_options_fail_with_einval)
 	assert_refused(&(struct af_loop_opts){ .stack_cache = UINT32_MAX }, "stack_cache max");
 	assert_refused(&(struct af_loop_opts){ .flags = AF_LOOP_BASIC_RING | (1u << 31) },
 		       "flags bit 31");
-	for (int i = 0; i < 4; i++) {
+	assert_refused(&(struct af_loop_opts){ .spin_ns = AF_LOOP_SPIN_MAX_NS + 1 },
+		       "spin_ns 1 s + 1");
+	for (size_t i = 0; i < sizeof(((struct af_loop_opts *)0)->_reserved) / sizeof(uint64_t);
+	     i++) {
 		struct af_loop_opts opts = { 0 };
 
 		opts._reserved[i] = 1;

@@ -40,9 +40,20 @@ struct af_loop_opts {
 	unsigned stack_cache;
 	/** Worker threads for af_run_blocking(), started on first use; 0 means 4, at most 256. */
 	unsigned blocking_threads;
+	/** Before it sleeps in the kernel, spin up to this many nanoseconds
+	 *  watching for af_flag_set() and finished af_run_blocking() jobs: a set
+	 *  that lands meanwhile wakes its task with no system call on either side,
+	 *  several times sooner than a sleeping loop. The spin ends early at the
+	 *  next timer, and looks at I/O in flight as it goes. It burns the loop's
+	 *  CPU: up to spin_ns per sleep, all of it while sets come closer together
+	 *  than that. 0 means never spin; at most AF_LOOP_SPIN_MAX_NS (1 s). */
+	uint64_t spin_ns;
 	/** Reserved for future options; keep zero. */
-	uint64_t _reserved[4];
+	uint64_t _reserved[3];
 };
+
+/** The largest af_loop_opts.spin_ns: one second. */
+#define AF_LOOP_SPIN_MAX_NS 1000000000u
 
 /**
  * @brief Create an event loop on io_uring, or on epoll where io_uring is

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The io_uring backend: every I/O call is one ring operation (io.c), the
- * loop sleeps in io_uring_enter, and a read kept armed on the eventfd ends
- * that sleep when another thread or a signal handler kicks the loop. */
+ * loop sleeps in io_uring_enter, and a multishot poll kept armed on the
+ * eventfd ends that sleep when another thread or a signal handler kicks the
+ * loop. */
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -91,6 +93,19 @@ static int ring_usable(struct af_loop *loop)
 	return 0;
 }
 
+/* The never-drained poll by default. ppoll mode needs the read: ppoll on
+ * an eventfd that is never drained would return at once, forever.
+ * AF_WAKE=read forces the read, so that tests can run the path a kernel
+ * without multishot poll (before 5.13) takes. */
+static uint8_t wake_mode(const struct af_loop *loop)
+{
+	const char *env = getenv("AF_WAKE");
+
+	if (loop->ppoll_mode || (env && strcmp(env, "read") == 0))
+		return AF__WAKE_READ;
+	return AF__WAKE_POLL;
+}
+
 static int uring_open(struct af_loop *loop, unsigned entries, unsigned flags)
 {
 	int r = ring_open(loop, entries, loop->ppoll_mode || (flags & AF_LOOP_BASIC_RING));
@@ -104,6 +119,7 @@ static int uring_open(struct af_loop *loop, unsigned entries, unsigned flags)
 		return r;
 	}
 	loop->efd_op.complete = efd_complete;
+	loop->efd_wake = wake_mode(loop);
 	return 0;
 }
 
@@ -133,14 +149,18 @@ static int uring_bind(struct af_loop *loop)
 
 /* ---- submitting and reaping -------------------------------------------------- */
 
+/* A kick's write was seen. The poll stays armed while the kernel says
+ * IORING_CQE_F_MORE; when it ends (CQ overflow, or -EINVAL from a kernel
+ * before 5.13 that has no multishot poll: then for good, with the read) and
+ * after every read, collect() arms again once reaping is over: submitting
+ * from inside reap() could flush, and a flush may reap re-entrantly. */
 static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags)
 {
 	(void)op;
-	(void)res;
-	(void)flags;
-	/* Re-armed by collect() once reaping is over: submitting from inside
-	 * reap() could flush, and a flush may reap re-entrantly. */
-	loop->efd_armed = false;
+	if (loop->efd_wake == AF__WAKE_POLL && res == -EINVAL)
+		loop->efd_wake = AF__WAKE_READ;
+	if (!(flags & IORING_CQE_F_MORE))
+		loop->efd_armed = false;
 	loop->efd_expected = false;
 }
 
@@ -183,8 +203,18 @@ struct io_uring_sqe *af__loop_sqe(struct af_loop *loop)
 	return sqe;
 }
 
-/* Keep a read armed on the eventfd: a setter's write completes it and ends
- * the loop's io_uring wait. */
+/* Keep the eventfd watched: a setter's write completes the watch and ends
+ * the loop's io_uring wait.
+ *
+ * The poll is armed once and the eventfd is never read. Each write wakes
+ * the eventfd's wait queue, and the poll posts one completion per wake-up
+ * (writes that land before the loop reaps share one); that it stays
+ * readable does not matter, since a multishot poll reports wake-ups, not
+ * the level. Arming it again (after it ended) on an eventfd already written
+ * completes at once: a spare wake-up, never a lost one. The kick protocol
+ * never relies on the counter (sleep_state decides who writes), and at one
+ * write per sleep the counter cannot come near its 2^64-2 limit. That
+ * takes the read(2) drain and a new SQE per sleep off the wake path. */
 static void efd_arm(struct af_loop *loop)
 {
 	struct io_uring_sqe *sqe;
@@ -192,7 +222,11 @@ static void efd_arm(struct af_loop *loop)
 	if (loop->efd_armed)
 		return;
 	sqe = af__loop_sqe(loop);
-	io_uring_prep_read(sqe, loop->efd, &loop->efd_value, sizeof(loop->efd_value), 0);
+	if (loop->efd_wake == AF__WAKE_POLL)
+		io_uring_prep_poll_multishot(sqe, loop->efd, POLLIN);
+	else
+		io_uring_prep_read(sqe, loop->efd, &loop->efd_value,
+				   sizeof(loop->efd_value), 0);
 	io_uring_sqe_set_data(sqe, &loop->efd_op);
 	loop->efd_armed = true;
 }
