@@ -30,6 +30,7 @@
  * tests do, so that the kernel's interrupt thread sees every edge.
  */
 #include <dirent.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -50,6 +51,9 @@ enum { RIG_SIM, RIG_KERNEL_SIM, RIG_JUMPER, RIG_CHIP_ONLY };
 #define NEED_LEVEL (1u << 2)   /* read the level of a line */
 #define NEED_SIM   (1u << 3)   /* the library's simulated chip itself */
 #define NEED_NAMES (1u << 4)   /* lines named aftest0 .. aftest15 */
+#define NEED_KERNEL (1u << 5)  /* a chip of the kernel's, which other processes see too */
+#define NEED_ROOT  (1u << 6)   /* root, to become an unprivileged user */
+#define NEED_OD_PULL (1u << 7) /* the pull of an open-drain line left high shows in its level */
 
 #define NLINES 16
 
@@ -64,11 +68,15 @@ static struct {
 
 static unsigned rig_caps(void)
 {
+	unsigned root = geteuid() == 0 ? NEED_ROOT : 0;
+
 	switch (rig.mode) {
-	case RIG_SIM: return NEED_PULL | NEED_LINES | NEED_LEVEL | NEED_SIM | NEED_NAMES;
-	case RIG_KERNEL_SIM: return NEED_PULL | NEED_LINES | NEED_LEVEL | NEED_NAMES;
-	case RIG_JUMPER: return NEED_PULL;
-	default: return 0;
+	case RIG_SIM:
+		return NEED_PULL | NEED_LINES | NEED_LEVEL | NEED_SIM | NEED_NAMES | NEED_OD_PULL;
+	case RIG_KERNEL_SIM:
+		return NEED_PULL | NEED_LINES | NEED_LEVEL | NEED_NAMES | NEED_KERNEL | root;
+	case RIG_JUMPER: return NEED_PULL | NEED_KERNEL | root;
+	default: return NEED_KERNEL | root;
 	}
 }
 
@@ -86,6 +94,15 @@ static const char *rig_missing(unsigned needs)
 		return "needs lines named aftest0 .. aftest15";
 	if (miss & NEED_PULL)
 		return "needs a way to drive inputs (AF_TEST_GPIOSIM_SYSFS or AF_TEST_GPIO_JUMPER)";
+	if (miss & NEED_KERNEL)
+		return "needs a chip of the kernel's (AF_TEST_GPIOCHIP)";
+	if (miss & NEED_ROOT)
+		return "needs root, to drop to an unprivileged user";
+	if (miss & NEED_OD_PULL)
+		/* gpiolib emulates open drain by making the line an input
+		 * flagged as output, and gpio_sim_apply_pull() leaves the
+		 * level of a line flagged as output alone (6.1 to 6.18). */
+		return "gpio-sim ignores the pull of an emulated open-drain line";
 	return NULL;
 }
 
@@ -581,39 +598,61 @@ END_TEST
 /* ---- debounce ------------------------------------------------------------------------------ */
 
 #define DEBOUNCE_US 50000u
+/* Long enough that the 1 ms pacing of a kernel's pulls, slowed down by an
+ * emulated guest, stays inside one burst. */
+#define KERNEL_DEBOUNCE_US 200000u
+/* The kernel's debounce timer counts jiffies: it may fire up to one tick
+ * (10 ms at HZ=100) short of the period as measured in nanoseconds. */
+#define DEBOUNCE_SLACK_NS 10000000u
 
 static int debounce_burst(void *arg)
 {
+	const unsigned period_us = *(const unsigned *)arg;
 	struct af_pin_opts o = { .flags = AF_PIN_IN | AF_PIN_IRQ_RISING | AF_PIN_IRQ_FALLING,
-				 .debounce_us = DEBOUNCE_US };
+				 .debounce_us = period_us };
 	const char *l = line(0);
 	struct af_gpio_event ev;
 	struct af_pin *pin;
-	uint64_t last;
+	uint64_t last = 0;
 
-	(void)arg;
 	ck_assert_int_eq(af_pin_open_lines(&pin, &l, 1, &o), 0);
-	for (int i = 0; i < 5; i++)
-		ck_assert_int_eq(af_gpio_sim_pull(rig.sim, 0, !(i & 1)), 0);   /* 1 0 1 0 1 */
-	last = now_ns();
+	for (int i = 0; i < 5; i++) {   /* 1 0 1 0 1 */
+		last = now_ns();
+		rig_pull(0, !(i & 1));
+	}
 	ck_assert_int_eq(af_pin_wait_edge_timeout(pin, &ev, LONG_NS), 0);
 	ck_assert_uint_eq(ev.edge, AF_PIN_IRQ_RISING);
+	ck_assert_uint_eq(ev.offset, off(0));
 	ck_assert_uint_eq(ev.seqno, 1);
 	/* Stamped when the level had been stable for the period. */
-	ck_assert_uint_ge(ev.timestamp_ns, last + DEBOUNCE_US * 1000u - 1000000u);
+	ck_assert_uint_ge(ev.timestamp_ns, last + period_us * 1000ull - DEBOUNCE_SLACK_NS);
 	ck_assert_int_eq(af_pin_value(pin), 1);
 	/* A bounce back to the old level is no edge at all. */
-	ck_assert_int_eq(af_gpio_sim_pull(rig.sim, 0, 0), 0);
-	ck_assert_int_eq(af_gpio_sim_pull(rig.sim, 0, 1), 0);
-	ck_assert_int_eq(af_gpio_sim_pull(rig.sim, 0, 0), 0);
-	expect_edge(pin, AF_PIN_IRQ_FALLING, 0, 2, 2);
+	rig_pull(0, 0);
+	rig_pull(0, 1);
+	rig_pull(0, 0);
+	expect_edge(pin, AF_PIN_IRQ_FALLING, off(0), 2, 2);
+	ck_assert_int_eq(af_pin_wait_edge_timeout(pin, &ev, 0), -ETIMEDOUT);
 	af_pin_close(pin);
 	return 0;
 }
 
 START_TEST(debounce_reports_one_edge_per_burst_after_the_level_is_stable)
 {
-	ck_assert_int_eq(run_main(debounce_burst, NULL), 0);
+	unsigned period_us = DEBOUNCE_US;
+
+	ck_assert_int_eq(run_main(debounce_burst, &period_us), 0);
+}
+END_TEST
+
+/* The same bursts through the kernel's gpiolib-cdev, which debounces in
+ * software (a delayed work per line) on chips without it in hardware,
+ * gpio-sim and the Raspberry Pi's among them. */
+START_TEST(the_kernel_debounces_a_burst_into_one_edge_after_the_period)
+{
+	unsigned period_us = KERNEL_DEBOUNCE_US;
+
+	ck_assert_int_eq(run_main(debounce_burst, &period_us), 0);
 }
 END_TEST
 
@@ -1399,6 +1438,170 @@ START_TEST(a_pin_on_a_freed_simulated_chip_reports_enodev)
 }
 END_TEST
 
+/* ---- what only a kernel's chip shows ---------------------------------------------------------- */
+
+/* Two lines toggled in turn overflow a 16-event buffer: the kernel keeps the
+ * newest 16, numbered on both counters, and the first of them carries the
+ * gap of the request-wide seqno. */
+static int overflow_two_lines(void *arg)
+{
+	const char *lines[] = { line(0), line(1) };
+	struct af_pin_opts o = { .flags = AF_PIN_IN | AF_PIN_IRQ_RISING | AF_PIN_IRQ_FALLING,
+				 .event_buffer_size = 16 };
+	const uint32_t edges = 40, first = edges - 16 + 1;
+	struct af_gpio_event evs[64];
+	struct af_pin *pin;
+	uint32_t want = first;
+
+	(void)arg;
+	ck_assert_int_eq(af_pin_open_lines(&pin, lines, 2, &o), 0);
+	/* Edge s (from 1) is on line (s - 1) % 2, its ceil(s / 2)-th. */
+	for (uint32_t s = 1; s <= edges; s++)
+		rig_pull((s - 1) % 2, ((s + 1) / 2) % 2);
+	while (want <= edges) {
+		int n = af_pin_read_edges(pin, evs, 64, LONG_NS);
+
+		ck_assert_int_gt(n, 0);
+		for (int i = 0; i < n; i++, want++) {
+			ck_assert_uint_eq(evs[i].seqno, want);
+			ck_assert_uint_eq(evs[i].offset, off((want - 1) % 2));
+			ck_assert_uint_eq(evs[i].line_seqno, (want + 1) / 2);
+			ck_assert_uint_eq(evs[i].missed, want == first ? first - 1 : 0);
+		}
+	}
+	ck_assert_uint_eq(want, edges + 1);
+	ck_assert_int_eq(af_pin_read_edges(pin, evs, 64, 0), -ETIMEDOUT);
+	af_pin_close(pin);
+	return 0;
+}
+
+START_TEST(a_two_line_overflow_keeps_the_newest_and_reports_the_gap_of_the_request_seqno)
+{
+	ck_assert_int_eq(run_main(overflow_two_lines, NULL), 0);
+}
+END_TEST
+
+/* The other process: request @spec as "af-other-process", say so on
+ * @ready, hold it until @done closes. */
+static void hold_line_child(const char *spec, int ready, int done)
+{
+	struct af_pin_opts o = { .flags = AF_PIN_IN, .consumer = "af-other-process" };
+	struct af_pin *pin = NULL;
+	char c = af_pin_open_lines(&pin, &spec, 1, &o) == 0 ? 'y' : 'n';
+
+	if (write(ready, &c, 1) != 1)
+		_exit(2);
+	while (read(done, &c, 1) > 0)
+		;
+	af_pin_close(pin);
+	_exit(0);
+}
+
+START_TEST(a_line_held_by_another_process_is_ebusy_until_that_process_exits)
+{
+	int ready[2], done[2], status;
+	struct af_gpio_line_info li;
+	struct af_pin *pin;
+	pid_t pid;
+	char c = 0;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(done), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(ready[0]);
+		close(done[1]);
+		hold_line_child(line(0), ready[1], done[0]);
+	}
+	close(ready[1]);
+	close(done[0]);
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	ck_assert_int_eq(c, 'y');
+	open_fails(line(0), AF_PIN_IN, -EBUSY, "af-other-process");
+	ck_assert_int_eq(af_gpio_line_info(rig.chip, off(0), &li), 0);
+	ck_assert(li.used);
+	ck_assert_str_eq(li.consumer, "af-other-process");
+	/* The kernel releases the line with the holder's last descriptor. */
+	close(done[1]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(ready[0]);
+	ck_assert_int_eq(af_gpio_line_info(rig.chip, off(0), &li), 0);
+	ck_assert(!li.used);
+	pin = open_ok(0, AF_PIN_IN);
+	af_pin_close(pin);
+}
+END_TEST
+
+START_TEST(the_kernel_reports_the_configfs_names_of_every_line)
+{
+	struct af_gpio_chip_info ci, found;
+	struct af_gpio_line_info li;
+	struct af_pin *pin;
+
+	ck_assert_int_eq(af_gpio_chip_info(rig.chip, &ci), 0);
+	ck_assert(!ci.simulated);
+	ck_assert_uint_eq(ci.num_lines, NLINES);
+	ck_assert_str_eq(ci.path, rig.chip);
+	ck_assert_int_eq(strncmp(ci.name, "gpiochip", 8), 0);
+	for (unsigned i = 0; i < NLINES; i++) {
+		ck_assert_int_eq(af_gpio_line_info(rig.chip, i, &li), 0);
+		ck_assert_str_eq(li.name, line_name(i));
+		ck_assert_uint_eq(li.offset, i);
+		ck_assert(!li.used);
+	}
+	/* Found by name among every chip of the machine, as on a Pi. */
+	ck_assert_int_eq(af_gpio_find_line("aftest9", &found, &li), 0);
+	ck_assert_str_eq(found.path, ci.path);
+	ck_assert_str_eq(found.name, ci.name);
+	ck_assert_uint_eq(li.offset, 9);
+	ck_assert_int_eq(af_pin_open(&pin, "aftest9", AF_PIN_IN | AF_PIN_PULL_UP), 0);
+	ck_assert_int_eq(af_gpio_line_info(rig.chip, 9, &li), 0);
+	ck_assert(li.used);
+	ck_assert_str_ne(li.consumer, "");
+	ck_assert_uint_eq(li.flags & (AF_PIN_IN | AF_PIN_OUT | AF_PIN_PULL_UP),
+			  AF_PIN_IN | AF_PIN_PULL_UP);
+	af_pin_close(pin);
+}
+END_TEST
+
+/* In the child: become nobody, with no groups, and open the chip. */
+static void open_as_nobody(void *arg)
+{
+	struct af_gpio_chip_info ci;
+	struct af_pin *pin;
+	int r;
+
+	(void)arg;
+	if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+		_exit(3);
+	r = af_pin_open(&pin, line(0), AF_PIN_IN);
+	if (r != -EACCES)
+		_exit(r == 0 ? 4 : 5);
+	if (af_gpio_chip_info(rig.chip, &ci) != -EACCES)
+		_exit(6);
+	_exit(0);
+}
+
+START_TEST(a_user_without_access_to_the_chip_is_eacces_with_a_hint_about_the_gpio_group)
+{
+	struct stat st;
+	char said[2048];
+	int status;
+
+	/* A device node of root's, as devtmpfs and udev make them without a
+	 * gpio group rule: no access for others. */
+	ck_assert_int_eq(stat(rig.chip, &st), 0);
+	ck_assert_msg(!(st.st_mode & 06), "%s is open to others (mode %o)", rig.chip,
+		      st.st_mode & 0777);
+	status = in_child(open_as_nobody, NULL, said, sizeof(said));
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child status %#x: %s", status, said);
+	expect_said(said, "gpio");
+}
+END_TEST
+
 /* ---- the suite -------------------------------------------------------------------------------- */
 
 static struct {
@@ -1446,11 +1649,14 @@ static Suite *make_suite(void)
 	add(tc, an_outside_pull_overrides_the_request_bias, NEED_LINES);
 	add(tc, an_active_low_input_reads_inverted_and_a_falling_wire_is_a_rising_edge, NEED_PULL);
 	add(tc, an_output_drives_the_level_of_its_line, NEED_LEVEL | NEED_LINES);
-	add(tc, an_open_drain_output_high_leaves_the_line_to_its_pull, NEED_LEVEL | NEED_LINES);
+	add(tc, an_open_drain_output_high_leaves_the_line_to_its_pull,
+	    NEED_LEVEL | NEED_LINES | NEED_OD_PULL);
 	add(tc, a_requested_line_can_be_reconfigured_without_releasing_it, NEED_LEVEL | NEED_LINES);
 
 	tc = tcase(s, "debounce");
 	add(tc, debounce_reports_one_edge_per_burst_after_the_level_is_stable, NEED_SIM);
+	add(tc, the_kernel_debounces_a_burst_into_one_edge_after_the_period,
+	    NEED_KERNEL | NEED_PULL);
 	add(tc, debounce_shows_in_the_line_info, NEED_LINES);
 
 	tc = tcase(s, "multi-line requests and lookup");
@@ -1475,6 +1681,14 @@ static Suite *make_suite(void)
 	add(tc, closing_a_pin_while_its_handler_runs_waits_for_the_handler_to_finish, NEED_PULL);
 	add(tc, a_pin_closed_from_its_own_handler_is_released_when_the_handler_returns, NEED_PULL);
 	add(tc, a_pin_in_interrupt_mode_refuses_a_waiting_task_and_a_second_handler, NEED_LINES);
+
+	tc = tcase(s, "the kernel's own");
+	add(tc, a_two_line_overflow_keeps_the_newest_and_reports_the_gap_of_the_request_seqno,
+	    NEED_LINES);
+	add(tc, a_line_held_by_another_process_is_ebusy_until_that_process_exits, NEED_KERNEL);
+	add(tc, the_kernel_reports_the_configfs_names_of_every_line, NEED_KERNEL | NEED_NAMES);
+	add(tc, a_user_without_access_to_the_chip_is_eacces_with_a_hint_about_the_gpio_group,
+	    NEED_KERNEL | NEED_ROOT);
 
 	tc = tcase(s, "bad input");
 	add(tc, a_chip_that_does_not_exist_is_enoent, 0);
