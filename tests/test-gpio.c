@@ -24,8 +24,13 @@
  *                        tests (IN) can be driven and no level can be read.
  *
  * Tests that need what a mode cannot do (other lines, reading levels, the
- * simulator's own API, line names) are not run in it; each is reported as a
- * TAP "ok N - name # SKIP reason" line after the suite's own results.
+ * simulator's own API, line names, a chip of the kernel's, root) are not run
+ * in it; each is reported as a TAP "ok N - name # SKIP reason" line after
+ * the suite's own results. The kernel's own cases (its debounce, a line
+ * held by another process, the names configfs gave, -EACCES for nobody)
+ * need AF_TEST_GPIOCHIP; the last one needs root, to fork a child that
+ * becomes uid 65534. docs/testing.md says how the guests and a Raspberry Pi
+ * run them.
  * Outside the simulated chip, inputs are paced 1 ms apart, as libgpiod's
  * tests do, so that the kernel's interrupt thread sees every edge.
  */
@@ -1481,6 +1486,38 @@ START_TEST(a_two_line_overflow_keeps_the_newest_and_reports_the_gap_of_the_reque
 }
 END_TEST
 
+/* Eleven lines with eleven different flag sets: the request's default flags
+ * and all ten attributes the uAPI has, which the kernel must read back line
+ * by line as the library packed them. */
+START_TEST(eleven_lines_with_distinct_flags_use_all_ten_attributes_and_each_keeps_its_own)
+{
+	const unsigned want = AF_PIN_IN | AF_PIN_OUT | AF_PIN_ACTIVE_LOW | AF_PIN_IRQ_RISING |
+			      AF_PIN_PULL_UP | AF_PIN_CLOCK_REALTIME;
+	const char *eleven[11];
+	unsigned lf[11];
+	struct af_pin_opts o = { .line_flags = lf };
+	struct af_gpio_line_info li;
+	struct af_pin *pin;
+
+	for (unsigned i = 0; i < 11; i++) {
+		eleven[i] = line(i);
+		lf[i] = AF_PIN_IN | (i & 1 ? AF_PIN_ACTIVE_LOW : 0) |
+			(i >> 1 & 1 ? AF_PIN_IRQ_RISING : 0) | (i >> 2 & 1 ? AF_PIN_PULL_UP : 0) |
+			(i >> 3 & 1 ? AF_PIN_CLOCK_REALTIME : 0);
+	}
+	ck_assert_int_eq(af_pin_open_lines(&pin, eleven, 11, &o), 0);
+	for (unsigned i = 0; i < 11; i++) {
+		ck_assert_int_eq(af_pin_line_info(pin, i, &li), 0);
+		ck_assert_msg((li.flags & want) == lf[i], "line %u: flags %#x, requested %#x", i,
+			      li.flags & want, lf[i]);
+		ck_assert_int_eq(af_gpio_line_info(rig.chip, i, &li), 0);
+		ck_assert_msg((li.flags & want) == lf[i], "line %u on the chip: flags %#x, requested %#x",
+			      i, li.flags & want, lf[i]);
+	}
+	af_pin_close(pin);
+}
+END_TEST
+
 /* The other process: request @spec as "af-other-process", say so on
  * @ready, hold it until @done closes. */
 static void hold_line_child(const char *spec, int ready, int done)
@@ -1684,6 +1721,8 @@ static Suite *make_suite(void)
 
 	tc = tcase(s, "the kernel's own");
 	add(tc, a_two_line_overflow_keeps_the_newest_and_reports_the_gap_of_the_request_seqno,
+	    NEED_LINES);
+	add(tc, eleven_lines_with_distinct_flags_use_all_ten_attributes_and_each_keeps_its_own,
 	    NEED_LINES);
 	add(tc, a_line_held_by_another_process_is_ebusy_until_that_process_exits, NEED_KERNEL);
 	add(tc, the_kernel_reports_the_configfs_names_of_every_line, NEED_KERNEL | NEED_NAMES);
