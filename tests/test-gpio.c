@@ -162,13 +162,14 @@ static void sysfs_write(unsigned i, const char *what, const char *text)
 	close(fd);
 }
 
-/* Drive line @i to physical @level. */
-static void rig_pull(unsigned i, int level)
+/* Drive line @i to physical @level, unpaced: for callers that wait for
+ * each edge to arrive before the next. */
+static void rig_drive(unsigned i, int level)
 {
 	switch (rig.mode) {
 	case RIG_SIM:
 		ck_assert_int_eq(af_gpio_sim_pull(rig.sim, i, level), 0);
-		return;
+		break;
 	case RIG_KERNEL_SIM:
 		sysfs_write(i, "pull", level ? "pull-up" : "pull-down");
 		break;
@@ -179,7 +180,14 @@ static void rig_pull(unsigned i, int level)
 	default:
 		ck_abort_msg("this rig cannot drive lines");
 	}
-	sleep_ms(1);
+}
+
+/* Drive line @i to physical @level, paced on a kernel's chip. */
+static void rig_pull(unsigned i, int level)
+{
+	rig_drive(i, level);
+	if (rig.mode != RIG_SIM)
+		sleep_ms(1);
 }
 
 /* The physical level of line @i. */
@@ -603,9 +611,9 @@ END_TEST
 /* ---- debounce ------------------------------------------------------------------------------ */
 
 #define DEBOUNCE_US 50000u
-/* Long enough that the 1 ms pacing of a kernel's pulls, slowed down by an
- * emulated guest, stays inside one burst. */
-#define KERNEL_DEBOUNCE_US 200000u
+/* Long enough that a burst of unpaced pulls stays one burst in an emulated
+ * guest on a loaded host, whose vCPUs stall for a hundred milliseconds. */
+#define KERNEL_DEBOUNCE_US 500000u
 /* The kernel's debounce timer counts jiffies: it may fire up to one tick
  * (10 ms at HZ=100) short of the period as measured in nanoseconds. */
 #define DEBOUNCE_SLACK_NS 10000000u
@@ -621,9 +629,9 @@ static int debounce_burst(void *arg)
 	uint64_t last = 0;
 
 	ck_assert_int_eq(af_pin_open_lines(&pin, &l, 1, &o), 0);
-	for (int i = 0; i < 5; i++) {   /* 1 0 1 0 1 */
+	for (int i = 0; i < 5; i++) {   /* 1 0 1 0 1, bouncing */
 		last = now_ns();
-		rig_pull(0, !(i & 1));
+		rig_drive(0, !(i & 1));
 	}
 	ck_assert_int_eq(af_pin_wait_edge_timeout(pin, &ev, LONG_NS), 0);
 	ck_assert_uint_eq(ev.edge, AF_PIN_IRQ_RISING);
@@ -633,9 +641,9 @@ static int debounce_burst(void *arg)
 	ck_assert_uint_ge(ev.timestamp_ns, last + period_us * 1000ull - DEBOUNCE_SLACK_NS);
 	ck_assert_int_eq(af_pin_value(pin), 1);
 	/* A bounce back to the old level is no edge at all. */
-	rig_pull(0, 0);
-	rig_pull(0, 1);
-	rig_pull(0, 0);
+	rig_drive(0, 0);
+	rig_drive(0, 1);
+	rig_drive(0, 0);
 	expect_edge(pin, AF_PIN_IRQ_FALLING, off(0), 2, 2);
 	ck_assert_int_eq(af_pin_wait_edge_timeout(pin, &ev, 0), -ETIMEDOUT);
 	af_pin_close(pin);
@@ -831,6 +839,20 @@ struct overflow_case {
 	unsigned lines, buffer_size, edges, kept;
 };
 
+/* How many of @pulled edges the chip numbered, once the last of them is
+ * @seen: all of them on the simulated chip; on a kernel's, an edge that
+ * comes while the interrupt thread still handles the one before is lost
+ * unnumbered (gpio-sim's interrupt stays masked until the thread is done),
+ * which an emulated guest's stalls make happen despite the pacing. The
+ * buffer under test must still have overflowed. */
+static void expect_seen(uint32_t seen, uint32_t pulled, uint32_t kept)
+{
+	if (rig.mode == RIG_SIM)
+		ck_assert_uint_eq(seen, pulled);
+	ck_assert_msg(seen <= pulled && seen > kept,
+		      "the chip numbered %u of %u edges; the buffer holds %u", seen, pulled, kept);
+}
+
 static int overflow(void *arg)
 {
 	const struct overflow_case *c = arg;
@@ -839,17 +861,20 @@ static int overflow(void *arg)
 				 .event_buffer_size = c->buffer_size };
 	struct af_gpio_event ev;
 	struct af_pin *pin;
-	uint32_t first = c->edges - c->kept + 1;
+	uint32_t first, seen;
 
 	ck_assert_int_eq(af_pin_open_lines(&pin, lines, c->lines, &o), 0);
 	for (unsigned i = 0; i < c->edges; i++)
 		rig_pull(0, !(i & 1));
-	/* The kernel dropped the oldest: the first event left says how many. */
+	/* The kernel dropped the oldest: the first event left says how many,
+	 * and exactly the buffer's worth follows it. */
 	ck_assert_int_eq(af_pin_wait_edge_timeout(pin, &ev, LONG_NS), 0);
-	ck_assert_uint_eq(ev.seqno, first);
+	first = ev.seqno;
+	seen = first + c->kept - 1;
+	expect_seen(seen, c->edges, c->kept);
 	ck_assert_uint_eq(ev.line_seqno, first);
 	ck_assert_uint_eq(ev.missed, first - 1);
-	for (uint32_t s = first + 1; s <= c->edges; s++) {
+	for (uint32_t s = first + 1; s <= seen; s++) {
 		ck_assert_int_eq(af_pin_wait_edge_timeout(pin, &ev, LONG_NS), 0);
 		ck_assert_uint_eq(ev.seqno, s);
 		ck_assert_uint_eq(ev.missed, 0);
@@ -858,7 +883,7 @@ static int overflow(void *arg)
 	/* Numbering goes on after the gap. */
 	rig_pull(0, !(c->edges & 1));
 	ck_assert_int_eq(af_pin_wait_edge_timeout(pin, &ev, LONG_NS), 0);
-	ck_assert_uint_eq(ev.seqno, c->edges + 1);
+	ck_assert_uint_eq(ev.seqno, seen + 1);
 	ck_assert_uint_eq(ev.missed, 0);
 	af_pin_close(pin);
 	return 0;
@@ -940,17 +965,16 @@ START_TEST(interrupt_mode_wakes_a_task_through_a_flag)
 }
 END_TEST
 
-#define MANY_EDGES 10000u
+/* Ten thousand on the simulated chip; a kernel's costs a sysfs write and an
+ * interrupt thread's wakeup per edge, slow in an emulated guest. */
+#define MANY_EDGES (rig.mode == RIG_SIM ? 10000u : 1000u)
 
 static void *presser(void *arg)
 {
 	struct button *b = arg;
 
 	for (unsigned i = 0; i < MANY_EDGES; i++) {
-		if (rig.mode == RIG_SIM)
-			af_gpio_sim_pull(rig.sim, 0, !(i & 1));
-		else
-			rig_pull(0, !(i & 1));
+		rig_pull(0, !(i & 1));
 		/* Keep up: the next edge only once the handler has seen this. */
 		while (atomic_load(&b->handled) < i + 1)
 			sched_yield();
@@ -967,7 +991,7 @@ static int many(void *arg)
 	b->pin = open_ok(0, AF_PIN_IN);
 	ck_assert_int_eq(af_pin_irq(b->pin, on_press, b, AF_PIN_IRQ_RISING | AF_PIN_IRQ_FALLING), 0);
 	ck_assert_int_eq(pthread_create(&th, NULL, presser, b), 0);
-	ck_assert_int_eq(af_flag_wait_timeout(&b->flag, 60 * 1000 * MS), 0);
+	ck_assert_int_eq(af_flag_wait_timeout(&b->flag, 240 * 1000 * MS), 0);
 	pthread_join(th, NULL);
 	af_pin_close(b->pin);
 	ck_assert_uint_eq(atomic_load(&b->handled), MANY_EDGES);
@@ -978,7 +1002,7 @@ static int many(void *arg)
 	return 0;
 }
 
-START_TEST(ten_thousand_edges_lose_none_when_the_handler_keeps_up)
+START_TEST(thousands_of_edges_lose_none_when_the_handler_keeps_up)
 {
 	struct button b = { .in_order = true, .target = MANY_EDGES };
 
@@ -1453,28 +1477,40 @@ static int overflow_two_lines(void *arg)
 	const char *lines[] = { line(0), line(1) };
 	struct af_pin_opts o = { .flags = AF_PIN_IN | AF_PIN_IRQ_RISING | AF_PIN_IRQ_FALLING,
 				 .event_buffer_size = 16 };
-	const uint32_t edges = 40, first = edges - 16 + 1;
+	const uint32_t edges = 40;
+	uint32_t last_line_seqno[2] = { 0, 0 }, first = 0, want = 0;
 	struct af_gpio_event evs[64];
 	struct af_pin *pin;
-	uint32_t want = first;
 
 	(void)arg;
 	ck_assert_int_eq(af_pin_open_lines(&pin, lines, 2, &o), 0);
 	/* Edge s (from 1) is on line (s - 1) % 2, its ceil(s / 2)-th. */
 	for (uint32_t s = 1; s <= edges; s++)
 		rig_pull((s - 1) % 2, ((s + 1) / 2) % 2);
-	while (want <= edges) {
+	while (!first || want < first + 16) {
 		int n = af_pin_read_edges(pin, evs, 64, LONG_NS);
 
 		ck_assert_int_gt(n, 0);
 		for (int i = 0; i < n; i++, want++) {
+			unsigned l = evs[i].offset == off(1);
+
+			if (!first)
+				want = first = evs[i].seqno;
 			ck_assert_uint_eq(evs[i].seqno, want);
-			ck_assert_uint_eq(evs[i].offset, off((want - 1) % 2));
-			ck_assert_uint_eq(evs[i].line_seqno, (want + 1) / 2);
 			ck_assert_uint_eq(evs[i].missed, want == first ? first - 1 : 0);
+			ck_assert_uint_gt(evs[i].line_seqno, last_line_seqno[l]);
+			last_line_seqno[l] = evs[i].line_seqno;
+			if (rig.mode == RIG_SIM) {
+				ck_assert_uint_eq(evs[i].offset, off((want - 1) % 2));
+				ck_assert_uint_eq(evs[i].line_seqno, (want + 1) / 2);
+			}
 		}
 	}
-	ck_assert_uint_eq(want, edges + 1);
+	ck_assert_uint_eq(want, first + 16);
+	expect_seen(want - 1, edges, 16);
+	/* Every edge the request numbered is one of its lines': the two
+	 * counters add up. */
+	ck_assert_uint_eq(last_line_seqno[0] + last_line_seqno[1], want - 1);
 	ck_assert_int_eq(af_pin_read_edges(pin, evs, 64, 0), -ETIMEDOUT);
 	af_pin_close(pin);
 	return 0;
@@ -1714,7 +1750,7 @@ static Suite *make_suite(void)
 	tc = tcase(s, "interrupt mode");
 	tcase_set_timeout(tc, 300);
 	add(tc, interrupt_mode_wakes_a_task_through_a_flag, NEED_PULL);
-	add(tc, ten_thousand_edges_lose_none_when_the_handler_keeps_up, NEED_PULL);
+	add(tc, thousands_of_edges_lose_none_when_the_handler_keeps_up, NEED_PULL);
 	add(tc, closing_a_pin_while_its_handler_runs_waits_for_the_handler_to_finish, NEED_PULL);
 	add(tc, a_pin_closed_from_its_own_handler_is_released_when_the_handler_returns, NEED_PULL);
 	add(tc, a_pin_in_interrupt_mode_refuses_a_waiting_task_and_a_second_handler, NEED_LINES);
