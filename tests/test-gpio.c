@@ -818,7 +818,12 @@ static int batches(void *arg)
 		for (int i = 0; i < n; i++) {
 			ck_assert_uint_eq(evs[i].seqno, got + 1);
 			ck_assert_uint_eq(evs[i].missed, 0);
-			ck_assert_uint_eq(evs[i].edge, got % 2 ? AF_PIN_IRQ_FALLING : AF_PIN_IRQ_RISING);
+			/* A kernel reads a both-edges event's type from the
+			 * level when its interrupt thread runs: late, after a
+			 * stall, and then the next pull has been made. */
+			if (rig.mode == RIG_SIM)
+				ck_assert_uint_eq(evs[i].edge,
+						  got % 2 ? AF_PIN_IRQ_FALLING : AF_PIN_IRQ_RISING);
 			got++;
 		}
 		calls++;
