@@ -888,10 +888,12 @@ static int overflow(void *arg)
 	 * and exactly the buffer's worth is left, newest last. */
 	for (unsigned i = 0; i < c->kept; i++) {
 		ck_assert_int_eq(af_pin_wait_edge_timeout(pin, &ev, LONG_NS), 0);
-		ck_assert_uint_gt(ev.seqno, newest);
-		/* One interrupt thread numbers a single line's: no gaps. */
+		/* One interrupt thread numbers a single line's: no gaps. Of
+		 * several lines, the hard handler numbers them, and one that
+		 * interrupts the thread hands it its own seqno: twice. */
 		if (first && (rig.mode == RIG_SIM || c->lines == 1))
 			ck_assert_uint_eq(ev.seqno, newest + 1);
+		ck_assert_uint_ge(ev.seqno, newest);
 		if (c->lines == 1)
 			ck_assert_uint_eq(ev.line_seqno, ev.seqno);
 		if (!first)
