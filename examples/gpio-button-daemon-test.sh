@@ -9,6 +9,13 @@
 #   WRAPPER (valgrind and its options, say) runs the daemon; its words are
 #   split on blanks, so they must not contain any.
 #
+# With AF_TEST_GPIOCHIP=/dev/gpiochipN and AF_TEST_GPIOSIM_SYSFS set as for
+# tests/test-gpio.c (a gpio-sim chip of the kernel's, lines aftest0 ..
+# aftest15; the test guests set them), it runs the daemon on that chip
+# instead: presses made by writing sim_gpio<i>/pull, the LED read from
+# sim_gpio<i>/value, debounce done by the kernel, a line another daemon
+# holds. Busybox sh is enough.
+#
 # Exit status: 0 pass, 1 fail, 77 skip (no io_uring).
 set -u
 
@@ -122,6 +129,152 @@ exits() {
 
 released='gpio-button-daemon: released line gpio-button-daemon 0 "GPIO17"'
 released_led='gpio-button-daemon: released line gpio-button-daemon 1 "GPIO27"'
+
+# ---- on a gpio-sim chip of the kernel's -------------------------------------
+
+# press I LEVEL...: drive line I to each LEVEL (1 high, 0 low) in turn.
+press() {
+	local i=$1 v p
+	shift
+	for v in "$@"; do
+		if [ "$v" -eq 1 ]; then p=pull-up; else p=pull-down; fi
+		echo "$p" >"$AF_TEST_GPIOSIM_SYSFS/sim_gpio$i/pull" || fail "cannot pull line $i"
+	done
+}
+
+level() {
+	cat "$AF_TEST_GPIOSIM_SYSFS/sim_gpio$1/value"
+}
+
+# until_true WHAT COMMAND...: poll COMMAND every 20 ms for 10 s (an
+# emulated guest is slow); fail with WHAT if it never succeeds.
+until_true() {
+	local what=$1 tries=500
+	shift
+	while ! "$@"; do
+		tries=$((tries - 1))
+		if [ "$tries" -eq 0 ]; then
+			fail "$what"
+			return 1
+		fi
+		sleep 0.02
+	done
+}
+
+lines_at_least() {
+	[ "$(wc -l <"$tmp/$1.out")" -ge "$2" ]
+}
+led_is() {
+	[ "$(level "$1")" = "$2" ]
+}
+ready() {
+	grep -q '^gpio-button-daemon: button ' "$tmp/$1.err" || ! kill -0 "$daemon_pid" 2>/dev/null
+}
+
+# start NAME ARG...: the daemon in the background, under a watchdog, once
+# it says which button it watches (its edge detection is on by then).
+start() {
+	local name=$1
+	shift
+	# shellcheck disable=SC2086 # $wrapper is a word list
+	$wrapper "$daemon" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+	daemon_pid=$!
+	watchdog "$daemon_pid"
+	daemon_dog=$dog
+	until_true "$name: the daemon never said it was ready" ready "$name"
+}
+
+# finish NAME: wait for the daemon started last; its status in $status.
+finish() {
+	wait "$daemon_pid"
+	status=$?
+	daemon_pid=
+	kill "$daemon_dog" 2>/dev/null
+	daemon_dog=
+}
+
+# edge NAME N LINE LEVEL...: drive LINE through LEVELs, then wait for the
+# daemon to have printed N edges: one edge at a time, because the kernel
+# reads a both-edges event's type from the level after the fact.
+edge() {
+	local name=$1 n=$2 i=$3
+	shift 3
+	press "$i" "$@"
+	until_true "$name: edge $n never printed" lines_at_least "$name" "$n"
+}
+
+kernel_checks() {
+	chip=${AF_TEST_GPIOCHIP##*/}
+	k_released() {
+		echo "gpio-button-daemon: released line $chip $1 \"$2\""
+	}
+
+	echo "--- 1: three presses on $chip, lines found by name, the LED toggled"
+	press 0 0
+	press 1 0
+	start k1 --line aftest0 --led aftest1 --count 3
+	# The daemon's pull-up holds the released button high.
+	[ "$(level 0)" = 1 ] || fail "k1: the pull-up did not raise line 0"
+	# (The third press ends the daemon, which releases the LED.)
+	for k in 1 2; do
+		edge k1 $((2 * k - 1)) 0 0
+		until_true "k1: press $k did not toggle the LED" led_is 1 $((k % 2))
+		edge k1 $((2 * k)) 0 1
+	done
+	edge k1 5 0 0
+	finish
+	exits k1 0
+	check_edges k1 5 '"aftest0"'
+	has k1 'gpio-button-daemon: stopping after --count presses' \
+		"$(k_released 0 aftest0)" "$(k_released 1 aftest1)"
+	[ "$failed" -eq 0 ] || show k1.out k1.err
+
+	echo "--- 2: a bouncing button, debounced by the kernel"
+	start k2 --line aftest2 --debounce 100 --count 2
+	edge k2 1 2 0 1 0 1 0
+	edge k2 2 2 1 0 1 0 1
+	edge k2 3 2 0 1 0
+	finish
+	exits k2 0
+	check_edges k2 3 '"aftest2"'
+	has k2 "$(k_released 2 aftest2)"
+	[ "$failed" -eq 0 ] || show k2.out k2.err
+
+	echo "--- 3: --chip and an offset, active-low, pulled down"
+	start k3 --chip "$AF_TEST_GPIOCHIP" --line 3 --active-low --bias pull-down --count 1
+	edge k3 1 3 1
+	finish
+	exits k3 0
+	check_edges k3 1 "$chip 3 \"aftest3\""
+	has k3 "$(k_released 3 aftest3)"
+	[ "$failed" -eq 0 ] || show k3.out k3.err
+
+	echo "--- 4: a line another daemon holds, then SIGTERM"
+	start k4 --line aftest4
+	holder=$daemon_pid
+	run k5 --line aftest4
+	exits k5 5
+	has k5 'gpio-button-daemon: button: line "aftest4" is in use by "gpio-button-daemon"'
+	daemon_pid=$holder
+	edge k4 1 4 0
+	kill -TERM "$daemon_pid"
+	finish
+	exits k4 0
+	check_edges k4 1 '"aftest4"'
+	has k4 'gpio-button-daemon: stopping on a signal' "$(k_released 4 aftest4)"
+	[ "$failed" -eq 0 ] || show k4.out k4.err k5.err
+}
+
+if [ -n "${AF_TEST_GPIOSIM_SYSFS:-}" ]; then
+	kernel_checks
+	if [ "$failed" -ne 0 ]; then
+		exit 1
+	fi
+	echo "PASS"
+	exit 0
+fi
+
+# ---- on the daemon's own simulated chip -------------------------------------
 
 echo "--- 1: three presses on the simulated chip, then --count ends it"
 run count --count 3 --sim-interval 20

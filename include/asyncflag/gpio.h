@@ -74,7 +74,9 @@ struct af_gpio_event {
 	uint32_t seqno;         /**< 1, 2, ... over every line of the request */
 	uint32_t line_seqno;    /**< 1, 2, ... for this line (== seqno for a one-line pin) */
 	uint32_t missed;        /**< events the kernel dropped before this one (seqno gap) because
-				     its buffer was full: it drops the oldest and never says so otherwise */
+				     its buffer was full: it drops the oldest and never says so otherwise.
+				     Several lines' events may come slightly out of seqno order after a
+				     stall; one older than the newest seen has 0 (docs/gpio.md) */
 };
 
 /** Options of a request (af_pin_open_lines(), af_pin_reconfigure()). Zero-initialise it. */

@@ -498,6 +498,23 @@ int af__pin_set_edges(struct af_pin *pin, unsigned edges)
 
 /* ---- events ----------------------------------------------------------------------------- */
 
+/* seqno counts every event of the request from 1, those the kernel dropped
+ * included: the gap is what was lost. Of a request of several lines the
+ * kernel numbers an edge in its hard interrupt handler but queues it from
+ * that line's interrupt thread, so a line whose thread ran late queues an
+ * older seqno after a newer one: that is no gap, and must not make the next
+ * event look like one. Compared as a signed difference, so that the u32
+ * wrapping after four billion events is no gap either. */
+static uint32_t seqno_gap(struct af_pin *pin, uint32_t seqno)
+{
+	int32_t d = (int32_t)(seqno - pin->last_seqno);
+
+	if (d <= 0)
+		return 0;
+	pin->last_seqno = seqno;
+	return (uint32_t)d - 1;
+}
+
 static void translate(struct af_pin *pin, const struct gpio_v2_line_event *raw,
 		      struct af_gpio_event *ev)
 {
@@ -507,10 +524,7 @@ static void translate(struct af_pin *pin, const struct gpio_v2_line_event *raw,
 							     : AF_PIN_IRQ_FALLING;
 	ev->seqno = raw->seqno;
 	ev->line_seqno = raw->line_seqno;
-	/* seqno counts every event of the request from 1, those the kernel
-	 * dropped included: the gap is exactly what was lost. */
-	ev->missed = raw->seqno > pin->last_seqno + 1 ? raw->seqno - pin->last_seqno - 1 : 0;
-	pin->last_seqno = raw->seqno;
+	ev->missed = seqno_gap(pin, raw->seqno);
 }
 
 int af__pin_next(struct af_pin *pin, struct af_gpio_event *ev)

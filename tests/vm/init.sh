@@ -1,10 +1,10 @@
 #!/bin/busybox sh
 # SPDX-License-Identifier: MIT
 # /init of the test guests (packed by vm.py). Mounts what the library and
-# its tests need, sets up a gpio-sim chip, runs every program in
-# /af/suites between markers on the console, and powers the guest off
-# (qemu runs with -no-reboot, so `reboot -f` ends it). vm.py reads the
-# markers:
+# its tests need, runs every program in /af/suites between markers on the
+# console (gpio through guest-gpio.sh, which sets up a gpio-sim chip), and
+# powers the guest off (qemu runs with -no-reboot, so `reboot -f` ends it).
+# vm.py reads the markers:
 #   @@AF-KERNEL <release> <machine>   /init is running
 #   @@AF-BEGIN <suite> ... @@AF-END <suite> <exit status>   TAP in between
 #   @@AF-ERR <line>                   the suite's stderr, when it failed
@@ -28,31 +28,6 @@ export HOME=/tmp TMPDIR=/tmp LD_LIBRARY_PATH=$(cat /af/libdir)
 cd /tmp
 echo "@@AF-KERNEL $(uname -r) $(uname -m)"
 
-# One simulated chip with 16 named lines, the contract of tests/test-gpio.c:
-# AF_TEST_GPIOCHIP names the chip's device, AF_TEST_GPIOSIM_SYSFS the
-# directory holding sim_gpio<i>/pull (drives an input edge) and value.
-gpiosim_setup() {
-	local d=/sys/kernel/config/gpio-sim/aftest i=0
-	mkdir "$d" "$d/bank0" || return 1
-	echo 16 >"$d/bank0/num_lines"
-	while [ $i -lt 16 ]; do
-		mkdir "$d/bank0/line$i"
-		echo "aftest$i" >"$d/bank0/line$i/name"
-		i=$((i + 1))
-	done
-	echo 1 >"$d/live" || return 1
-	GPIOSIM_CHIP=$(cat "$d/bank0/chip_name")
-	GPIOSIM_DEV=$(cat "$d/dev_name")
-	[ -c "/dev/$GPIOSIM_CHIP" ] || return 1
-}
-if gpiosim_setup; then
-	GPIOSIM_ENV="AF_TEST_GPIOCHIP=/dev/$GPIOSIM_CHIP AF_TEST_GPIOSIM_SYSFS=/sys/devices/platform/$GPIOSIM_DEV/$GPIOSIM_CHIP"
-	echo "# gpio-sim: $GPIOSIM_ENV"
-else
-	GPIOSIM_ENV=""
-	echo "# gpio-sim: setup failed; kernel GPIO cases will skip"
-fi
-
 # Check prints TAP on stdout and forks each case, as in tests/meson.build;
 # the per-case timeout is that of tests/meson.build.
 export CK_TAP_LOG_FILE_NAME=/dev/stdout CK_VERBOSITY=silent CK_FORK=yes CK_DEFAULT_TIMEOUT=120
@@ -69,6 +44,8 @@ suite() {
 	echo "@@AF-END $name $rc"
 }
 
+. /af/guest-gpio.sh
+
 for s in $(cat /af/suites); do
 	case $s in
 	bench-switch)
@@ -78,13 +55,7 @@ for s in $(cat /af/suites); do
 		echo "@@AF-END bench-switch 0"
 		;;
 	gpio)
-		suite gpio /af/gpio
-		if [ -n "$GPIOSIM_ENV" ]; then
-			suite gpio-kernel-sim env $GPIOSIM_ENV /af/gpio
-		fi
-		;;
-	gpio-kernel)
-		suite "$s" env $GPIOSIM_ENV /af/"$s"
+		gpio_suites
 		;;
 	*)
 		suite "$s" /af/"$s"

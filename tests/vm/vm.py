@@ -334,15 +334,30 @@ def busybox(arch):
     return bb
 
 
+def gpio_files(bdir, afdir):
+    """What guest-gpio.sh runs besides the suites: itself, and the button
+    daemon with its checks. Returns the programs among them."""
+    src = os.path.dirname(os.path.dirname(HERE))
+    for f in ("tests/vm/guest-gpio.sh", "examples/gpio-button-daemon-test.sh", "examples/test-lib.sh"):
+        shutil.copy(os.path.join(src, f), afdir)
+    daemon = os.path.join(bdir, "examples", "gpio-button-daemon")
+    if not is_elf(daemon):
+        return []
+    shutil.copy(daemon, afdir)
+    return [os.path.join(afdir, "gpio-button-daemon")]
+
+
 def initramfs(arch, progs, bdir, path):
     root = tempfile.mkdtemp(prefix=f"af-vm-{arch}-")
+    # mkdtemp's 0700 would become the guest's "/": nobody could reach a file.
+    os.chmod(root, 0o755)
     try:
         for d in ("bin", "proc", "sys", "dev", "tmp", "af"):
             os.makedirs(os.path.join(root, d))
         shutil.copy(busybox(arch), os.path.join(root, "bin", "busybox"))
         shutil.copy(os.path.join(HERE, "init.sh"), os.path.join(root, "init"))
         os.chmod(os.path.join(root, "init"), 0o755)
-        dsts = []
+        dsts = gpio_files(bdir, os.path.join(root, "af"))
         for name, src in progs.items():
             dst = os.path.join(root, "af", name)
             shutil.copy(src, dst)
