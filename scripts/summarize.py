@@ -45,6 +45,12 @@ def count(build):
         result = rec.get("result")
         if result == "SKIP" and p + f + s == 0:
             s = 1
+            # A whole program skipped says why on its plan line (the
+            # guests: "1..0 # SKIP no qemu-system-aarch64 (...)").
+            why = re.search(r"^1\.\.0\s*#\s*skip\s*(.*)$", rec.get("stdout") or "",
+                            re.IGNORECASE | re.MULTILINE)
+            if why:
+                notes.append(f"skipped: {build}: {rec['name']}: {why.group(1)}")
         elif p + f + s == 0:
             # A plain (non-TAP) test: one case, judged by meson's result.
             if result in ("OK", "EXPECTEDFAIL"):
@@ -54,7 +60,7 @@ def count(build):
         elif result not in ("OK", "SKIP", "EXPECTEDFAIL") and f == 0:
             f = 1
         if f:
-            notes.append(f"{build}: {rec['name']}: {result}")
+            notes.append(f"failed: {build}: {rec['name']}: {result}")
         passed, failed, skipped = passed + p, failed + f, skipped + s
     return passed, failed, skipped, notes
 
@@ -70,7 +76,7 @@ def main(builds):
         p, f, s, notes = count(b)
         print(f"{b}: {p} passed, {f} failed, {s} skipped")
         for n in notes:
-            print(f"  failed: {n}")
+            print(f"  {n}")
         total = [total[0] + p, total[1] + f, total[2] + s]
     print(f"{total[0]} passed, {total[1]} failed, {total[2]} skipped")
     return 1 if total[1] or sum(total) == 0 else 0

@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "loop/backend.h"
@@ -246,6 +247,30 @@ int af__uring_io(struct af_task *t, const struct af__io *args, int64_t timeout_n
 
 static int io_on_pool(struct af_task *t, const struct af__io *op);
 
+/* A read or write of no bytes: read(2) and write(2) answer it at once.
+ * Through the ring it waits on a file the kernel cannot read or write
+ * without blocking (a pipe on Linux 6.1): the kernel parks it on poll
+ * until the pipe is readable (writable), for ever on an empty (full) one.
+ * Sockets stay on the ring: the kernel never blocks them there, and a
+ * zero-length write(2) to one can send (an empty datagram) or wait for a
+ * connection. Returns 1 if @op is not such a call. */
+static int io_empty(const struct af__io *op)
+{
+	struct stat st;
+	ssize_t n;
+
+	if ((op->kind != AF__IO_READ && op->kind != AF__IO_WRITE) || op->len != 0)
+		return 1;
+	if (fstat(op->fd, &st) < 0)
+		return -errno;
+	if (S_ISSOCK(st.st_mode))
+		return 1;
+	/* No offset: it changes nothing for zero bytes, and a pipe would
+	 * refuse one with -ESPIPE where the ring ignores it. */
+	n = op->kind == AF__IO_READ ? read(op->fd, op->buf, 0) : write(op->fd, op->buf, 0);
+	return n < 0 ? -errno : 0;
+}
+
 /* Run @op on the loop's backend. A descriptor the backend cannot wait on
  * (a regular file on epoll) is read or written on the blocking pool. */
 static int io_run_opt(const struct af__io *op, int64_t timeout_ns, bool cancellable)
@@ -260,6 +285,9 @@ static int io_run_opt(const struct af__io *op, int64_t timeout_ns, bool cancella
 		t->cancel_pending = false;
 		return -ECANCELED;
 	}
+	r = io_empty(op);
+	if (r <= 0)
+		return r;
 	r = t->loop->backend->io(t, op, timeout_ns, cancellable);
 	if (r == AF__IO_BLOCKING)
 		r = io_on_pool(t, op);

@@ -33,7 +33,10 @@ AF_BEGIN_DECLS
  *
  * _timeout variants take @p timeout_ns (negative: no timeout; any value up
  * to INT64_MAX), implemented with a linked io_uring timeout, and return
- * -ETIMEDOUT when it expires before the operation completes.
+ * -ETIMEDOUT when it expires before the operation completes. A zero
+ * timeout returns what is ready at once, except where the kernel cannot
+ * read or write the file without blocking (a pipe on Linux 6.1): there it
+ * may expire first, and then nothing was read or written.
  *
  * Every call returns -EPERM outside a task, -EBADF for a negative
  * descriptor (without a system call) and -EINVAL for a NULL buffer with a

@@ -22,7 +22,8 @@ test is skipped with the reason ("1..0 # SKIP ...").
 
 Environment: AF_VM_JOBS (make -j, default 2), AF_VM_TIMEOUT (seconds for one
 boot, default 1200), AF_VM_SUITES (space-separated suite names to run instead
-of all), AF_VM_KEEP=1 (keep the guest's console log in BUILD-ROOT/vm-ARCH.log,
+of all), CK_RUN_SUITE and CK_RUN_CASE (Check's own selection, passed on
+to the guest's suites), AF_VM_KEEP=1 (keep the guest's console log in BUILD-ROOT/vm-ARCH.log,
 which is always written).
 """
 import argparse
@@ -51,6 +52,11 @@ ARCHES = {
         "qemu": "qemu-system-x86_64",
         "machine": ["-M", "pc", "-cpu", "max"],
         "console": "ttyS0",
+        # The TSC is calibrated at boot, against a vCPU the host may not
+        # be running: on a loaded host the guest's clock then ran 12 times
+        # too fast, and every timeout expired early. qemu's HPET keeps
+        # the host's time.
+        "append": "clocksource=hpet",
         "triplet": "x86_64-linux-gnu",
         "deb_arch": "amd64",
         "cross_file": None,
@@ -62,6 +68,8 @@ ARCHES = {
         "qemu": "qemu-system-aarch64",
         "machine": ["-M", "virt", "-cpu", "cortex-a72"],
         "console": "ttyAMA0",
+        # The generic timer's frequency comes from qemu: no calibration.
+        "append": "",
         "triplet": "aarch64-linux-gnu",
         "deb_arch": "arm64",
         "cross_file": "cross-aarch64.txt",
@@ -379,11 +387,25 @@ def initramfs(arch, progs, bdir, path):
 # ---- booting and reading the console ---------------------------------------------
 
 
+def ck_select():
+    """Check's own selection of test cases, handed to the guest: the kernel
+    passes unknown name=value words of its command line to /init as its
+    environment, and the suites inherit it."""
+    words = ""
+    for var in ("CK_RUN_SUITE", "CK_RUN_CASE"):
+        val = os.environ.get(var)
+        if val:
+            if '"' in val:
+                raise RuntimeError(f"{var} holds a quote, which the kernel's command line cannot pass")
+            words += f' {var}="{val}"' if " " in val else f" {var}={val}"
+    return words
+
+
 def boot(arch, image, initrd, logpath):
     a = ARCHES[arch]
     cmd = [a["qemu"], "-accel", "tcg", *a["machine"], "-smp", "2", "-m", "1024",
            "-nographic", "-no-reboot", "-kernel", image, "-initrd", initrd,
-           "-append", f"console={a['console']} panic=-1 loglevel=4 rdinit=/init"]
+           "-append", f"console={a['console']} panic=-1 loglevel=4 rdinit=/init {a['append']}" + ck_select()]
     timeout = int(os.environ.get("AF_VM_TIMEOUT", "1200"))
     log("$ " + " ".join(cmd))
     t0 = time.time()
