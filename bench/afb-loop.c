@@ -145,8 +145,7 @@ static int inloop_main(void *arg)
 static int run_one(struct afb_result *r, const struct afb_opts *o, bool rt)
 {
 	struct inloop s;
-	struct af_loop *loop;
-	int res = 0, err;
+	int err;
 
 	memset(&s, 0, sizeof(s));
 	s.o = o;
@@ -165,18 +164,10 @@ static int run_one(struct afb_result *r, const struct afb_opts *o, bool rt)
 		snprintf(r->note, sizeof(r->note),
 			 "the setter's own af_event_wait() and a turn of the loop are on the path");
 	}
-	err = af_loop_new(&loop, NULL);
-	if (err < 0) {
-		snprintf(r->skipped, sizeof(r->skipped), "af_loop_new: %s", af_strerror(err));
+	if (afb_run_main(r, inloop_main, &s, &err))
 		return 0;
-	}
-	err = af_loop_run(loop, inloop_main, &s, &res);
-	af_loop_free(loop);
-	if (err < 0 || res < 0) {
-		fprintf(stderr, "asyncflag-bench: %s: %s\n", afb_scenario_name[r->id],
-			af_strerror(err < 0 ? err : res));
-		return -1;
-	}
+	if (err < 0)
+		return afb_fail(r, err);
 	r->ran = true;
 	return 0;
 }
@@ -436,8 +427,7 @@ int afb_run_fanout(struct afb_result *r, const struct afb_opts *o)
 	for (uint64_t n = 100; n <= o->fanout_max && r->nfo < AFB_MAX_FANOUT; n *= 10) {
 		struct afb_fanout *f;
 		struct fanout s;
-		struct af_loop *loop;
-		int res = 0, err;
+		int err;
 
 		if (too_big(r, n))
 			break;
@@ -447,15 +437,10 @@ int afb_run_fanout(struct afb_result *r, const struct afb_opts *o)
 		memset(f, 0, sizeof(*f));
 		f->n = n;
 		s.f = f;
-		err = af_loop_new(&loop, NULL);
-		if (err < 0) {
-			snprintf(r->skipped, sizeof(r->skipped), "af_loop_new: %s", af_strerror(err));
+		if (afb_run_main(r, fan_main, &s, &err))
 			return 0;
-		}
-		err = af_loop_run(loop, fan_main, &s, &res);
-		af_loop_free(loop);
-		if (err < 0 || res < 0)
-			f->err = err < 0 ? err : res;
+		if (err < 0)
+			f->err = err;
 		if (f->err || f->parked < n)
 			break;
 		r->fanout_largest_ok = n;

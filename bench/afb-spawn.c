@@ -159,8 +159,7 @@ static int spawn_main(void *arg)
 int afb_run_spawn(struct afb_result *r, const struct afb_opts *o)
 {
 	struct spawn s;
-	struct af_loop *loop;
-	int res = 0, err;
+	int err;
 
 	memset(&s, 0, sizeof(s));
 	s.o = o;
@@ -176,18 +175,10 @@ int afb_run_spawn(struct afb_result *r, const struct afb_opts *o)
 		 "process CPU ns per task, each sample the mean over its batch; the "
 		 "own-mapping path is what every task past the 64-stack cache paid before "
 		 "stack arenas");
-	err = af_loop_new(&loop, NULL);
-	if (err < 0) {
-		snprintf(r->skipped, sizeof(r->skipped), "af_loop_new: %s", af_strerror(err));
+	if (afb_run_main(r, spawn_main, &s, &err))
 		return 0;
-	}
-	err = af_loop_run(loop, spawn_main, &s, &res);
-	af_loop_free(loop);
-	if (err < 0 || res < 0) {
-		fprintf(stderr, "asyncflag-bench: %s: %s\n", afb_scenario_name[r->id],
-			af_strerror(err < 0 ? err : res));
-		return -1;
-	}
+	if (err < 0)
+		return afb_fail(r, err);
 	r->ran = true;
 	return 0;
 }

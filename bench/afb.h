@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <asyncflag.h>
+
 #include "bench-util.h"
 
 #define AFB_MAX_PATHS 8
@@ -137,6 +139,12 @@ void afb_dist_unavailable(struct afb_dist *d, const char *fmt, ...)
 /* Samples to take per path, and whether the time budget ended the run. */
 size_t afb_rounds(const struct afb_opts *o, size_t full);
 bool afb_time_up(const struct afb_opts *o, uint64_t start_ns);
+/* Runs @fn(@arg) as the main task of a new default loop; *@err is then
+ * the first failure of af_loop_run() and @fn's result, or 0. Returns 1,
+ * with @r marked skipped, if no loop can be made here, else 0. */
+int afb_run_main(struct afb_result *r, af_task_fn fn, void *arg, int *err);
+/* Reports that @r's scenario failed with @err; returns -1. */
+int afb_fail(const struct afb_result *r, int err);
 /* The progress bar: @done in [0, 1] of the current scenario. */
 void afb_progress(const char *scenario, double done);
 /* Pins the calling thread to @cpu (no-op for -1). */

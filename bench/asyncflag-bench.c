@@ -59,6 +59,29 @@ void afb_dist_unavailable(struct afb_dist *d, const char *fmt, ...)
 	va_end(ap);
 }
 
+int afb_run_main(struct afb_result *r, af_task_fn fn, void *arg, int *err)
+{
+	struct af_loop *loop;
+	int res = 0;
+
+	*err = af_loop_new(&loop, NULL);
+	if (*err < 0) {
+		snprintf(r->skipped, sizeof(r->skipped), "af_loop_new: %s", af_strerror(*err));
+		return 1;
+	}
+	*err = af_loop_run(loop, fn, arg, &res);
+	af_loop_free(loop);
+	if (*err == 0 && res < 0)
+		*err = res;
+	return 0;
+}
+
+int afb_fail(const struct afb_result *r, int err)
+{
+	fprintf(stderr, "asyncflag-bench: %s: %s\n", afb_scenario_name[r->id], af_strerror(err));
+	return -1;
+}
+
 size_t afb_rounds(const struct afb_opts *o, size_t full)
 {
 	return o->iterations ? (size_t)o->iterations : full;
