@@ -332,6 +332,7 @@ struct af_loop {
 	uint64_t round;          /* batches run so far */
 	size_t budget;           /* tasks of the current batch still to run */
 	uint64_t batch_start;    /* when it began, if timers were armed */
+	uint64_t clock_last;     /* af__loop_clock()'s last reading */
 	bool ppoll_mode;         /* sleep in ppoll (valgrind, TSan) */
 	bool reaping;            /* inside reap(): no flush may reap again */
 	struct af__timer_heap timers;
@@ -375,6 +376,9 @@ struct af_loop {
  * the dynamic linker. */
 extern __thread struct af_loop *af__tls_loop
 	__attribute__((tls_model("initial-exec")));
+
+/* Now by @loop's clock, which strictly increases (timer.c); loop thread. */
+uint64_t af__loop_clock(struct af_loop *loop);
 
 static inline struct af_loop *af__loop_here(void)
 {

@@ -294,7 +294,7 @@ void af__loop_push(struct af_loop *loop, struct af_task *t)
 	/* Stamps order queued tasks against due timers. With no timer armed
 	 * any later timer is due after this push, so 0 orders correctly and
 	 * spares the clock read on the hot wake path. */
-	t->stamp = loop->timers.len ? af__now_ns() : 0;
+	t->stamp = loop->timers.len ? af__loop_clock(loop) : 0;
 	af__list_push_back(&loop->runq, &t->run_node);
 	loop->runq_len++;
 }
@@ -355,7 +355,7 @@ static void batch_begin(struct af_loop *loop)
 	 * the next batch. */
 	loop->round++;
 	loop->budget = loop->runq_len;
-	loop->batch_start = loop->timers.len ? af__now_ns() : 0;
+	loop->batch_start = loop->timers.len ? af__loop_clock(loop) : 0;
 }
 
 /* The batch's next task: a due timer's, by time, else the next of the

@@ -15,13 +15,32 @@ uint64_t af__now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The loop's clock orders what happens on its thread: deadlines, the
+ * stamps of queued tasks, batch starts. Its readings strictly increase,
+ * even where the clock reads the same for a while (a coarse clock source,
+ * a guest's clock under emulation): a zero timeout armed after a task was
+ * queued must come after it, and one armed in a batch must be due in the
+ * next, or a task that yields could hold a sleeper back for as long as the
+ * clock stands still. Ahead of the clock by at most a nanosecond a reading
+ * within one of its ticks, which nothing that reads the clock can see. */
+uint64_t af__loop_clock(struct af_loop *loop)
+{
+	uint64_t now = af__now_ns();
+
+	if (now <= loop->clock_last)
+		now = loop->clock_last + 1;
+	loop->clock_last = now;
+	return now;
+}
+
 uint64_t af__deadline(int64_t timeout_ns)
 {
 	uint64_t now;
 
 	if (timeout_ns < 0)
 		return UINT64_MAX;
-	now = af__now_ns();
+	/* On a loop's thread, by the loop's clock (see above). */
+	now = af__tls_loop ? af__loop_clock(af__tls_loop) : af__now_ns();
 	if (UINT64_MAX - now <= (uint64_t)timeout_ns)
 		return UINT64_MAX - 1;
 	return now + (uint64_t)timeout_ns;
