@@ -27,6 +27,8 @@
 #define THIS_AUDIT_ARCH AUDIT_ARCH_X86_64
 #elif defined(__aarch64__)
 #define THIS_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#elif defined(__arm__) && defined(__ARMEL__)
+#define THIS_AUDIT_ARCH AUDIT_ARCH_ARM
 #else
 #error "without-io-uring: add this machine's AUDIT_ARCH_*"
 #endif

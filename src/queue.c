@@ -19,7 +19,16 @@
 #include "internal.h"
 
 #define AF_QUEUE_MAGIC 0x61665155u /* "afQU" */
-#define AF_QUEUE_MAX ((size_t)1 << 32)
+
+/* At most 2^32 slots; on a 32-bit machine every size_t is below that. */
+static bool capacity_ok(size_t capacity)
+{
+#if SIZE_MAX > UINT32_MAX
+	return capacity > 0 && capacity <= (size_t)1 << 32;
+#else
+	return capacity > 0;
+#endif
+}
 
 /* A slot's seq is 2p while it is free for the push at position p, and
  * 2p + 1 once that push has published its item. Doubling keeps "free for
@@ -67,7 +76,7 @@ AF_API int af_queue_init(struct af_queue *q, struct af_loop *loop, size_t capaci
 	struct ring *ring;
 	int r;
 
-	af_assert_return(q && capacity > 0 && capacity <= AF_QUEUE_MAX, -EINVAL);
+	af_assert_return(q && capacity_ok(capacity), -EINVAL);
 	if (!loop)
 		loop = af__tls_loop;
 	if (!loop) {

@@ -205,6 +205,8 @@ int io_uring_submit(struct io_uring *ring)
 #define THIS_AUDIT_ARCH AUDIT_ARCH_X86_64
 #elif defined(__aarch64__)
 #define THIS_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#elif defined(__arm__) && defined(__ARMEL__)
+#define THIS_AUDIT_ARCH AUDIT_ARCH_ARM
 #endif
 
 /* Install @prog for the calling thread and all it later starts; it can
