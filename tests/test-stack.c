@@ -127,27 +127,42 @@ static int wild_write(void *arg)
 	return 0;
 }
 
-static int wild_main(void *arg)
+struct faulter {
+	af_task_fn fn;
+	void *arg;
+};
+
+/* 100 if the faulting task could not spawn, 101 if its fault was survived. */
+static int faulter_main(void *arg)
 {
+	const struct faulter *f = arg;
 	struct af_task *t;
 
-	if (af_task_spawn(&t, wild_write, arg) < 0)
+	if (af_task_spawn(&t, f->fn, f->arg) < 0)
 		return 100;
 	af_task_join(t, NULL);
 	return 101;
 }
 
-static void wild_child(void *arg)
+/* In a child: with the user's own SIGSEGV handler installed, runs
+ * @fn(@arg) in a task and exits with what af_run() returned. */
+static void fault_with_users_handler(af_task_fn fn, void *arg)
 {
+	struct faulter f = { fn, arg };
 	struct sigaction sa;
 
-	(void)arg;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = users_segv_handler;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGSEGV, &sa, NULL);
+	_exit(af_run(faulter_main, &f));
+}
+
+static void wild_child(void *arg)
+{
+	(void)arg;
 	/* Far from any task stack: the first page is never mapped. */
-	_exit(af_run(wild_main, (void *)(uintptr_t)64));
+	fault_with_users_handler(wild_write, (void *)(uintptr_t)64);
 }
 
 START_TEST(a_fault_that_is_not_an_overflow_reaches_the_previous_sigsegv_handler)
@@ -390,26 +405,10 @@ static int neighbour_task(void *arg)
 	return 0;
 }
 
-static int neighbour_main(void *arg)
-{
-	struct af_task *t;
-
-	if (af_task_spawn(&t, neighbour_task, arg) < 0)
-		return 100;
-	af_task_join(t, NULL);
-	return 101;
-}
-
 static void child_neighbour(void *arg)
 {
-	struct sigaction sa;
-
 	(void)arg;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = users_segv_handler;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGSEGV, &sa, NULL);
-	_exit(af_run(neighbour_main, NULL));
+	fault_with_users_handler(neighbour_task, NULL);
 }
 
 START_TEST(a_fault_in_a_mapping_just_below_a_stack_guard_is_not_called_an_overflow)
