@@ -12,11 +12,13 @@
  *     (other)      error: unknown command
  *
  * What it shows:
- * - one task per connection reading a line with
- *   af_stream_readline_timeout() (docs/stream.md): the timeout covers the
- *   whole line, the stream's fixed buffer bounds its length, so a client that connects and says
- *   nothing, or trickles one byte at a time, is answered "error: timed out"
- *   and dropped instead of holding its task for ever;
+ * - one task per connection with a buffered stream over its socket
+ *   (docs/stream.md): af_stream_readline_timeout() reads the line, the
+ *   timeout covering the whole line and the stream's fixed buffer bounding
+ *   its length, so a client that connects and says nothing, or trickles
+ *   one byte at a time, is answered "error: timed out" and dropped instead
+ *   of holding its task for ever; af_stream_write() and
+ *   af_stream_drain_timeout() send the reply;
  * - af_run_blocking() for work that would stall the loop: "hash" reads the
  *   file with plain read(2) and hashes it on a worker thread (standing in
  *   for a library with no non-blocking interface) while the loop goes on
@@ -102,18 +104,28 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* af_send() rather than af_write_all(): no SIGPIPE if the client has gone. */
-static int send_all(int fd, const char *buf, size_t len, int64_t timeout_ns)
+/* A stream over a connected socket: the read buffer is the line limit, so
+ * a client that never sends a newline costs no more than that. */
+static int open_stream(struct af_stream **out, int fd)
 {
-	while (len > 0) {
-		int n = af_send_timeout(fd, buf, len, 0, timeout_ns);
+	const struct af_stream_opts opts = {
+		.read_buffer = LINE_MAX_LEN,
+		.write_buffer = LINE_MAX_LEN,
+	};
 
-		if (n < 0)
-			return n;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return af_stream_new(out, fd, &opts);
+}
+
+/*
+ * Write @text and drain it within @timeout_ns: the peer may have stopped
+ * reading. On a socket the stream drains with send(2), so a peer that has
+ * gone is -EPIPE, not a SIGPIPE that kills the daemon.
+ */
+static int say(struct af_stream *s, const char *text, int64_t timeout_ns)
+{
+	int n = af_stream_write(s, text, strlen(text));
+
+	return n < 0 ? n : af_stream_drain_timeout(s, timeout_ns);
 }
 
 /* ---- hash FILE on a worker thread ----------------------------------------- */
@@ -246,24 +258,15 @@ static void stop_daemon(struct daemon *d, const char *why)
 
 /*
  * Read one line into @line (NUL-terminated, newline and any CR removed)
- * within @timeout_ns, through a buffered stream whose read buffer is the
- * line limit, so a client that never sends a newline costs no more than
- * that. A client that closes after a partial line has sent that line.
- * Returns its length or -errno: -ETIMEDOUT, -EMSGSIZE for a line that
- * does not fit, -ENODATA if the client sent nothing at all. One command
- * per connection: anything after the newline is ignored.
+ * within @timeout_ns. A client that closes after a partial line has sent
+ * that line. Returns its length or -errno: -ETIMEDOUT, -EMSGSIZE for a
+ * line that does not fit, -ENODATA if the client sent nothing at all. One
+ * command per connection: anything after the newline is ignored.
  */
-static int read_line(int fd, char *line, size_t size, int64_t timeout_ns)
+static int read_line(struct af_stream *s, char *line, size_t size, int64_t timeout_ns)
 {
-	struct af_stream_opts opts = { .read_buffer = size - 1 };
-	struct af_stream *in;
-	int n;
+	int n = af_stream_readline_timeout(s, line, size, timeout_ns);
 
-	n = af_stream_new(&in, fd, &opts);
-	if (n < 0)
-		return n;
-	n = af_stream_readline_timeout(in, line, size, timeout_ns);
-	af_stream_free(in);
 	if (n == 0)
 		return -ENODATA;
 	if (n > 0 && line[n - 1] == '\n')
@@ -280,15 +283,15 @@ static int read_line(int fd, char *line, size_t size, int64_t timeout_ns)
  * done (shutdown) and discard what it still sends until it closes, for at
  * most the timeout.
  */
-static void discard_input(int fd, int64_t timeout_ns)
+static void discard_input(struct af_stream *s, int64_t timeout_ns)
 {
 	int64_t deadline = now_ns() + timeout_ns, left;
-	char scrap[1024];
+	char scrap[LINE_MAX_LEN];
 
-	if (shutdown(fd, SHUT_WR) < 0)
+	if (shutdown(af_stream_fd(s), SHUT_WR) < 0)
 		return;
 	while ((left = deadline - now_ns()) > 0) {
-		if (af_recv_timeout(fd, scrap, sizeof(scrap), 0, left) <= 0)
+		if (af_stream_read_timeout(s, scrap, sizeof(scrap), left) <= 0)
 			return; /* closed, timed out, cancelled or failed: done */
 	}
 }
@@ -322,10 +325,16 @@ static int serve_client(void *arg)
 	struct conn *c = arg;
 	struct daemon *d = &daemon_state;
 	char line[LINE_MAX_LEN + 1], reply[LINE_MAX_LEN];
+	struct af_stream *s;
 	bool quit = false;
 	int n, r;
 
-	n = read_line(c->fd, line, sizeof(line), d->timeout_ns);
+	r = open_stream(&s, c->fd);
+	if (r < 0) {
+		fail("af_stream_new", r);
+		goto out_close;
+	}
+	n = read_line(s, line, sizeof(line), d->timeout_ns);
 	if (n >= 0) {
 		fprintf(d->log, "connection %u: %s\n", c->id, line);
 		quit = answer(d, line, reply, sizeof(reply));
@@ -339,18 +348,19 @@ static int serve_client(void *arg)
 		/* Cancelled, or the client left without a word. */
 		if (n != -ECANCELED && n != -ENODATA)
 			fail("af_stream_readline_timeout", n);
-		goto out_close;
+		goto out_free_stream;
 	}
-	/* The client may have stopped reading: bound this wait too. */
-	r = send_all(c->fd, reply, strlen(reply), d->timeout_ns);
+	r = say(s, reply, d->timeout_ns);
 	if (r < 0 && r != -ECANCELED)
-		fail("af_send_timeout", r);
+		fail("sending the reply", r);
 	if (r == 0 && n >= 0)
 		d->served++;
 	if (r == 0 && n == -EMSGSIZE)
-		discard_input(c->fd, d->timeout_ns);
+		discard_input(s, d->timeout_ns);
 	if (quit)
 		stop_daemon(d, "quit command");
+out_free_stream:
+	af_stream_free(s);
 out_close:
 	r = af_close(c->fd);
 	if (r < 0)
@@ -539,7 +549,7 @@ static int demo_say(struct daemon *d, const char *line, const char *shown, bool 
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	const int64_t timeout = 10000 * NS_PER_MS;
 	char reply[LINE_MAX_LEN + 1];
-	size_t len = 0;
+	struct af_stream *s;
 	unsigned long long secs, served;
 	int fd, n, r, ret = 0;
 
@@ -553,33 +563,30 @@ static int demo_say(struct daemon *d, const char *line, const char *shown, bool 
 		ret = fail("af_connect_timeout", r);
 		goto out_close;
 	}
-	r = send_all(fd, line, strlen(line), timeout);
-	if (r == 0 && newline)
-		r = send_all(fd, "\n", 1, timeout);
+	r = open_stream(&s, fd);
 	if (r < 0) {
-		ret = fail("af_send_timeout", r);
+		ret = fail("af_stream_new", r);
 		goto out_close;
 	}
-	/* The daemon closes the connection after its reply. */
-	for (;;) {
-		n = af_recv_timeout(fd, reply + len, sizeof(reply) - 1 - len, 0, timeout);
-		if (n < 0) {
-			ret = fail("af_recv_timeout", n);
-			goto out_close;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len == sizeof(reply) - 1) {
-			ret = fail("reply", -EMSGSIZE);
-			goto out_close;
-		}
+	r = af_stream_write_timeout(s, line, strlen(line), timeout);
+	if (r >= 0 && newline)
+		r = af_stream_write(s, "\n", 1);
+	if (r >= 0)
+		r = af_stream_drain_timeout(s, timeout);
+	if (r < 0) {
+		ret = fail("sending the command", r);
+		goto out_free_stream;
 	}
-	reply[len] = '\0';
-	if (len == 0 || reply[len - 1] != '\n') {
+	/* At end of file a line without its newline comes back as it is. */
+	n = af_stream_readline_timeout(s, reply, sizeof(reply), timeout);
+	if (n < 0) {
+		ret = fail("af_stream_readline_timeout", n);
+		goto out_free_stream;
+	}
+	if (n == 0 || reply[n - 1] != '\n') {
 		fprintf(stderr, "unix-control: demo: incomplete reply \"%s\"\n", reply);
 		ret = -EBADMSG;
-		goto out_close;
+		goto out_free_stream;
 	}
 	/* The uptime depends on the machine's speed, the transcript must
 	 * not: check the line's shape and show the rest. */
@@ -587,6 +594,8 @@ static int demo_say(struct daemon *d, const char *line, const char *shown, bool 
 		printf("< uptime N s, served%s", strstr(reply, "served") + strlen("served"));
 	else
 		printf("< %s", reply);
+out_free_stream:
+	af_stream_free(s);
 out_close:
 	r = af_close(fd);
 	if (r < 0 && ret == 0)
