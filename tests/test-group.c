@@ -3,39 +3,64 @@
  * joiner, nesting, results through handles, and the refused calls. */
 #include "testutil.h"
 
+/*
+ * Orders are asserted only where the scheduling rules fix them, never by
+ * one sleep outlasting another: a sleep starts when its member first runs,
+ * and on a loaded machine (under TSan) a stall between two members' starts
+ * can swap their ends. So members that must end in an order wait for one
+ * another's events, and a test that needs members blocked before a timer
+ * expires yields until they are (nblocked), rather than sleeping a little.
+ */
 static struct trace tr;
+static int nblocked; /* members inside a wait that only a cancel ends */
 
 #define tracef(...) trace_addf(&tr, __VA_ARGS__)
 
 static void reset(void)
 {
 	memset(&tr, 0, sizeof(tr));
+	nblocked = 0;
 }
 
-/* A member that sleeps @ms, then returns @result; it traces how it ended. */
+static void yield_until_blocked(int n)
+{
+	while (nblocked < n)
+		ck_assert_int_eq(af_yield(), 0);
+}
+
+/* A member that waits for @after (if set), sleeps @ms (if above 0), sets
+ * @done (if set) and returns @result; it traces how it ended. */
 struct job {
 	const char *name;
 	int ms;
 	int result;
+	struct af_event *after, *done;
 };
 
 static int job_fn(void *arg)
 {
 	struct job *j = arg;
-	int r = af_sleep_ms((uint64_t)j->ms);
+	int r = j->after ? af_event_wait(j->after) : 0;
 
+	if (r == 0 && j->ms > 0)
+		r = af_sleep_ms((uint64_t)j->ms);
 	if (r < 0) {
 		tracef("%s=%s", j->name, errname(r));
 		return r;
 	}
 	tracef("%s=%d", j->name, j->result);
+	if (j->done)
+		af_event_set(j->done);
 	return j->result;
 }
 
 static int wait_forever_fn(void *arg)
 {
 	struct af_event never = AF_EVENT_INIT;
-	int r = af_event_wait(&never);
+	int r;
+
+	nblocked++;
+	r = af_event_wait(&never);
 
 	tracef("%s=%s", (const char *)arg, errname(r));
 	return r;
@@ -62,10 +87,11 @@ END_TEST
 static int all_ok_main(void *arg)
 {
 	struct af_group g = AF_GROUP_INIT;
-	/* Each sleep starts when its member first runs: the gaps are wide
-	 * so that a stall of the loaded machine between two members' starts
-	 * cannot swap their ends. */
-	struct job a = { "a", 300, 1 }, b = { "b", 50, 2 }, c = { "c", 0, 0 };
+	struct af_event c_done = AF_EVENT_INIT, b_done = AF_EVENT_INIT;
+	/* The last spawned ends first, after a sleep; each other member waits
+	 * for the one spawned after it, so the join outlasts all three. */
+	struct job a = { "a", 0, 1, &b_done, NULL }, b = { "b", 0, 2, &c_done, &b_done },
+		   c = { "c", 5, 0, NULL, &c_done };
 
 	(void)arg;
 	ck_assert_int_eq(af_group_spawn(&g, NULL, job_fn, &a), 0);
@@ -87,7 +113,8 @@ END_TEST
 static int results_main(void *arg)
 {
 	struct af_group g;
-	struct job a = { "a", 5, 7 }, b = { "b", 0, -EIO }, c = { "c", 0, 3 };
+	struct job a = { "a", 5, 7, NULL, NULL }, b = { "b", 0, -EIO, NULL, NULL },
+		   c = { "c", 0, 3, NULL, NULL };
 	struct af_task *ta, *tb, *tc;
 	int ra = 0, rb = 0, rc = 0;
 
@@ -117,7 +144,7 @@ END_TEST
 static int reuse_main(void *arg)
 {
 	struct af_group g;
-	struct job bad = { "bad", 0, -EIO }, good = { "good", 0, 0 };
+	struct job bad = { "bad", 0, -EIO, NULL, NULL }, good = { "good", 0, 0, NULL, NULL };
 
 	(void)arg;
 	af_group_init(&g, 0);
@@ -153,7 +180,7 @@ static int spawner_fn(void *arg)
 static int spawn_while_joined_main(void *arg)
 {
 	struct af_group g;
-	struct job child = { "child", 5, 0 };
+	struct job child = { "child", 5, 0, NULL, NULL };
 	struct spawner s = { &g, &child };
 
 	(void)arg;
@@ -179,8 +206,9 @@ static int first_failure_main(void *arg)
 	struct af_group g;
 	/* bad1 is spawned first and would fail too, but later: it is still
 	 * asleep when bad2 fails (10 s against 5 ms, whatever the stalls). */
-	struct job slow = { "slow", 10000, 0 }, bad1 = { "bad1", 10000, -EIO },
-		   bad2 = { "bad2", 5, -ENOENT };
+	struct job slow = { "slow", 10000, 0, NULL, NULL },
+		   bad1 = { "bad1", 10000, -EIO, NULL, NULL },
+		   bad2 = { "bad2", 5, -ENOENT, NULL, NULL };
 
 	(void)arg;
 	af_group_init(&g, 0);
@@ -204,12 +232,14 @@ END_TEST
 static int keep_going_main(void *arg)
 {
 	struct af_group g;
-	struct job bad = { "bad", 0, -EIO }, slow = { "slow", 20, 4 };
+	struct job slow = { "slow", 20, 4, NULL, NULL }, bad = { "bad", 0, -EIO, NULL, NULL };
 
 	(void)arg;
 	af_group_init(&g, AF_GROUP_KEEP_GOING);
-	ck_assert_int_eq(af_group_spawn(&g, NULL, job_fn, &bad), 0);
+	/* slow is asleep when bad fails: it ran first, and its timer can
+	 * fire only in a later batch than bad's first run. */
 	ck_assert_int_eq(af_group_spawn(&g, NULL, job_fn, &slow), 0);
+	ck_assert_int_eq(af_group_spawn(&g, NULL, job_fn, &bad), 0);
 	ck_assert_int_eq(af_group_join(&g), -EIO);
 	tracef("joined");
 	return 0;
@@ -226,7 +256,7 @@ END_TEST
 static int never_ran_main(void *arg)
 {
 	struct af_group g;
-	struct job a = { "a", 10000, 0 }, b = { "b", 0, 0 };
+	struct job a = { "a", 10000, 0, NULL, NULL }, b = { "b", 0, 0, NULL, NULL };
 	struct af_task *ta, *tb;
 
 	(void)arg;
@@ -252,7 +282,7 @@ END_TEST
 static int cancel_main(void *arg)
 {
 	struct af_group g;
-	struct job a = { "a", 10000, 0 }, b = { "b", 0, 0 };
+	struct job a = { "a", 10000, 0, NULL, NULL }, b = { "b", 0, 0, NULL, NULL };
 
 	(void)arg;
 	af_group_init(&g, 0);
@@ -280,7 +310,10 @@ END_TEST
  * really wait for it after the expiry. */
 static int stubborn_fn(void *arg)
 {
-	int r = af_sleep_ms(10000);
+	int r;
+
+	nblocked++;
+	r = af_sleep_ms(10000);
 
 	tracef("%s=%s", (const char *)arg, errname(r));
 	ck_assert_int_eq(af_sleep_ms(5), 0);
@@ -291,16 +324,16 @@ static int stubborn_fn(void *arg)
 static int timeout_main(void *arg)
 {
 	struct af_group g;
-	struct job quick = { "quick", 0, 0 };
+	struct job quick = { "quick", 0, 0, NULL, NULL };
 
 	(void)arg;
 	af_group_init(&g, 0);
 	ck_assert_int_eq(af_group_spawn(&g, NULL, job_fn, &quick), 0);
 	ck_assert_int_eq(af_group_spawn(&g, NULL, stubborn_fn, "s"), 0);
 	ck_assert_int_eq(af_group_spawn(&g, NULL, wait_forever_fn, "w"), 0);
-	/* Long enough that "quick" has ended before it on a stalled,
-	 * sanitized run too. */
-	ck_assert_int_eq(af_group_join_timeout(&g, 500 * MS), -ETIMEDOUT);
+	/* The members were queued before the join's timer was armed, so they
+	 * all run (quick to its end) before it can fire, however late. */
+	ck_assert_int_eq(af_group_join_timeout(&g, 20 * MS), -ETIMEDOUT);
 	tracef("joined");
 	return 0;
 }
@@ -316,7 +349,7 @@ END_TEST
 static int timeout_not_reached_main(void *arg)
 {
 	struct af_group g;
-	struct job a = { "a", 1, 0 };
+	struct job a = { "a", 1, 0, NULL, NULL };
 
 	(void)arg;
 	af_group_init(&g, 0);
@@ -354,7 +387,7 @@ static int cancel_joiner_main(void *arg)
 
 	(void)arg;
 	ck_assert_int_eq(af_task_spawn(&j, joiner_fn, NULL), 0);
-	ck_assert_int_eq(af_sleep_ms(1), 0);
+	yield_until_blocked(2); /* j is joining s and w */
 	ck_assert_int_eq(af_task_cancel(j), 0);
 	ck_assert_int_eq(af_task_join(j, &result), 0);
 	ck_assert_int_eq(result, -ECANCELED);
@@ -394,7 +427,7 @@ static int inner_group_fn(void *arg)
 static int nest_fail_main(void *arg)
 {
 	struct af_group outer;
-	struct job bad = { "bad", 5, -EIO };
+	struct job bad = { "bad", 5, -EIO, NULL, NULL };
 	struct inner in = { "iw", &bad };
 
 	(void)arg;
@@ -422,6 +455,8 @@ static int nest_cancel_main(void *arg)
 	(void)arg;
 	af_group_init(&outer, 0);
 	ck_assert_int_eq(af_group_spawn(&outer, NULL, inner_group_fn, &in), 0);
+	/* iw is spawned by a member, maybe after the join's timer fell due. */
+	yield_until_blocked(1);
 	ck_assert_int_eq(af_group_join_timeout(&outer, 5 * MS), -ETIMEDOUT);
 	tracef("joined");
 	return 0;
@@ -471,7 +506,7 @@ static int second_joiner_fn(void *arg)
 static int busy_main(void *arg)
 {
 	struct af_group g;
-	struct job a = { "a", 5, 0 };
+	struct job a = { "a", 5, 0, NULL, NULL };
 	struct af_task *j2;
 	int result = 0;
 
