@@ -38,9 +38,13 @@ AF_BEGIN_DECLS
  * read or write the file without blocking (a pipe on Linux 6.1): there it
  * may expire first, and then nothing was read or written.
  *
- * Every call returns -EPERM outside a task, -EBADF for a negative
- * descriptor (without a system call) and -EINVAL for a NULL buffer with a
- * non-zero length or an oversized count.
+ * Every call returns -EPERM outside a task, -ECHILD in a child of fork()
+ * (the loop is the parent's: see af_loop_run()), -EBADF for a negative
+ * descriptor (without a system call), -EINVAL for a NULL buffer with a
+ * non-zero length or an oversized count, and -ECANCELED when the task is
+ * cancelled (before the call, or while the operation was in flight and the
+ * kernel stopped it); the _timeout variants also -ETIMEDOUT. The other
+ * errors are the system call's own.
  * A single call moves at most INT_MAX bytes (the kernel caps it lower).
  */
 
@@ -60,12 +64,14 @@ int af_read_timeout(int fd, void *buf, size_t len, int64_t offset, int64_t timeo
 int af_write(int fd, const void *buf, size_t len, int64_t offset);
 int af_write_timeout(int fd, const void *buf, size_t len, int64_t offset, int64_t timeout_ns);
 
-/** @brief readv(2) / preadv(2). @return bytes read or -errno. */
+/** @brief readv(2) / preadv(2). @return bytes read or -errno; -EINVAL
+ *  also for a NULL @p iov or @p iovcnt not in 1..IOV_MAX. */
 int af_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
 int af_readv_timeout(int fd, const struct iovec *iov, int iovcnt, int64_t offset,
 		     int64_t timeout_ns);
 
-/** @brief writev(2) / pwritev(2). @return bytes written or -errno. */
+/** @brief writev(2) / pwritev(2). @return bytes written or -errno; -EINVAL
+ *  also for a NULL @p iov or @p iovcnt not in 1..IOV_MAX. */
 int af_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
 int af_writev_timeout(int fd, const struct iovec *iov, int iovcnt, int64_t offset,
 		      int64_t timeout_ns);
@@ -83,19 +89,22 @@ int af_send_timeout(int fd, const void *buf, size_t len, int flags, int64_t time
  * @brief accept4(2).
  * @param addr, addrlen may be NULL; *addrlen must stay valid until the call returns (it does: the task is parked).
  * @param flags SOCK_NONBLOCK / SOCK_CLOEXEC.
- * @return the new descriptor or -errno.
+ * @return the new descriptor or -errno; -EINVAL also for @p addr without
+ *         @p addrlen, or other @p flags.
  */
 int af_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 int af_accept_timeout(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags,
 		      int64_t timeout_ns);
 
-/** @brief connect(2). @return 0 or -errno (-ECONNREFUSED, -ETIMEDOUT ...). */
+/** @brief connect(2). @return 0 or -errno (-ECONNREFUSED, -ETIMEDOUT ...);
+ *  -EINVAL also for a NULL @p addr or @p addrlen 0. */
 int af_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
 int af_connect_timeout(int fd, const struct sockaddr *addr, socklen_t addrlen,
 		       int64_t timeout_ns);
 
 /** @brief Wait until @p fd is ready for @p events (POLLIN, POLLOUT, ...).
- *  @return the ready events (a POLL* mask, > 0) or -errno. */
+ *  @return the ready events (a POLL* mask, > 0) or -errno; -EINVAL for
+ *  @p events 0. */
 int af_poll(int fd, unsigned events);
 int af_poll_timeout(int fd, unsigned events, int64_t timeout_ns);
 
@@ -117,14 +126,17 @@ int af_close(int fd);
  * @param offset AF_OFFSET_CURRENT, or the file offset of the first byte
  *        (advanced as bytes are written).
  * @param written receives the bytes written before an error (may be NULL).
- * @return 0 when everything was written, or -errno (-ECANCELED ...).
+ * @return 0 when everything was written, or -errno (-ECANCELED ...); -EIO
+ *         if a write moved no byte (it would loop for ever).
  */
 int af_write_all(int fd, const void *buf, size_t len, int64_t offset, size_t *written);
 
 /**
  * @brief Read until @p len bytes or end of file, looping over short reads.
- * @return bytes read (fewer than @p len only at end of file) or -errno;
- *         on an error after some bytes, *got (if not NULL) says how many.
+ * @return bytes read (fewer than @p len only at end of file) or -errno
+ *         (-EINVAL also for @p len above INT_MAX, which the count could
+ *         not carry); on an error after some bytes, *got (if not NULL)
+ *         says how many.
  */
 int af_read_full(int fd, void *buf, size_t len, int64_t offset, size_t *got);
 
@@ -146,8 +158,9 @@ int af_read_full(int fd, void *buf, size_t len, int64_t offset, size_t *got);
  * pointer into the cancelled task's stack unless it waits for the job).
  *
  * @param result receives @p fn's return value (may be NULL).
- * @return 0; -EINVAL for a NULL @p fn; -EPERM outside a task; -ENOMEM or
- *         -EAGAIN if no worker thread could be started; -ECANCELED.
+ * @return 0; -EINVAL for a NULL @p fn; -EPERM outside a task; -ECHILD in
+ *         a child of fork(); -ENOMEM or -EAGAIN if no worker thread could
+ *         be started; -ECANCELED.
  */
 int af_run_blocking(af_task_fn fn, void *arg, int *result);
 

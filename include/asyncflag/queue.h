@@ -32,7 +32,9 @@ struct af_queue {
  * @param loop the loop whose tasks will get from the queue; NULL means the
  *        loop running on this thread.
  * @return 0; -EINVAL if @p q is NULL, @p capacity is 0 or above 2^32, or
- *         @p loop is NULL and no loop runs on this thread; -ENOMEM.
+ *         @p loop is NULL and no loop runs on this thread; -EBUSY if @p q
+ *         is initialised and a task waits in af_queue_get() (as
+ *         af_flag_init()); -ENOMEM.
  */
 int af_queue_init(struct af_queue *q, struct af_loop *loop, size_t capacity);
 

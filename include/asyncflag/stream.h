@@ -121,8 +121,9 @@ int af_stream_read_timeout(struct af_stream *s, void *buf, size_t size, int64_t 
  * @brief Queue @p len bytes for writing. Only when the write buffer is
  * full does it write (drain) to make room, so small writes cost no system
  * call until af_stream_drain().
- * @return the number of bytes accepted: @p len, or fewer if draining
- *         failed part-way (the accepted ones are buffered or written);
+ * @return the number of bytes accepted: @p len (at most INT_MAX: the
+ *         count is an int), or fewer if draining failed part-way (the
+ *         accepted ones are buffered or written);
  *         -EINVAL for a NULL stream, or NULL @p buf with a non-zero
  *         @p len; -EBUSY if another task is writing; an error of
  *         af_write() (such as -ECANCELED or -EPIPE) if nothing was
