@@ -232,6 +232,7 @@ int af_pin_reconfigure(struct af_pin *pin, const struct af_pin_opts *opts);
  * @return 0;
  *   -EINVAL: NULL @p pin or @p ev, or no line of the pin has edge detection;
  *   -EPERM:  called outside a task;
+ *   -ECHILD: in a child of fork() (the loop is the parent's);
  *   -EBUSY:  another task already waits on this pin, or the pin is in
  *            interrupt mode (its thread reads the events);
  *   -ECANCELED: the task was cancelled;
@@ -250,7 +251,8 @@ int af_pin_wait_edge_timeout(struct af_pin *pin, struct af_gpio_event *ev, int64
  * @param timeout_ns negative: forever; 0: only what is already buffered
  *        (returns -ETIMEDOUT when nothing is).
  * @return the number of events stored in @p evs (>= 1); the errors of
- *         af_pin_wait_edge_timeout(), and -EINVAL for @p max 0.
+ *         af_pin_wait_edge_timeout(), and -EINVAL for @p max 0 or above
+ *         INT32_MAX.
  */
 int af_pin_read_edges(struct af_pin *pin, struct af_gpio_event *evs, unsigned max,
 		      int64_t timeout_ns);

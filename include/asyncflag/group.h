@@ -68,7 +68,8 @@ int af_group_spawn(struct af_group *g, struct af_task **task, af_task_fn fn, voi
  * @return 0 if no member failed; otherwise the first negative member
  *         result (a member cancelled before it ran counts with
  *         -ECANCELED); -EINVAL for NULL; -EPERM outside a task, or from a
- *         task of another loop; -EDEADLK if the caller is a member of
+ *         task of another loop; -ECHILD in a child of fork() (the loop is
+ *         the parent's); -EDEADLK if the caller is a member of
  *         @p g (nothing is waited for); -EBUSY if another task is joining
  *         @p g; -ECANCELED if the caller was cancelled.
  */

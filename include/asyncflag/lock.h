@@ -25,7 +25,8 @@ void af_lock_init(struct af_lock *lock);
 /**
  * @brief Acquire the lock, waiting in FIFO order if it is held.
  * @return 0; -EINVAL for NULL; -EPERM outside a task or from a task of
- *         another loop; -EDEADLK if the caller already holds it;
+ *         another loop; -ECHILD in a child of fork() (the loop is the
+ *         parent's); -EDEADLK if the caller already holds it;
  *         -ECANCELED (the caller does not hold the lock; if it had just been
  *         handed the lock, the lock passes on to the next waiter).
  */

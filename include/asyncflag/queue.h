@@ -62,8 +62,8 @@ int af_queue_push(struct af_queue *q, void *item);
 /**
  * @brief Add @p item at the tail, waiting for room while the queue is full.
  * @return 0; -EINVAL for a NULL or uninitialised queue; -EPERM outside a
- *         task, or from a task of another loop; -ECANCELED (nothing was
- *         added).
+ *         task, or from a task of another loop; -ECHILD in a child of
+ *         fork(); -ECANCELED (nothing was added).
  */
 int af_queue_put(struct af_queue *q, void *item);
 
@@ -78,7 +78,8 @@ int af_queue_put_timeout(struct af_queue *q, void *item, int64_t timeout_ns);
  * waiting to get one; otherwise tasks get items in the order they asked.
  * @param item receives the item.
  * @return 0; -EINVAL for a NULL queue or @p item; -EPERM outside a task,
- *         or from a task of another loop; -ECANCELED (nothing was taken).
+ *         or from a task of another loop; -ECHILD in a child of fork();
+ *         -ECANCELED (nothing was taken).
  */
 int af_queue_get(struct af_queue *q, void **item);
 
