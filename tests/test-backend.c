@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -415,6 +416,137 @@ START_TEST(a_descriptor_closed_behind_the_loops_back_and_its_number_reused_still
 }
 END_TEST
 
+/* Many waits trust the table at once; the reused number among them is
+ * found by the check of waits that have lasted 10 ms: the loop's timerfd
+ * wakes it for that when it sleeps, and a busy loop runs it between
+ * batches. */
+#define TRUSTING 6
+
+struct spinner {
+	bool stop;
+	long turns;
+};
+
+static int spin(void *arg)
+{
+	struct spinner *sp = arg;
+
+	while (!sp->stop) {
+		ck_assert_int_eq(af_yield(), 0);
+		sp->turns++;
+	}
+	return 0;
+}
+
+static void reused_among_many(bool busy)
+{
+	int p[TRUSTING][2], q[2];
+	struct reader rd[TRUSTING] = { { 0 } };
+	struct af_task *t[TRUSTING], *spinner_task = NULL;
+	struct spinner sp = { 0 };
+	char c = 0;
+
+	for (int i = 0; i < TRUSTING; i++) {
+		ck_assert_int_eq(pipe(p[i]), 0);
+		/* Registered, and known empty: the next wait trusts the table. */
+		ck_assert_int_eq(af_read_timeout(p[i][0], &c, 1, AF_OFFSET_CURRENT, 1 * MS),
+				 -ETIMEDOUT);
+	}
+	for (int i = 1; i < TRUSTING; i++) {
+		rd[i].fd = p[i][0];
+		ck_assert_int_eq(af_task_spawn(&t[i], read_one, &rd[i]), 0);
+	}
+	ck_assert_int_eq(af_yield(), 0);
+	close(p[0][0]);
+	close(p[0][1]);
+	ck_assert_int_eq(pipe(q), 0);
+	ck_assert_int_eq(q[0], p[0][0]);
+	ck_assert_int_eq(write(q[1], "n", 1), 1);
+	if (busy)
+		ck_assert_int_eq(af_task_spawn(&spinner_task, spin, &sp), 0);
+	ck_assert_int_eq(af_read_timeout(q[0], &c, 1, AF_OFFSET_CURRENT, 5000 * MS), 1);
+	ck_assert_int_eq(c, 'n');
+	if (busy) {
+		/* The loop never slept: the check ran between its batches. */
+		sp.stop = true;
+		ck_assert_int_eq(af_task_join(spinner_task, NULL), 0);
+		ck_assert_int_gt(sp.turns, 0);
+	}
+	for (int i = 1; i < TRUSTING; i++) {
+		ck_assert_int_eq(write(p[i][1], "x", 1), 1);
+		ck_assert_int_eq(af_task_join(t[i], NULL), 0);
+		ck_assert_int_eq(rd[i].r, 1);
+		ck_assert_int_eq(rd[i].buf[0], 'x');
+		close(p[i][0]);
+		close(p[i][1]);
+	}
+	close(q[0]);
+	close(q[1]);
+}
+
+static int reused_among_many_main(void *arg)
+{
+	reused_among_many(*(bool *)arg);
+	return 0;
+}
+
+START_TEST(a_number_reused_behind_the_loops_back_is_found_among_many_waits_by_a_sleeping_loop)
+{
+	bool busy = false;
+
+	ck_assert_int_eq(run_epoll(reused_among_many_main, &busy), 0);
+}
+END_TEST
+
+START_TEST(a_number_reused_behind_the_loops_back_is_found_among_many_waits_by_a_busy_loop)
+{
+	bool busy = true;
+
+	ck_assert_int_eq(run_epoll(reused_among_many_main, &busy), 0);
+}
+END_TEST
+
+#ifdef THIS_AUDIT_ARCH
+struct no_timerfd {
+	int filter_r, timerfd_r, run_r;
+};
+
+static void no_timerfd_child(void *arg, void *out)
+{
+	struct no_timerfd *r = out;
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_AUDIT_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		REFUSE(__NR_timerfd_create),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = (unsigned short)(sizeof(f) / sizeof(f[0])), .filter = f };
+	bool busy = false;
+
+	(void)arg;
+	r->filter_r = seccomp_install(&prog);
+	r->timerfd_r = timerfd_create(CLOCK_MONOTONIC, 0) < 0 ? -errno : 0;
+	r->run_r = run_epoll(reused_among_many_main, &busy);
+}
+#endif
+
+START_TEST(without_timerfd_a_sleeping_loop_still_finds_a_reused_number_by_the_sleeps_timeout)
+{
+#ifdef THIS_AUDIT_ARCH
+	struct no_timerfd r;
+
+	in_child_report(no_timerfd_child, NULL, &r, sizeof(r));
+	ck_assert_int_eq(r.filter_r, 0);
+	ck_assert_int_eq(r.timerfd_r, -EPERM);
+	ck_assert_int_eq(r.run_r, 0);
+#else
+	ck_abort_msg("no seccomp audit arch known for this machine");
+#endif
+}
+END_TEST
+
 static int close_parked_main(void *arg)
 {
 	struct reader rd = { 0 };
@@ -475,7 +607,7 @@ static int recv_one(void *arg)
 }
 
 /* Spawn a reader of @fd, let the loop look at the kernel a few hundred
- * times, and say whether the reader has its data: well before the 1 ms
+ * times, and say whether the reader has its data: well before the 10 ms
  * check that would also find it, so only the edge can have woken it. */
 static bool reader_woken_by_the_edge(struct reader *rd, struct af_task **t)
 {
@@ -840,6 +972,9 @@ Suite *make_suite(void)
 	tcase_add_test(tc, a_cancel_after_the_pipe_became_readable_leaves_the_data_for_the_next_read);
 	tcase_add_test(tc, a_reader_and_a_writer_parked_on_one_socket_are_both_woken);
 	tcase_add_test(tc, a_descriptor_closed_behind_the_loops_back_and_its_number_reused_still_wakes_readers);
+	tcase_add_test(tc, a_number_reused_behind_the_loops_back_is_found_among_many_waits_by_a_sleeping_loop);
+	tcase_add_test(tc, a_number_reused_behind_the_loops_back_is_found_among_many_waits_by_a_busy_loop);
+	tcase_add_test(tc, without_timerfd_a_sleeping_loop_still_finds_a_reused_number_by_the_sleeps_timeout);
 	tcase_add_test(tc, af_close_ends_a_read_parked_on_the_descriptor_with_ebadf_even_if_the_number_is_reused);
 	tcase_add_test(tc, after_a_short_tcp_read_the_next_read_is_woken_by_what_arrives_even_an_end_of_stream);
 	tcase_add_test(tc, a_descriptor_stays_registered_after_a_timed_out_wait_and_its_next_wait_still_wakes);
