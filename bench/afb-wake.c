@@ -48,12 +48,13 @@
 
 #define SIG_AF SIGUSR1
 #define SIG_SFD SIGUSR2
+#define SIG_AFB (SIGRTMIN + 3)     /* blocked in every thread: the loop reads it */
 #define SIG_UV (SIGRTMIN + 2)
 
 enum method {
 	M_AF_COLD, M_EVENTFD, M_CONDVAR, M_URING_POLL, M_URING_FUTEX, M_UV_ASYNC,
 	M_AF_HOT, M_SPIN,
-	M_AF_SIGNAL, M_SIGNALFD, M_UV_SIGNAL,
+	M_AF_SIGNAL, M_SIGNALFD, M_AF_SIGNAL_HANDLER, M_UV_SIGNAL,
 	M_GPIO_CO, M_GPIO_INT, M_GPIO_RAW, M_PIPE,
 	M_COUNT,
 };
@@ -67,10 +68,17 @@ static const struct {
 	[M_URING_POLL] = { "io_uring-poll",
 			   "multishot POLL_ADD on an eventfd, ring set up like the loop's" },
 	[M_URING_FUTEX] = { "io_uring-futex", "IORING_OP_FUTEX_WAIT woken by FUTEX_WAKE" },
-	[M_UV_ASYNC] = { "uv_async", "libuv uv_async_send() wakes uv_run() (as users get it)" },
+	[M_UV_ASYNC] = { "uv_async", "libuv uv_async_send() wakes uv_run() (as users get it); "
+				     "mostly libuv's uv__async_spin: on one CPU the woken loop "
+				     "spins up to 997 rounds, then sched_yield(), for a sender it "
+				     "preempted inside write(2)" },
 	[M_AF_HOT] = { "af_flag", "af_flag_set() while another task keeps the loop busy" },
 	[M_SPIN] = { "spin", "a thread spinning on the cache line another thread stores" },
-	[M_AF_SIGNAL] = { "af_signal", "kill(2) -> af_signal_watch() handler -> af_flag_wait()" },
+	[M_AF_SIGNAL] = { "af_signal", "kill(2) of a signal blocked in every thread -> the loop "
+				       "reads it from its signalfd -> af_flag_wait()" },
+	[M_AF_SIGNAL_HANDLER] = { "af_signal-handler",
+				  "kill(2) of an unblocked signal -> the af_signal_watch() "
+				  "handler -> af_flag_wait()" },
 	[M_SIGNALFD] = { "signalfd", "kill(2) wakes a thread blocked in read(2) on a signalfd" },
 	[M_UV_SIGNAL] = { "uv_signal", "kill(2) -> libuv uv_signal_t callback" },
 	[M_GPIO_CO] = { "af_pin", "coroutine mode: the edge's kernel timestamp -> "
@@ -88,7 +96,8 @@ static const struct {
 struct ping {
 	struct af_loop *loop;
 	struct af_flag flag;         /* set by the setter (cold, hot) */
-	struct af_flag sflag;        /* watches SIG_AF */
+	struct af_flag sflag;        /* watches SIG_AF (handler) */
+	struct af_flag bflag;        /* watches SIG_AFB (blocked: signalfd) */
 	int efd, pefd, sfd;
 	_Atomic uint32_t futex;
 	pthread_mutex_t mu;
@@ -237,6 +246,10 @@ static int block_once(struct ping *p, size_t i, uint64_t *t1, uint64_t *ts)
 		*t1 = bench_now_ns();
 		break;
 	case M_AF_SIGNAL:
+		r = af_flag_wait(&p->bflag);
+		*t1 = bench_now_ns();
+		break;
+	case M_AF_SIGNAL_HANDLER:
 		r = af_flag_wait(&p->sflag);
 		*t1 = bench_now_ns();
 		break;
@@ -421,6 +434,9 @@ static void trigger(struct ping *p, size_t i)
 		break;
 #endif
 	case M_AF_SIGNAL:
+		r = kill(getpid(), SIG_AFB);
+		break;
+	case M_AF_SIGNAL_HANDLER:
 		r = kill(getpid(), SIG_AF);
 		break;
 	case M_SIGNALFD:
@@ -574,9 +590,9 @@ static int methods_of(enum afb_scenario s, uint8_t *m)
 	static const uint8_t cold[] = { M_AF_COLD, M_EVENTFD, M_CONDVAR, M_URING_POLL,
 					M_URING_FUTEX, M_UV_ASYNC };
 	static const uint8_t hot[] = { M_AF_HOT, M_SPIN };
-	static const uint8_t sig[] = { M_AF_SIGNAL, M_SIGNALFD, M_UV_SIGNAL };
+	static const uint8_t sig[] = { M_AF_SIGNAL, M_SIGNALFD, M_AF_SIGNAL_HANDLER, M_UV_SIGNAL };
 	const uint8_t *src = s == AFB_WAKE_COLD ? cold : s == AFB_WAKE_HOT ? hot : sig;
-	int n = s == AFB_WAKE_COLD ? 6 : s == AFB_WAKE_HOT ? 2 : 3;
+	int n = s == AFB_WAKE_COLD ? 6 : s == AFB_WAKE_HOT ? 2 : 4;
 
 	memcpy(m, src, (size_t)n);
 	return n;
@@ -596,6 +612,11 @@ static const char *missing(const struct ping *p, int m)
 	case M_GPIO_INT:
 	case M_GPIO_RAW:
 		return p->gpio ? NULL : p->gpio_why;
+	case M_AF_SIGNAL:
+		return af_loop_features(p->loop) & AF_FEATURE_BACKEND_IO_URING
+			       ? NULL
+			       : "not available: the epoll backend reads no signalfd, so a "
+				 "signal blocked in every thread never reaches its flag";
 	case M_UV_ASYNC:
 	case M_UV_SIGNAL:
 #if HAVE_LIBUV
@@ -705,8 +726,8 @@ static void wake_note(struct afb_result *r, const struct afb_opts *o)
 			 r->d[0].excluded);
 	else if (r->id == AFB_SIGNAL)
 		snprintf(r->note, sizeof(r->note),
-			 "kill(getpid()) from the setter thread; signalfd's signal is blocked "
-			 "in every thread");
+			 "kill(getpid()) from the setter thread; af_signal's and signalfd's "
+			 "signals are blocked in every thread, af_signal-handler's in none");
 }
 
 static int scenario(struct ping *p, struct afb_result *r, const struct afb_opts *o)
@@ -891,12 +912,18 @@ static int ping_init(struct ping *p, struct bench_worker *w, const struct afb_op
 		goto err_flag;
 	if ((r = af_signal_watch(&p->sflag, SIG_AF)) < 0)
 		goto err_sflag;
+	if ((r = af_flag_init(&p->bflag, p->loop)) < 0)
+		goto err_sflag;
+	if ((r = af_signal_watch(&p->bflag, SIG_AFB)) < 0)
+		goto err_bflag;
 	/* Not having GPIO is a row in the table, not a failure. */
 	if ((o->scenarios & (1u << AFB_GPIO)) &&
 	    afb_gpio_open(&p->gpio, p->loop, o, p->gpio_why, sizeof(p->gpio_why)) < 0)
 		p->gpio = NULL;
 	return 0;
 
+err_bflag:
+	af_flag_destroy(&p->bflag);
 err_sflag:
 	af_flag_destroy(&p->sflag);
 err_flag:
@@ -919,10 +946,12 @@ int afb_run_wake(struct afb_result *r, const struct afb_opts *o)
 	sigset_t set, old;
 	int err, status = 0;
 
-	/* signalfd needs its signal blocked in every thread: block it before
-	 * the worker exists, so the worker inherits the mask. */
+	/* signalfd needs its signal blocked in every thread, and so does the
+	 * loop's own signalfd path: block them before the worker exists, so
+	 * the worker inherits the mask. */
 	sigemptyset(&set);
 	sigaddset(&set, SIG_SFD);
+	sigaddset(&set, SIG_AFB);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	err = bench_worker_start(&w, o->cpu[1]);
 	if (err < 0) {
@@ -949,6 +978,7 @@ int afb_run_wake(struct afb_result *r, const struct afb_opts *o)
 		status = gpio_scenarios(&p, r, o);
 	/* Its pins before the loop: no handler may set a flag of a freed loop. */
 	afb_gpio_close(p.gpio);
+	af_flag_destroy(&p.bflag);
 	af_flag_destroy(&p.sflag);
 	af_flag_destroy(&p.flag);
 	/* The loop and the baselines' ring belong to the worker. */

@@ -292,6 +292,18 @@ struct af__op {
 			 unsigned cqe_flags);
 };
 
+/* signal.c: a loop's signalfd for the watched signals of its flags. The
+ * loop (its backend) keeps one read of it in flight and hands what it reads
+ * to op.complete; signal.c owns the rest of the block, which the loop frees
+ * with free() once the last reference to the loop is gone. */
+struct af__sigfd {
+	int fd;
+	bool armed;              /* loop thread: its read is in flight */
+	struct af__op op;
+	void *buf;
+	unsigned len;
+};
+
 /* Loop sleep states, for the flag wake-up handshake (flag.c). */
 enum {
 	AF_AWAKE = 0,    /* running tasks: setters need no system call */
@@ -359,6 +371,8 @@ struct af_loop {
 	bool efd_expected;       /* a write happened: reap its completion */
 	uint8_t efd_wake;        /* AF__WAKE_*: how the io_uring sleep sees a kick */
 	uint64_t spin_ns;        /* af_loop_opts.spin_ns: spin this long before a sleep */
+	/* Set once by af_signal_watch() on any thread, under its lock. */
+	_Atomic(struct af__sigfd *) sigfd;
 
 	struct af__stack_pool stacks;
 	size_t stack_size;

@@ -202,8 +202,17 @@ void af__loop_unref(struct af_loop *loop)
 {
 	/* acq_rel: the release orders this holder's last use of the struct
 	 * before the free; the acquire of the one that frees sees them all. */
+	struct af__sigfd *sigfd;
+
 	if (atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	/* Only now: a flag that still watches a signal may change its mask
+	 * until it is destroyed. relaxed: the acquire above orders it. */
+	sigfd = atomic_load_explicit(&loop->sigfd, memory_order_relaxed);
+	if (sigfd) {
+		close(sigfd->fd);
+		free(sigfd);
+	}
 	pthread_mutex_destroy(&loop->unqueue_lock);
 	free(loop);
 }

@@ -231,6 +231,34 @@ static void efd_arm(struct af_loop *loop)
 	loop->efd_armed = true;
 }
 
+/* Keep one read of the loop's signalfd in flight (signal.c makes it): a
+ * signal that the loop's thread blocks, or every thread does, is read here
+ * instead of running a handler. The signalfd is non-blocking, so the kernel
+ * tries the read at once and otherwise polls and retries it as task work,
+ * on this thread: a signalfd reads the pending signals of the thread that
+ * reads it, and of the process. Not counted in ninflight: like the
+ * eventfd's, this request never keeps the loop alive. */
+static void sigfd_arm(struct af_loop *loop)
+{
+	/* acquire pairs with af_signal_watch()'s release store: the block's
+	 * fields are visible, on aarch64 as on x86. */
+	struct af__sigfd *s = atomic_load_explicit(&loop->sigfd, memory_order_acquire);
+	struct io_uring_sqe *sqe;
+
+	if (!s || s->armed)
+		return;
+	sqe = af__loop_sqe(loop);
+	io_uring_prep_read(sqe, s->fd, s->buf, s->len, 0);
+	io_uring_sqe_set_data(sqe, &s->op);
+	s->armed = true;
+}
+
+static void uring_arm(struct af_loop *loop)
+{
+	efd_arm(loop);
+	sigfd_arm(loop);
+}
+
 static void reap(struct af_loop *loop)
 {
 	loop->reaping = true;
@@ -312,11 +340,12 @@ static void uring_wait(struct af_loop *loop, uint64_t deadline)
 const struct af__backend af__backend_uring = {
 	.name = "io_uring",
 	.feature = AF_FEATURE_BACKEND_IO_URING,
+	.reads_signalfd = true,
 	.open = uring_open,
 	.close = uring_close,
 	.forget = uring_forget,
 	.bind = uring_bind,
-	.arm = efd_arm,
+	.arm = uring_arm,
 	.peek = uring_peek,
 	.wait = uring_wait,
 	.reap = reap,
