@@ -208,7 +208,9 @@ void af__loop_unref(struct af_loop *loop)
 	if (atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	/* Only now: a flag that still watches a signal may change its mask
-	 * until it is destroyed. relaxed: the acquire above orders it. */
+	 * until it is destroyed. relaxed: the acq_rel decrement above made
+	 * every holder's use, af_signal_watch()'s store included, visible
+	 * to us, on aarch64 as on x86. */
 	sigfd = atomic_load_explicit(&loop->sigfd, memory_order_relaxed);
 	if (sigfd) {
 		close(sigfd->fd);

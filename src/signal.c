@@ -132,7 +132,8 @@ static int sigfd_update(struct af_loop *loop, int signo, bool on)
 
 	if (!loop->backend->reads_signalfd)
 		return 0;
-	/* relaxed: only this lock's holders store it. */
+	/* relaxed: only holders of watch_lock store it, and the mutex orders
+	 * their stores before our load, on aarch64 as on x86. */
 	pub = atomic_load_explicit(&loop->sigfd, memory_order_relaxed);
 	if (!pub)
 		return on ? sigfd_new(loop, signo) : 0;
