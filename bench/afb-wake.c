@@ -48,12 +48,14 @@
 
 #define SIG_AF SIGUSR1
 #define SIG_SFD SIGUSR2
+#define SIG_AFB (SIGRTMIN + 3)     /* blocked in every thread: the loop reads it */
+#define SIG_RSFD (SIGRTMIN + 5)    /* blocked in every thread: the bare ring reads it */
 #define SIG_UV (SIGRTMIN + 2)
 
 enum method {
 	M_AF_COLD, M_EVENTFD, M_CONDVAR, M_URING_POLL, M_URING_FUTEX, M_UV_ASYNC,
 	M_AF_HOT, M_SPIN,
-	M_AF_SIGNAL, M_SIGNALFD, M_UV_SIGNAL,
+	M_AF_SIGNAL, M_SIGNALFD, M_URING_SIGNALFD, M_AF_SIGNAL_HANDLER, M_UV_SIGNAL,
 	M_GPIO_CO, M_GPIO_INT, M_GPIO_RAW, M_PIPE,
 	M_COUNT,
 };
@@ -67,10 +69,20 @@ static const struct {
 	[M_URING_POLL] = { "io_uring-poll",
 			   "multishot POLL_ADD on an eventfd, ring set up like the loop's" },
 	[M_URING_FUTEX] = { "io_uring-futex", "IORING_OP_FUTEX_WAIT woken by FUTEX_WAKE" },
-	[M_UV_ASYNC] = { "uv_async", "libuv uv_async_send() wakes uv_run() (as users get it)" },
+	[M_UV_ASYNC] = { "uv_async", "libuv uv_async_send() wakes uv_run() (as users get it); "
+				     "mostly libuv's uv__async_spin: on one CPU the woken loop "
+				     "spins up to 997 rounds, then sched_yield(), for a sender it "
+				     "preempted inside write(2)" },
 	[M_AF_HOT] = { "af_flag", "af_flag_set() while another task keeps the loop busy" },
 	[M_SPIN] = { "spin", "a thread spinning on the cache line another thread stores" },
-	[M_AF_SIGNAL] = { "af_signal", "kill(2) -> af_signal_watch() handler -> af_flag_wait()" },
+	[M_AF_SIGNAL] = { "af_signal", "kill(2) of a signal blocked in every thread -> the loop "
+				       "reads it from its signalfd -> af_flag_wait()" },
+	[M_URING_SIGNALFD] = { "io_uring-signalfd",
+			       "IORING_OP_READ of a non-blocking signalfd on a ring set up like "
+			       "the loop's: af_signal's own kernel path, with no runtime on it" },
+	[M_AF_SIGNAL_HANDLER] = { "af_signal-handler",
+				  "kill(2) of an unblocked signal -> the af_signal_watch() "
+				  "handler -> af_flag_wait()" },
 	[M_SIGNALFD] = { "signalfd", "kill(2) wakes a thread blocked in read(2) on a signalfd" },
 	[M_UV_SIGNAL] = { "uv_signal", "kill(2) -> libuv uv_signal_t callback" },
 	[M_GPIO_CO] = { "af_pin", "coroutine mode: the edge's kernel timestamp -> "
@@ -88,8 +100,10 @@ static const struct {
 struct ping {
 	struct af_loop *loop;
 	struct af_flag flag;         /* set by the setter (cold, hot) */
-	struct af_flag sflag;        /* watches SIG_AF */
-	int efd, pefd, sfd;
+	struct af_flag sflag;        /* watches SIG_AF (handler) */
+	struct af_flag bflag;        /* watches SIG_AFB (blocked: signalfd) */
+	int efd, pefd, sfd, rsfd;
+	struct signalfd_siginfo rsi; /* what the bare ring's signalfd read fills */
 	_Atomic uint32_t futex;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -181,6 +195,20 @@ static int futex_wait_ring(struct ping *p, uint64_t *t1)
 	return ring_wait(p, 2, t1);
 }
 
+static int signalfd_read_ring(struct ping *p, uint64_t *t1)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
+	int r;
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_read(sqe, p->rsfd, &p->rsi, sizeof(p->rsi), 0);
+	sqe->user_data = 3;
+	r = ring_wait(p, 3, t1);
+	/* ring_wait() gives 0 or -errno: the signal number tells the rest. */
+	return r < 0 ? r : p->rsi.ssi_signo == (uint32_t)SIG_RSFD ? 0 : -EIO;
+}
+
 #if HAVE_LIBUV
 static void on_uv_async(uv_async_t *h)
 {
@@ -237,6 +265,10 @@ static int block_once(struct ping *p, size_t i, uint64_t *t1, uint64_t *ts)
 		*t1 = bench_now_ns();
 		break;
 	case M_AF_SIGNAL:
+		r = af_flag_wait(&p->bflag);
+		*t1 = bench_now_ns();
+		break;
+	case M_AF_SIGNAL_HANDLER:
 		r = af_flag_wait(&p->sflag);
 		*t1 = bench_now_ns();
 		break;
@@ -263,6 +295,9 @@ static int block_once(struct ping *p, size_t i, uint64_t *t1, uint64_t *ts)
 		break;
 	case M_URING_FUTEX:
 		r = futex_wait_ring(p, t1);
+		break;
+	case M_URING_SIGNALFD:
+		r = signalfd_read_ring(p, t1);
 		break;
 #if HAVE_LIBUV
 	case M_UV_ASYNC:
@@ -421,10 +456,16 @@ static void trigger(struct ping *p, size_t i)
 		break;
 #endif
 	case M_AF_SIGNAL:
+		r = kill(getpid(), SIG_AFB);
+		break;
+	case M_AF_SIGNAL_HANDLER:
 		r = kill(getpid(), SIG_AF);
 		break;
 	case M_SIGNALFD:
 		r = kill(getpid(), SIG_SFD);
+		break;
+	case M_URING_SIGNALFD:
+		r = kill(getpid(), SIG_RSFD);
 		break;
 	default:
 		atomic_store_explicit(&p->spin_go, i + 1, memory_order_release);
@@ -574,9 +615,10 @@ static int methods_of(enum afb_scenario s, uint8_t *m)
 	static const uint8_t cold[] = { M_AF_COLD, M_EVENTFD, M_CONDVAR, M_URING_POLL,
 					M_URING_FUTEX, M_UV_ASYNC };
 	static const uint8_t hot[] = { M_AF_HOT, M_SPIN };
-	static const uint8_t sig[] = { M_AF_SIGNAL, M_SIGNALFD, M_UV_SIGNAL };
+	static const uint8_t sig[] = { M_AF_SIGNAL, M_SIGNALFD, M_URING_SIGNALFD,
+				       M_AF_SIGNAL_HANDLER, M_UV_SIGNAL };
 	const uint8_t *src = s == AFB_WAKE_COLD ? cold : s == AFB_WAKE_HOT ? hot : sig;
-	int n = s == AFB_WAKE_COLD ? 6 : s == AFB_WAKE_HOT ? 2 : 3;
+	int n = s == AFB_WAKE_COLD ? 6 : s == AFB_WAKE_HOT ? 2 : 5;
 
 	memcpy(m, src, (size_t)n);
 	return n;
@@ -586,6 +628,7 @@ static const char *missing(const struct ping *p, int m)
 {
 	switch (m) {
 	case M_URING_POLL:
+	case M_URING_SIGNALFD:
 		return p->ring_ok ? NULL : "io_uring_queue_init failed";
 	case M_URING_FUTEX:
 		if (!p->ring_ok)
@@ -596,6 +639,11 @@ static const char *missing(const struct ping *p, int m)
 	case M_GPIO_INT:
 	case M_GPIO_RAW:
 		return p->gpio ? NULL : p->gpio_why;
+	case M_AF_SIGNAL:
+		return af_loop_features(p->loop) & AF_FEATURE_BACKEND_IO_URING
+			       ? NULL
+			       : "not available: the epoll backend reads no signalfd, so a "
+				 "signal blocked in every thread never reaches its flag";
 	case M_UV_ASYNC:
 	case M_UV_SIGNAL:
 #if HAVE_LIBUV
@@ -705,8 +753,9 @@ static void wake_note(struct afb_result *r, const struct afb_opts *o)
 			 r->d[0].excluded);
 	else if (r->id == AFB_SIGNAL)
 		snprintf(r->note, sizeof(r->note),
-			 "kill(getpid()) from the setter thread; signalfd's signal is blocked "
-			 "in every thread");
+			 "kill(getpid()) from the setter thread; af_signal's, signalfd's and "
+			 "io_uring-signalfd's signals are blocked in every thread, "
+			 "af_signal-handler's in none");
 }
 
 static int scenario(struct ping *p, struct afb_result *r, const struct afb_opts *o)
@@ -846,7 +895,7 @@ static int gpio_scenarios(struct ping *p, struct afb_result *r, const struct afb
 
 static void close_fds(struct ping *p)
 {
-	int *fds[] = { &p->efd, &p->pefd, &p->sfd, &p->pipefd[0], &p->pipefd[1] };
+	int *fds[] = { &p->efd, &p->pefd, &p->sfd, &p->rsfd, &p->pipefd[0], &p->pipefd[1] };
 
 	for (size_t k = 0; k < sizeof(fds) / sizeof(fds[0]); k++) {
 		if (*fds[k] >= 0)
@@ -863,7 +912,7 @@ static int ping_init(struct ping *p, struct bench_worker *w, const struct afb_op
 	int r;
 
 	memset(p, 0, sizeof(*p));
-	p->efd = p->pefd = p->sfd = -1;
+	p->efd = p->pefd = p->sfd = p->rsfd = -1;
 	p->pipefd[0] = p->pipefd[1] = -1;
 	p->w = w;
 	p->gap_ns = o->gap_us * 1000u;
@@ -880,7 +929,12 @@ static int ping_init(struct ping *p, struct bench_worker *w, const struct afb_op
 	p->efd = eventfd(0, EFD_CLOEXEC);
 	p->pefd = eventfd(0, EFD_CLOEXEC);
 	p->sfd = signalfd(-1, &set, SFD_CLOEXEC);
-	if (p->efd < 0 || p->pefd < 0 || p->sfd < 0 ||
+	sigemptyset(&set);
+	sigaddset(&set, SIG_RSFD);
+	/* Non-blocking, as the loop's: the ring polls and retries the read
+	 * on the worker's thread instead of blocking a kernel worker. */
+	p->rsfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (p->efd < 0 || p->pefd < 0 || p->sfd < 0 || p->rsfd < 0 ||
 	    ((o->scenarios & (1u << AFB_GPIO)) && pipe2(p->pipefd, O_CLOEXEC) < 0)) {
 		r = -errno;
 		goto err_fds;
@@ -891,12 +945,18 @@ static int ping_init(struct ping *p, struct bench_worker *w, const struct afb_op
 		goto err_flag;
 	if ((r = af_signal_watch(&p->sflag, SIG_AF)) < 0)
 		goto err_sflag;
+	if ((r = af_flag_init(&p->bflag, p->loop)) < 0)
+		goto err_sflag;
+	if ((r = af_signal_watch(&p->bflag, SIG_AFB)) < 0)
+		goto err_bflag;
 	/* Not having GPIO is a row in the table, not a failure. */
 	if ((o->scenarios & (1u << AFB_GPIO)) &&
 	    afb_gpio_open(&p->gpio, p->loop, o, p->gpio_why, sizeof(p->gpio_why)) < 0)
 		p->gpio = NULL;
 	return 0;
 
+err_bflag:
+	af_flag_destroy(&p->bflag);
 err_sflag:
 	af_flag_destroy(&p->sflag);
 err_flag:
@@ -919,10 +979,13 @@ int afb_run_wake(struct afb_result *r, const struct afb_opts *o)
 	sigset_t set, old;
 	int err, status = 0;
 
-	/* signalfd needs its signal blocked in every thread: block it before
-	 * the worker exists, so the worker inherits the mask. */
+	/* signalfd needs its signal blocked in every thread, and so does the
+	 * loop's own signalfd path: block them before the worker exists, so
+	 * the worker inherits the mask. */
 	sigemptyset(&set);
 	sigaddset(&set, SIG_SFD);
+	sigaddset(&set, SIG_AFB);
+	sigaddset(&set, SIG_RSFD);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	err = bench_worker_start(&w, o->cpu[1]);
 	if (err < 0) {
@@ -949,6 +1012,7 @@ int afb_run_wake(struct afb_result *r, const struct afb_opts *o)
 		status = gpio_scenarios(&p, r, o);
 	/* Its pins before the loop: no handler may set a flag of a freed loop. */
 	afb_gpio_close(p.gpio);
+	af_flag_destroy(&p.bflag);
 	af_flag_destroy(&p.sflag);
 	af_flag_destroy(&p.flag);
 	/* The loop and the baselines' ring belong to the worker. */

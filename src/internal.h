@@ -292,6 +292,18 @@ struct af__op {
 			 unsigned cqe_flags);
 };
 
+/* signal.c: a loop's signalfd for the watched signals of its flags. The
+ * loop (its backend) keeps one read of it in flight and hands what it reads
+ * to op.complete; signal.c owns the rest of the block, which the loop frees
+ * with free() once the last reference to the loop is gone. */
+struct af__sigfd {
+	int fd;
+	bool armed;              /* loop thread: its read is in flight */
+	struct af__op op;
+	void *buf;
+	unsigned len;
+};
+
 /* Loop sleep states, for the flag wake-up handshake (flag.c). */
 enum {
 	AF_AWAKE = 0,    /* running tasks: setters need no system call */
@@ -308,6 +320,7 @@ enum {
 enum {
 	AF__WAKE_POLL = 0, /* a multishot POLL_ADD, armed once, never drained */
 	AF__WAKE_READ = 1, /* a read re-armed after every kick (ppoll mode, < 5.13) */
+	AF__WAKE_FUTEX = 2, /* IORING_OP_FUTEX_WAIT on sleep_state (6.7+), no eventfd */
 };
 
 struct af_loop {
@@ -358,7 +371,11 @@ struct af_loop {
 	bool efd_armed;
 	bool efd_expected;       /* a write happened: reap its completion */
 	uint8_t efd_wake;        /* AF__WAKE_*: how the io_uring sleep sees a kick */
+	bool kick_futex;         /* kicks are FUTEX_WAKE on sleep_state; set before
+				  * the first sleep, never changed */
 	uint64_t spin_ns;        /* af_loop_opts.spin_ns: spin this long before a sleep */
+	/* Set once by af_signal_watch() on any thread, under its lock. */
+	_Atomic(struct af__sigfd *) sigfd;
 
 	struct af__stack_pool stacks;
 	size_t stack_size;

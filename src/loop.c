@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -202,8 +203,19 @@ void af__loop_unref(struct af_loop *loop)
 {
 	/* acq_rel: the release orders this holder's last use of the struct
 	 * before the free; the acquire of the one that frees sees them all. */
+	struct af__sigfd *sigfd;
+
 	if (atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	/* Only now: a flag that still watches a signal may change its mask
+	 * until it is destroyed. relaxed: the acq_rel decrement above made
+	 * every holder's use, af_signal_watch()'s store included, visible
+	 * to us, on aarch64 as on x86. */
+	sigfd = atomic_load_explicit(&loop->sigfd, memory_order_relaxed);
+	if (sigfd) {
+		close(sigfd->fd);
+		free(sigfd);
+	}
 	pthread_mutex_destroy(&loop->unqueue_lock);
 	free(loop);
 }
@@ -551,7 +563,10 @@ static void sleep_until(struct af_loop *loop, uint64_t deadline)
 	/* WOKEN means a setter wrote (or is about to write) the eventfd; its
 	 * read completion must be reaped before the next sleep. */
 	prev = atomic_fetch_and_explicit(&loop->sleep_state, ~AF_SLEEP_MASK, memory_order_seq_cst);
-	if ((prev & AF_SLEEP_MASK) == AF_WOKEN)
+	/* A FUTEX_WAKE leaves a completion only if the wait was queued; one
+	 * that comes later ends the next sleep at once, which is all it may
+	 * cost: nothing is waited for. */
+	if ((prev & AF_SLEEP_MASK) == AF_WOKEN && !loop->kick_futex)
 		loop->efd_expected = true;
 }
 
@@ -767,8 +782,16 @@ void af__loop_kick(struct af_loop *loop)
 		&loop->sleep_state, &s, (s & ~AF_SLEEP_MASK) + AF_WOKEN + AF_KICKER_ONE,
 		memory_order_seq_cst, memory_order_seq_cst));
 	af__hook(AF_HOOK_KICK_WRITE, loop);
+	/* kick_futex was written before the loop first published SLEEPING,
+	 * which our seq_cst load above read from (or from later in its RMW
+	 * chain): it is visible, on aarch64 as on x86. The loop's ring waits
+	 * on sleep_state itself, queued only while it still read SLEEPING, so
+	 * this wake reaches it or the wait was never queued (-EAGAIN). */
+	if (loop->kick_futex)
+		(void)syscall(SYS_futex, &loop->sleep_state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	/* EAGAIN (counter full) cannot lose the wake: the count is non-zero. */
-	(void)!write(loop->efd, &one, sizeof(one));
+	else
+		(void)!write(loop->efd, &one, sizeof(one));
 	/* release pairs with kicks_retire(): the write happened first. */
 	atomic_fetch_sub_explicit(&loop->sleep_state, AF_KICKER_ONE, memory_order_release);
 }

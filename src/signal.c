@@ -1,12 +1,24 @@
 /* SPDX-License-Identifier: MIT */
-/* Signals delivered as flag sets. The handler does nothing but
- * af_flag_set(), which is async-signal-safe, so all the work happens in the
- * task that waits on the flag. */
+/* Signals delivered as flag sets, two ways at once:
+ *  - a handler that does nothing but af_flag_set(), which is
+ *    async-signal-safe, for the threads that do not block the signal;
+ *  - the flag's loop's signalfd (io_uring backend), which the loop keeps
+ *    read, for a signal its thread blocks: one sent to the loop's thread,
+ *    or to the process when every thread blocks it. That skips the
+ *    handler's delivery (a signal frame and sigreturn), which costs more
+ *    than the rest of the wake-up.
+ * The kernel hands each signal to one of the two, so a set is never lost
+ * and never doubled, whatever the masks. All the work happens in the task
+ * that waits on the flag. */
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include "internal.h"
+#include "loop/backend.h"
 
 void af__signal_forget(struct af_flag *flag);
 
@@ -43,6 +55,106 @@ static void on_signal(int signo)
 	atomic_fetch_sub_explicit(&inside[signo], 1, memory_order_release);
 }
 
+/* ---- the loop's signalfd ---------------------------------------------------- */
+
+/* Signals read per completion; more pending ones come with the next read. */
+#define SIGFD_BATCH 4
+
+struct sigfd {
+	struct af__sigfd pub;    /* first: the loop frees the block with free() */
+	sigset_t mask;           /* under watch_lock: the signals its flags watch */
+	struct signalfd_siginfo buf[SIGFD_BATCH];
+};
+
+static struct sigfd *sigfd_of(struct af__op *op)
+{
+	return af__container_of(op, struct sigfd, pub.op);
+}
+
+/* The loop read signals (on its own thread, in reap()): each sets its flag
+ * as the handler would, through the same drain handshake, so unwatch waits
+ * for this too. The loop arms the next read once reaping is over. */
+static void sigfd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags)
+{
+	struct sigfd *s = sigfd_of(op);
+
+	(void)loop;
+	(void)flags;
+	for (int i = 0; res > 0 && i < res / (int)sizeof(s->buf[0]); i++)
+		if (s->buf[i].ssi_signo > 0 && s->buf[i].ssi_signo < NSIG)
+			on_signal((int)s->buf[i].ssi_signo);
+	/* -EINTR and -EAGAIN are worth another read; -ECANCELED comes only
+	 * when the ring goes. Anything else would come back at every read:
+	 * stop reading (armed stays on), and the handler is all that is
+	 * left. */
+	if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
+		af__misuse("af_signal_watch", "reading the loop's signalfd failed (%s); signals "
+					      "blocked in its thread now wait until unblocked",
+			   strerror(-res));
+		return;
+	}
+	s->pub.armed = false;
+}
+
+static int sigfd_new(struct af_loop *loop, int signo)
+{
+	struct sigfd *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	sigemptyset(&s->mask);
+	sigaddset(&s->mask, signo);
+	s->pub.fd = signalfd(-1, &s->mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (s->pub.fd < 0) {
+		int r = -errno;
+
+		free(s);
+		return r;
+	}
+	s->pub.op.complete = sigfd_complete;
+	s->pub.buf = s->buf;
+	s->pub.len = sizeof(s->buf);
+	/* release: the loop's acquiring load in its arm step sees the
+	 * fields above, on aarch64 as on x86. */
+	atomic_store_explicit(&loop->sigfd, &s->pub, memory_order_release);
+	/* A loop asleep would not arm the read before it next wakes. */
+	af__loop_kick(loop);
+	return 0;
+}
+
+/* Caller holds watch_lock. @on: @signo joins the signalfd's mask, or
+ * leaves it. A signalfd's mask may be changed from any thread; the read in
+ * flight takes the new one from its next attempt. */
+static int sigfd_update(struct af_loop *loop, int signo, bool on)
+{
+	struct af__sigfd *pub;
+	struct sigfd *s;
+
+	if (!loop->backend->reads_signalfd)
+		return 0;
+	/* relaxed: only holders of watch_lock store it, and the mutex orders
+	 * their stores before our load, on aarch64 as on x86. */
+	pub = atomic_load_explicit(&loop->sigfd, memory_order_relaxed);
+	if (!pub)
+		return on ? sigfd_new(loop, signo) : 0;
+	s = af__container_of(pub, struct sigfd, pub);
+	if (on)
+		sigaddset(&s->mask, signo);
+	else
+		sigdelset(&s->mask, signo);
+	if (signalfd(s->pub.fd, &s->mask, 0) < 0) {
+		if (on)
+			sigdelset(&s->mask, signo);
+		return -errno;
+	}
+	return 0;
+}
+
+static struct af_loop *loop_of(struct af_flag *flag)
+{
+	return ((struct af__flag *)(void *)&flag->_private)->loop;
+}
+
 /* Wait until no handler of @signo that may have seen the old watched[]
  * entry is still running. Handlers never block, so this is short; one that
  * interrupted this very thread has finished before we resume. */
@@ -72,6 +184,8 @@ static bool catchable(int signo)
 	}
 }
 
+static int unwatch_locked(int signo);
+
 AF_API int af_signal_watch(struct af_flag *flag, int signo)
 {
 	struct sigaction sa;
@@ -99,7 +213,11 @@ AF_API int af_signal_watch(struct af_flag *flag, int signo)
 	if (sigaction(signo, &sa, &previous[signo]) < 0) {
 		r = -errno;
 		atomic_store_explicit(&watched[signo], NULL, memory_order_relaxed);
+		goto out_unlock;
 	}
+	r = sigfd_update(loop_of(flag), signo, true);
+	if (r < 0)
+		unwatch_locked(signo);
 out_unlock:
 	pthread_mutex_unlock(&watch_lock);
 	return r;
@@ -107,8 +225,13 @@ out_unlock:
 
 static int unwatch_locked(int signo)
 {
-	if (!atomic_load_explicit(&watched[signo], memory_order_relaxed))
+	struct af_flag *flag = atomic_load_explicit(&watched[signo], memory_order_relaxed);
+
+	if (!flag)
 		return -ENOENT;
+	/* First, so that the loop stops taking the signal from the pending
+	 * set: once unwatched it stays pending, for whoever reads it next. */
+	sigfd_update(loop_of(flag), signo, false);
 	sigaction(signo, &previous[signo], NULL);
 	/* seq_cst: see on_signal(). */
 	atomic_store_explicit(&watched[signo], NULL, memory_order_seq_cst);

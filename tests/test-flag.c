@@ -1565,6 +1565,21 @@ START_TEST(a_set_landing_while_the_loop_falls_asleep_is_not_lost)
 }
 END_TEST
 
+/* The same race on the eventfd poll, which kernels before 6.7 use; on 6.7+
+ * the test above runs the futex wait. */
+START_TEST(a_set_landing_while_the_loop_falls_asleep_on_its_eventfd_poll_is_not_lost)
+{
+	struct pingpong p = { .r = 1 };
+
+	atomic_init(&p.round, 0);
+	atomic_init(&p.quit, false);
+	ck_assert_int_eq(setenv("AF_WAKE", "poll", 1), 0);
+	run_on_new_loop(pingpong_main, &p, 0);
+	unsetenv("AF_WAKE");
+	ck_assert_msg(p.r == 0, "round %d: the set was lost (wait returned %d)", p.failed_round, p.r);
+}
+END_TEST
+
 /* Four loops on four threads: each round, every loop bumps its round
  * number and sets every other loop's flag, then waits on its own flag until
  * every other loop has reached the round. A lost cross-loop wake-up leaves
@@ -1674,6 +1689,7 @@ struct asleep {
 	bool ppoll;              /* the loop slept in ppoll (TSan, valgrind) */
 	int removed;             /* poll-remove completions that found the poll */
 	int racing;              /* ... that found it completing (-EALREADY) */
+	uint8_t wake_ran;        /* efd_wake once the loop has run */
 };
 
 static void *asleep_setter(void *arg)
@@ -1769,17 +1785,52 @@ static uint64_t run_asleep(struct asleep *a, uint8_t want_wake)
 		      a->r);
 	if (fd_readable(a->loop->efd))
 		ck_assert_int_eq(read(a->loop->efd, &count, sizeof(count)), (ssize_t)sizeof(count));
+	a->wake_ran = a->loop->efd_wake;
 	af_loop_free(a->loop);
 	return count;
 }
 
-START_TEST(an_io_uring_loop_is_woken_by_a_poll_on_its_eventfd_that_it_never_reads)
+/* Asks the kernel itself, not the library: IORING_OP_FUTEX_WAIT (6.7+). */
+static bool kernel_has_futex_wait(void)
+{
+	struct io_uring_probe *probe = io_uring_get_probe();
+	bool yes = probe && io_uring_opcode_supported(probe, IORING_OP_SENDMSG_ZC + 3);
+
+	if (probe)
+		io_uring_free_probe(probe);
+	return yes;
+}
+
+START_TEST(on_linux_6_7_a_sleeping_loop_is_woken_by_futex_wake_and_its_eventfd_is_never_written)
 {
 	struct asleep a = { .r = 1 };
 	uint64_t count;
 
 	unsetenv("AF_WAKE");
 	count = run_asleep(&a, AF__WAKE_POLL);
+	if (a.ppoll) {
+		/* TSan, valgrind: ppoll on the eventfd, read every time. */
+		ck_assert_uint_eq(a.wake_ran, AF__WAKE_READ);
+	} else if (kernel_has_futex_wait()) {
+		/* Every round was a kick, and none wrote the eventfd. */
+		ck_assert_uint_eq(a.wake_ran, AF__WAKE_FUTEX);
+		ck_assert_uint_eq(count, 0);
+	} else {
+		ck_assert_uint_eq(a.wake_ran, AF__WAKE_POLL);
+		ck_assert_uint_eq(count, ASLEEP_ROUNDS);
+	}
+}
+END_TEST
+
+START_TEST(an_io_uring_loop_is_woken_by_a_poll_on_its_eventfd_that_it_never_reads)
+{
+	struct asleep a = { .r = 1 };
+	uint64_t count;
+
+	/* The path a kernel before 6.7 takes. */
+	ck_assert_int_eq(setenv("AF_WAKE", "poll", 1), 0);
+	count = run_asleep(&a, AF__WAKE_POLL);
+	unsetenv("AF_WAKE");
 	/* One write per round, none read: the count is the rounds. ppoll
 	 * mode (TSan, valgrind) reads every write instead. */
 	ck_assert_uint_eq(count, a.ppoll ? 0 : ASLEEP_ROUNDS);
@@ -1801,8 +1852,9 @@ START_TEST(a_poll_the_kernel_ended_is_armed_again_and_the_next_set_still_wakes)
 {
 	struct asleep a = { .r = 1, .cancel_poll = true };
 
-	unsetenv("AF_WAKE");
+	ck_assert_int_eq(setenv("AF_WAKE", "poll", 1), 0);
 	(void)run_asleep(&a, AF__WAKE_POLL);
+	unsetenv("AF_WAKE");
 	/* In read mode the remove finds no poll. On the poll path it finds
 	 * the armed poll every round, and ends it unless the kick of the
 	 * round before is still on its way into it (the loop saw that set
@@ -2002,6 +2054,8 @@ Suite *make_suite(void)
 	tcase_add_test(tc, an_io_uring_loop_is_woken_by_a_poll_on_its_eventfd_that_it_never_reads);
 	tcase_add_test(tc, with_af_wake_read_the_loop_reads_every_kick_and_loses_no_wake_up);
 	tcase_add_test(tc, a_poll_the_kernel_ended_is_armed_again_and_the_next_set_still_wakes);
+	tcase_add_test(tc,
+		       on_linux_6_7_a_sleeping_loop_is_woken_by_futex_wake_and_its_eventfd_is_never_written);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("spinning before sleeping");
@@ -2014,6 +2068,7 @@ Suite *make_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, four_threads_storming_sets_never_lose_their_final_set);
 	tcase_add_test(tc, a_set_landing_while_the_loop_falls_asleep_is_not_lost);
+	tcase_add_test(tc, a_set_landing_while_the_loop_falls_asleep_on_its_eventfd_poll_is_not_lost);
 	tcase_add_test(tc, sets_racing_with_cancelled_waits_lose_no_wake_up);
 	tcase_add_test(tc, sets_racing_with_tiny_timeouts_lose_no_wake_up);
 	tcase_add_test(tc, loops_on_four_threads_wake_each_other_through_flags);

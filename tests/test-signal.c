@@ -479,7 +479,11 @@ START_TEST(the_handler_preserves_errno_of_the_code_it_interrupts)
 
 	ck_assert_int_eq(af_flag_init(&e.f, loop), 0);
 	ck_assert_int_eq(af_signal_watch(&e.f, SIGUSR1), 0);
+	/* The eventfd, even on 6.7+: a FUTEX_WAKE with nobody waiting does
+	 * not fail, and the point is a system call that does. */
+	ck_assert_int_eq(setenv("AF_WAKE", "poll", 1), 0);
 	ck_assert_int_eq(af_loop_run(loop, errno_main, &e, &result), 0);
+	unsetenv("AF_WAKE");
 	ck_assert_int_eq(result, 0);
 	ck_assert_int_eq(e.seen[0], 1111);
 	/* The failing write really happened. */
@@ -683,6 +687,264 @@ START_TEST(destroying_a_flag_unwatches_its_signals)
 }
 END_TEST
 
+/* ---- signals the loop's thread blocks: read from the loop's signalfd ---------- */
+
+#define EPOLL_READS_NO_SIGNALFD "the epoll backend reads no signalfd (docs/signals.md)"
+
+static sigset_t only(int signo)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, signo);
+	return set;
+}
+
+static bool is_pending(int signo)
+{
+	sigset_t set;
+
+	ck_assert_int_eq(sigpending(&set), 0);
+	return sigismember(&set, signo) == 1;
+}
+
+/* Takes back a signal that a test left pending on purpose. */
+static void consume(int signo)
+{
+	sigset_t set = only(signo);
+	struct timespec zero = { 0, 0 };
+
+	ck_assert_int_eq(sigtimedwait(&set, NULL, &zero), signo);
+}
+
+struct blocked {
+	struct af_flag f;
+	int signo;
+	pthread_t loop_thread;
+	pthread_t helper;        /* does not block the signal */
+	sem_t helper_go;
+	int rounds;
+	_Atomic int acked;       /* rounds the task has seen */
+	int r[3];
+};
+
+static void *blocked_sender(void *arg)
+{
+	struct blocked *b = arg;
+
+	for (int i = 0; i < b->rounds; i++) {
+		/* Late enough, in round 0, that the loop is asleep; later
+		 * rounds land wherever the loop is. */
+		if (i == 0)
+			sleep_ms(50);
+		kill(getpid(), b->signo);
+		/* acquire: the task's wait has returned before we send again,
+		 * so each signal is its own wake-up. */
+		while (atomic_load_explicit(&b->acked, memory_order_acquire) == i)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static int blocked_main(void *arg)
+{
+	struct blocked *b = arg;
+	pthread_t th;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, blocked_sender, b), 0);
+	for (int i = 0; i < b->rounds; i++) {
+		int r = af_flag_wait_timeout(&b->f, LONG_NS);
+
+		if (r != 0) {
+			b->r[0] = r;
+			break;
+		}
+		atomic_store_explicit(&b->acked, i + 1, memory_order_release);
+	}
+	if (b->r[0] != 0)
+		atomic_store_explicit(&b->acked, -1, memory_order_release);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	b->r[1] = af_flag_wait_timeout(&b->f, 20 * MS);
+	return 0;
+}
+
+/* Blocks @signo on this thread (and so in every thread it creates), runs
+ * @rounds signals to the process through the loop and puts the mask back. */
+static void run_blocked(int signo, int rounds)
+{
+	struct af_loop *loop = new_loop();
+	struct blocked b = { .signo = signo, .rounds = rounds };
+	sigset_t set = only(signo), old;
+	int result = 1;
+
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+	ck_assert_int_eq(af_flag_init(&b.f, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&b.f, signo), 0);
+	ck_assert_int_eq(af_loop_run(loop, blocked_main, &b, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_int_eq(b.r[0], 0);
+	ck_assert_int_eq(atomic_load(&b.acked), rounds);
+	/* One signal, one wake-up, and the loop took it off the pending set. */
+	ck_assert_int_eq(b.r[1], -ETIMEDOUT);
+	ck_assert(!is_pending(signo));
+	af_flag_destroy(&b.f);
+	af_loop_free(loop);
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+
+START_TEST(a_signal_blocked_in_every_thread_is_read_by_the_loop_and_wakes_the_task)
+{
+	run_blocked(SIGUSR2, 1);
+}
+END_TEST
+
+START_TEST(a_thousand_signals_blocked_in_every_thread_wake_the_task_a_thousand_times)
+{
+	run_blocked(SIGUSR2, 1000);
+}
+END_TEST
+
+START_TEST(a_blocked_real_time_signal_is_read_by_the_loop_like_any_other)
+{
+	run_blocked(SIGRTMIN + 4, 100);
+}
+END_TEST
+
+/* More queued signals than one read of the signalfd takes: the loop reads
+ * again until none is left. Each read is a set, so the task sees one
+ * wake-up or a few, as it would with handlers, but never none. */
+static int queued_main(void *arg)
+{
+	struct blocked *b = arg;
+
+	b->r[0] = af_flag_wait_timeout(&b->f, LONG_NS);
+	/* Give the loop turns to read the rest. */
+	b->r[1] = af_sleep_ms(20);
+	return 0;
+}
+
+START_TEST(queued_blocked_signals_are_all_read_and_wake_the_task)
+{
+	struct af_loop *loop = new_loop();
+	struct blocked b = { .signo = SIGRTMIN + 4 };
+	sigset_t set = only(b.signo), old;
+	int result = 1;
+
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+	/* Real-time signals queue: ten are pending before the loop runs. */
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(sigqueue(getpid(), b.signo, (union sigval){ .sival_int = i }), 0);
+	ck_assert_int_eq(af_flag_init(&b.f, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&b.f, b.signo), 0);
+	ck_assert_int_eq(af_loop_run(loop, queued_main, &b, &result), 0);
+	ck_assert_int_eq(b.r[0], 0);
+	ck_assert_int_eq(b.r[1], 0);
+	ck_assert(!is_pending(b.signo));
+	af_flag_destroy(&b.f);
+	af_loop_free(loop);
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+END_TEST
+
+static void *helper_main(void *arg)
+{
+	struct blocked *b = arg;
+
+	/* The handler runs here for signals sent to the process. */
+	while (sem_wait(&b->helper_go) != 0)
+		;
+	return NULL;
+}
+
+static void *two_way_sender(void *arg)
+{
+	struct blocked *b = arg;
+
+	sleep_ms(50);
+	kill(getpid(), b->signo);
+	while (atomic_load_explicit(&b->acked, memory_order_acquire) == 0)
+		sched_yield();
+	sleep_ms(50);
+	/* Blocked there: it stays pending on the loop thread, for its
+	 * signalfd. */
+	pthread_kill(b->loop_thread, b->signo);
+	return NULL;
+}
+
+static int two_way_main(void *arg)
+{
+	struct blocked *b = arg;
+	pthread_t th;
+
+	b->loop_thread = pthread_self();
+	ck_assert_int_eq(pthread_create(&th, NULL, two_way_sender, b), 0);
+	b->r[0] = af_flag_wait_timeout(&b->f, LONG_NS);
+	atomic_store_explicit(&b->acked, 1, memory_order_release);
+	b->r[1] = af_flag_wait_timeout(&b->f, LONG_NS);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	b->r[2] = af_flag_wait_timeout(&b->f, 20 * MS);
+	return 0;
+}
+
+START_TEST(a_signal_blocked_only_in_the_loop_thread_reaches_the_flag_both_ways)
+{
+	struct af_loop *loop = new_loop();
+	struct blocked b = { .signo = SIGUSR2 };
+	sigset_t set = only(b.signo), old;
+	int result = 1;
+
+	ck_assert_int_eq(sem_init(&b.helper_go, 0, 0), 0);
+	/* The helper starts before the block, so it keeps the signal open. */
+	ck_assert_int_eq(pthread_create(&b.helper, NULL, helper_main, &b), 0);
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+	ck_assert_int_eq(af_flag_init(&b.f, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&b.f, b.signo), 0);
+	ck_assert_int_eq(af_loop_run(loop, two_way_main, &b, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_int_eq(b.r[0], 0);
+	ck_assert_int_eq(b.r[1], 0);
+	ck_assert_int_eq(b.r[2], -ETIMEDOUT);
+	ck_assert(!is_pending(b.signo));
+	ck_assert_int_eq(sem_post(&b.helper_go), 0);
+	ck_assert_int_eq(pthread_join(b.helper, NULL), 0);
+	sem_destroy(&b.helper_go);
+	af_flag_destroy(&b.f);
+	af_loop_free(loop);
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+END_TEST
+
+static int nap_main(void *arg)
+{
+	(void)arg;
+	return af_sleep_ms(50);
+}
+
+/* Once unwatched, the loop no longer takes the signal: it stays pending for
+ * whoever reads it next, as if the library had never seen it. */
+START_TEST(an_unwatched_blocked_signal_stays_pending_for_its_next_reader)
+{
+	struct af_loop *loop = new_loop();
+	struct af_flag f;
+	sigset_t set = only(SIGUSR2), old;
+	int result = 1;
+
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+	ck_assert_int_eq(af_flag_init(&f, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&f, SIGUSR2), 0);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR2), 0);
+	ck_assert_int_eq(kill(getpid(), SIGUSR2), 0);
+	ck_assert_int_eq(af_loop_run(loop, nap_main, NULL, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert(!af_flag_is_set(&f));
+	ck_assert(is_pending(SIGUSR2));
+	consume(SIGUSR2);
+	af_flag_destroy(&f);
+	af_loop_free(loop);
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("signal");
@@ -702,6 +964,22 @@ Suite *make_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, after_a_storm_of_signals_to_the_loop_thread_the_final_signal_is_observed);
 	tcase_add_test(tc, two_signal_storms_on_two_flags_of_one_loop_lose_neither_final_signal);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("blocked signals");
+	tcase_set_timeout(tc, 60);
+	tcase_add_uring_test(tc, a_signal_blocked_in_every_thread_is_read_by_the_loop_and_wakes_the_task,
+			     EPOLL_READS_NO_SIGNALFD);
+	tcase_add_uring_test(tc, a_signal_blocked_only_in_the_loop_thread_reaches_the_flag_both_ways,
+			     EPOLL_READS_NO_SIGNALFD);
+	tcase_add_uring_test(tc, a_blocked_real_time_signal_is_read_by_the_loop_like_any_other,
+			     EPOLL_READS_NO_SIGNALFD);
+	tcase_add_uring_test(tc, queued_blocked_signals_are_all_read_and_wake_the_task,
+			     EPOLL_READS_NO_SIGNALFD);
+	tcase_add_uring_test(tc,
+			     a_thousand_signals_blocked_in_every_thread_wake_the_task_a_thousand_times,
+			     EPOLL_READS_NO_SIGNALFD);
+	tcase_add_test(tc, an_unwatched_blocked_signal_stays_pending_for_its_next_reader);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("watch and unwatch");

@@ -16,13 +16,19 @@ AF_BEGIN_DECLS
  * runs with SA_RESTART; the previous disposition is restored by
  * af_signal_unwatch() or af_flag_destroy().
  *
+ * On the io_uring backend the flag's loop also reads @p signo from a
+ * signalfd, so a signal blocked in the loop's thread (or in every thread:
+ * the fast path, with no handler run) still sets the flag; see
+ * docs/signals.md.
+ *
  * @return 0; -EINVAL for a NULL or uninitialised flag, or a signal number
  *         that is out of range or cannot be caught (SIGKILL, SIGSTOP) or
  *         that is a synchronous fault (SIGSEGV, SIGBUS, SIGILL, SIGFPE:
  *         returning from a handler re-runs the faulting instruction, and
  *         SIGSEGV reports task stack overflows); -EBUSY if @p signo is
  *         already watched by another flag (watching with the same flag again
- *         returns 0).
+ *         returns 0); -EMFILE, -ENFILE or -ENOMEM if the loop's signalfd
+ *         cannot be made; another -errno from sigaction() or signalfd().
  */
 int af_signal_watch(struct af_flag *flag, int signo);
 

@@ -23,6 +23,9 @@
 struct af__backend {
 	const char *name;
 	unsigned feature;        /* its AF_FEATURE_BACKEND_* bit */
+	/* It keeps loop->sigfd read (signal.c): signals blocked in the loop's
+	 * thread reach their flags without a handler. */
+	bool reads_signalfd;
 	/* Set the backend up on a loop whose eventfd exists (loop->efd).
 	 * @flags are af_loop_opts.flags. Returns 0 or -errno; on failure
 	 * nothing is left to close. */

@@ -3,6 +3,7 @@
  * loop sleeps in io_uring_enter, and a multishot poll kept armed on the
  * eventfd ends that sleep when another thread or a signal handler kicks the
  * loop. */
+#include <linux/futex.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,15 @@
 #include "loop/backend.h"
 
 static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags);
+
+/* liburing 2.3 and Debian 12's headers predate IORING_OP_FUTEX_WAIT (Linux
+ * 6.7): its opcode and flags come from the kernel's uapi
+ * (include/uapi/linux/io_uring.h, futex.h), and the SQE is filled by hand
+ * as io_futex_prep() in io_uring/futex.c reads it. */
+#define AF__IORING_OP_FUTEX_WAIT (IORING_OP_SENDMSG_ZC + 3)
+#define AF__FUTEX2_SIZE_U32 0x02u
+#define AF__FUTEX2_PRIVATE 128u
+_Static_assert(IORING_OP_SENDMSG_ZC == 48, "IORING_OP_FUTEX_WAIT is opcode 51");
 
 /* ---- ring set-up ------------------------------------------------------------ */
 
@@ -93,10 +103,11 @@ static int ring_usable(struct af_loop *loop)
 	return 0;
 }
 
-/* The never-drained poll by default. ppoll mode needs the read: ppoll on
- * an eventfd that is never drained would return at once, forever.
- * AF_WAKE=read forces the read, so that tests can run the path a kernel
- * without multishot poll (before 5.13) takes. */
+/* The never-drained poll, unless bind() finds the futex wait. ppoll mode
+ * needs the read: ppoll on an eventfd that is never drained would return
+ * at once, forever. AF_WAKE=read forces the read, so that tests can run the
+ * path a kernel without multishot poll (before 5.13) takes, and
+ * AF_WAKE=poll the poll a kernel before 6.7 takes. */
 static uint8_t wake_mode(const struct af_loop *loop)
 {
 	const char *env = getenv("AF_WAKE");
@@ -135,14 +146,55 @@ static void uring_forget(struct af_loop *loop)
 	close(loop->ring.ring_fd);
 }
 
+static void prep_futex_wait(struct io_uring_sqe *sqe, _Atomic unsigned *word, unsigned val)
+{
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = AF__IORING_OP_FUTEX_WAIT;
+	sqe->fd = (int)(AF__FUTEX2_SIZE_U32 | AF__FUTEX2_PRIVATE);
+	sqe->addr = (uint64_t)(uintptr_t)word;
+	sqe->off = val;                   /* sleep while the word holds this */
+	sqe->addr3 = FUTEX_BITSET_MATCH_ANY;
+}
+
+/* Whether the kernel runs IORING_OP_FUTEX_WAIT as we fill it: a wait for a
+ * value the word does not hold must end at once with -EAGAIN. Anything
+ * else (-EINVAL before 6.7, a filter, a layout this kernel reads another
+ * way) keeps the eventfd. On the loop's thread, before its first sleep. */
+static bool futex_wait_works(struct af_loop *loop)
+{
+	_Atomic unsigned word = 1;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+	struct io_uring_cqe *cqe;
+	int res;
+
+	if (!sqe)
+		return false;
+	prep_futex_wait(sqe, &word, 0);
+	io_uring_sqe_set_data(sqe, NULL);
+	if (io_uring_submit_and_wait(&loop->ring, 1) < 1 || io_uring_peek_cqe(&loop->ring, &cqe))
+		return false;
+	res = cqe->res;
+	io_uring_cqe_seen(&loop->ring, cqe);
+	return res == -EAGAIN;
+}
+
 static int uring_bind(struct af_loop *loop)
 {
+	const char *env = getenv("AF_WAKE");
+
 	if (loop->features & AF_FEATURE_SINGLE_ISSUER) {
 		/* liburing 2.3 declares io_uring_enable_rings() but does not
 		 * export it, so register directly. */
 		if (syscall(__NR_io_uring_register, loop->ring.ring_fd,
 			    IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
 			return -errno;
+	}
+	/* Nothing has kicked yet: no kicker acts before the loop first
+	 * publishes SLEEPING, and that seq_cst RMW orders kick_futex. */
+	if (loop->efd_wake == AF__WAKE_POLL && !(env && strcmp(env, "poll") == 0) &&
+	    futex_wait_works(loop)) {
+		loop->efd_wake = AF__WAKE_FUTEX;
+		loop->kick_futex = true;
 	}
 	return 0;
 }
@@ -219,7 +271,8 @@ static void efd_arm(struct af_loop *loop)
 {
 	struct io_uring_sqe *sqe;
 
-	if (loop->efd_armed)
+	/* The futex wait is armed by the sleep itself, with the word's value. */
+	if (loop->efd_armed || loop->efd_wake == AF__WAKE_FUTEX)
 		return;
 	sqe = af__loop_sqe(loop);
 	if (loop->efd_wake == AF__WAKE_POLL)
@@ -229,6 +282,34 @@ static void efd_arm(struct af_loop *loop)
 				   sizeof(loop->efd_value), 0);
 	io_uring_sqe_set_data(sqe, &loop->efd_op);
 	loop->efd_armed = true;
+}
+
+/* Keep one read of the loop's signalfd in flight (signal.c makes it): a
+ * signal that the loop's thread blocks, or every thread does, is read here
+ * instead of running a handler. The signalfd is non-blocking, so the kernel
+ * tries the read at once and otherwise polls and retries it as task work,
+ * on this thread: a signalfd reads the pending signals of the thread that
+ * reads it, and of the process. Not counted in ninflight: like the
+ * eventfd's, this request never keeps the loop alive. */
+static void sigfd_arm(struct af_loop *loop)
+{
+	/* acquire pairs with af_signal_watch()'s release store: the block's
+	 * fields are visible, on aarch64 as on x86. */
+	struct af__sigfd *s = atomic_load_explicit(&loop->sigfd, memory_order_acquire);
+	struct io_uring_sqe *sqe;
+
+	if (!s || s->armed)
+		return;
+	sqe = af__loop_sqe(loop);
+	io_uring_prep_read(sqe, s->fd, s->buf, s->len, 0);
+	io_uring_sqe_set_data(sqe, &s->op);
+	s->armed = true;
+}
+
+static void uring_arm(struct af_loop *loop)
+{
+	efd_arm(loop);
+	sigfd_arm(loop);
 }
 
 static void reap(struct af_loop *loop)
@@ -295,6 +376,33 @@ static void sleep_in_ppoll(struct af_loop *loop, struct __kernel_timespec *kts)
 	io_uring_submit_and_get_events(&loop->ring);
 }
 
+/* Wait on sleep_state for as long as it reads SLEEPING (with whatever
+ * count of kickers it has now). A wait queued at an earlier sleep is still
+ * queued (only a FUTEX_WAKE or -EAGAIN ends it): it serves this sleep too.
+ * Returns false when a kicker already moved the word on: a wait for its
+ * new value would sleep through a FUTEX_WAKE that is already done, so the
+ * loop must not sleep at all. */
+static bool futex_arm(struct af_loop *loop)
+{
+	struct io_uring_sqe *sqe;
+	unsigned s;
+
+	if (loop->efd_armed)
+		return true;
+	/* relaxed: it reads our own SLEEPING store or a kicker's later one
+	 * (coherence). A kick that lands after this load is seen by the
+	 * kernel's own compare (-EAGAIN) or finds the wait queued: futex
+	 * ordering, the same on aarch64 as on x86. */
+	s = atomic_load_explicit(&loop->sleep_state, memory_order_relaxed);
+	if ((s & AF_SLEEP_MASK) != AF_SLEEPING)
+		return false;
+	sqe = af__loop_sqe(loop);
+	prep_futex_wait(sqe, &loop->sleep_state, s);
+	io_uring_sqe_set_data(sqe, &loop->efd_op);
+	loop->efd_armed = true;
+	return true;
+}
+
 static void uring_wait(struct af_loop *loop, uint64_t deadline)
 {
 	struct io_uring_cqe *cqe;
@@ -302,6 +410,8 @@ static void uring_wait(struct af_loop *loop, uint64_t deadline)
 	uint64_t now = deadline == UINT64_MAX ? 0 : af__now_ns();
 
 	ts = ns_to_ts(deadline > now ? deadline - now : 0);
+	if (loop->efd_wake == AF__WAKE_FUTEX && !futex_arm(loop))
+		return;
 	if (loop->ppoll_mode)
 		sleep_in_ppoll(loop, deadline == UINT64_MAX ? NULL : &ts);
 	else
@@ -312,11 +422,12 @@ static void uring_wait(struct af_loop *loop, uint64_t deadline)
 const struct af__backend af__backend_uring = {
 	.name = "io_uring",
 	.feature = AF_FEATURE_BACKEND_IO_URING,
+	.reads_signalfd = true,
 	.open = uring_open,
 	.close = uring_close,
 	.forget = uring_forget,
 	.bind = uring_bind,
-	.arm = efd_arm,
+	.arm = uring_arm,
 	.peek = uring_peek,
 	.wait = uring_wait,
 	.reap = reap,
