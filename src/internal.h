@@ -206,6 +206,8 @@ void af__task_wake(struct af_task *t, int result);
 struct af_task *af__task_self(int *err);
 void af__task_free(struct af_task *t);
 void af__task_run(struct af_loop *loop, struct af_task *t);
+/* Start fetching what running @t will touch first (its frame, its context). */
+void af__task_prefetch(const struct af_task *t);
 int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 		 void *arg, const struct af_task_opts *opts);
 int af__task_cancel(struct af_task *t);

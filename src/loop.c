@@ -443,13 +443,7 @@ static void prefetch_queue(struct af_loop *loop)
 	if (!n)
 		return;
 	t1 = af__container_of(n, struct af_task, run_node);
-	if (t1->started) {
-		const char *sp = af__ctx_resume_point(&t1->ctx);
-
-		/* The 64-byte switch frame seldom sits in one cache line. */
-		__builtin_prefetch(sp);
-		__builtin_prefetch(sp + 64);
-	}
+	af__task_prefetch(t1);
 	if (!n->next)
 		return;
 	t2 = af__container_of(n->next, struct af_task, run_node);
