@@ -101,6 +101,8 @@ struct af__stack {
 	void *lo;           /* lowest usable byte, just above the guard */
 	size_t size;        /* usable bytes */
 	unsigned vg_id;     /* valgrind stack id */
+	bool backed;        /* a slot used before and not trimmed since: its
+			     * top pages are there, a read of them cannot fault */
 };
 
 /* Default-size stacks are slots carved from big mappings (arenas), so a
@@ -206,8 +208,11 @@ void af__task_wake(struct af_task *t, int result);
 struct af_task *af__task_self(int *err);
 void af__task_free(struct af_task *t);
 void af__task_run(struct af_loop *loop, struct af_task *t);
-/* Start fetching what running @t will touch first (its frame, its context). */
+/* Start fetching what running @t will touch first (its frames). */
 void af__task_prefetch(const struct af_task *t);
+/* The same for the run queue's head, and the fields that will give the
+ * addresses of the next one's frames: call while the task before runs. */
+void af__task_prefetch_queue(const struct af_loop *loop);
 int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 		 void *arg, const struct af_task_opts *opts);
 int af__task_cancel(struct af_task *t);

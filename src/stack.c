@@ -147,6 +147,7 @@ static void stack_fill(struct af__stack *st, char *slot, size_t size)
 	st->map_size = AF_GUARD_SIZE + size;
 	st->lo = slot + AF_GUARD_SIZE;
 	st->size = size;
+	st->backed = false;
 #if AF_HAVE_VALGRIND
 	st->vg_id = VALGRIND_STACK_REGISTER(st->lo, slot + st->map_size);
 #else
@@ -266,10 +267,12 @@ static int slot_carve(struct af__stack_pool *pool, struct af__stack *out)
 static void slot_reuse(struct af__stack_pool *pool, struct af__stack *out)
 {
 	char *slot = pool->items[--pool->len];
+	bool warm = pool->len >= pool->ncold;
 
 	if (pool->ncold > pool->len)
 		pool->ncold = pool->len;
 	stack_fill(out, slot, pool->size);
+	out->backed = warm;
 #if defined(__SANITIZE_ADDRESS__)
 	/* The redzones of the last user's frames are still poisoned. A
 	 * fresh slot needs nothing: unpoisoning it would commit its whole

@@ -163,36 +163,52 @@ static inline void touch(const char *p)
  * past a few hundred tasks every stack line is cold and every stack on a
  * page of its own, and a task that resumes returns through its frames one
  * after another, each ret waiting for a line from memory. Loads issued
- * together, ahead, overlap. Only the frames of a task that ran are read:
- * [sp, top) is mapped and backed. A task never run has its first frame
- * written at the top of its stack, which may not be backed yet: a load
- * there would fault in the zero page and the write a second time, so it
- * only gets the (write) hint. */
+ * together, ahead, overlap. Only what is backed is read: the frames of a
+ * task that ran, [sp, top), and the top of a slot an earlier task used,
+ * where a task never run gets its first frame. A fresh slot's top may not
+ * be backed yet: a load there would fault in the zero page and the first
+ * write a second time, so it only gets the (write) hint. */
 void af__task_prefetch(const struct af_task *t)
 {
 	const char *top = (const char *)t->stack.lo + t->stack.size;
 	const char *sp = t->started ? af__ctx_resume_point(&t->ctx) : NULL;
 
 	if (!sp) {
-		for (int i = 1; i <= AF_HOT_STACK_LINES; i++)
-			__builtin_prefetch(top - 64 * i, 1);
+		for (int i = 1; i <= AF_HOT_STACK_LINES; i++) {
+			if (t->stack.backed)
+				touch(top - 64 * i);
+			else
+				__builtin_prefetch(top - 64 * i, 1);
+		}
 		return;
 	}
 	for (int i = 0; i < AF_HOT_STACK_LINES && sp + 64 * i < top; i++)
 		touch(sp + 64 * i);
 }
 
-/* The task after @t in the run queue, which the loop's context may start
- * or resume next. */
-static void prefetch_next(const struct af_loop *loop)
+/* The next task in the run queue gets its frames read (above); the one
+ * after it its fields that will give their addresses, so that next time
+ * they do not stall on the struct first. Struct lines are heap memory:
+ * reading them is always safe. */
+void af__task_prefetch_queue(const struct af_loop *loop)
 {
-	if (loop->runq.head)
-		af__task_prefetch(af__container_of(loop->runq.head, struct af_task, run_node));
+	const struct af__node *n = loop->runq.head;
+	const struct af_task *t2;
+
+	if (!n)
+		return;
+	af__task_prefetch(af__container_of(n, struct af_task, run_node));
+	if (!n->next)
+		return;
+	t2 = af__container_of(n->next, struct af_task, run_node);
+	touch((const char *)&t2->started);
+	touch((const char *)&t2->stack);
+	touch((const char *)&t2->ctx);
 }
 
 void af__task_run(struct af_loop *loop, struct af_task *t)
 {
-	prefetch_next(loop);
+	af__task_prefetch_queue(loop);
 	if (!t->started) {
 		int r = start(loop, t);
 
