@@ -124,6 +124,11 @@ struct af__stack_pool {
 	size_t carved;
 	struct af__stack_arena *arenas;
 	size_t narenas, arenas_room;
+	/* Freed task structs, LIFO through their first word (the most
+	 * recently freed is the likeliest still cached): a spawn takes one
+	 * instead of calling malloc, and af__stack_trim frees all but cap. */
+	void *spare_tasks;
+	size_t nspare_tasks;
 };
 
 #define AF_STACK_MIN ((size_t)16 * 1024)
@@ -139,6 +144,10 @@ void af__stack_pool_free(struct af__stack_pool *pool);
 /* The loop is about to sleep: freed stacks past the cap give their pages
  * back now, off the path of the tasks that freed them. */
 void af__stack_trim(struct af__stack_pool *pool);
+/* A task struct of @size bytes, zeroed: a spare one or a new one (NULL
+ * when there is no memory); and back to the spares. */
+void *af__stack_pool_task_alloc(struct af__stack_pool *pool, size_t size);
+void af__stack_pool_task_free(struct af__stack_pool *pool, void *task);
 /* Whether guards are MADV_GUARD_INSTALL markers (Linux 6.13+) rather than
  * PROT_NONE mappings of their own; decided by the first guard. */
 bool af__stack_guards_are_markers(void);

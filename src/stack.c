@@ -13,6 +13,7 @@
  * mprotect(PROT_NONE), which splits it: two mappings per stack, so
  * vm.max_map_count (65530 by default) caps a process near 32,000 stacks,
  * and the stack past the cap fails af_task_spawn() with -ENOMEM. */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,8 @@
 #define AF_ARENA_FIRST 16u
 #define AF_ARENA_MAX_BYTES ((size_t)256 * 1024 * 1024)
 #define AF_TRIM_RUNS 256u
+/* Spare task structs freed per sleep, at most: ~100 ns each. */
+#define AF_TRIM_TASKS 1024u
 
 size_t af__page_size(void)
 {
@@ -304,6 +307,52 @@ void af__stack_put(struct af__stack_pool *pool, struct af__stack *st)
 	stack_forget(st);
 }
 
+/* ---- spare task structs -------------------------------------------------- */
+
+/* ASan builds always use malloc, so that a freed task's handle used again
+ * is still reported as a use after free. */
+void *af__stack_pool_task_alloc(struct af__stack_pool *pool, size_t size)
+{
+	void *t = pool->spare_tasks;
+
+#if !defined(__SANITIZE_ADDRESS__)
+	if (t) {
+		pool->spare_tasks = *(void **)t;
+		pool->nspare_tasks--;
+		return memset(t, 0, size);
+	}
+#endif
+	(void)t;
+	return calloc(1, size);
+}
+
+void af__stack_pool_task_free(struct af__stack_pool *pool, void *task)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	(void)pool;
+	free(task);
+#else
+	*(void **)task = pool->spare_tasks;
+	pool->spare_tasks = task;
+	pool->nspare_tasks++;
+#endif
+}
+
+/* Spares past the cap, newest first (the oldest are the coldest, but
+ * reaching them would walk the whole list). */
+static void spare_tasks_trim(struct af__stack_pool *pool, size_t keep, unsigned budget)
+{
+	while (pool->nspare_tasks > keep && budget-- > 0) {
+		void *t = pool->spare_tasks;
+
+		pool->spare_tasks = *(void **)t;
+		pool->nspare_tasks--;
+		free(t);
+	}
+}
+
+/* ---- trimming and teardown ---------------------------------------------- */
+
 /* Warm slots past the cap turn cold, oldest first: their pages go back to
  * the kernel, and the guard markers stay (MADV_DONTNEED keeps them). Slots
  * freed in a row are usually neighbours, so one call covers a whole run of
@@ -330,10 +379,12 @@ void af__stack_trim(struct af__stack_pool *pool)
 		}
 		madvise(lo + AF_GUARD_SIZE, (size_t)(hi - lo) - AF_GUARD_SIZE, MADV_DONTNEED);
 	}
+	spare_tasks_trim(pool, pool->cap, AF_TRIM_TASKS);
 }
 
 void af__stack_pool_free(struct af__stack_pool *pool)
 {
+	spare_tasks_trim(pool, 0, UINT_MAX);
 	for (size_t i = 0; i < pool->narenas; i++)
 		munmap(pool->arenas[i].base, pool->arenas[i].len);
 	free(pool->arenas);

@@ -43,7 +43,7 @@ int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 	r = af__timer_reserve(&loop->timers, loop->ntasks + 1);
 	if (r < 0)
 		return r;
-	t = calloc(1, sizeof(*t));
+	t = af__stack_pool_task_alloc(&loop->stacks, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	t->stack_size = opts && opts->stack_size ? af__stack_round(opts->stack_size)
@@ -52,7 +52,7 @@ int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 	 * space) must fail the spawn that hits it, where the caller sees it. */
 	r = af__stack_get(&loop->stacks, t->stack_size, &t->stack);
 	if (r < 0) {
-		free(t);
+		af__stack_pool_task_free(&loop->stacks, t);
 		return r;
 	}
 	t->loop = loop;
@@ -90,7 +90,7 @@ void af__task_free(struct af_task *t)
 	release_stack(t);
 	af__list_remove(&loop->tasks, &t->all_node);
 	loop->ntasks--;
-	free(t);
+	af__stack_pool_task_free(&loop->stacks, t);
 }
 
 /* ---- running --------------------------------------------------------------- */
