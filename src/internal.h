@@ -101,6 +101,8 @@ struct af__stack {
 	void *lo;           /* lowest usable byte, just above the guard */
 	size_t size;        /* usable bytes */
 	unsigned vg_id;     /* valgrind stack id */
+	bool backed;        /* a slot used before and not trimmed since: its
+			     * top pages are there, a read of them cannot fault */
 };
 
 /* Default-size stacks are slots carved from big mappings (arenas), so a
@@ -122,6 +124,11 @@ struct af__stack_pool {
 	size_t carved;
 	struct af__stack_arena *arenas;
 	size_t narenas, arenas_room;
+	/* Freed task structs, LIFO through their first word (the most
+	 * recently freed is the likeliest still cached): a spawn takes one
+	 * instead of calling malloc, and af__stack_trim frees all but cap. */
+	void *spare_tasks;
+	size_t nspare_tasks;
 };
 
 #define AF_STACK_MIN ((size_t)16 * 1024)
@@ -137,6 +144,10 @@ void af__stack_pool_free(struct af__stack_pool *pool);
 /* The loop is about to sleep: freed stacks past the cap give their pages
  * back now, off the path of the tasks that freed them. */
 void af__stack_trim(struct af__stack_pool *pool);
+/* A task struct of @size bytes, zeroed: a spare one or a new one (NULL
+ * when there is no memory); and back to the spares. */
+void *af__stack_pool_task_alloc(struct af__stack_pool *pool, size_t size);
+void af__stack_pool_task_free(struct af__stack_pool *pool, void *task);
 /* Whether guards are MADV_GUARD_INSTALL markers (Linux 6.13+) rather than
  * PROT_NONE mappings of their own; decided by the first guard. */
 bool af__stack_guards_are_markers(void);
@@ -206,6 +217,11 @@ void af__task_wake(struct af_task *t, int result);
 struct af_task *af__task_self(int *err);
 void af__task_free(struct af_task *t);
 void af__task_run(struct af_loop *loop, struct af_task *t);
+/* Start fetching what running @t will touch first (its frames). */
+void af__task_prefetch(const struct af_task *t);
+/* The same for the run queue's head, and the fields that will give the
+ * addresses of the next one's frames: call while the task before runs. */
+void af__task_prefetch_queue(const struct af_loop *loop);
 int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 		 void *arg, const struct af_task_opts *opts);
 int af__task_cancel(struct af_task *t);

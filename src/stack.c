@@ -13,6 +13,7 @@
  * mprotect(PROT_NONE), which splits it: two mappings per stack, so
  * vm.max_map_count (65530 by default) caps a process near 32,000 stacks,
  * and the stack past the cap fails af_task_spawn() with -ENOMEM. */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@
 
 #if AF_HAVE_VALGRIND
 #include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
 #endif
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -48,6 +51,8 @@
 #define AF_ARENA_FIRST 16u
 #define AF_ARENA_MAX_BYTES ((size_t)256 * 1024 * 1024)
 #define AF_TRIM_RUNS 256u
+/* Spare task structs freed per sleep, at most: ~100 ns each. */
+#define AF_TRIM_TASKS 1024u
 
 size_t af__page_size(void)
 {
@@ -147,6 +152,7 @@ static void stack_fill(struct af__stack *st, char *slot, size_t size)
 	st->map_size = AF_GUARD_SIZE + size;
 	st->lo = slot + AF_GUARD_SIZE;
 	st->size = size;
+	st->backed = false;
 #if AF_HAVE_VALGRIND
 	st->vg_id = VALGRIND_STACK_REGISTER(st->lo, slot + st->map_size);
 #else
@@ -266,10 +272,14 @@ static int slot_carve(struct af__stack_pool *pool, struct af__stack *out)
 static void slot_reuse(struct af__stack_pool *pool, struct af__stack *out)
 {
 	char *slot = pool->items[--pool->len];
+	bool warm = pool->len >= pool->ncold;
 
 	if (pool->ncold > pool->len)
 		pool->ncold = pool->len;
 	stack_fill(out, slot, pool->size);
+	/* Under valgrind the frames the slot's last task returned from are
+	 * unaddressable to memcheck, which would report the read ahead. */
+	out->backed = warm && !RUNNING_ON_VALGRIND;
 #if defined(__SANITIZE_ADDRESS__)
 	/* The redzones of the last user's frames are still poisoned. A
 	 * fresh slot needs nothing: unpoisoning it would commit its whole
@@ -301,6 +311,52 @@ void af__stack_put(struct af__stack_pool *pool, struct af__stack *st)
 	stack_forget(st);
 }
 
+/* ---- spare task structs -------------------------------------------------- */
+
+/* ASan builds always use malloc, so that a freed task's handle used again
+ * is still reported as a use after free. */
+void *af__stack_pool_task_alloc(struct af__stack_pool *pool, size_t size)
+{
+	void *t = pool->spare_tasks;
+
+#if !defined(__SANITIZE_ADDRESS__)
+	if (t) {
+		pool->spare_tasks = *(void **)t;
+		pool->nspare_tasks--;
+		return memset(t, 0, size);
+	}
+#endif
+	(void)t;
+	return calloc(1, size);
+}
+
+void af__stack_pool_task_free(struct af__stack_pool *pool, void *task)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	(void)pool;
+	free(task);
+#else
+	*(void **)task = pool->spare_tasks;
+	pool->spare_tasks = task;
+	pool->nspare_tasks++;
+#endif
+}
+
+/* Spares past the cap, newest first (the oldest are the coldest, but
+ * reaching them would walk the whole list). */
+static void spare_tasks_trim(struct af__stack_pool *pool, size_t keep, unsigned budget)
+{
+	while (pool->nspare_tasks > keep && budget-- > 0) {
+		void *t = pool->spare_tasks;
+
+		pool->spare_tasks = *(void **)t;
+		pool->nspare_tasks--;
+		free(t);
+	}
+}
+
+/* ---- trimming and teardown ---------------------------------------------- */
+
 /* Warm slots past the cap turn cold, oldest first: their pages go back to
  * the kernel, and the guard markers stay (MADV_DONTNEED keeps them). Slots
  * freed in a row are usually neighbours, so one call covers a whole run of
@@ -327,10 +383,12 @@ void af__stack_trim(struct af__stack_pool *pool)
 		}
 		madvise(lo + AF_GUARD_SIZE, (size_t)(hi - lo) - AF_GUARD_SIZE, MADV_DONTNEED);
 	}
+	spare_tasks_trim(pool, pool->cap, AF_TRIM_TASKS);
 }
 
 void af__stack_pool_free(struct af__stack_pool *pool)
 {
+	spare_tasks_trim(pool, 0, UINT_MAX);
 	for (size_t i = 0; i < pool->narenas; i++)
 		munmap(pool->arenas[i].base, pool->arenas[i].len);
 	free(pool->arenas);

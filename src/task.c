@@ -43,7 +43,7 @@ int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 	r = af__timer_reserve(&loop->timers, loop->ntasks + 1);
 	if (r < 0)
 		return r;
-	t = calloc(1, sizeof(*t));
+	t = af__stack_pool_task_alloc(&loop->stacks, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	t->stack_size = opts && opts->stack_size ? af__stack_round(opts->stack_size)
@@ -52,7 +52,7 @@ int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 	 * space) must fail the spawn that hits it, where the caller sees it. */
 	r = af__stack_get(&loop->stacks, t->stack_size, &t->stack);
 	if (r < 0) {
-		free(t);
+		af__stack_pool_task_free(&loop->stacks, t);
 		return r;
 	}
 	t->loop = loop;
@@ -90,7 +90,7 @@ void af__task_free(struct af_task *t)
 	release_stack(t);
 	af__list_remove(&loop->tasks, &t->all_node);
 	loop->ntasks--;
-	free(t);
+	af__stack_pool_task_free(&loop->stacks, t);
 }
 
 /* ---- running --------------------------------------------------------------- */
@@ -139,8 +139,76 @@ static int start(struct af_loop *loop, struct af_task *t)
 	return 0;
 }
 
+/* A short task touches its stack only near the top: at its first block
+ * the frames from the switch's up to entry() span ~240 bytes, 4 or 5
+ * cache lines. */
+#define AF_HOT_STACK_LINES 5
+
+/* Read one byte of a line that will be needed soon. A real load, not a
+ * prefetch: on the AMD VM we measure on, a prefetch to a page missing from
+ * the TLB did nothing (a 10^4-task resume cost 1.15 us per task with it or
+ * without), while loads issued one task ahead cut it to 0.24 us. The
+ * sanitizers would take a load from another task's frames for a bug (ASan
+ * poisons their redzones), so they get the hint. */
+#if AF_ASAN || AF_TSAN
+#define touch(p) __builtin_prefetch(p)
+#else
+static inline void touch(const char *p)
+{
+	(void)*(const volatile char *)p;
+}
+#endif
+
+/* Start the loads that running @t will stall on, while another task runs:
+ * past a few hundred tasks every stack line is cold and every stack on a
+ * page of its own, and a task that resumes returns through its frames one
+ * after another, each ret waiting for a line from memory. Loads issued
+ * together, ahead, overlap. Only what is backed is read: the frames of a
+ * task that ran, [sp, top), and the top of a slot an earlier task used,
+ * where a task never run gets its first frame. A fresh slot's top may not
+ * be backed yet: a load there would fault in the zero page and the first
+ * write a second time, so it only gets the (write) hint. */
+void af__task_prefetch(const struct af_task *t)
+{
+	const char *top = (const char *)t->stack.lo + t->stack.size;
+	const char *sp = t->started ? af__ctx_resume_point(&t->ctx) : NULL;
+
+	if (!sp) {
+		for (int i = 1; i <= AF_HOT_STACK_LINES; i++) {
+			if (t->stack.backed)
+				touch(top - 64 * i);
+			else
+				__builtin_prefetch(top - 64 * i, 1);
+		}
+		return;
+	}
+	for (int i = 0; i < AF_HOT_STACK_LINES && sp + 64 * i < top; i++)
+		touch(sp + 64 * i);
+}
+
+/* The next task in the run queue gets its frames read (above); the one
+ * after it its fields that will give their addresses, so that next time
+ * they do not stall on the struct first. Struct lines are heap memory:
+ * reading them is always safe. */
+void af__task_prefetch_queue(const struct af_loop *loop)
+{
+	const struct af__node *n = loop->runq.head;
+	const struct af_task *t2;
+
+	if (!n)
+		return;
+	af__task_prefetch(af__container_of(n, struct af_task, run_node));
+	if (!n->next)
+		return;
+	t2 = af__container_of(n->next, struct af_task, run_node);
+	touch((const char *)&t2->started);
+	touch((const char *)&t2->stack);
+	touch((const char *)&t2->ctx);
+}
+
 void af__task_run(struct af_loop *loop, struct af_task *t)
 {
+	af__task_prefetch_queue(loop);
 	if (!t->started) {
 		int r = start(loop, t);
 

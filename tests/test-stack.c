@@ -611,6 +611,107 @@ START_TEST(past_stack_cache_freed_stacks_give_their_pages_back_when_the_loop_sle
 }
 END_TEST
 
+static int record_backed(void *arg)
+{
+	*(bool *)arg = af_task_current()->stack.backed;
+	return 0;
+}
+
+/* Whether the next default-size task finds its stack backed. */
+static bool next_backed(void)
+{
+	struct af_task *t;
+	bool backed = false;
+
+	ck_assert_int_eq(af_task_spawn(&t, record_backed, &backed), 0);
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	return backed;
+}
+
+/* Spawn two default-size tasks at once: whether each found its stack backed. */
+static void two_backed(bool backed[2])
+{
+	struct af_task *t[2];
+
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(af_task_spawn(&t[i], record_backed, &backed[i]), 0);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(af_task_join(t[i], NULL), 0);
+}
+
+static int backed_main(void *arg)
+{
+	bool b[2];
+
+	(void)arg;
+	/* The main task holds the first slot: the next one is fresh... */
+	ck_assert(!next_backed());
+	/* ...and the slot it left is still warm for the next task. */
+	ck_assert(next_backed());
+	/* Two slots back in the pool, then a sleep trims all but one
+	 * (stack_cache 1): the warm one goes out first, the cold one after. */
+	two_backed(b);
+	ck_assert_int_eq(af_sleep_ms(1), 0);
+	two_backed(b);
+	ck_assert(b[0]);
+	ck_assert(!b[1]);
+	return 0;
+}
+
+START_TEST(only_a_slot_whose_pages_are_still_there_is_marked_backed)
+{
+	struct af_loop *loop;
+	struct af_loop_opts opts = { .stack_cache = 1 };
+	int result = 1;
+
+	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
+	ck_assert_int_eq(af_loop_run(loop, backed_main, NULL, &result), 0);
+	ck_assert_int_eq(result, 0);
+	af_loop_free(loop);
+}
+END_TEST
+
+static int spares_main(void *arg)
+{
+	struct af_task *t[4], *again;
+	struct af_loop *loop = af_loop_current();
+	/* ASan builds give every struct back to malloc, to catch a handle
+	 * used after its task was freed. */
+#if defined(__SANITIZE_ADDRESS__)
+	const size_t kept = 0, trimmed = 0;
+#else
+	const size_t kept = 4, trimmed = 2;
+#endif
+
+	(void)arg;
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(af_task_spawn(&t[i], parked, NULL), 0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(af_task_join(t[i], NULL), 0);
+	ck_assert_uint_eq(loop->stacks.nspare_tasks, kept);
+	/* The most recently freed comes back first: the likeliest cached. */
+	ck_assert_int_eq(af_task_spawn(&again, parked, NULL), 0);
+	if (kept)
+		ck_assert_ptr_eq(again, t[3]);
+	ck_assert_int_eq(af_task_join(again, NULL), 0);
+	ck_assert_int_eq(af_sleep_ms(1), 0);
+	ck_assert_uint_eq(loop->stacks.nspare_tasks, trimmed);
+	return 0;
+}
+
+START_TEST(freed_task_structs_are_reused_and_trimmed_to_stack_cache_when_the_loop_sleeps)
+{
+	struct af_loop *loop;
+	struct af_loop_opts opts = { .stack_cache = 2 };
+	int result = 1;
+
+	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
+	ck_assert_int_eq(af_loop_run(loop, spares_main, NULL, &result), 0);
+	ck_assert_int_eq(result, 0);
+	af_loop_free(loop);
+}
+END_TEST
+
 /* ---- sizes ---------------------------------------------------------------------------- */
 
 struct sized {
@@ -1134,6 +1235,8 @@ Suite *make_suite(void)
 	tc = tcase_create("pool");
 	tcase_add_test(tc, a_finished_tasks_stack_is_reused_by_the_next_task);
 	tcase_add_test(tc, past_stack_cache_freed_stacks_give_their_pages_back_when_the_loop_sleeps);
+	tcase_add_test(tc, only_a_slot_whose_pages_are_still_there_is_marked_backed);
+	tcase_add_test(tc, freed_task_structs_are_reused_and_trimmed_to_stack_cache_when_the_loop_sleeps);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("sizes");

@@ -35,8 +35,9 @@ struct af_loop_opts {
 	 *  reserved with mmap and committed lazily, so a large size costs address
 	 *  space, not memory. Rounded up to whole pages; 16 KiB to 1 GiB. */
 	size_t stack_size;
-	/** How many freed default-size stacks keep their pages once the loop
-	 *  sleeps (all do while it is busy); 0 means 64, at most 4096. */
+	/** How many freed default-size stacks keep their pages, and how many
+	 *  freed task structs are kept for the next spawns, once the loop
+	 *  sleeps (all are while it is busy); 0 means 64, at most 4096. */
 	unsigned stack_cache;
 	/** Worker threads for af_run_blocking(), started on first use; 0 means 4, at most 256. */
 	unsigned blocking_threads;
