@@ -200,9 +200,17 @@ struct af_task {
  * waker will find it; on an early exit ops->detach unlinks it.
  * Returns the wake result: 0, -ECANCELED or -ETIMEDOUT. */
 int af__task_block(const struct af__wait_ops *ops, void *obj, int64_t timeout_ns);
+/* af__task_block() for @t, the running task, inlined into the caller when
+ * there is neither a cancel to take, a timeout nor a keep-alive count to
+ * keep: at the end of this file. */
+static inline int af__task_block_fast(struct af_task *t, const struct af__wait_ops *ops,
+				      void *obj, int64_t timeout_ns);
 /* Make a blocked task runnable with @result (loop thread only): inline,
  * at the end of this file. */
 static inline void af__task_wake(struct af_task *t, int result);
+/* af__task_wake() for a task whose wait keeps nothing alive (Event, Lock):
+ * one test fewer on every hop. */
+static inline void af__task_ready(struct af_loop *loop, struct af_task *t, int result);
 /* The calling task, or NULL; sets *err to -EPERM when there is none (or
  * -ECHILD in a child of fork()): inline, at the end of this file. */
 static inline struct af_task *af__task_self(int *err);
@@ -463,17 +471,22 @@ static inline void af__loop_push(struct af_loop *loop, struct af_task *t)
 	loop->runq_len++;
 }
 
+static inline void af__task_ready(struct af_loop *loop, struct af_task *t, int result)
+{
+	if (af__timer_armed(&t->timer))
+		af__timer_remove(&loop->timers, &t->timer);
+	t->wake_result = result;
+	t->state = AF_TASK_RUNNABLE;
+	af__loop_push(loop, t);
+}
+
 static inline void af__task_wake(struct af_task *t, int result)
 {
 	struct af_loop *loop = t->loop;
 
-	if (af__timer_armed(&t->timer))
-		af__timer_remove(&loop->timers, &t->timer);
 	if (t->wait_ops && t->wait_ops->keeps_alive)
 		loop->nkeepalive--;
-	t->wake_result = result;
-	t->state = AF_TASK_RUNNABLE;
-	af__loop_push(loop, t);
+	af__task_ready(loop, t, result);
 }
 
 /* Whether the next batch may begin without the loop's context: only when
@@ -495,6 +508,33 @@ static inline bool af__loop_quiet(const struct af_loop *loop)
 	       atomic_load_explicit(&loop->jobs_done, memory_order_relaxed) == NULL;
 }
 
+/* Fan-out: a batch of many tasks woken together resumes each on a cold
+ * stack and task struct, and in a VM a TLB miss is a two-level page walk.
+ * Start the loads one task ahead, while the next runs: the stack frame of
+ * the task after it (whose struct an earlier hop fetched) and the struct of
+ * the one after that. */
+static inline void af__loop_prefetch(const struct af_loop *loop)
+{
+	const struct af__node *n = loop->runq.head;
+	const struct af_task *t1, *t2;
+
+	if (!n)
+		return;
+	t1 = af__container_of(n, struct af_task, run_node);
+	if (t1->started) {
+		const char *sp = (const char *)af__ctx_resume_point(&t1->ctx);
+
+		/* The 64-byte switch frame seldom sits in one cache line. */
+		__builtin_prefetch(sp);
+		__builtin_prefetch(sp + 64);
+	}
+	if (!n->next)
+		return;
+	t2 = af__container_of(n->next, struct af_task, run_node);
+	__builtin_prefetch(&t2->run_node);
+	__builtin_prefetch(&t2->ctx);
+}
+
 /* The common hand-over: no timer armed (none can be due), the next task
  * has run before (only the loop's context starts tasks), and either the
  * batch has tasks left or the next batch may begin at once. Anything else
@@ -511,6 +551,8 @@ static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
 		goto slow;
 	if (loop->budget > 0) {
 		loop->budget--;
+		af__list_pop_front(&loop->runq);
+		af__loop_prefetch(loop);
 	} else {
 		if (!af__loop_quiet(loop))
 			goto slow;
@@ -519,8 +561,8 @@ static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
 		loop->round++;
 		loop->budget = loop->runq_len - 1;
 		loop->batch_start = 0;
+		af__list_pop_front(&loop->runq);
 	}
-	af__list_pop_front(&loop->runq);
 	loop->runq_len--;
 	next->state = AF_TASK_RUNNING;
 	/* The task that blocked runs next (it yielded alone). */
@@ -535,6 +577,20 @@ static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
 	return;
 slow:
 	af__loop_park_slow(loop, t);
+}
+
+static inline int af__task_block_fast(struct af_task *t, const struct af__wait_ops *ops,
+				      void *obj, int64_t timeout_ns)
+{
+	if (__builtin_expect(t->cancel_pending || timeout_ns >= 0 || ops->keeps_alive, 0))
+		return af__task_block(ops, obj, timeout_ns);
+	t->wait_ops = ops;
+	t->wait_obj = obj;
+	t->state = AF_TASK_BLOCKED;
+	af__loop_park(t->loop, t);
+	t->wait_ops = NULL;
+	t->wait_obj = NULL;
+	return t->wake_result;
 }
 
 #endif

@@ -407,33 +407,6 @@ static struct af_task *next_direct(struct af_loop *loop)
 	return batch_next(loop, true);
 }
 
-/* Fan-out: a batch of many tasks woken together resumes each on a cold
- * stack and task struct, and in a VM a TLB miss is a two-level page walk.
- * Start the loads one task ahead, while @next runs: the stack frame of the
- * task after it (whose struct an earlier hop fetched) and the struct of
- * the one after that. In a ping-pong the queue is empty here: one load. */
-static void prefetch_queue(struct af_loop *loop)
-{
-	struct af__node *n = loop->runq.head;
-	const struct af_task *t1, *t2;
-
-	if (!n)
-		return;
-	t1 = af__container_of(n, struct af_task, run_node);
-	if (t1->started) {
-		const char *sp = af__ctx_resume_point(&t1->ctx);
-
-		/* The 64-byte switch frame seldom sits in one cache line. */
-		__builtin_prefetch(sp);
-		__builtin_prefetch(sp + 64);
-	}
-	if (!n->next)
-		return;
-	t2 = af__container_of(n->next, struct af_task, run_node);
-	__builtin_prefetch(&t2->run_node);
-	__builtin_prefetch(&t2->ctx);
-}
-
 /* af__loop_park() when a timer is armed, the next task never ran, the
  * queue is empty, or the loop has something to collect. */
 void af__loop_park_slow(struct af_loop *loop, struct af_task *t)
@@ -447,7 +420,7 @@ void af__loop_park_slow(struct af_loop *loop, struct af_task *t)
 		/* The task that blocked runs next (it yielded alone). */
 		if (next == t)
 			return;
-		prefetch_queue(loop);
+		af__loop_prefetch(loop);
 		af__ctx_switch(&t->ctx, &next->ctx);
 	}
 	/* Whoever switched back to us (the loop's context or a task that
