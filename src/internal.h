@@ -216,6 +216,8 @@ static inline void af__task_ready(struct af_loop *loop, struct af_task *t, int r
 static inline struct af_task *af__task_self(int *err);
 void af__task_free(struct af_task *t);
 void af__task_run(struct af_loop *loop, struct af_task *t);
+/* Start fetching what running @t will touch first (its frame, its context). */
+void af__task_prefetch(const struct af_task *t);
 int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 		 void *arg, const struct af_task_opts *opts);
 int af__task_cancel(struct af_task *t);
@@ -510,9 +512,9 @@ static inline bool af__loop_quiet(const struct af_loop *loop)
 
 /* Fan-out: a batch of many tasks woken together resumes each on a cold
  * stack and task struct, and in a VM a TLB miss is a two-level page walk.
- * Start the loads one task ahead, while the next runs: the stack frame of
+ * Start the loads one task ahead, while the next runs: the stack frames of
  * the task after it (whose struct an earlier hop fetched) and the struct of
- * the one after that. */
+ * the one after that. In a ping-pong the queue is empty here: one load. */
 static inline void af__loop_prefetch(const struct af_loop *loop)
 {
 	const struct af__node *n = loop->runq.head;
@@ -521,13 +523,7 @@ static inline void af__loop_prefetch(const struct af_loop *loop)
 	if (!n)
 		return;
 	t1 = af__container_of(n, struct af_task, run_node);
-	if (t1->started) {
-		const char *sp = (const char *)af__ctx_resume_point(&t1->ctx);
-
-		/* The 64-byte switch frame seldom sits in one cache line. */
-		__builtin_prefetch(sp);
-		__builtin_prefetch(sp + 64);
-	}
+	af__task_prefetch(t1);
 	if (!n->next)
 		return;
 	t2 = af__container_of(n->next, struct af_task, run_node);

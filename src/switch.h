@@ -2,9 +2,10 @@
 /* Coroutine context switching. Two implementations share this interface:
  * switch_asm.c + switch_x86_64.S (callee-saved registers and the stack
  * pointer only) and switch_ucontext.c (swapcontext, which also saves the
- * signal mask with a sigprocmask system call on every switch). Both set up
- * new stacks with makecontext. The sanitizer fiber hooks live here too, so
- * ASan and TSan follow every switch whichever implementation is built. */
+ * signal mask with a sigprocmask system call on every switch). The first
+ * builds a new stack's first frame by hand, the second with makecontext.
+ * The sanitizer fiber hooks live here too, so ASan and TSan follow every
+ * switch whichever implementation is built. */
 #ifndef AF_SWITCH_H
 #define AF_SWITCH_H
 

@@ -1,11 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The hand-written switch: a new context starts as a frame on its stack that
- * af__switch_asm can "return" into. On x86_64 makecontext lays the stack out
- * the way the C library expects and we turn its entry registers into that
- * frame; on aarch64 the frame is simple enough to build directly. */
+ * af__switch_asm can "return" into, built directly for each CPU. */
 #include <stdint.h>
 #include <string.h>
-#include <ucontext.h>
 
 #include "internal.h"
 #include "sanitizer.h"
@@ -22,31 +19,26 @@ enum { FRAME_WORDS = 8 };
 
 static void *frame_make(void *stack_lo, size_t size, void (*entry)(void))
 {
-	ucontext_t uc;
 	uint64_t *sp;
 	uint32_t mxcsr;
 	uint16_t fcw;
 
-	/* makecontext only reads uc_stack and uc_link; getcontext is not
-	 * needed (and would cost a sigprocmask per task). */
-	memset(&uc, 0, sizeof(uc));
-	uc.uc_stack.ss_sp = stack_lo;
-	uc.uc_stack.ss_size = size;
-	uc.uc_link = NULL;
-	makecontext(&uc, entry, 0);
-
-	/* At entry makecontext's rsp holds the return address into the C
-	 * library's context trampoline, leaving the ABI's rsp % 16 == 8. We push
-	 * rip as a return address for af__switch_asm's ret, so rsp is back at
-	 * exactly that value when entry starts. */
-	sp = (uint64_t *)(uintptr_t)uc.uc_mcontext.gregs[REG_RSP];
+	/* Built by hand: makecontext wanted a 936-byte ucontext_t cleared
+	 * and filled first, ~600 instructions per task for 9 words. The SysV
+	 * ABI wants rsp % 16 == 8 at a function's first instruction, as if a
+	 * call had just pushed its return address: entry finds a 0 there (it
+	 * never returns, and a 0 return address ends debuggers' walks), and
+	 * above it the top of the stack, 16-byte aligned. af__switch_asm's
+	 * ret pops rip and leaves rsp at exactly that slot. */
+	sp = (uint64_t *)(((uintptr_t)stack_lo + size) & ~(uintptr_t)15);
+	*--sp = 0;
 	sp -= FRAME_WORDS;
 	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
 	__asm__ volatile("fnstcw %0" : "=m"(fcw));
 	sp[0] = (uint64_t)mxcsr | ((uint64_t)fcw << 32);
 	for (int i = 1; i < 7; i++)
 		sp[i] = 0; /* r15..rbp; rbp 0 ends debuggers' frame walks */
-	sp[7] = (uint64_t)uc.uc_mcontext.gregs[REG_RIP];
+	sp[7] = (uint64_t)(uintptr_t)entry;
 	return sp;
 }
 #elif defined(__aarch64__)

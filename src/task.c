@@ -139,8 +139,60 @@ static int start(struct af_loop *loop, struct af_task *t)
 	return 0;
 }
 
+/* A short task touches its stack only near the top: at its first block
+ * the frames from the switch's up to entry() span ~240 bytes, 4 or 5
+ * cache lines. */
+#define AF_HOT_STACK_LINES 5
+
+/* Read one byte of a line that will be needed soon. A real load, not a
+ * prefetch: on the AMD VM we measure on, a prefetch to a page missing from
+ * the TLB did nothing (a 10^4-task resume cost 1.15 us per task with it or
+ * without), while loads issued one task ahead cut it to 0.24 us. The
+ * sanitizers would take a load from another task's frames for a bug (ASan
+ * poisons their redzones), so they get the hint. */
+#if AF_ASAN || AF_TSAN
+#define touch(p) __builtin_prefetch(p)
+#else
+static inline void touch(const char *p)
+{
+	(void)*(const volatile char *)p;
+}
+#endif
+
+/* Start the loads that running @t will stall on, while another task runs:
+ * past a few hundred tasks every stack line is cold and every stack on a
+ * page of its own, and a task that resumes returns through its frames one
+ * after another, each ret waiting for a line from memory. Loads issued
+ * together, ahead, overlap. Only the frames of a task that ran are read:
+ * [sp, top) is mapped and backed. A task never run has its first frame
+ * written at the top of its stack, which may not be backed yet: a load
+ * there would fault in the zero page and the write a second time, so it
+ * only gets the (write) hint. */
+void af__task_prefetch(const struct af_task *t)
+{
+	const char *top = (const char *)t->stack.lo + t->stack.size;
+	const char *sp = t->started ? af__ctx_resume_point(&t->ctx) : NULL;
+
+	if (!sp) {
+		for (int i = 1; i <= AF_HOT_STACK_LINES; i++)
+			__builtin_prefetch(top - 64 * i, 1);
+		return;
+	}
+	for (int i = 0; i < AF_HOT_STACK_LINES && sp + 64 * i < top; i++)
+		touch(sp + 64 * i);
+}
+
+/* The task after @t in the run queue, which the loop's context may start
+ * or resume next. */
+static void prefetch_next(const struct af_loop *loop)
+{
+	if (loop->runq.head)
+		af__task_prefetch(af__container_of(loop->runq.head, struct af_task, run_node));
+}
+
 void af__task_run(struct af_loop *loop, struct af_task *t)
 {
+	prefetch_next(loop);
 	if (!t->started) {
 		int r = start(loop, t);
 
