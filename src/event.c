@@ -51,6 +51,7 @@ AF_API void af_event_init(struct af_event *ev)
 
 AF_API void af_event_set(struct af_event *ev)
 {
+	struct af_loop *loop;
 	struct af__event *e;
 	struct af__node *n;
 
@@ -61,6 +62,7 @@ AF_API void af_event_set(struct af_event *ev)
 	e = priv(ev);
 	if (!on_loop_thread(e, __func__))
 		return;
+	loop = af__tls_loop;
 	e->is_set = 1;
 	/* Every waiter goes to the back of the run queue in the order it
 	 * started waiting; the caller keeps running. */
@@ -74,7 +76,7 @@ AF_API void af_event_set(struct af_event *ev)
 			__builtin_prefetch(&t2->run_node, 1);
 			__builtin_prefetch(&t2->state, 1);
 		}
-		af__task_wake(af__container_of(n, struct af_task, wait_node), 0);
+		af__task_ready(loop, af__container_of(n, struct af_task, wait_node), 0);
 	}
 }
 
@@ -105,22 +107,40 @@ static void event_detach(struct af_task *t)
 
 static const struct af__wait_ops event_ops = { .what = "event", .detach = event_detach };
 
-AF_API int af_event_wait_timeout(struct af_event *ev, int64_t timeout_ns)
+static int wait_parked(struct af__event *e, struct af_task *t, int64_t timeout_ns)
 {
-	int err = 0;
-	struct af_task *t = af__task_self(&err);
-	struct af__event *e;
-
-	af_assert_return(ev, -EINVAL);
-	if (!t)
-		return err;
-	e = priv(ev);
-	if (!on_loop_thread(e, __func__))
-		return -EPERM;
 	if (e->is_set)
 		return 0;
 	af__list_push_back(&e->waiters, &t->wait_node);
-	return af__task_block(&event_ops, e, timeout_ns);
+	return af__task_block_fast(t, &event_ops, e, timeout_ns);
+}
+
+/* Any wait that is not a task of the event's own loop: the full checks,
+ * each with its own answer. */
+static int wait_checked(struct af__event *e, int64_t timeout_ns)
+{
+	int err = 0;
+	struct af_task *t = af__task_self(&err);
+
+	if (!t)
+		return err;
+	if (!on_loop_thread(e, "af_event_wait_timeout"))
+		return -EPERM;
+	return wait_parked(e, t, timeout_ns);
+}
+
+AF_API int af_event_wait_timeout(struct af_event *ev, int64_t timeout_ns)
+{
+	struct af_loop *loop = af__tls_loop;
+	struct af__event *e;
+
+	af_assert_return(ev, -EINVAL);
+	e = priv(ev);
+	/* relaxed: as in on_loop_thread(); equal only on the right thread. */
+	if (__builtin_expect(!loop || !loop->current || af__loop_forked(loop) ||
+			     atomic_load_explicit(&e->loop, memory_order_relaxed) != loop, 0))
+		return wait_checked(e, timeout_ns);
+	return wait_parked(e, loop->current, timeout_ns);
 }
 
 AF_API int af_event_wait(struct af_event *ev)

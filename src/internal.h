@@ -180,14 +180,18 @@ struct af__wait_ops {
 };
 
 struct af_task {
+	/* What a wake, a hand-over and a resume touch comes first, so that a
+	 * fan-out over cold tasks reads two or three lines of each, not four:
+	 * the links, the wait, the queue stamps, the timer's slot, the result
+	 * and state, then the context (its saved stack pointer first) and the
+	 * stack bounds that af__task_prefetch() reads. */
 	struct af_loop *loop;
 	struct af__node run_node;    /* run queue */
-	uint64_t stamp;              /* when it was queued, 0 if before every timer */
-	uint64_t round;              /* loop->round when it was queued */
-	struct af__node all_node;    /* loop->tasks */
 	struct af__node wait_node;   /* an Event's or Lock's waiters */
 	const struct af__wait_ops *wait_ops; /* set while in a blocking call */
 	void *wait_obj;
+	uint64_t stamp;              /* when it was queued, 0 if before every timer */
+	uint64_t round;              /* loop->round when it was queued */
 	struct af__timer timer;
 	int wake_result;
 	int result;
@@ -196,13 +200,14 @@ struct af_task {
 	bool detached;
 	bool started;
 	bool is_main;                /* af_loop_run() owns it: no join, no detach */
+	struct af__ctx ctx;
+	struct af__stack stack;
+	struct af__node all_node;    /* loop->tasks */
 	uint64_t id;                 /* unique in its loop, never reused */
 	struct af_task *joiner;
 	af_task_fn fn;
 	void *arg;
 	size_t stack_size;
-	struct af__stack stack;
-	struct af__ctx ctx;
 	char name[32];
 };
 
@@ -211,10 +216,20 @@ struct af_task {
  * waker will find it; on an early exit ops->detach unlinks it.
  * Returns the wake result: 0, -ECANCELED or -ETIMEDOUT. */
 int af__task_block(const struct af__wait_ops *ops, void *obj, int64_t timeout_ns);
-/* Make a blocked task runnable with @result (loop thread only). */
-void af__task_wake(struct af_task *t, int result);
-/* The calling task, or NULL; sets *err to -EPERM when there is none. */
-struct af_task *af__task_self(int *err);
+/* af__task_block() for @t, the running task, inlined into the caller when
+ * there is neither a cancel to take, a timeout nor a keep-alive count to
+ * keep: at the end of this file. */
+static inline int af__task_block_fast(struct af_task *t, const struct af__wait_ops *ops,
+				      void *obj, int64_t timeout_ns);
+/* Make a blocked task runnable with @result (loop thread only): inline,
+ * at the end of this file. */
+static inline void af__task_wake(struct af_task *t, int result);
+/* af__task_wake() for a task whose wait keeps nothing alive (Event, Lock):
+ * one test fewer on every hop. */
+static inline void af__task_ready(struct af_loop *loop, struct af_task *t, int result);
+/* The calling task, or NULL; sets *err to -EPERM when there is none (or
+ * -ECHILD in a child of fork()): inline, at the end of this file. */
+static inline struct af_task *af__task_self(int *err);
 void af__task_free(struct af_task *t);
 void af__task_run(struct af_loop *loop, struct af_task *t);
 /* Start fetching what running @t will touch first (its frames). */
@@ -418,12 +433,15 @@ static inline struct af_loop *af__loop_here(void)
 	return af__tls_loop;
 }
 
-/* Queue a task at the back of the run queue. */
-void af__loop_push(struct af_loop *loop, struct af_task *t);
+/* Queue a task at the back of the run queue: inline, at the end of this
+ * file. */
+static inline void af__loop_push(struct af_loop *loop, struct af_task *t);
 void af__loop_unqueue(struct af_loop *loop, struct af_task *t);
 /* Switch from the running task to the next one the loop would run, or to
- * the loop's own context when only it can go on. */
-void af__loop_park(struct af_loop *loop, struct af_task *t);
+ * the loop's own context when only it can go on: inline, at the end of
+ * this file, for the common case; af__loop_park_slow() for the rest. */
+static inline void af__loop_park(struct af_loop *loop, struct af_task *t);
+void af__loop_park_slow(struct af_loop *loop, struct af_task *t);
 /* Wake a sleeping loop from any thread or signal handler. */
 void af__loop_kick(struct af_loop *loop);
 /* The io_uring submission slot, flushing the queue when it is full. */
@@ -455,5 +473,146 @@ void af__blocking_collect(struct af_loop *loop);
  * uses the caller's memory. Returns 0 with *result, -ENOMEM or -EAGAIN. */
 int af__blocking_run_through(struct af_task *t, af_task_fn fn, void *arg, int *result);
 void af__blocking_shutdown(struct af_loop *loop);
+
+/* ---- the scheduler's hot path ------------------------------------------------
+ * Inline, because an Event round trip is little more than these: every call
+ * level costs a return that the CPU mispredicts after a switch (its return
+ * stack holds the other task's calls). The rules they keep are loop.c's and
+ * docs/loop-and-tasks.md's; the rare cases are out of line there. */
+
+static inline struct af_task *af__task_self(int *err)
+{
+	struct af_loop *loop = af__tls_loop;
+	struct af_task *t = loop ? loop->current : NULL;
+
+	if (__builtin_expect(!t, 0)) {
+		*err = -EPERM;
+		return NULL;
+	}
+	/* A task that called fork(), in the child: the loop is the
+	 * parent's, its ring not mapped here. */
+	if (__builtin_expect(af__loop_forked(loop), 0)) {
+		*err = -ECHILD;
+		return NULL;
+	}
+	return t;
+}
+
+static inline void af__loop_push(struct af_loop *loop, struct af_task *t)
+{
+	t->round = loop->round;
+	/* Stamps order queued tasks against due timers. With no timer armed
+	 * any later timer is due after this push, so 0 orders correctly and
+	 * spares the clock read on the hot wake path. */
+	t->stamp = loop->timers.len ? af__loop_clock(loop) : 0;
+	af__list_push_back(&loop->runq, &t->run_node);
+	loop->runq_len++;
+}
+
+static inline void af__task_ready(struct af_loop *loop, struct af_task *t, int result)
+{
+	if (af__timer_armed(&t->timer))
+		af__timer_remove(&loop->timers, &t->timer);
+	t->wake_result = result;
+	t->state = AF_TASK_RUNNABLE;
+	af__loop_push(loop, t);
+}
+
+static inline void af__task_wake(struct af_task *t, int result)
+{
+	struct af_loop *loop = t->loop;
+
+	if (t->wait_ops && t->wait_ops->keeps_alive)
+		loop->nkeepalive--;
+	af__task_ready(loop, t, result);
+}
+
+/* Whether the next batch may begin without the loop's context: only when
+ * collect() would find nothing (no flag set, no job done, nothing on the
+ * ring or in epoll that a peek could reap) and drive() has nothing to do
+ * between batches (the main task runs, so there is nothing to cancel).
+ * The caller checks for a fork. */
+static inline bool af__loop_quiet(const struct af_loop *loop)
+{
+	/* relaxed, on aarch64 as on x86: these loads only decide whether to
+	 * look now, and read nothing through the pointers. A push they miss
+	 * (coherence makes it visible to a later load) is taken at a later
+	 * boundary, or by collect() before the loop can sleep, which is all
+	 * a setter that saw the loop AWAKE relies on; collect() takes the
+	 * stacks with acquire. */
+	return loop->ninflight == 0 && !loop->efd_expected &&
+	       loop->main_task->state != AF_TASK_DONE &&
+	       atomic_load_explicit(&loop->pending, memory_order_relaxed) == NULL &&
+	       atomic_load_explicit(&loop->jobs_done, memory_order_relaxed) == NULL;
+}
+
+/* Fan-out: a batch of many tasks woken together resumes each on a cold
+ * stack and task struct, and in a VM a TLB miss is a two-level page walk.
+ * Start the loads one task ahead, while the next runs: the stack frames of
+ * the task after it (whose struct an earlier hop fetched) and the struct of
+ * the one after that. In a ping-pong the queue is empty here: one load. */
+static inline void af__loop_prefetch(const struct af_loop *loop)
+{
+	if (loop->runq.head)
+		af__task_prefetch_queue(loop);
+}
+
+/* The common hand-over: no timer armed (none can be due), the next task
+ * has run before (only the loop's context starts tasks), and either the
+ * batch has tasks left or the next batch may begin at once. Anything else
+ * is af__loop_park_slow()'s, which decides the same way with timers. */
+static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
+{
+	struct af__node *n = loop->runq.head;
+	struct af_task *next;
+
+	if (__builtin_expect(!n || loop->timers.len || af__loop_forked(loop), 0))
+		goto slow;
+	next = af__container_of(n, struct af_task, run_node);
+	if (__builtin_expect(!next->started, 0))
+		goto slow;
+	if (loop->budget > 0) {
+		loop->budget--;
+		af__list_pop_front(&loop->runq);
+		af__loop_prefetch(loop);
+	} else {
+		if (!af__loop_quiet(loop))
+			goto slow;
+		/* A new batch, begun here: what batch_begin() does with no
+		 * timer armed, less the task taken now. */
+		loop->round++;
+		loop->budget = loop->runq_len - 1;
+		loop->batch_start = 0;
+		af__list_pop_front(&loop->runq);
+	}
+	loop->runq_len--;
+	next->state = AF_TASK_RUNNING;
+	/* The task that blocked runs next (it yielded alone). */
+	if (next == t)
+		return;
+	af__ctx_switch(&t->ctx, &next->ctx);
+	/* Whoever switched back to us (the loop's context or a task that
+	 * blocked) left current alone; named only now because until the
+	 * switch left our stack a fault on it (an overflow) was ours, and
+	 * the overflow report names current. */
+	loop->current = t;
+	return;
+slow:
+	af__loop_park_slow(loop, t);
+}
+
+static inline int af__task_block_fast(struct af_task *t, const struct af__wait_ops *ops,
+				      void *obj, int64_t timeout_ns)
+{
+	if (__builtin_expect(t->cancel_pending || timeout_ns >= 0 || ops->keeps_alive, 0))
+		return af__task_block(ops, obj, timeout_ns);
+	t->wait_ops = ops;
+	t->wait_obj = obj;
+	t->state = AF_TASK_BLOCKED;
+	af__loop_park(t->loop, t);
+	t->wait_ops = NULL;
+	t->wait_obj = NULL;
+	return t->wake_result;
+}
 
 #endif

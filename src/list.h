@@ -49,10 +49,19 @@ static inline void af__list_remove(struct af__list *l, struct af__node *n)
 
 static inline struct af__node *af__list_pop_front(struct af__list *l)
 {
-	struct af__node *n = l->head;
+	struct af__node *n = l->head, *next;
 
-	if (n)
-		af__list_remove(l, n);
+	if (!n)
+		return NULL;
+	/* The head's prev is NULL already: half of af__list_remove(), which
+	 * is on every hop of a ping-pong (the run queue and the wait list). */
+	next = n->next;
+	l->head = next;
+	if (next)
+		next->prev = NULL;
+	else
+		l->tail = NULL;
+	n->next = NULL;
 	return n;
 }
 

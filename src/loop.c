@@ -300,17 +300,6 @@ AF_API unsigned af_loop_features(const struct af_loop *loop)
 
 /* ---- the run queue --------------------------------------------------------- */
 
-void af__loop_push(struct af_loop *loop, struct af_task *t)
-{
-	t->round = loop->round;
-	/* Stamps order queued tasks against due timers. With no timer armed
-	 * any later timer is due after this push, so 0 orders correctly and
-	 * spares the clock read on the hot wake path. */
-	t->stamp = loop->timers.len ? af__loop_clock(loop) : 0;
-	af__list_push_back(&loop->runq, &t->run_node);
-	loop->runq_len++;
-}
-
 void af__loop_unqueue(struct af_loop *loop, struct af_task *t)
 {
 	af__list_remove(&loop->runq, &t->run_node);
@@ -410,23 +399,11 @@ static void run_batch(struct af_loop *loop)
 		af__task_run(loop, t);
 }
 
-/* Whether the next batch may begin without the loop's context: only when
- * collect() would find nothing (no flag set, no job done, nothing on the
- * ring or in epoll that a peek could reap) and drive() has nothing to do
- * between batches (the main task runs, so there is nothing to cancel).
- * A fork is caught by batch_next(). */
+/* Whether the next batch may begin without the loop's context. A fork is
+ * caught by batch_next(). */
 static bool batch_can_follow(struct af_loop *loop)
 {
-	/* relaxed, on aarch64 as on x86: these loads only decide whether to
-	 * look now, and read nothing through the pointers. A push they miss
-	 * (coherence makes it visible to a later load) is taken at a later
-	 * boundary, or by collect() before the loop can sleep, which is all
-	 * a setter that saw the loop AWAKE relies on; collect() takes the
-	 * stacks with acquire. */
-	return loop->runq_len > 0 && loop->ninflight == 0 && !loop->efd_expected &&
-	       loop->main_task->state != AF_TASK_DONE &&
-	       atomic_load_explicit(&loop->pending, memory_order_relaxed) == NULL &&
-	       atomic_load_explicit(&loop->jobs_done, memory_order_relaxed) == NULL;
+	return loop->runq_len > 0 && af__loop_quiet(loop);
 }
 
 /* The task to switch to straight from one that blocks: what run_batch()
@@ -442,7 +419,9 @@ static struct af_task *next_direct(struct af_loop *loop)
 	return batch_next(loop, true);
 }
 
-void af__loop_park(struct af_loop *loop, struct af_task *t)
+/* af__loop_park() when a timer is armed, the next task never ran, the
+ * queue is empty, or the loop has something to collect. */
+void af__loop_park_slow(struct af_loop *loop, struct af_task *t)
 {
 	struct af_task *next = next_direct(loop);
 
@@ -455,7 +434,7 @@ void af__loop_park(struct af_loop *loop, struct af_task *t)
 			return;
 		/* Fan-out: many tasks woken together resume each on a cold
 		 * stack and task struct; start their loads one task ahead. */
-		af__task_prefetch_queue(loop);
+		af__loop_prefetch(loop);
 		af__ctx_switch(&t->ctx, &next->ctx);
 	}
 	/* Whoever switched back to us (the loop's context or a task that

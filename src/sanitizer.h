@@ -52,8 +52,10 @@ static inline void af__san_ctx_destroy(struct af__ctx *ctx)
 static inline void af__san_before_switch(struct af__ctx *from,
 					 struct af__ctx *to, bool final)
 {
-	to->from = from;
 #if AF_ASAN
+	/* Only ASan reads it, in af__san_after_switch(); elsewhere the store
+	 * would dirty the next context's line on every switch. */
+	to->from = from;
 	__sanitizer_start_switch_fiber(final ? NULL : &from->asan_fake_stack,
 				       to->stack_lo, to->stack_size);
 #else

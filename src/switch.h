@@ -48,8 +48,14 @@ int af__ctx_make(struct af__ctx *ctx, void *stack_lo, size_t size,
 void af__ctx_destroy(struct af__ctx *ctx);
 
 /* Save the running context in @from and resume @to. Returns when something
- * switches back to @from. */
+ * switches back to @from. Inline with the assembly switch: every call
+ * level around a switch is a return the CPU mispredicts after it (its
+ * return stack holds the other context's calls). */
+#if AF_SWITCH_ASM
+static inline void af__ctx_switch(struct af__ctx *from, struct af__ctx *to);
+#else
 void af__ctx_switch(struct af__ctx *from, struct af__ctx *to);
+#endif
 
 /* Leave @from for good: its stack may be reused once this returns in @to. */
 void af__ctx_switch_final(struct af__ctx *from, struct af__ctx *to)
@@ -69,5 +75,19 @@ static inline const void *af__ctx_resume_point(const struct af__ctx *ctx)
 
 /* First thing a new context must call, before touching its stack much. */
 void af__ctx_entered(struct af__ctx *self);
+
+#include "sanitizer.h"
+
+#if AF_SWITCH_ASM
+/* switch_x86_64.S, switch_aarch64.S */
+void af__switch_asm(void **save_sp, void *load_sp);
+
+static inline void af__ctx_switch(struct af__ctx *from, struct af__ctx *to)
+{
+	af__san_before_switch(from, to, false);
+	af__switch_asm(&from->sp, to->sp);
+	af__san_after_switch(from);
+}
+#endif
 
 #endif

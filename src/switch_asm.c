@@ -7,8 +7,6 @@
 #include "internal.h"
 #include "sanitizer.h"
 
-void af__switch_asm(void **save_sp, void *load_sp);
-
 void af__ctx_init_thread(struct af__ctx *ctx)
 {
 	memset(ctx, 0, sizeof(*ctx));
@@ -79,13 +77,6 @@ int af__ctx_make(struct af__ctx *ctx, void *stack_lo, size_t size,
 void af__ctx_destroy(struct af__ctx *ctx)
 {
 	af__san_ctx_destroy(ctx);
-}
-
-void af__ctx_switch(struct af__ctx *from, struct af__ctx *to)
-{
-	af__san_before_switch(from, to, false);
-	af__switch_asm(&from->sp, to->sp);
-	af__san_after_switch(from);
 }
 
 void af__ctx_switch_final(struct af__ctx *from, struct af__ctx *to)

@@ -234,24 +234,6 @@ void af__task_run(struct af_loop *loop, struct af_task *t)
 
 /* ---- blocking ------------------------------------------------------------- */
 
-struct af_task *af__task_self(int *err)
-{
-	struct af_loop *loop = af__tls_loop;
-	struct af_task *t = loop ? loop->current : NULL;
-
-	if (!t) {
-		*err = -EPERM;
-		return NULL;
-	}
-	/* A task that called fork(), in the child: the loop is the
-	 * parent's, its ring not mapped here. */
-	if (af__loop_forked(loop)) {
-		*err = -ECHILD;
-		return NULL;
-	}
-	return t;
-}
-
 int af__task_block(const struct af__wait_ops *ops, void *obj, int64_t timeout_ns)
 {
 	struct af_loop *loop = af__tls_loop;
@@ -273,19 +255,6 @@ int af__task_block(const struct af__wait_ops *ops, void *obj, int64_t timeout_ns
 	t->wait_ops = NULL;
 	t->wait_obj = NULL;
 	return t->wake_result;
-}
-
-void af__task_wake(struct af_task *t, int result)
-{
-	struct af_loop *loop = t->loop;
-
-	if (af__timer_armed(&t->timer))
-		af__timer_remove(&loop->timers, &t->timer);
-	if (t->wait_ops && t->wait_ops->keeps_alive)
-		loop->nkeepalive--;
-	t->wake_result = result;
-	t->state = AF_TASK_RUNNABLE;
-	af__loop_push(loop, t);
 }
 
 /* A yield parks the task runnable; a cancel meanwhile turns it into
