@@ -639,11 +639,6 @@ static const char *missing(const struct ping *p, int m)
 	case M_GPIO_INT:
 	case M_GPIO_RAW:
 		return p->gpio ? NULL : p->gpio_why;
-	case M_AF_SIGNAL:
-		return af_loop_features(p->loop) & AF_FEATURE_BACKEND_IO_URING
-			       ? NULL
-			       : "not available: the epoll backend reads no signalfd, so a "
-				 "signal blocked in every thread never reaches its flag";
 	case M_UV_ASYNC:
 	case M_UV_SIGNAL:
 #if HAVE_LIBUV

@@ -689,8 +689,6 @@ END_TEST
 
 /* ---- signals the loop's thread blocks: read from the loop's signalfd ---------- */
 
-#define EPOLL_READS_NO_SIGNALFD "the epoll backend reads no signalfd (docs/signals.md)"
-
 static sigset_t only(int signo)
 {
 	sigset_t set;
@@ -968,17 +966,11 @@ Suite *make_suite(void)
 
 	tc = tcase_create("blocked signals");
 	tcase_set_timeout(tc, 60);
-	tcase_add_uring_test(tc, a_signal_blocked_in_every_thread_is_read_by_the_loop_and_wakes_the_task,
-			     EPOLL_READS_NO_SIGNALFD);
-	tcase_add_uring_test(tc, a_signal_blocked_only_in_the_loop_thread_reaches_the_flag_both_ways,
-			     EPOLL_READS_NO_SIGNALFD);
-	tcase_add_uring_test(tc, a_blocked_real_time_signal_is_read_by_the_loop_like_any_other,
-			     EPOLL_READS_NO_SIGNALFD);
-	tcase_add_uring_test(tc, queued_blocked_signals_are_all_read_and_wake_the_task,
-			     EPOLL_READS_NO_SIGNALFD);
-	tcase_add_uring_test(tc,
-			     a_thousand_signals_blocked_in_every_thread_wake_the_task_a_thousand_times,
-			     EPOLL_READS_NO_SIGNALFD);
+	tcase_add_test(tc, a_signal_blocked_in_every_thread_is_read_by_the_loop_and_wakes_the_task);
+	tcase_add_test(tc, a_signal_blocked_only_in_the_loop_thread_reaches_the_flag_both_ways);
+	tcase_add_test(tc, a_blocked_real_time_signal_is_read_by_the_loop_like_any_other);
+	tcase_add_test(tc, queued_blocked_signals_are_all_read_and_wake_the_task);
+	tcase_add_test(tc, a_thousand_signals_blocked_in_every_thread_wake_the_task_a_thousand_times);
 	tcase_add_test(tc, an_unwatched_blocked_signal_stays_pending_for_its_next_reader);
 	suite_add_tcase(s, tc);
 

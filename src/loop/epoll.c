@@ -60,6 +60,7 @@
 #define READY_MAX 64
 #define EFD_TAG UINT64_MAX
 #define TFD_TAG (UINT64_MAX - 1)
+#define SIGFD_TAG (UINT64_MAX - 2)
 
 /* A task parked until its descriptor is ready; lives on the task's stack. */
 struct fd_waiter {
@@ -86,6 +87,7 @@ struct af__epoll {
 	int tfd;                 /* wakes the loop for the check, or -1 */
 	uint64_t check_at;       /* when tfd fires next, UINT64_MAX: not armed */
 	bool pwait2;             /* epoll_pwait2 works: waits to the nanosecond */
+	bool sigfd_added;        /* loop->sigfd is in the set (or failed to join) */
 	struct fd_watch *fds;    /* indexed by descriptor */
 	size_t nfds;
 	struct af__list unchecked; /* fd_waiter.check_node, oldest first */
@@ -194,9 +196,45 @@ static int ep_bind(struct af_loop *loop)
 	return 0;
 }
 
+/* The eventfd stays in the set; the loop's signalfd (signal.c) joins it
+ * once it exists. Level-triggered: signals left after a batch is read keep
+ * it ready. epoll asks a signalfd for readiness on the waiting thread,
+ * which is the loop's, the one that reads it: the signals it sees are the
+ * ones the read takes. */
 static void ep_arm(struct af_loop *loop)
 {
-	(void)loop; /* the eventfd stays in the set */
+	struct af__epoll *ep = loop->epoll;
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = SIGFD_TAG };
+	struct af__sigfd *s;
+
+	if (ep->sigfd_added)
+		return;
+	/* acquire pairs with af_signal_watch()'s release store: the block's
+	 * fields are visible, on aarch64 as on x86. */
+	s = atomic_load_explicit(&loop->sigfd, memory_order_acquire);
+	if (!s)
+		return;
+	ep->sigfd_added = true;
+	if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0)
+		s->op.complete(loop, &s->op, -errno, 0);
+}
+
+/* The loop's signalfd is readable: read a batch, as the ring's read would.
+ * Another thread's handler may have taken the signal since: nothing to do.
+ * An error that would come back at every read leaves the set, as the ring
+ * stops reading (signal.c says so). */
+static void sigfd_read(struct af_loop *loop)
+{
+	/* relaxed: ep_arm() loaded it with acquire on this thread. */
+	struct af__sigfd *s = atomic_load_explicit(&loop->sigfd, memory_order_relaxed);
+	ssize_t n = read(s->fd, s->buf, s->len);
+	int r = n < 0 ? -errno : (int)n;
+
+	if (r == -EAGAIN || r == -EINTR)
+		return;
+	if (r < 0)
+		epoll_ctl(loop->epoll->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	s->op.complete(loop, &s->op, r, 0);
 }
 
 /* ---- the descriptor table ------------------------------------------------------- */
@@ -495,6 +533,10 @@ static void ep_reap(struct af_loop *loop)
 		}
 		if (ev->data.u64 == TFD_TAG) {
 			ep->check_at = UINT64_MAX; /* reap goes on to check */
+			continue;
+		}
+		if (ev->data.u64 == SIGFD_TAG) {
+			sigfd_read(loop);
 			continue;
 		}
 		dispatch(loop, (int)ev->data.u64, ev->events);
@@ -920,6 +962,7 @@ int af__epoll_io(struct af_task *t, const struct af__io *op, int64_t timeout_ns,
 const struct af__backend af__backend_epoll = {
 	.name = "epoll",
 	.feature = AF_FEATURE_BACKEND_EPOLL,
+	.reads_signalfd = true,
 	.open = ep_open,
 	.close = ep_close,
 	.forget = ep_forget,
