@@ -34,6 +34,10 @@ echo "@@AF-KERNEL $(uname -r) $(uname -m)"
 # thousands of times (a hang still fails, minutes later).
 export CK_TAP_LOG_FILE_NAME=/dev/stdout CK_VERBOSITY=silent CK_FORK=yes CK_DEFAULT_TIMEOUT=120
 export CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-4}
+# Stress cases run a tenth of the host's rounds (tests/testutil.h's
+# test_rounds): still thousands of hand-offs per case on the real kernel,
+# where the host's counts cost the guests minutes each.
+export AF_TEST_SCALE=${AF_TEST_SCALE:-0.1}
 
 # The guest's seconds per suite go to the log as a TAP comment: they are
 # what the time budget of docs/testing.md is spent on.
