@@ -1043,9 +1043,9 @@ static int stack_rounds_main(void *arg)
  * switch and wake-up an order of magnitude slower, so fewer rounds keep
  * the test within its time on a loaded machine. */
 #if AF_TSAN
-#define STACK_ROUNDS 20000
+#define STACK_ROUNDS test_rounds(20000)
 #else
-#define STACK_ROUNDS 100000
+#define STACK_ROUNDS test_rounds(100000)
 #endif
 
 START_TEST(a_flag_on_a_task_stack_destroyed_right_after_its_wait_survives_a_long_lived_setter)
@@ -1413,7 +1413,7 @@ static void assert_final_set_wakes_final_wait(struct sc *s)
 	ck_assert_msg(s->r1 == 0, "final wait returned %d", s->r1);
 }
 
-#define RACE_ROUNDS 10000
+#define RACE_ROUNDS test_rounds(10000)
 
 static int cancel_storm_waiter(void *arg)
 {
@@ -1506,7 +1506,7 @@ END_TEST
  * from the moment the task announces its wait: across the rounds the sets
  * hit every step between the task parking and the loop blocking in the
  * kernel, where a set that is neither collected nor kicked is lost. */
-#define PINGPONG_ROUNDS 20000
+#define PINGPONG_ROUNDS test_rounds(20000)
 
 struct pingpong {
 	struct af_flag f;
@@ -1585,7 +1585,7 @@ END_TEST
  * every other loop has reached the round. A lost cross-loop wake-up leaves
  * one loop waiting forever. */
 #define NLOOPS 4
-#define LOOP_ROUNDS 2000
+#define LOOP_ROUNDS test_rounds(2000)
 
 struct mesh {
 	struct af_loop *loops[NLOOPS];

@@ -1995,7 +1995,7 @@ static void account(struct race_stats *st, int rfd, int iter, int r, bool canary
 	}
 }
 
-#define RACE_ITERS 5000
+#define RACE_ITERS test_rounds(5000)
 
 struct race {
 	int p[2];
@@ -2457,7 +2457,7 @@ END_TEST
 /* ---- load: an echo server over loopback TCP ------------------------------------------------ */
 
 #define ECHO_CLIENTS 200
-#define ECHO_ROUNDS 1000
+#define ECHO_ROUNDS test_rounds(1000)
 #define ECHO_MAX 300
 
 struct echo {

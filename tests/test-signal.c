@@ -249,7 +249,7 @@ END_TEST
 
 /* ---- storm -------------------------------------------------------------------------- */
 
-#define STORM_SIGNALS 100000
+#define STORM_SIGNALS test_rounds(100000)
 
 struct storm {
 	struct af_flag f;

@@ -7,6 +7,7 @@
 #include <check.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -310,6 +311,37 @@ static inline int run_suite(Suite *s)
 		close(fd);
 	}
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* ---- stress rounds under emulation (AF_TEST_SCALE) ------------------------ */
+
+/* @rounds scaled by AF_TEST_SCALE (a factor, 0.1 for a tenth), at least
+ * one. The qemu guests set it: under software emulation every round costs
+ * 10 to 50 times what it does on the host, and what the guests are for (a
+ * real kernel, the arm64 switch) does not need the host's round counts.
+ * Unset, or anything but a number in (0, 1], gives @rounds. */
+static inline long test_rounds(long rounds)
+{
+	/* In millionths; 0 until read. Stress threads call this in their loop
+	 * conditions, concurrently: every thread computes the same value from
+	 * the same environment, so a relaxed load and store are enough on
+	 * any architecture (no other memory is published through it). */
+	static atomic_long ppm;
+	long f = atomic_load_explicit(&ppm, memory_order_relaxed);
+
+	if (f == 0) {
+		const char *env = getenv("AF_TEST_SCALE");
+		char *end;
+		double d = env ? strtod(env, &end) : 1;
+
+		f = env && end != env && *end == '\0' && d > 0 && d <= 1 ? (long)(d * 1e6) : 1000000;
+		f = f > 0 ? f : 1;
+		atomic_store_explicit(&ppm, f, memory_order_relaxed);
+	}
+	/* 64-bit: armhf's long would overflow at 2148 rounds. */
+	int64_t n = (int64_t)rounds * f / 1000000;
+
+	return n >= 1 ? (long)n : 1;
 }
 
 #endif

@@ -23,8 +23,9 @@ test is skipped with the reason ("1..0 # SKIP ...").
 Environment: AF_VM_JOBS (make -j, default 2), AF_VM_TIMEOUT (seconds for one
 boot, default 1200), AF_VM_SUITES (space-separated suite names to run instead
 of all), CK_RUN_SUITE and CK_RUN_CASE (Check's own selection, passed on
-to the guest's suites), AF_VM_KEEP=1 (keep the guest's console log in BUILD-ROOT/vm-ARCH.log,
-which is always written).
+to the guest's suites), AF_TEST_SCALE (the guests' factor on stress rounds,
+init.sh's default otherwise; 1 runs the host's rounds). The guest's console
+is always kept in BUILD-ROOT/vm-ARCH.log.
 """
 import argparse
 import fcntl
@@ -38,6 +39,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -245,8 +247,21 @@ def cross_build(arch, source_root, build_root):
         with open(stamp, "w") as f:
             f.write(want)
     jobs = os.environ.get("AF_VM_JOBS", "2")
-    run(["ninja", "-C", bdir, f"-j{jobs}"], stdout=subprocess.DEVNULL)
+    run(["ninja", "-C", bdir, f"-j{jobs}"] + guest_targets(bdir), stdout=subprocess.DEVNULL)
     return bdir
+
+
+GUEST_TARGET = re.compile(r"^(tests/(vm/)?test-[\w-]+|bench/bench-switch|examples/gpio-button-daemon)$")
+
+
+def guest_targets(bdir):
+    """What the guest runs (programs(), gpio_files()), as ninja targets:
+    the other benchmarks and examples would cost the cross-build a third
+    more, and no guest runs them."""
+    out = subprocess.run(["ninja", "-C", bdir, "-t", "targets", "all"], capture_output=True,
+                         text=True, check=True).stdout
+    names = [line.split(":")[0] for line in out.split("\n") if ": c_LINKER" in line]
+    return [n for n in names if GUEST_TARGET.match(n)]
 
 
 def is_elf(path):
@@ -388,11 +403,11 @@ def initramfs(arch, progs, bdir, path):
 
 
 def ck_select():
-    """Check's own selection of test cases, handed to the guest: the kernel
-    passes unknown name=value words of its command line to /init as its
-    environment, and the suites inherit it."""
+    """Check's own selection of test cases, and AF_TEST_SCALE, handed to the
+    guest: the kernel passes unknown name=value words of its command line
+    to /init as its environment, and the suites inherit it."""
     words = ""
-    for var in ("CK_RUN_SUITE", "CK_RUN_CASE"):
+    for var in ("CK_RUN_SUITE", "CK_RUN_CASE", "AF_TEST_SCALE"):
         val = os.environ.get(var)
         if val:
             if '"' in val:
@@ -402,15 +417,22 @@ def ck_select():
 
 
 def boot(arch, image, initrd, logpath):
+    """Run the guest; return its console text, whether it was killed, and
+    [(host seconds since boot, line)] stamped as each line arrived (the
+    cases' own durations, which the guest's coarse clock cannot give)."""
     a = ARCHES[arch]
     cmd = [a["qemu"], "-accel", "tcg", *a["machine"], "-smp", "2", "-m", "1024",
            "-nographic", "-no-reboot", "-kernel", image, "-initrd", initrd,
            "-append", f"console={a['console']} panic=-1 loglevel=4 rdinit=/init {a['append']}" + ck_select()]
     timeout = int(os.environ.get("AF_VM_TIMEOUT", "1200"))
     log("$ " + " ".join(cmd))
-    t0 = time.time()
+    t0, cpu0 = time.monotonic(), os.times()
+    stamped = []
     with open(logpath, "wb") as out:
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        reader = threading.Thread(target=read_console, args=(p.stdout, out, t0, stamped))
+        reader.start()
         try:
             p.wait(timeout=timeout)
             timed_out = False
@@ -418,11 +440,42 @@ def boot(arch, image, initrd, logpath):
             p.kill()
             p.wait()
             timed_out = True
-    log(f"guest ran {time.time() - t0:.0f} s" + (" and was killed (timeout)" if timed_out else ""))
+        reader.join()
+    cpu = os.times()
+    log(f"guest ran {time.monotonic() - t0:.0f} s, qemu used "
+        f"{cpu.children_user + cpu.children_system - cpu0.children_user - cpu0.children_system:.0f} s of CPU"
+        + (" and was killed (timeout)" if timed_out else ""))
     text = open(logpath, "rb").read().decode("utf-8", "replace").replace("\r", "")
     # The firmware's terminal escapes can share a line with the first marker.
     text = re.sub(r"^.*?(@@AF-)", r"\1", text, flags=re.M)
-    return text, timed_out
+    return text, timed_out, stamped
+
+
+def read_console(pipe, out, t0, stamped):
+    for raw in pipe:
+        out.write(raw)
+        out.flush()
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        stamped.append((time.monotonic() - t0, re.sub(r"^.*?(@@AF-)", r"\1", line)))
+
+
+def slowest(stamped, n=15):
+    """The n cases that took longest, from the gaps between the console's
+    TAP lines: where the guest's time goes. A suite that writes its TAP
+    through a file (test-gpio, for its skips) shows as one long case."""
+    took, last, suite = [], None, None
+    for t, line in stamped:
+        if line.startswith("@@AF-BEGIN "):
+            suite, last = line.split()[1], t
+        elif suite and TAP_LINE.match(line):
+            took.append((t - last, f"{suite}: {case_name(True, TAP_LINE.match(line).group(2))}"))
+            last = t
+        elif line.startswith("@@AF-END "):
+            suite = None
+    if suite and stamped:
+        took.append((stamped[-1][0] - last, f"{suite}: the case after the last one reported (unfinished)"))
+    took.sort(reverse=True)
+    return [f"{s:6.1f} s  {name}" for s, name in took[:n]]
 
 
 TAP_LINE = re.compile(r"^(not ok|ok)\b\s*\d*\s*(?:-\s*)?(.*)$")
@@ -523,8 +576,9 @@ def cmd_run(args):
     initrd = os.path.join(args.build_root, f"vm-{args.arch}.initrd.gz")
     initramfs(args.arch, progs, bdir, initrd)
     logpath = os.path.join(args.build_root, f"vm-{args.arch}.log")
-    console, timed_out = boot(args.arch, image, initrd, logpath)
+    console, timed_out, stamped = boot(args.arch, image, initrd, logpath)
     log(f"guest console: {logpath}")
+    log("slowest cases (host seconds):\n" + "\n".join(slowest(stamped)))
     return 0 if report(args.arch, console, timed_out) else 1
 
 
