@@ -127,19 +127,14 @@ END_TEST
 /* ---- io_uring refused or unusable ---------------------------------------------------- */
 
 #ifdef THIS_AUDIT_ARCH
-#define REFUSE(nr)                                                             \
-	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1),                       \
-	BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM)
+#define REFUSE(nr) SECCOMP_REFUSE(nr, EPERM)
 
 /* Docker's default profile refuses all three calls; a partial profile (or
  * an LSM hook) might let the set-up through and refuse the rest. */
 static int refuse(bool setup_too)
 {
 	struct sock_filter all[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_AUDIT_ARCH, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		SECCOMP_BY_NR,
 		REFUSE(__NR_io_uring_enter),
 		REFUSE(__NR_io_uring_register),
 		REFUSE(__NR_io_uring_setup),
@@ -515,10 +510,7 @@ static void no_timerfd_child(void *arg, void *out)
 {
 	struct no_timerfd *r = out;
 	struct sock_filter f[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_AUDIT_ARCH, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		SECCOMP_BY_NR,
 		REFUSE(__NR_timerfd_create),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
