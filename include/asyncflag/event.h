@@ -46,7 +46,8 @@ bool af_event_is_set(const struct af_event *ev);
  * it is set. A waiter woken by af_event_set() returns 0 even if the event was
  * cleared again before it resumed.
  * @return 0; -EINVAL for NULL; -EPERM outside a task or from a task of
- *         another loop; -ECANCELED.
+ *         another loop; -ECANCELED; -ECHILD in a child of fork() (the loop is
+ *         the parent's).
  */
 int af_event_wait(struct af_event *ev);
 

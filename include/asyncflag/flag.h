@@ -83,7 +83,8 @@ bool af_flag_is_set(const struct af_flag *flag);
  * @return 0; -EINVAL for a NULL or uninitialised flag; -EPERM outside a task,
  *         or from a task of another loop; -EBUSY if another task is already
  *         waiting (that task keeps waiting); -ECANCELED (the flag's state is
- *         left as it was).
+ *         left as it was); -ECHILD in a child of fork() (the loop is the
+ *         parent's).
  */
 int af_flag_wait(struct af_flag *flag);
 

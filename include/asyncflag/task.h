@@ -51,7 +51,8 @@ int af_task_spawn_opts(struct af_task **task, af_task_fn fn, void *arg,
  *         -EINVAL if @p task was detached or is the main task of
  *         af_loop_run(); -EBUSY if another task is
  *         already joining it; -ECANCELED if the caller was cancelled (the
- *         handle stays valid).
+ *         handle stays valid); -ECHILD in a child of fork() (the loop is the
+ *         parent's).
  */
 int af_task_join(struct af_task *task, int *result);
 
@@ -101,14 +102,15 @@ const char *af_task_name(const struct af_task *task);
  * @brief Let every task that is already runnable run once, then continue
  * (asyncio's sleep(0)). Due timers run before tasks that yield after they
  * fell due.
- * @return 0; -EPERM outside a task; -ECANCELED if the task was cancelled.
+ * @return 0; -EPERM outside a task; -ECANCELED if the task was cancelled;
+ *         -ECHILD in a child of fork().
  */
 int af_yield(void);
 
 /**
  * @brief Sleep for at least @p ns nanoseconds. The loop sleeps in the kernel
  * (io_uring wait timeout) when no task is runnable.
- * @return 0; -EPERM outside a task; -ECANCELED.
+ * @return 0; -EPERM outside a task; -ECANCELED; -ECHILD in a child of fork().
  */
 int af_sleep_ns(uint64_t ns);
 
