@@ -577,6 +577,19 @@ static int parked(void *arg)
 	return af_yield();
 }
 
+/* Run @main_fn as the main task of a new loop keeping @cache warm stacks. */
+static void run_with_stack_cache(unsigned cache, int (*main_fn)(void *))
+{
+	struct af_loop *loop;
+	struct af_loop_opts opts = { .stack_cache = cache };
+	int result = 1;
+
+	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
+	ck_assert_int_eq(af_loop_run(loop, main_fn, NULL, &result), 0);
+	ck_assert_int_eq(result, 0);
+	af_loop_free(loop);
+}
+
 /* Sleep until the loop has slept and trimmed its pool to stack_cache. A
  * 1 ms sleep on a loaded machine (or a guest) may find its deadline passed
  * before the loop looks, and the loop then peeks instead of sleeping: no
@@ -616,14 +629,7 @@ static int cache_main(void *arg)
 
 START_TEST(past_stack_cache_freed_stacks_give_their_pages_back_when_the_loop_sleeps)
 {
-	struct af_loop *loop;
-	struct af_loop_opts opts = { .stack_cache = 2 };
-	int result = 1;
-
-	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
-	ck_assert_int_eq(af_loop_run(loop, cache_main, NULL, &result), 0);
-	ck_assert_int_eq(result, 0);
-	af_loop_free(loop);
+	run_with_stack_cache(2, cache_main);
 }
 END_TEST
 
@@ -676,14 +682,7 @@ static int backed_main(void *arg)
 
 START_TEST(only_a_slot_whose_pages_are_still_there_is_marked_backed)
 {
-	struct af_loop *loop;
-	struct af_loop_opts opts = { .stack_cache = 1 };
-	int result = 1;
-
-	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
-	ck_assert_int_eq(af_loop_run(loop, backed_main, NULL, &result), 0);
-	ck_assert_int_eq(result, 0);
-	af_loop_free(loop);
+	run_with_stack_cache(1, backed_main);
 }
 END_TEST
 
@@ -717,14 +716,7 @@ static int spares_main(void *arg)
 
 START_TEST(freed_task_structs_are_reused_and_trimmed_to_stack_cache_when_the_loop_sleeps)
 {
-	struct af_loop *loop;
-	struct af_loop_opts opts = { .stack_cache = 2 };
-	int result = 1;
-
-	ck_assert_int_eq(af_loop_new(&loop, &opts), 0);
-	ck_assert_int_eq(af_loop_run(loop, spares_main, NULL, &result), 0);
-	ck_assert_int_eq(result, 0);
-	af_loop_free(loop);
+	run_with_stack_cache(2, spares_main);
 }
 END_TEST
 
