@@ -2,11 +2,11 @@
 /* Signals delivered as flag sets, two ways at once:
  *  - a handler that does nothing but af_flag_set(), which is
  *    async-signal-safe, for the threads that do not block the signal;
- *  - the flag's loop's signalfd (io_uring backend), which the loop keeps
- *    read, for a signal its thread blocks: one sent to the loop's thread,
- *    or to the process when every thread blocks it. That skips the
- *    handler's delivery (a signal frame and sigreturn), which costs more
- *    than the rest of the wake-up.
+ *  - the flag's loop's signalfd, which the loop keeps read (on its ring,
+ *    or in its epoll set), for a signal its thread blocks: one sent to
+ *    the loop's thread, or to the process when every thread blocks it.
+ *    That skips the handler's delivery (a signal frame and sigreturn),
+ *    which costs more than the rest of the wake-up.
  * The kernel hands each signal to one of the two, so a set is never lost
  * and never doubled, whatever the masks. All the work happens in the task
  * that waits on the flag. */

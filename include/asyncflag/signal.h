@@ -16,10 +16,9 @@ AF_BEGIN_DECLS
  * runs with SA_RESTART; the previous disposition is restored by
  * af_signal_unwatch() or af_flag_destroy().
  *
- * On the io_uring backend the flag's loop also reads @p signo from a
- * signalfd, so a signal blocked in the loop's thread (or in every thread:
- * the fast path, with no handler run) still sets the flag; see
- * docs/signals.md.
+ * The flag's loop also reads @p signo from a signalfd (on either backend),
+ * so a signal blocked in the loop's thread (or in every thread: the fast
+ * path, with no handler run) still sets the flag; see docs/signals.md.
  *
  * @return 0; -EINVAL for a NULL or uninitialised flag, or a signal number
  *         that is out of range or cannot be caught (SIGKILL, SIGSTOP) or
