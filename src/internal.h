@@ -557,6 +557,15 @@ static inline void af__loop_prefetch(const struct af_loop *loop)
 		af__task_prefetch_queue(loop);
 }
 
+/* A batch begins: tasks queued from now on carry the new round number and
+ * wait for the next one. */
+static inline void af__loop_batch_begin(struct af_loop *loop)
+{
+	loop->round++;
+	loop->budget = loop->runq_len;
+	loop->batch_start = loop->timers.len ? af__loop_clock(loop) : 0;
+}
+
 /* The common hand-over: no timer armed (none can be due), the next task
  * has run before (only the loop's context starts tasks), and either the
  * batch has tasks left or the next batch may begin at once. Anything else
@@ -571,20 +580,14 @@ static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
 	next = af__container_of(n, struct af_task, run_node);
 	if (__builtin_expect(!next->started, 0))
 		goto slow;
-	if (loop->budget > 0) {
-		loop->budget--;
-		af__list_pop_front(&loop->runq);
-		af__loop_prefetch(loop);
-	} else {
+	if (loop->budget == 0) {
 		if (!af__loop_quiet(loop))
 			goto slow;
-		/* A new batch, begun here: what batch_begin() does with no
-		 * timer armed, less the task taken now. */
-		loop->round++;
-		loop->budget = loop->runq_len - 1;
-		loop->batch_start = 0;
-		af__list_pop_front(&loop->runq);
+		af__loop_batch_begin(loop); /* a new batch, begun here */
 	}
+	loop->budget--;
+	af__list_pop_front(&loop->runq);
+	af__loop_prefetch(loop);
 	loop->runq_len--;
 	next->state = AF_TASK_RUNNING;
 	/* The task that blocked runs next (it yielded alone). */

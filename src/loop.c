@@ -350,15 +350,6 @@ static struct af_task *timer_fire(struct af_loop *loop, struct af__timer *tm)
 	return t;
 }
 
-static void batch_begin(struct af_loop *loop)
-{
-	/* Tasks queued from now on carry the new round number and wait for
-	 * the next batch. */
-	loop->round++;
-	loop->budget = loop->runq_len;
-	loop->batch_start = loop->timers.len ? af__loop_clock(loop) : 0;
-}
-
 /* The batch's next task: a due timer's, by time, else the next of the
  * tasks that were runnable when the batch began. NULL once the batch is
  * over, and, if @started_only, before a task that has never run (only the
@@ -394,7 +385,7 @@ static void run_batch(struct af_loop *loop)
 {
 	struct af_task *t;
 
-	batch_begin(loop);
+	af__loop_batch_begin(loop);
 	while ((t = batch_next(loop, false)) != NULL)
 		af__task_run(loop, t);
 }
@@ -415,7 +406,7 @@ static struct af_task *next_direct(struct af_loop *loop)
 
 	if (t || loop->budget > 0 || !batch_can_follow(loop))
 		return t;
-	batch_begin(loop);
+	af__loop_batch_begin(loop);
 	return batch_next(loop, true);
 }
 
