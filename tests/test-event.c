@@ -728,6 +728,7 @@ struct volley {
 	long trace_rounds;  /* trace the first rounds as "pN" */
 	long signal_at;     /* set reached once this many rounds are done */
 	struct af_event reached;
+	af_task_fn middle;  /* for volley_main(): the third task, given the volley */
 };
 
 static int volley_server(void *arg)
@@ -790,6 +791,25 @@ static void volley_run(struct volley *v, af_task_fn middle, void *arg)
 	ck_assert_int_eq(ra, 0);
 	ck_assert_int_eq(rb, 0);
 	ck_assert_int_gt(v->rounds, 0);
+}
+
+static int volley_main(void *arg)
+{
+	struct volley *v = arg;
+
+	volley_run(v, v->middle, v);
+	return 0;
+}
+
+/* A ping-pong with @middle (given the volley) beside it leaves @want in
+ * the trace. */
+static void assert_volley_trace(af_task_fn middle, const char *want)
+{
+	struct volley v = { .middle = middle };
+
+	reset();
+	ck_assert_int_eq(run_main(volley_main, &v), 0);
+	ck_assert_str_eq(tr.buf, want);
 }
 
 struct flag_stop {
@@ -895,19 +915,9 @@ static int sleep_stopper(void *arg)
 	return 0;
 }
 
-static int sleep_volley_main(void *arg)
-{
-	volley_run(arg, sleep_stopper, arg);
-	return 0;
-}
-
 START_TEST(a_sleep_ends_while_two_tasks_ping_pong)
 {
-	struct volley v = { 0 };
-
-	reset();
-	ck_assert_int_eq(run_main(sleep_volley_main, &v), 0);
-	ck_assert_str_eq(tr.buf, "slept=0");
+	assert_volley_trace(sleep_stopper, "slept=0");
 }
 END_TEST
 
@@ -977,19 +987,9 @@ static int job_stopper(void *arg)
 	return 0;
 }
 
-static int job_volley_main(void *arg)
-{
-	volley_run(arg, job_stopper, arg);
-	return 0;
-}
-
 START_TEST(a_blocking_job_finishes_while_two_tasks_ping_pong)
 {
-	struct volley v = { 0 };
-
-	reset();
-	ck_assert_int_eq(run_main(job_volley_main, &v), 0);
-	ck_assert_str_eq(tr.buf, "job=0:5");
+	assert_volley_trace(job_stopper, "job=0:5");
 }
 END_TEST
 
@@ -1017,19 +1017,9 @@ static int spawner(void *arg)
 	return 0;
 }
 
-static int spawn_volley_main(void *arg)
-{
-	volley_run(arg, spawner, arg);
-	return 0;
-}
-
 START_TEST(a_task_spawned_during_a_ping_pong_runs_in_the_next_batch)
 {
-	struct volley v = { 0 };
-
-	reset();
-	ck_assert_int_eq(run_main(spawn_volley_main, &v), 0);
-	ck_assert_str_eq(tr.buf, "p1 spawn new p2");
+	assert_volley_trace(spawner, "p1 spawn new p2");
 }
 END_TEST
 
