@@ -149,7 +149,6 @@ static int inloop_main(void *arg)
 static int run_one(struct afb_result *r, const struct afb_opts *o, bool rt)
 {
 	struct inloop s;
-	int err;
 
 	memset(&s, 0, sizeof(s));
 	s.o = o;
@@ -168,12 +167,7 @@ static int run_one(struct afb_result *r, const struct afb_opts *o, bool rt)
 		snprintf(r->note, sizeof(r->note),
 			 "the setter's own af_event_wait() and a turn of the loop are on the path");
 	}
-	if (afb_run_main(r, inloop_main, &s, &err))
-		return 0;
-	if (err < 0)
-		return afb_fail(r, err);
-	r->ran = true;
-	return 0;
+	return afb_run_scenario(r, inloop_main, &s);
 }
 
 /* ---- event: the libuv baseline ------------------------------------------------ */

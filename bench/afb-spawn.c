@@ -159,7 +159,6 @@ static int spawn_main(void *arg)
 int afb_run_spawn(struct afb_result *r, const struct afb_opts *o)
 {
 	struct spawn s;
-	int err;
 
 	memset(&s, 0, sizeof(s));
 	s.o = o;
@@ -175,10 +174,5 @@ int afb_run_spawn(struct afb_result *r, const struct afb_opts *o)
 		 "process CPU ns per task, each sample the mean over its batch; the "
 		 "own-mapping path is what every task past the 64-stack cache paid before "
 		 "stack arenas");
-	if (afb_run_main(r, spawn_main, &s, &err))
-		return 0;
-	if (err < 0)
-		return afb_fail(r, err);
-	r->ran = true;
-	return 0;
+	return afb_run_scenario(r, spawn_main, &s);
 }

@@ -143,6 +143,9 @@ bool afb_time_up(const struct afb_opts *o, uint64_t start_ns);
  * the first failure of af_loop_run() and @fn's result, or 0. Returns 1,
  * with @r marked skipped, if no loop can be made here, else 0. */
 int afb_run_main(struct afb_result *r, af_task_fn fn, void *arg, int *err);
+/* A scenario that is one main task: afb_run_main(), then @r marked ran, or
+ * the failure reported. Returns 0, or -1 after a failure. */
+int afb_run_scenario(struct afb_result *r, af_task_fn fn, void *arg);
 /* Reports that @r's scenario failed with @err; returns -1. */
 int afb_fail(const struct afb_result *r, int err);
 /* The progress bar: @done in [0, 1] of the current scenario. */

@@ -76,6 +76,18 @@ int afb_run_main(struct afb_result *r, af_task_fn fn, void *arg, int *err)
 	return 0;
 }
 
+int afb_run_scenario(struct afb_result *r, af_task_fn fn, void *arg)
+{
+	int err;
+
+	if (afb_run_main(r, fn, arg, &err))
+		return 0;
+	if (err < 0)
+		return afb_fail(r, err);
+	r->ran = true;
+	return 0;
+}
+
 int afb_fail(const struct afb_result *r, int err)
 {
 	fprintf(stderr, "asyncflag-bench: %s: %s\n", afb_scenario_name[r->id], af_strerror(err));
