@@ -65,7 +65,7 @@ struct afb_fanout {
 	uint64_t n;              /* waiters asked for */
 	uint64_t parked;         /* waiters that parked on the Event */
 	int err;                 /* the first waiter's error when parked < n */
-	double ns_per_waiter;    /* set -> last waiter running, over parked */
+	double ns_per_waiter;    /* set -> every waiter ran and parked again, over parked */
 	double first_ns;         /* set -> first waiter running */
 	double rss_per_task;     /* bytes resident per parked task */
 	double spawn_ns;         /* per task */
