@@ -141,10 +141,20 @@ def wanted_options(arch):
     opts = {}
     for path in fragments(arch):
         for line in open(path):
-            m = re.match(r"^(CONFIG_\w+)=(.*)$", line.strip())
-            if m:
-                opts[m.group(1)] = m.group(2)
+            opt = config_line(line)
+            if opt:
+                opts[opt[0]] = opt[1]
     return opts
+
+
+def config_line(line):
+    """(name, value) of a .config or fragment line, value "n" for an
+    option left out ("# CONFIG_X is not set"); None for anything else."""
+    m = re.match(r"^(CONFIG_\w+)=(.*)$", line.strip())
+    if m:
+        return m.group(1), m.group(2)
+    m = re.match(r"^# (CONFIG_\w+) is not set$", line.strip())
+    return (m.group(1), "n") if m else None
 
 
 def kernel_key(arch, version):
@@ -170,15 +180,14 @@ def kernel_source(version):
 
 
 def check_config(config_path, want):
-    have = {}
-    for line in open(config_path):
-        m = re.match(r"^(CONFIG_\w+)=(.*)$", line.strip())
-        if m:
-            have[m.group(1)] = m.group(2)
-    bad = [f"{k}={v} (got {have.get(k, 'unset')})" for k, v in want.items() if have.get(k) != v]
+    have = dict(filter(None, map(config_line, open(config_path))))
+    # An option the kernel does not offer at all is as left out as one set to n.
+    bad = [f"{k}={v} (got {have.get(k, 'unset')})" for k, v in want.items()
+           if have.get(k, "n") != v]
     if bad:
-        raise RuntimeError("kernel config lacks options of the fragments (a dependency "
-                           "is missing or the option does not exist in 6.1): " + ", ".join(bad))
+        raise RuntimeError("kernel config differs from the fragments (an option wanted =y lacks a "
+                           "dependency or does not exist in 6.1; one left out is selected by "
+                           "another): " + ", ".join(bad))
 
 
 def kernel(arch):
