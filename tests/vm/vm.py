@@ -3,13 +3,25 @@
 """Run the test suites inside a Linux 6.1 guest under qemu (software emulation).
 
     vm.py run ARCH --source-root DIR --build-root DIR   TAP on stdout (a meson test)
-    vm.py kernel ARCH                                   build or reuse the kernel, print its path
+    vm.py kernel ARCH                                   fetch or build the kernel, print its
+                                                        image's path and its modules' paths
 
-ARCH is x86_64 or arm64. The kernel comes from Debian's linux-source-6.1,
-configured as `make tinyconfig` plus config-common.fragment and
-config-ARCH.fragment, and is cached in
-${XDG_CACHE_HOME:-~/.cache}/asyncflag-vm/ARCH-DEBVERSION-HASH (the hash covers
-the fragments and the source's version), so only the first run builds it.
+ARCH is x86_64 or arm64. AF_VM_KERNEL picks where the guest's kernel
+comes from:
+  debian  Debian's own 6.1 kernel, the package Debian 12 users run
+          (linux-image-6.1.0-N-amd64 or -arm64, of the same version as the
+          installed linux-source-6.1), and, built from that source as a
+          module against Debian's linux-headers, the gpio-sim driver with
+          the irq simulator it needs (Debian builds neither). Seconds from
+          cold: nothing but two small files is compiled.
+  source  make tinyconfig plus config-common.fragment and
+          config-ARCH.fragment, built from linux-source-6.1 (about 500 CPU
+          seconds per architecture on 2 cores).
+  auto    (the default) debian, or source where Debian's kernel packages
+          cannot be downloaded or differ in version from the source.
+Either is cached in ${XDG_CACHE_HOME:-~/.cache}/asyncflag-vm/
+[debian-]ARCH-DEBVERSION-HASH (the hash covers what the kernel is made
+from), so only the first run fetches or builds it.
 For arm64 the project is cross-built in BUILD-ROOT/vm-arm64 with
 cross-aarch64.txt; x86_64 guests run BUILD-ROOT's own programs.
 
@@ -20,7 +32,7 @@ suite's name, so meson and scripts/summarize.py count guest cases one by one.
 Where qemu, the kernel source or the cross toolchain is missing the whole
 test is skipped with the reason ("1..0 # SKIP ...").
 
-Environment: AF_VM_JOBS (make -j, default 2), AF_VM_TIMEOUT (seconds for one
+Environment: AF_VM_KERNEL (above), AF_VM_JOBS (make -j, default 2), AF_VM_TIMEOUT (seconds for one
 boot, default 1200), AF_VM_SUITES (space-separated suite names to run instead
 of all), CK_RUN_SUITE and CK_RUN_CASE (Check's own selection, passed on
 to the guest's suites), AF_TEST_SCALE (the guests' factor on stress rounds,
@@ -190,7 +202,8 @@ def check_config(config_path, want):
                            "another): " + ", ".join(bad))
 
 
-def kernel(arch):
+def source_kernel(arch):
+    """tinyconfig plus the fragments, built from linux-source-6.1."""
     a = ARCHES[arch]
     version = kernel_version()
     if a["cross"] and not shutil.which(a["cross"] + "gcc"):
@@ -204,7 +217,7 @@ def kernel(arch):
         if os.path.exists(image):
             check_config(os.path.join(out, "config"), wanted_options(arch))
             log(f"kernel {out} (cached)")
-            return image
+            return Kernel(image, [])
         src = kernel_source(version)
         obj = os.path.join(out, "obj")
         shutil.rmtree(out, ignore_errors=True)
@@ -226,7 +239,202 @@ def kernel(arch):
         os.rename(image + ".tmp", image)
         shutil.rmtree(obj)
         log(f"kernel {out} built in {time.time() - t0:.0f} s")
-        return image
+        return Kernel(image, [])
+
+
+# ---- Debian's kernel and a gpio-sim module for it -------------------------------
+
+# Debian builds neither gpio-sim nor the irq simulator it selects
+# (CONFIG_IRQ_SIM), so both are compiled from the matching linux-source into
+# one module. Paths are inside the source tree.
+MODULE_SOURCES = {
+    "drivers/gpio/gpio-sim.c": "gpio-sim-main.c",
+    "drivers/gpio/gpiolib.h": "gpiolib.h",
+    "kernel/irq/irq_sim.c": "irq_sim.c",
+}
+MODULE_KBUILD = "obj-m := gpio-sim.o\ngpio-sim-y := gpio-sim-main.o irq_sim.o\n"
+# The one change to the kernel's code: irq_sim.c calls irq_to_desc(), which
+# 6.1 does not export to modules. generic_handle_irq() is exported and, for
+# the handle_simple_irq handler irq_sim installs on every interrupt it maps,
+# calls the same function on the same descriptor.
+MODULE_PATCH = ("irq_sim.c", "handle_simple_irq(irq_to_desc(irqnum));", "generic_handle_irq(irqnum);")
+# What the suites need of Debian's config; CONFIGFS_FS may be a module (it is).
+DEBIAN_WANTS = dict(filter(None, (config_line(l) for l in """\
+CONFIG_GPIOLIB=y
+CONFIG_GPIO_CDEV=y
+CONFIG_IO_URING=y
+CONFIG_EVENTFD=y
+CONFIG_SIGNALFD=y
+CONFIG_TIMERFD=y
+CONFIG_EPOLL=y
+CONFIG_FUTEX=y
+CONFIG_SECCOMP_FILTER=y
+CONFIG_UNIX=y
+CONFIG_INET=y
+CONFIG_TMPFS=y
+CONFIG_DEVTMPFS=y
+CONFIG_BLK_DEV_INITRD=y
+CONFIG_RD_GZIP=y
+CONFIG_MODULES=y
+# CONFIG_MODULE_SIG_FORCE is not set
+""".splitlines())))
+
+
+class Kernel:
+    """What a guest boots: the image, and the modules /init loads first, in
+    order (paths on the host)."""
+
+    def __init__(self, image, modules):
+        self.image, self.modules = image, modules
+
+
+def apt_version(pkg):
+    """The candidate version apt would download of @pkg ("name:arch"), or None."""
+    out = subprocess.run(["apt-cache", "show", "--no-all-versions", pkg], capture_output=True, text=True)
+    m = re.search(r"^Version: (\S+)$", out.stdout, re.M) if out.returncode == 0 else None
+    return m.group(1) if m else None
+
+
+def debian_abi(a, version):
+    """The running-kernel name Debian gives its current 6.1 kernel for this
+    architecture ("6.1.0-57-arm64"), checked to be of @version, the source's:
+    the module is compiled against that kernel's internal gpiolib.h."""
+    flavour = a["deb_arch"]
+    out = subprocess.run(["apt-cache", "depends", f"linux-image-{flavour}:{flavour}"],
+                         capture_output=True, text=True).stdout
+    m = re.search(r"Depends: linux-image-(6\.1\.\d+-\d+-" + flavour + r")\b", out)
+    if not m:
+        raise Skip(f"apt knows no linux-image-{flavour}:{flavour} (dpkg --add-architecture "
+                   f"{flavour}; apt-get update)")
+    have = apt_version(f"linux-image-{m.group(1)}:{flavour}")
+    if have != version:
+        raise Skip(f"Debian's kernel linux-image-{m.group(1)} is {have}, "
+                   f"the installed {KERNEL_PACKAGE} is {version}")
+    return m.group(1)
+
+
+def debian_key(arch, version):
+    h = hashlib.sha256(version.encode())
+    h.update(repr((sorted(MODULE_SOURCES.items()), MODULE_KBUILD, MODULE_PATCH)).encode())
+    return f"debian-{arch}-{version}-{h.hexdigest()[:12]}"
+
+
+def debian_kernel(arch):
+    a = ARCHES[arch]
+    version = kernel_version()
+    out = os.path.join(cache_root(), debian_key(arch, version))
+    image = os.path.join(out, "image")
+    with Lock(os.path.basename(out)):
+        if os.path.exists(image):
+            log(f"kernel {out} (cached)")
+            return Kernel(image, [os.path.join(out, m) for m in ("configfs.ko", "gpio-sim.ko")])
+        if a["cross"] and not shutil.which(a["cross"] + "gcc-12"):
+            raise Skip(f"no {a['cross']}gcc-12 (apt-get install gcc-{a['triplet']})")
+        abi = debian_abi(a, version)
+        t0 = time.time()
+        shutil.rmtree(out, ignore_errors=True)
+        root, debs = os.path.join(out, "root"), os.path.join(out, "debs")
+        os.makedirs(root)
+        os.makedirs(debs)
+        host = subprocess.run(["dpkg", "--print-architecture"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        flavour = a["deb_arch"]
+        pkgs = [f"linux-image-{abi}:{flavour}", f"linux-headers-{abi}:{flavour}",
+                f"linux-headers-{abi.rsplit('-', 1)[0]}-common",
+                # The headers' build tools run on the host: its own kbuild.
+                f"linux-kbuild-6.1:{host}"]
+        r = subprocess.run(["apt-get", "download"] + [f"{p}={version}" for p in pkgs], cwd=debs,
+                           stdout=sys.stderr, stderr=sys.stderr)
+        if r.returncode != 0:
+            shutil.rmtree(out, ignore_errors=True)
+            raise Skip(f"cannot download Debian's kernel packages {' '.join(pkgs)}")
+        for deb in sorted(glob.glob(os.path.join(debs, "*.deb"))):
+            unpack_deb(deb, root, abi)
+        check_config(os.path.join(root, "boot", f"config-{abi}"), DEBIAN_WANTS)
+        ko = build_gpio_sim(a, root, abi, os.path.join(out, "mod"))
+        shutil.copy(os.path.join(root, "lib", "modules", abi, "kernel", "fs", "configfs", "configfs.ko"),
+                    os.path.join(out, "configfs.ko"))
+        shutil.copy(ko, os.path.join(out, "gpio-sim.ko"))
+        shutil.copy(os.path.join(root, "boot", f"config-{abi}"), os.path.join(out, "config"))
+        shutil.copy(os.path.join(root, "boot", f"vmlinuz-{abi}"), image + ".tmp")
+        os.rename(image + ".tmp", image)
+        for d in (root, debs, os.path.join(out, "mod")):
+            shutil.rmtree(d)
+        log(f"kernel {out}: Debian's {abi} {version}, gpio-sim built, in {time.time() - t0:.0f} s")
+        return Kernel(image, [os.path.join(out, m) for m in ("configfs.ko", "gpio-sim.ko")])
+
+
+def unpack_deb(deb, root, abi):
+    """Unpack a package into @root; of the image's (some 400 MB of modules)
+    only the kernel, its config and configfs.ko."""
+    if not os.path.basename(deb).startswith("linux-image-"):
+        run(["dpkg-deb", "-x", deb, root])
+        return
+    want = [f"./boot/vmlinuz-{abi}", f"./boot/config-{abi}",
+            f"./lib/modules/{abi}/kernel/fs/configfs/configfs.ko"]
+    log(f"$ dpkg-deb --fsys-tarfile {deb} | tar -x {' '.join(want)}")
+    tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
+    r = subprocess.run(["tar", "-x", "-C", root] + want, stdin=tar.stdout)
+    tar.stdout.close()
+    if tar.wait() != 0 or r.returncode != 0:
+        raise RuntimeError(f"cannot unpack {' '.join(want)} from {deb}")
+
+
+def module_sources(version):
+    """MODULE_SOURCES unpacked from the source (its xz takes 10-20 s to
+    read through), once for every architecture."""
+    d = os.path.join(cache_root(), f"gpio-sim-src-{version}")
+    with Lock(f"gpio-sim-src-{version}"):
+        if not os.path.exists(os.path.join(d, ".af-unpacked")):
+            shutil.rmtree(d, ignore_errors=True)
+            os.makedirs(d)
+            members = [f"*/{p}" for p in MODULE_SOURCES]
+            run(["tar", "-xf", KERNEL_TARBALL, "-C", d, "--strip-components=1", "--wildcards"] + members)
+            open(os.path.join(d, ".af-unpacked"), "w").close()
+    return d
+
+
+def build_gpio_sim(a, root, abi, mod):
+    """Compile gpio-sim and irq_sim from the source as one module against
+    the headers unpacked in @root; return the .ko's path."""
+    src = module_sources(kernel_version())
+    os.makedirs(mod)
+    for path, name in MODULE_SOURCES.items():
+        shutil.copy(os.path.join(src, path), os.path.join(mod, name))
+    name, old, new = MODULE_PATCH
+    with open(os.path.join(mod, name)) as f:
+        text = f.read()
+    if text.count(old) != 1:
+        raise RuntimeError(f"{name} of this source does not hold the one line vm.py changes: {old}")
+    with open(os.path.join(mod, name), "w") as f:
+        f.write(text.replace(old, new))
+    open(os.path.join(mod, "Kbuild"), "w").write(MODULE_KBUILD)
+    # The headers' Makefile includes the common headers by their installed,
+    # absolute path; ours are unpacked in the cache.
+    hdr = os.path.join(root, "usr", "src", f"linux-headers-{abi}")
+    mk = os.path.join(hdr, "Makefile")
+    text = open(mk).read()
+    open(mk, "w").write(text.replace("/usr/src/", os.path.join(root, "usr", "src") + "/"))
+    make = ["make", "-C", hdr, f"M={mod}", f"-j{os.environ.get('AF_VM_JOBS', '2')}", "modules"]
+    if a["cross"]:
+        make.append(f"CROSS_COMPILE={a['cross']}")
+    run(make, stdout=subprocess.DEVNULL)
+    return os.path.join(mod, "gpio-sim.ko")
+
+
+def kernel(arch):
+    choice = os.environ.get("AF_VM_KERNEL", "auto")
+    if choice not in ("auto", "debian", "source"):
+        raise RuntimeError(f"AF_VM_KERNEL={choice}: say auto, debian or source")
+    if choice == "source":
+        return source_kernel(arch)
+    try:
+        return debian_kernel(arch)
+    except Skip as e:
+        if choice == "debian":
+            raise
+        log(f"not Debian's kernel ({e}): building one from {KERNEL_PACKAGE}")
+        return source_kernel(arch)
 
 
 # ---- the programs ----------------------------------------------------------------
@@ -379,7 +587,7 @@ def gpio_files(bdir, afdir):
     return [os.path.join(afdir, "gpio-button-daemon")]
 
 
-def initramfs(arch, progs, bdir, path):
+def initramfs(arch, progs, bdir, path, modules):
     root = tempfile.mkdtemp(prefix=f"af-vm-{arch}-")
     # mkdtemp's 0700 would become the guest's "/": nobody could reach a file.
     os.chmod(root, 0o755)
@@ -396,6 +604,11 @@ def initramfs(arch, progs, bdir, path):
             dsts.append(dst)
         with open(os.path.join(root, "af", "suites"), "w") as f:
             f.write("\n".join(progs) + "\n")
+        # init.sh loads these, in this order, before it mounts anything.
+        with open(os.path.join(root, "af", "modules"), "w") as f:
+            for m in modules:
+                shutil.copy(m, os.path.join(root, "af", os.path.basename(m)))
+                f.write(os.path.basename(m) + "\n")
         with open(os.path.join(root, "af", "libdir"), "w") as f:
             f.write(f"/lib/{ARCHES[arch]['triplet']}\n")
         copy_libs(arch, dsts, root, bdir)
@@ -425,14 +638,23 @@ def ck_select():
     return words
 
 
+# Debian's kernel defends against side channels, zeroes every allocation and
+# audits; emulated, that cost the x86_64 guest about 60% more CPU than these
+# switches (a third of io, flag and signal's 78 qemu CPU seconds was
+# mitigations, a third of the rest init_on_alloc and audit). None of it is
+# something the suites test; tinyconfig builds none of it.
+BOOT_ARGS = "mitigations=off init_on_alloc=0 audit=0"
+
+
 def boot(arch, image, initrd, logpath):
     """Run the guest; return its console text, whether it was killed, and
     [(host seconds since boot, line)] stamped as each line arrived (the
     cases' own durations, which the guest's coarse clock cannot give)."""
     a = ARCHES[arch]
-    cmd = [a["qemu"], "-accel", "tcg", *a["machine"], "-smp", "2", "-m", "1024",
+    # -nic none: no network card, so no boot ROM to wait for.
+    cmd = [a["qemu"], "-accel", "tcg", *a["machine"], "-smp", "2", "-m", "1024", "-nic", "none",
            "-nographic", "-no-reboot", "-kernel", image, "-initrd", initrd,
-           "-append", f"console={a['console']} panic=-1 loglevel=4 rdinit=/init {a['append']}" + ck_select()]
+           "-append", f"console={a['console']} panic=-1 loglevel=4 rdinit=/init {BOOT_ARGS} {a['append']}" + ck_select()]
     timeout = int(os.environ.get("AF_VM_TIMEOUT", "1200"))
     log("$ " + " ".join(cmd))
     t0, cpu0 = time.monotonic(), os.times()
@@ -572,7 +794,7 @@ def cmd_run(args):
         for tool in ("cpio", "readelf"):
             if not shutil.which(tool):
                 raise Skip(f"{tool} is missing")
-        image = kernel(args.arch)
+        k = kernel(args.arch)
         bdir = cross_build(args.arch, args.source_root, args.build_root)
         progs = programs(bdir)
         busybox(args.arch)
@@ -583,9 +805,9 @@ def cmd_run(args):
         print("1..0 # SKIP no test programs in the build")
         return 0
     initrd = os.path.join(args.build_root, f"vm-{args.arch}.initrd.gz")
-    initramfs(args.arch, progs, bdir, initrd)
+    initramfs(args.arch, progs, bdir, initrd, k.modules)
     logpath = os.path.join(args.build_root, f"vm-{args.arch}.log")
-    console, timed_out, stamped = boot(args.arch, image, initrd, logpath)
+    console, timed_out, stamped = boot(args.arch, k.image, initrd, logpath)
     log(f"guest console: {logpath}")
     log("slowest cases (host seconds):\n" + "\n".join(slowest(stamped)))
     return 0 if report(args.arch, console, timed_out) else 1
@@ -603,7 +825,8 @@ def main():
     args = p.parse_args()
     if args.cmd == "kernel":
         try:
-            print(kernel(args.arch))
+            k = kernel(args.arch)
+            print("\n".join([k.image] + k.modules))
         except Skip as e:
             print(f"skip: {e}", file=sys.stderr)
             return 77
