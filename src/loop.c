@@ -485,9 +485,11 @@ static bool spin_for_wakeups(struct af_loop *loop, uint64_t deadline)
 /* Back from a sleep that a flag's set may have ended: the flag was last
  * written by its setter, on another CPU as often as not, so its line is
  * not here. Start fetching the newest one now, while the loop ends its
- * sleep and reaps, rather than when af__flag_collect() reads it: that
- * wait on the line was the longest of the path from the kernel's return
- * to the woken task (~110 ns of ~900 on the 2-vCPU VM). A prefetch never
+ * sleep and reaps, rather than when af__flag_collect() reads it: on the
+ * 2-vCPU VM, setter and loop on two CPUs, that took 20-40 ns of the
+ * ~400 from the kernel's return to the woken task on a quiet machine and
+ * 100-130 ns of ~1000 under load. On one CPU the line is here and this
+ * costs a load of a line the loop needs next anyway. A prefetch never
  * faults, and a flag on the stack is live (destroy unqueues it first).
  * relaxed: only an address to prefetch, nothing is read through it here;
  * af__flag_collect()'s acquiring exchange orders the flag's fields, on
