@@ -1,10 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* asyncio Event: a boolean with a FIFO of waiting tasks. Loop-thread only,
- * which is what lets set() wake waiters with plain list operations. */
+ * which is what lets set() wake waiters with plain list operations. Two or
+ * more waiters are a cohort (internal.h) that a set splices onto the run
+ * queue whole; a lone waiter, the ping-pong case, is woken directly, which
+ * costs less than taking a cohort and giving it back. */
+#include <assert.h>
+#include <stdlib.h>
+
 #include "internal.h"
 
 struct af__event {
-	struct af__list waiters;
+	struct af__cohort *cohort;   /* two or more waiters */
+	struct af_task *one;         /* or a lone waiter, in no list */
 	/* The loop of the current waiters. Atomic because the misuse check
 	 * reads it on whatever thread the wrong call comes from. */
 	_Atomic(struct af_loop *) loop;
@@ -28,12 +35,12 @@ static bool on_loop_thread(struct af__event *e, const char *func)
 
 	/* relaxed: the right thread reads its own store back; a wrong
 	 * thread only has to see some other loop, not a torn or raced
-	 * value. The waiters list is looked at only when the event seems to
+	 * value. The waiters are looked at only when the event seems to
 	 * move between loops, which is legal only while nobody uses it. */
 	last = atomic_load_explicit(&e->loop, memory_order_relaxed);
 	if (__builtin_expect(here && last == here, 1))
 		return true;
-	if (here && af__list_empty(&e->waiters)) {
+	if (here && !e->cohort && !e->one) {
 		atomic_store_explicit(&e->loop, here, memory_order_relaxed);
 		return true;
 	}
@@ -49,11 +56,74 @@ AF_API void af_event_init(struct af_event *ev)
 		*ev = (struct af_event)AF_EVENT_INIT;
 }
 
+/* ---- cohorts --------------------------------------------------------------- */
+
+int af__cohort_reserve(struct af_loop *loop)
+{
+	struct af__cohort *c;
+
+	if (loop->ncohorts > loop->ntasks)
+		return 0;
+	c = malloc(sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->next = loop->spare_cohorts;
+	loop->spare_cohorts = c;
+	loop->ncohorts++;
+	return 0;
+}
+
+/* Every cohort in use has a task of its own, none shared with another
+ * cohort: so with more cohorts than tasks one is spare. */
+void af__cohort_trim(struct af_loop *loop)
+{
+	struct af__cohort *c = loop->spare_cohorts;
+
+	if (loop->ncohorts <= loop->ntasks)
+		return;
+	assert(c);
+	loop->spare_cohorts = c->next;
+	loop->ncohorts--;
+	free(c);
+}
+
+void af__cohorts_free(struct af_loop *loop)
+{
+	/* Freeing the tasks released every cohort (abandon, detach). */
+	while (loop->ntasks < loop->ncohorts)
+		af__cohort_trim(loop);
+}
+
+static void cohort_add(struct af__cohort *c, struct af_task *t)
+{
+	af__list_push_back(&c->waiters, &t->link);
+	c->n++;
+	t->cohort = c;
+}
+
+/* A second waiter: the two become a cohort, a spare one (the spawn of
+ * every task reserved one, so there always is). */
+static struct af__cohort *cohort_new(struct af_loop *loop, struct af__event *e)
+{
+	struct af__cohort *c = loop->spare_cohorts;
+
+	loop->spare_cohorts = c->next;
+	c->waiters = (struct af__list){ NULL, NULL };
+	c->n = 0;
+	c->woken = false;
+	cohort_add(c, e->one);
+	e->one = NULL;
+	e->cohort = c;
+	return c;
+}
+
+/* ---- the API ---------------------------------------------------------------- */
+
 AF_API void af_event_set(struct af_event *ev)
 {
 	struct af_loop *loop;
 	struct af__event *e;
-	struct af__node *n;
+	struct af__cohort *c;
 
 	if (!ev) {
 		af__misuse(__func__, "invalid argument: ev is NULL");
@@ -64,20 +134,25 @@ AF_API void af_event_set(struct af_event *ev)
 		return;
 	loop = af__tls_loop;
 	e->is_set = 1;
-	/* Every waiter goes to the back of the run queue in the order it
-	 * started waiting; the caller keeps running. */
-	while ((n = af__list_pop_front(&e->waiters)) != NULL) {
-		/* Many waiters: each is a cold task struct reached through
-		 * the one before; fetch the next one's while waking this. */
-		if (e->waiters.head) {
-			const struct af_task *t2 = af__container_of(e->waiters.head,
-								    struct af_task, wait_node);
-
-			__builtin_prefetch(&t2->run_node, 1);
-			__builtin_prefetch(&t2->state, 1);
-		}
-		af__task_ready(loop, af__container_of(n, struct af_task, wait_node), 0);
+	if (e->one) {
+		af__task_ready(loop, e->one, 0);
+		e->one = NULL;
+		return;
 	}
+	c = e->cohort;
+	if (!c)
+		return;
+	/* Every waiter goes to the back of the run queue in the order it
+	 * started waiting, as if each were pushed now; the caller keeps
+	 * running. No task struct is touched here: each gets its wake when
+	 * it leaves the queue (af__task_dequeued), from what the cohort
+	 * keeps of this moment. */
+	e->cohort = NULL;
+	c->woken = true;
+	c->round = loop->round;
+	c->stamp = loop->timers.len ? af__loop_clock(loop) : 0;
+	af__list_splice_back(&loop->runq, &c->waiters);
+	loop->runq_len += c->n;
 }
 
 AF_API void af_event_clear(struct af_event *ev)
@@ -98,11 +173,22 @@ AF_API bool af_event_is_set(const struct af_event *ev)
 	return ev && priv((struct af_event *)ev)->is_set;
 }
 
+/* A waiter leaves before the set (cancel, timeout): the event is still
+ * there, since it has a waiter. The last one out gives the cohort back. */
 static void event_detach(struct af_task *t)
 {
 	struct af__event *e = t->wait_obj;
+	struct af__cohort *c = t->cohort;
 
-	af__list_remove(&e->waiters, &t->wait_node);
+	if (!c) {
+		assert(e->one == t);
+		e->one = NULL;
+		return;
+	}
+	af__list_remove(&c->waiters, &t->link);
+	if (c->n == 1 && e->cohort == c)
+		e->cohort = NULL;
+	af__cohort_leave(t->loop, t);
 }
 
 static const struct af__wait_ops event_ops = { .what = "event", .detach = event_detach };
@@ -111,7 +197,12 @@ static int wait_parked(struct af__event *e, struct af_task *t, int64_t timeout_n
 {
 	if (e->is_set)
 		return 0;
-	af__list_push_back(&e->waiters, &t->wait_node);
+	if (e->cohort)
+		cohort_add(e->cohort, t);
+	else if (e->one)
+		cohort_add(cohort_new(t->loop, e), t);
+	else
+		e->one = t;
 	return af__task_block_fast(t, &event_ops, e, timeout_ns);
 }
 

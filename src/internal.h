@@ -179,28 +179,45 @@ struct af__wait_ops {
 	bool keeps_alive;
 };
 
+/* The waiters of one Event between two of its sets (event.c). A set
+ * splices them onto the run queue in one step and each task's wake (its
+ * result, timer, state) is done when it leaves the queue, so that a
+ * fan-out passes over each task struct once, not twice. Until then a task
+ * is still BLOCKED, and this record is what tells cancel, abandon and the
+ * timers that it was woken. The loop owns it, not the Event, whose storage
+ * may go away as soon as it is set. */
+struct af__cohort {
+	struct af__list waiters;     /* before the set: the Event's, in wait order */
+	size_t n;                    /* tasks whose cohort this is */
+	uint64_t round, stamp;       /* after it: what af__loop_push() gave each */
+	bool woken;                  /* the set has spliced them */
+	struct af__cohort *next;     /* loop->spare_cohorts */
+};
+
 struct af_task {
-	/* What a wake, a hand-over and a resume touch comes first, so that a
-	 * fan-out over cold tasks reads two or three lines of each, not four:
-	 * the links, the wait, the queue stamps, the timer's slot, the result
-	 * and state, then the context (its saved stack pointer first) and the
-	 * stack bounds that af__task_prefetch() reads. */
+	/* What a wake, a hand-over and a resume touch comes first, in one
+	 * line: the link, the wait, the result and state, the saved stack
+	 * pointer (the context's first field); then the timer's slot, the
+	 * queue stamps and the stack bounds that af__task_prefetch() reads. */
 	struct af_loop *loop;
-	struct af__node run_node;    /* run queue */
-	struct af__node wait_node;   /* an Event's or Lock's waiters */
+	/* The run queue, or an Event's or a Lock's waiters: a task is never
+	 * on both, which is what lets a set splice a whole wait list onto the
+	 * run queue. */
+	struct af__node link;
+	struct af__cohort *cohort;   /* waiting on an Event, or spliced by its set */
 	const struct af__wait_ops *wait_ops; /* set while in a blocking call */
 	void *wait_obj;
-	uint64_t stamp;              /* when it was queued, 0 if before every timer */
-	uint64_t round;              /* loop->round when it was queued */
-	struct af__timer timer;
 	int wake_result;
-	int result;
 	uint8_t state;
 	bool cancel_pending;
-	bool detached;
 	bool started;
-	bool is_main;                /* af_loop_run() owns it: no join, no detach */
+	bool detached;
 	struct af__ctx ctx;
+	struct af__timer timer;
+	uint64_t stamp;              /* when it was queued, 0 if before every timer */
+	uint64_t round;              /* loop->round when it was queued */
+	int result;
+	bool is_main;                /* af_loop_run() owns it: no join, no detach */
 	struct af__stack stack;
 	struct af__node all_node;    /* loop->tasks */
 	uint64_t id;                 /* unique in its loop, never reused */
@@ -241,6 +258,21 @@ int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 		 void *arg, const struct af_task_opts *opts);
 int af__task_cancel(struct af_task *t);
 void af__task_abandon(struct af_task *t);
+
+/* ---- Event cohorts (event.c) ------------------------------------------------ */
+
+/* One more task will exist: make sure a cohort is spare for it (-ENOMEM). */
+int af__cohort_reserve(struct af_loop *loop);
+/* One task fewer exists: free a cohort past the one per task. */
+void af__cohort_trim(struct af_loop *loop);
+/* The loop is freed, and with its tasks every cohort is spare. */
+void af__cohorts_free(struct af_loop *loop);
+/* Whether @t (BLOCKED) is on the run queue, spliced there by a set but
+ * not yet given its wake: inline, at the end of this file. */
+static inline bool af__task_spliced(const struct af_task *t);
+/* Give a spliced @t the wake the set left to it, with @result, leaving it
+ * RUNNABLE where it is in the queue (cancel, abandon, its timer firing). */
+static inline void af__cohort_settle(struct af_loop *loop, struct af_task *t, int result);
 
 /* ---- flags (flag.c) -------------------------------------------------------- */
 
@@ -373,6 +405,10 @@ struct af_loop {
 
 	struct af__list runq;
 	size_t runq_len;
+	/* Event cohorts not in use, and how many exist: at least one per
+	 * task, reserved at spawn, so that a wait never allocates. */
+	struct af__cohort *spare_cohorts;
+	size_t ncohorts;
 	uint64_t round;          /* batches run so far */
 	size_t budget;           /* tasks of the current batch still to run */
 	uint64_t batch_start;    /* when it began, if timers were armed */
@@ -505,7 +541,7 @@ static inline void af__loop_push(struct af_loop *loop, struct af_task *t)
 	 * any later timer is due after this push, so 0 orders correctly and
 	 * spares the clock read on the hot wake path. */
 	t->stamp = loop->timers.len ? af__loop_clock(loop) : 0;
-	af__list_push_back(&loop->runq, &t->run_node);
+	af__list_push_back(&loop->runq, &t->link);
 	loop->runq_len++;
 }
 
@@ -516,6 +552,49 @@ static inline void af__task_ready(struct af_loop *loop, struct af_task *t, int r
 	t->wake_result = result;
 	t->state = AF_TASK_RUNNABLE;
 	af__loop_push(loop, t);
+}
+
+static inline bool af__task_spliced(const struct af_task *t)
+{
+	return t->cohort && t->cohort->woken;
+}
+
+/* @t stops pointing at its cohort; the last one out makes it spare. */
+static inline void af__cohort_leave(struct af_loop *loop, struct af_task *t)
+{
+	struct af__cohort *c = t->cohort;
+
+	t->cohort = NULL;
+	if (--c->n == 0) {
+		c->next = loop->spare_cohorts;
+		loop->spare_cohorts = c;
+	}
+}
+
+static inline void af__cohort_settle(struct af_loop *loop, struct af_task *t, int result)
+{
+	if (af__timer_armed(&t->timer))
+		af__timer_remove(&loop->timers, &t->timer);
+	t->round = t->cohort->round;
+	t->stamp = t->cohort->stamp;
+	t->wake_result = result;
+	t->state = AF_TASK_RUNNABLE;
+	af__cohort_leave(loop, t);
+}
+
+/* @t leaves the run queue to run. One spliced there by a set gets that
+ * wake now: result 0 and no timer. Its round and stamp only place it in
+ * the queue it is leaving. With no timer armed anywhere its own cannot
+ * be, and its line stays untouched. */
+static inline void af__task_dequeued(struct af_loop *loop, struct af_task *t)
+{
+	if (t->cohort) {
+		if (loop->timers.len && af__timer_armed(&t->timer))
+			af__timer_remove(&loop->timers, &t->timer);
+		t->wake_result = 0;
+		af__cohort_leave(loop, t);
+	}
+	t->state = AF_TASK_RUNNING;
 }
 
 static inline void af__task_wake(struct af_task *t, int result)
@@ -577,7 +656,7 @@ static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
 
 	if (__builtin_expect(!n || loop->timers.len || af__loop_forked(loop), 0))
 		goto slow;
-	next = af__container_of(n, struct af_task, run_node);
+	next = af__container_of(n, struct af_task, link);
 	if (__builtin_expect(!next->started, 0))
 		goto slow;
 	if (loop->budget == 0) {
@@ -589,7 +668,7 @@ static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
 	af__list_pop_front(&loop->runq);
 	af__loop_prefetch(loop);
 	loop->runq_len--;
-	next->state = AF_TASK_RUNNING;
+	af__task_dequeued(loop, next);
 	/* The task that blocked runs next (it yielded alone). */
 	if (next == t)
 		return;

@@ -65,4 +65,21 @@ static inline struct af__node *af__list_pop_front(struct af__list *l)
 	return n;
 }
 
+/* Move the whole of @src to the back of @dst, keeping its order: O(1), and
+ * it touches only the two ends, not the nodes in between. @src ends empty. */
+static inline void af__list_splice_back(struct af__list *dst, struct af__list *src)
+{
+	struct af__node *first = src->head;
+
+	if (!first)
+		return;
+	first->prev = dst->tail;
+	if (dst->tail)
+		dst->tail->next = first;
+	else
+		dst->head = first;
+	dst->tail = src->tail;
+	src->head = src->tail = NULL;
+}
+
 #endif

@@ -56,7 +56,7 @@ static void hand_off(struct af__lock *l)
 		l->owner = 0;
 		return;
 	}
-	next = af__container_of(n, struct af_task, wait_node);
+	next = af__container_of(n, struct af_task, link);
 	l->owner = next->id;
 	af__task_wake(next, 0);
 }
@@ -65,7 +65,7 @@ static void lock_detach(struct af_task *t)
 {
 	struct af__lock *l = t->wait_obj;
 
-	af__list_remove(&l->waiters, &t->wait_node);
+	af__list_remove(&l->waiters, &t->link);
 }
 
 /* Handed the lock, then cancelled before it could resume: pass it on. */
@@ -101,7 +101,7 @@ AF_API int af_lock_acquire_timeout(struct af_lock *lock, int64_t timeout_ns)
 	}
 	if (l->owner == t->id)
 		return -EDEADLK;
-	af__list_push_back(&l->waiters, &t->wait_node);
+	af__list_push_back(&l->waiters, &t->link);
 	return af__task_block(&lock_ops, l, timeout_ns);
 }
 

@@ -244,6 +244,7 @@ static void loop_free_inherited(struct af_loop *loop)
 
 	while ((n = loop->tasks.head) != NULL)
 		af__task_free(af__container_of(n, struct af_task, all_node));
+	af__cohorts_free(loop);
 	af__timer_heap_free(&loop->timers);
 	af__stack_pool_free(&loop->stacks);
 	loop->backend->forget(loop);
@@ -272,6 +273,7 @@ AF_API void af_loop_free(struct af_loop *loop)
 	af__flag_release_all(loop);
 	while ((n = loop->tasks.head) != NULL)
 		af__task_free(af__container_of(n, struct af_task, all_node));
+	af__cohorts_free(loop);
 	af__timer_heap_free(&loop->timers);
 	af__stack_pool_free(&loop->stacks);
 	loop->backend->close(loop);
@@ -302,7 +304,7 @@ AF_API unsigned af_loop_features(const struct af_loop *loop)
 
 void af__loop_unqueue(struct af_loop *loop, struct af_task *t)
 {
-	af__list_remove(&loop->runq, &t->run_node);
+	af__list_remove(&loop->runq, &t->link);
 	loop->runq_len--;
 	/* A task of the current round leaves early (cancelled before it
 	 * ran): the round has one task fewer to run. */
@@ -312,10 +314,11 @@ void af__loop_unqueue(struct af_loop *loop, struct af_task *t)
 
 static struct af_task *runq_pop(struct af_loop *loop)
 {
-	struct af__node *n = af__list_pop_front(&loop->runq);
+	struct af_task *t = af__container_of(af__list_pop_front(&loop->runq), struct af_task, link);
 
 	loop->runq_len--;
-	return af__container_of(n, struct af_task, run_node);
+	af__task_dequeued(loop, t);
+	return t;
 }
 
 
@@ -331,17 +334,25 @@ static bool timer_first(struct af_loop *loop, const struct af__timer *tm)
 		return false;
 	if (loop->runq_len > 0) {
 		const struct af_task *head =
-			af__container_of(loop->runq.head, struct af_task, run_node);
+			af__container_of(loop->runq.head, struct af_task, link);
 
-		return tm->deadline <= head->stamp;
+		/* One spliced by a set was queued when the set ran. */
+		return tm->deadline <= (head->cohort ? head->cohort->stamp : head->stamp);
 	}
 	return true;
 }
 
+/* The task to run now for a due timer; NULL when a set had woken it before
+ * (spliced, its wake not yet given): the wake would have disarmed the
+ * timer, so it is disarmed and the task keeps its place. */
 static struct af_task *timer_fire(struct af_loop *loop, struct af__timer *tm)
 {
 	struct af_task *t = af__container_of(tm, struct af_task, timer);
 
+	if (af__task_spliced(t)) {
+		af__cohort_settle(loop, t, 0);
+		return NULL;
+	}
 	t->wait_ops->detach(t);
 	af__task_wake(t, -ETIMEDOUT);
 	loop->outside_wakes++;
@@ -356,7 +367,7 @@ static struct af_task *timer_fire(struct af_loop *loop, struct af__timer *tm)
  * loop's own context starts tasks). */
 static struct af_task *batch_next(struct af_loop *loop, bool started_only)
 {
-	struct af__timer *tm = af__timer_top(&loop->timers);
+	struct af__timer *tm;
 	struct af_task *head;
 
 	/* A task forked: in the child, stop before touching anything of the
@@ -365,11 +376,15 @@ static struct af_task *batch_next(struct af_loop *loop, bool started_only)
 		return NULL;
 	/* Past the round's tasks a timer may still fire, but only ahead of
 	 * tasks queued after it fell due. */
-	if (tm && timer_first(loop, tm))
-		return timer_fire(loop, tm);
+	while ((tm = af__timer_top(&loop->timers)) != NULL && timer_first(loop, tm)) {
+		struct af_task *t = timer_fire(loop, tm);
+
+		if (t)
+			return t;
+	}
 	if (loop->budget == 0)
 		return NULL;
-	head = af__container_of(loop->runq.head, struct af_task, run_node);
+	head = af__container_of(loop->runq.head, struct af_task, link);
 	if (started_only && !head->started)
 		return NULL;
 	loop->budget--;

@@ -43,6 +43,9 @@ int af__task_new(struct af_loop *loop, struct af_task **out, af_task_fn fn,
 	r = af__timer_reserve(&loop->timers, loop->ntasks + 1);
 	if (r < 0)
 		return r;
+	r = af__cohort_reserve(loop);
+	if (r < 0)
+		return r;
 	t = af__stack_pool_task_alloc(&loop->stacks, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
@@ -90,6 +93,7 @@ void af__task_free(struct af_task *t)
 	release_stack(t);
 	af__list_remove(&loop->tasks, &t->all_node);
 	loop->ntasks--;
+	af__cohort_trim(loop);
 	af__stack_pool_task_free(&loop->stacks, t);
 }
 
@@ -197,10 +201,10 @@ void af__task_prefetch_queue(const struct af_loop *loop)
 
 	if (!n)
 		return;
-	af__task_prefetch(af__container_of(n, struct af_task, run_node));
+	af__task_prefetch(af__container_of(n, struct af_task, link));
 	if (!n->next)
 		return;
-	t2 = af__container_of(n->next, struct af_task, run_node);
+	t2 = af__container_of(n->next, struct af_task, link);
 	touch((const char *)&t2->started);
 	touch((const char *)&t2->stack);
 	touch((const char *)&t2->ctx);
@@ -324,6 +328,12 @@ int af__task_cancel(struct af_task *t)
 		reap(t);
 		return 0;
 	case AF_TASK_BLOCKED:
+		/* Woken by a set, its wake not given yet: as RUNNABLE below,
+		 * the cancel wins and the task keeps its place. */
+		if (af__task_spliced(t)) {
+			af__cohort_settle(loop, t, -ECANCELED);
+			return 0;
+		}
 		t->wait_ops->detach(t);
 		af__task_wake(t, -ECANCELED);
 		return 0;
@@ -350,6 +360,9 @@ void af__task_abandon(struct af_task *t)
 {
 	struct af_loop *loop = t->loop;
 
+	/* Spliced onto the run queue by a set: leaves it as a woken task. */
+	if (t->state == AF_TASK_BLOCKED && af__task_spliced(t))
+		af__cohort_settle(loop, t, 0);
 	switch (t->state) {
 	case AF_TASK_BLOCKED:
 		t->wait_ops->detach(t);

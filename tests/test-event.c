@@ -402,6 +402,122 @@ START_TEST(cancel_after_set_but_before_the_waiter_resumed_makes_wait_return_ecan
 }
 END_TEST
 
+static int cancel_lone_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t1, *t2, *t3;
+	int n1 = 0, n2 = 0;
+	struct waiter w1 = { "w1", &ev, 0, &n1, false, 1 };
+	struct waiter w2 = { "w2", &ev, 0, &n2, false, 1 };
+	struct waiter w3 = { "w3", &ev, 0, &n2, false, 1 };
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t1, waiter_fn, &w1), 0);
+	yield_until(&n1, 1);
+	/* The only waiter leaves: the next two wait as if it never had. */
+	ck_assert_int_eq(af_task_cancel(t1), 0);
+	join_ok(t1);
+	ck_assert_int_eq(af_task_spawn(&t2, waiter_fn, &w2), 0);
+	ck_assert_int_eq(af_task_spawn(&t3, waiter_fn, &w3), 0);
+	yield_until(&n2, 2);
+	trace_add(&tr, "set");
+	af_event_set(&ev);
+	join_ok(t2);
+	join_ok(t3);
+	return 0;
+}
+
+START_TEST(cancelling_the_only_waiter_leaves_no_trace_of_it_in_the_event)
+{
+	reset();
+	ck_assert_int_eq(run_main(cancel_lone_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "w1-wait w1=ECANCELED w2-wait w3-wait set w2=0 w3=0");
+}
+END_TEST
+
+static int cancel_woken_middle_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t[3];
+	int n = 0;
+	struct waiter w[3] = {
+		{ "a", &ev, 0, &n, false, 1 },
+		{ "b", &ev, 0, &n, false, 1 },
+		{ "c", &ev, 0, &n, false, 1 },
+	};
+
+	(void)arg;
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(af_task_spawn(&t[i], waiter_fn, &w[i]), 0);
+	yield_until(&n, 3);
+	af_event_set(&ev);
+	/* b is woken, not resumed: its wait ends cancelled where it stands in
+	 * the run queue, not moved behind c. */
+	ck_assert_int_eq(af_task_cancel(t[1]), 0);
+	trace_add(&tr, "set");
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "main");
+	for (int i = 0; i < 3; i++)
+		join_ok(t[i]);
+	return 0;
+}
+
+START_TEST(cancelling_a_woken_waiter_keeps_its_place_among_the_woken)
+{
+	reset();
+	ck_assert_int_eq(run_main(cancel_woken_middle_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "a-wait b-wait c-wait set a=0 b=ECANCELED c=0 main");
+}
+END_TEST
+
+/* Waits on @ev twice: the second wait begins while waiters woken by the
+ * same set have not run yet. */
+struct twice {
+	const char *name;
+	struct af_event *ev;
+	int *nwaiting;
+};
+
+static int twice_fn(void *arg)
+{
+	struct twice *w = arg;
+
+	for (int i = 0; i < 2; i++) {
+		(*w->nwaiting)++;
+		tracef("%s=%s", w->name, errname(af_event_wait(w->ev)));
+	}
+	return 0;
+}
+
+static int wait_again_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t[3];
+	int n = 0;
+	struct twice w[3] = { { "a", &ev, &n }, { "b", &ev, &n }, { "c", &ev, &n } };
+
+	(void)arg;
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(af_task_spawn(&t[i], twice_fn, &w[i]), 0);
+	yield_until(&n, 3);
+	af_event_set(&ev);
+	af_event_clear(&ev);
+	yield_until(&n, 6);
+	trace_add(&tr, "set2");
+	af_event_set(&ev);
+	for (int i = 0; i < 3; i++)
+		join_ok(t[i]);
+	return 0;
+}
+
+START_TEST(woken_waiters_that_wait_again_before_the_rest_have_run_are_woken_by_the_next_set)
+{
+	reset();
+	ck_assert_int_eq(run_main(wait_again_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "a=0 b=0 c=0 set2 a=0 b=0 c=0");
+}
+END_TEST
+
 /* ---- timeouts ------------------------------------------------------------- */
 
 struct timed_rewaiter {
@@ -478,6 +594,100 @@ static int timeout_set_main(void *arg)
 START_TEST(wait_timeout_of_zero_expires_and_leaves_a_cleared_event_cleared)
 {
 	ck_assert_int_eq(run_main(timeout_set_main, NULL), 0);
+}
+END_TEST
+
+struct timed_waiter {
+	const char *name;
+	struct af_event *ev;
+	int64_t timeout_ns;
+	int *nwaiting;
+};
+
+static int timed_waiter_fn(void *arg)
+{
+	struct timed_waiter *w = arg;
+
+	(*w->nwaiting)++;
+	tracef("%s=%s", w->name, errname(af_event_wait_timeout(w->ev, w->timeout_ns)));
+	return 0;
+}
+
+static int set_before_due_timeout_runs_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *t1, *t2;
+	int n = 0;
+	/* A zero timeout is due at once, but fires only between batches:
+	 * the set below comes first. Two waiters, as a lone one is woken
+	 * another way. */
+	struct timed_waiter w1 = { "w1", &ev, 0, &n }, w2 = { "w2", &ev, 0, &n };
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&t1, timed_waiter_fn, &w1), 0);
+	ck_assert_int_eq(af_task_spawn(&t2, timed_waiter_fn, &w2), 0);
+	yield_until(&n, 2);
+	af_event_set(&ev);
+	trace_add(&tr, "set");
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "main");
+	join_ok(t1);
+	join_ok(t2);
+	/* The wake took the timer with it. */
+	ck_assert_uint_eq(af_loop_current()->timers.len, 0);
+	return 0;
+}
+
+START_TEST(a_set_wakes_a_timed_waiter_whose_timeout_falls_due_before_it_runs_with_0)
+{
+	reset();
+	ck_assert_int_eq(run_main(set_before_due_timeout_runs_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "set w1=0 w2=0 main");
+}
+END_TEST
+
+static int sleeper_fn(void *arg)
+{
+	int *n = arg;
+
+	(*n)++;
+	ck_assert_int_eq(af_sleep_ns(0), 0);
+	trace_add(&tr, "s");
+	return 0;
+}
+
+static int timer_due_before_set_main(void *arg)
+{
+	struct af_event ev = AF_EVENT_INIT;
+	struct af_task *tw1, *tw2, *ts;
+	int n = 0, ns = 0;
+	struct waiter w1 = { "w1", &ev, 0, &n, false, 1 };
+	struct waiter w2 = { "w2", &ev, 0, &n, false, 1 };
+
+	(void)arg;
+	ck_assert_int_eq(af_task_spawn(&tw1, waiter_fn, &w1), 0);
+	ck_assert_int_eq(af_task_spawn(&tw2, waiter_fn, &w2), 0);
+	yield_until(&n, 2);
+	/* The sleeper's timer is due at once; main, queued before any timer
+	 * was armed, runs before it fires. */
+	ck_assert_int_eq(af_task_spawn(&ts, sleeper_fn, &ns), 0);
+	yield_until(&ns, 1);
+	af_event_set(&ev);
+	trace_add(&tr, "set");
+	/* The timer fell due before the waiters were woken: it fires first. */
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&tr, "main");
+	join_ok(tw1);
+	join_ok(tw2);
+	join_ok(ts);
+	return 0;
+}
+
+START_TEST(a_timer_due_before_a_set_fires_ahead_of_the_waiters_it_wakes)
+{
+	reset();
+	ck_assert_int_eq(run_main(timer_due_before_set_main, NULL), 0);
+	ck_assert_str_eq(tr.buf, "w1-wait w2-wait set s w1=0 w2=0 main");
 }
 END_TEST
 
@@ -1065,6 +1275,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, wait_on_a_set_event_returns_at_once_without_yielding);
 	tcase_add_test(tc, set_then_clear_before_the_waiters_run_still_wakes_every_waiter);
 	tcase_add_test(tc, clear_makes_later_waits_block_until_the_next_set);
+	tcase_add_test(tc, woken_waiters_that_wait_again_before_the_rest_have_run_are_woken_by_the_next_set);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fairness");
@@ -1084,11 +1295,15 @@ static Suite *make_suite(void)
 	tc = tcase_create("cancel");
 	tcase_add_test(tc, cancelling_a_waiter_removes_it_from_the_waiters);
 	tcase_add_test(tc, cancel_after_set_but_before_the_waiter_resumed_makes_wait_return_ecanceled);
+	tcase_add_test(tc, cancelling_a_woken_waiter_keeps_its_place_among_the_woken);
+	tcase_add_test(tc, cancelling_the_only_waiter_leaves_no_trace_of_it_in_the_event);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("timeout");
 	tcase_add_test(tc, wait_timeout_expiry_returns_etimedout_removes_the_waiter_and_leaves_the_event_unchanged);
 	tcase_add_test(tc, wait_timeout_of_zero_expires_and_leaves_a_cleared_event_cleared);
+	tcase_add_test(tc, a_set_wakes_a_timed_waiter_whose_timeout_falls_due_before_it_runs_with_0);
+	tcase_add_test(tc, a_timer_due_before_a_set_fires_ahead_of_the_waiters_it_wakes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");
