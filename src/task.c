@@ -245,7 +245,11 @@ int af__task_block(const struct af__wait_ops *ops, void *obj, int64_t timeout_ns
 
 	if (t->cancel_pending) {
 		t->cancel_pending = false;
+		/* The caller has queued the task already; detach finds its
+		 * wait object where a cancel of a blocked task finds it. */
+		t->wait_obj = obj;
 		ops->detach(t);
+		t->wait_obj = NULL;
 		return -ECANCELED;
 	}
 	t->wait_ops = ops;

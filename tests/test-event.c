@@ -363,6 +363,62 @@ static int cancel_waiting_main(void *arg)
 	return 0;
 }
 
+/* A cancel that arrives while the task runs ends its next wait at once,
+ * whether the event has no waiter yet or one already: the task must leave
+ * no trace in the event, and the other waiter is still woken by a set. */
+static struct af_event self_ev;
+
+static int self_cancel_waiter(void *arg)
+{
+	(void)arg;
+	ck_assert_int_eq(af_task_cancel(af_task_current()), 0);
+	return af_event_wait(&self_ev);
+}
+
+static int plain_waiter(void *arg)
+{
+	(void)arg;
+	return af_event_wait(&self_ev);
+}
+
+static int self_cancel_main(void *arg)
+{
+	bool with_other = *(bool *)arg;
+	struct af_task *other = NULL, *t;
+	int r = -1;
+
+	af_event_init(&self_ev);
+	if (with_other) {
+		ck_assert_int_eq(af_task_spawn(&other, plain_waiter, NULL), 0);
+		ck_assert_int_eq(af_yield(), 0); /* other now waits */
+	}
+	ck_assert_int_eq(af_task_spawn(&t, self_cancel_waiter, NULL), 0);
+	ck_assert_int_eq(af_task_join(t, &r), 0);
+	ck_assert_int_eq(r, -ECANCELED);
+	if (other) {
+		af_event_set(&self_ev);
+		ck_assert_int_eq(af_task_join(other, &r), 0);
+		ck_assert_int_eq(r, 0);
+	}
+	return 0;
+}
+
+START_TEST(a_task_that_cancelled_itself_gets_ecanceled_from_its_next_wait_on_an_event_without_waiters)
+{
+	bool with_other = false;
+
+	ck_assert_int_eq(run_main(self_cancel_main, &with_other), 0);
+}
+END_TEST
+
+START_TEST(a_task_that_cancelled_itself_gets_ecanceled_from_its_next_wait_and_the_other_waiter_is_still_woken)
+{
+	bool with_other = true;
+
+	ck_assert_int_eq(run_main(self_cancel_main, &with_other), 0);
+}
+END_TEST
+
 START_TEST(cancelling_a_waiter_removes_it_from_the_waiters)
 {
 	reset();
@@ -1297,6 +1353,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, cancel_after_set_but_before_the_waiter_resumed_makes_wait_return_ecanceled);
 	tcase_add_test(tc, cancelling_a_woken_waiter_keeps_its_place_among_the_woken);
 	tcase_add_test(tc, cancelling_the_only_waiter_leaves_no_trace_of_it_in_the_event);
+	tcase_add_test(tc, a_task_that_cancelled_itself_gets_ecanceled_from_its_next_wait_on_an_event_without_waiters);
+	tcase_add_test(tc, a_task_that_cancelled_itself_gets_ecanceled_from_its_next_wait_and_the_other_waiter_is_still_woken);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("timeout");

@@ -173,6 +173,40 @@ static int cancel_queued_main(void *arg)
 	return 0;
 }
 
+/* A cancel that arrives while the task runs ends its next acquire of a
+ * held lock at once, leaving the lock's queue as it was. */
+static struct af_lock self_lk;
+
+static int self_cancel_acquirer(void *arg)
+{
+	(void)arg;
+	ck_assert_int_eq(af_task_cancel(af_task_current()), 0);
+	return af_lock_acquire(&self_lk);
+}
+
+static int self_cancel_lock_main(void *arg)
+{
+	struct af_task *t;
+	int r = -1;
+
+	(void)arg;
+	af_lock_init(&self_lk);
+	ck_assert_int_eq(af_lock_acquire(&self_lk), 0);
+	ck_assert_int_eq(af_task_spawn(&t, self_cancel_acquirer, NULL), 0);
+	ck_assert_int_eq(af_task_join(t, &r), 0);
+	ck_assert_int_eq(r, -ECANCELED);
+	ck_assert_int_eq(af_lock_release(&self_lk), 0);
+	ck_assert_int_eq(af_lock_acquire(&self_lk), 0); /* free, nobody queued */
+	ck_assert_int_eq(af_lock_release(&self_lk), 0);
+	return 0;
+}
+
+START_TEST(a_task_that_cancelled_itself_gets_ecanceled_from_its_next_acquire_of_a_held_lock)
+{
+	ck_assert_int_eq(run_main(self_cancel_lock_main, NULL), 0);
+}
+END_TEST
+
 START_TEST(a_waiter_cancelled_while_queued_leaves_the_queue)
 {
 	reset();
@@ -486,6 +520,7 @@ static Suite *make_suite(void)
 
 	tc = tcase_create("cancel");
 	tcase_add_test(tc, a_waiter_cancelled_while_queued_leaves_the_queue);
+	tcase_add_test(tc, a_task_that_cancelled_itself_gets_ecanceled_from_its_next_acquire_of_a_held_lock);
 	tcase_add_test(tc, a_waiter_cancelled_after_being_handed_the_lock_passes_it_to_the_next_waiter);
 	tcase_add_test(tc, a_handed_waiter_cancelled_with_nobody_behind_it_leaves_the_lock_free);
 	suite_add_tcase(s, tc);
