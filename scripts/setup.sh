@@ -65,10 +65,13 @@ af_build() {
 }
 
 # The test guests (tests/vm/: the suites on a real Linux 6.1 kernel under
-# qemu, x86_64 and arm64) and the armhf cross-build: the kernel source and
-# what building it takes, qemu, the cross compilers, and the arm64 / armhf
-# libraries the cross-built tests link, through multiarch. Installed
-# separately: without them the vm-* suites skip with the reason.
+# qemu, x86_64 and arm64, armhf on request) and the armhf cross-build: the
+# kernel source (gpio-sim's, and a whole kernel's where Debian's own cannot
+# be had) and what building it takes, qemu, the cross compilers, and the
+# arm64 / armhf libraries the cross-built tests link, through multiarch.
+# Debian's kernel packages are fetched by vm.py (apt-get download), never
+# installed. Installed separately: without them the vm-* suites skip with
+# the reason.
 AF_VM_FOREIGN_ARCHES=(arm64 armhf)
 AF_VM_PACKAGES=(linux-source-6.1 make bc flex bison cpio binutils libelf-dev libssl-dev
 	xz-utils qemu-system-x86 qemu-system-arm busybox-static
