@@ -6,14 +6,14 @@
     vm.py kernel ARCH                                   fetch or build the kernel, print its
                                                         image's path and its modules' paths
 
-ARCH is x86_64, arm64 or armhf (32-bit Raspberry Pi OS; Debian's kernel only). AF_VM_KERNEL picks where the guest's kernel
-comes from:
+ARCH is x86_64, arm64 or armhf (32-bit Raspberry Pi OS, Debian's kernel
+only). AF_VM_KERNEL picks where the guest's kernel comes from:
   debian  Debian's own 6.1 kernel, the package Debian 12 users run
-          (linux-image-6.1.0-N-amd64 or -arm64, of the same version as the
-          installed linux-source-6.1), and, built from that source as a
-          module against Debian's linux-headers, the gpio-sim driver with
-          the irq simulator it needs (Debian builds neither). Seconds from
-          cold: nothing but two small files is compiled.
+          (linux-image-6.1.0-N-amd64, -arm64 or -armmp, of the same version
+          as the installed linux-source-6.1), and, built from that source
+          as a module against Debian's linux-headers, the gpio-sim driver
+          with the irq simulator it needs (Debian builds neither). About
+          30 s from cold: three source files are compiled.
   source  make tinyconfig plus config-common.fragment and
           config-ARCH.fragment, built from linux-source-6.1 (about 500 CPU
           seconds per architecture on 2 cores).
@@ -22,8 +22,9 @@ comes from:
 Either is cached in ${XDG_CACHE_HOME:-~/.cache}/asyncflag-vm/
 [debian-]ARCH-DEBVERSION-HASH (the hash covers what the kernel is made
 from), so only the first run fetches or builds it.
-For arm64 the project is cross-built in BUILD-ROOT/vm-arm64 with
-cross-aarch64.txt; x86_64 guests run BUILD-ROOT's own programs.
+For arm64 and armhf the project is cross-built in BUILD-ROOT/vm-ARCH with
+cross-aarch64.txt or cross-armhf.txt; x86_64 guests run BUILD-ROOT's own
+programs.
 
 The guest's /init (init.sh) mounts what the tests need, sets up a gpio-sim
 chip, runs each suite between markers on the serial console and powers off.
