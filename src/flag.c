@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "prefetch.h"
 
 _Static_assert(sizeof(struct af__flag) <= sizeof(union af__private),
 	       "struct af_flag is too small for its private state");
@@ -88,7 +89,9 @@ AF_API int af_flag_init(struct af_flag *flag, struct af_loop *loop)
 		af_flag_destroy(flag);
 	}
 	af__loop_ref(loop);
-	f->loop = loop;
+	/* Atomic (relaxed): a setter reads it before its CAS, only to
+	 * prefetch (prefetch_push()), possibly while we write it. */
+	__atomic_store_n(&f->loop, loop, __ATOMIC_RELAXED);
 	f->waiter = NULL;
 	f->next = NULL;
 	f->magic = AF_FLAG_MAGIC;
@@ -124,6 +127,23 @@ static uint32_t set_state(uint32_t s)
 	return s | AF_FLAG_SET;
 }
 
+/* A set that will queue the flag: start the transfer of the loop's
+ * pending line now, so that it overlaps the flag word's instead of
+ * following it (both were last written by the loop's thread). The loop
+ * read here may be stale or gone (a destroy racing with us); the CAS that
+ * follows decides, and a prefetch of a stale address only costs the fetch.
+ * relaxed: nothing is read through it. */
+static void prefetch_push(struct af__flag *f, uint32_t s)
+{
+	struct af_loop *loop;
+
+	if (set_state(s) == (s | AF_FLAG_SET))
+		return;
+	loop = __atomic_load_n(&f->loop, __ATOMIC_RELAXED);
+	if (loop)
+		af__prefetch_write(&loop->pending);
+}
+
 AF_API void af_flag_set(struct af_flag *flag)
 {
 	struct af__flag *f;
@@ -134,7 +154,12 @@ AF_API void af_flag_set(struct af_flag *flag)
 	if (!flag)
 		return;
 	f = priv(flag);
+	/* Every set ends in an RMW of the state word, most often on a line
+	 * the waiter's clear left on the loop's CPU: ask for it owned, so
+	 * that the load below does not fetch it shared first. */
+	af__prefetch_write(&f->state);
 	s = atomic_load_explicit(&f->state, memory_order_relaxed);
+	prefetch_push(f, s);
 	/* One CAS makes SET visible, claims the queueing step and counts us
 	 * busy: there is no moment where a waiter can see the set while we
 	 * still have to touch the flag uncounted. acq_rel: release publishes
@@ -393,6 +418,6 @@ AF_API void af_flag_destroy(struct af_flag *flag)
 	af__flag_unqueue(f);
 	f->magic = 0;
 	loop = f->loop;
-	f->loop = NULL;
+	__atomic_store_n(&f->loop, NULL, __ATOMIC_RELAXED);
 	af__loop_unref(loop);
 }

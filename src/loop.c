@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "loop/backend.h"
+#include "prefetch.h"
 
 #if AF_HAVE_VALGRIND
 #include <valgrind/valgrind.h>
@@ -425,13 +426,59 @@ static struct af_task *next_direct(struct af_loop *loop)
 	return batch_next(loop, true);
 }
 
+/* The loop's context is about to collect (a busy loop: tasks ran while a
+ * set came in): fetch the pending stack's line and the newest flag's for
+ * writing now, while the loop ends its batch, rather than at
+ * af__flag_collect()'s exchange and QUEUED clear, which then find them
+ * here and owned. Both were last written by the setter, on another CPU.
+ * relaxed: only an address to prefetch (a flag on the stack is live:
+ * destroy unqueues it first), nothing is read through it here, on aarch64
+ * as on x86. */
+static void prefetch_collect(struct af_loop *loop)
+{
+	struct af__flag *f = atomic_load_explicit(&loop->pending, memory_order_relaxed);
+
+	if (f) {
+		af__prefetch_write(&loop->pending);
+		af__prefetch_write(f);
+	}
+}
+
+/* A batch ended with flags set or jobs finished meanwhile, and nothing
+ * else for the loop's context to do before the next batch: no I/O in
+ * flight to reap or submit, no eventfd completion to drain, no signalfd
+ * to read (its readiness is only seen by a peek), no task winding down,
+ * no fork. Then collect() would only take the two stacks, so take them
+ * here, on the stack of the task that parks, and the next batch can
+ * begin without two switches through the loop's context: a busy loop's
+ * wake-up from another thread. */
+static bool collect_here(struct af_loop *loop)
+{
+	/* relaxed: as in af__loop_quiet(); sigfd is only compared with
+	 * NULL, nothing is read through it. */
+	if (loop->budget > 0 || loop->ninflight || loop->efd_expected ||
+	    loop->main_task->state == AF_TASK_DONE || af__loop_forked(loop) ||
+	    atomic_load_explicit(&loop->sigfd, memory_order_relaxed))
+		return false;
+	if (!atomic_load_explicit(&loop->pending, memory_order_relaxed) &&
+	    !atomic_load_explicit(&loop->jobs_done, memory_order_relaxed))
+		return false;
+	prefetch_collect(loop);
+	af__flag_collect(loop);
+	af__blocking_collect(loop);
+	return true;
+}
+
 /* af__loop_park() when a timer is armed, the next task never ran, the
  * queue is empty, or the loop has something to collect. */
 void af__loop_park_slow(struct af_loop *loop, struct af_task *t)
 {
 	struct af_task *next = next_direct(loop);
 
+	if (!next && collect_here(loop))
+		next = next_direct(loop);
 	if (!next) {
+		prefetch_collect(loop);
 		af__ctx_switch(&t->ctx, &loop->sched_ctx);
 	} else {
 		next->state = AF_TASK_RUNNING;

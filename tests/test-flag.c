@@ -259,6 +259,59 @@ START_TEST(set_then_yield_on_the_loop_thread_resumes_the_setter_before_the_waite
 }
 END_TEST
 
+/* Two yielders around a set: the batch ends with the flag's waiter still
+ * to collect, which the task that parks then takes itself (loop.c,
+ * collect_here()). The waiter goes behind every task queued before the
+ * set was collected, as if the loop's context had collected it. */
+struct yielders {
+	struct sc sc;
+	const char *name[2];
+};
+
+static int yield_three_times(void *arg)
+{
+	struct yielders *y = arg;
+	const char *name = y->name[0];
+
+	y->name[0] = y->name[1];
+	for (int i = 0; i < 3; i++) {
+		trace_add(&y->sc.tr, name);
+		ck_assert_int_eq(af_yield(), 0);
+	}
+	return 0;
+}
+
+static int set_among_yielders_main(void *arg)
+{
+	struct yielders *y = arg;
+	struct af_task *a, *b;
+
+	ck_assert_int_eq(af_flag_init(&y->sc.f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&y->sc.waiter, waiter_waits_once, &y->sc), 0);
+	ck_assert_int_eq(af_task_spawn(&a, yield_three_times, y), 0);
+	ck_assert_int_eq(af_task_spawn(&b, yield_three_times, y), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&y->sc.tr, "set");
+	af_flag_set(&y->sc.f);
+	ck_assert_int_eq(af_yield(), 0);
+	trace_add(&y->sc.tr, "setter-resumed");
+	ck_assert_int_eq(af_task_join(y->sc.waiter, NULL), 0);
+	ck_assert_int_eq(af_task_join(a, NULL), 0);
+	ck_assert_int_eq(af_task_join(b, NULL), 0);
+	af_flag_destroy(&y->sc.f);
+	return 0;
+}
+
+START_TEST(a_set_collected_at_the_end_of_a_batch_queues_the_waiter_behind_every_task_queued_before)
+{
+	struct yielders y = { .name = { "a", "b" } };
+
+	run_on_new_loop(set_among_yielders_main, &y, 0);
+	ck_assert_str_eq(y.sc.tr.buf, "waiting a b set a b setter-resumed waiter-resumed a b");
+	ck_assert_int_eq(y.sc.r1, 0);
+}
+END_TEST
+
 static int waiter_waits_twice(void *arg)
 {
 	struct sc *s = arg;
@@ -2012,6 +2065,8 @@ Suite *make_suite(void)
 
 	tc = tcase_create("ordering");
 	tcase_add_test(tc, set_then_yield_on_the_loop_thread_resumes_the_setter_before_the_waiter);
+	tcase_add_test(tc,
+		       a_set_collected_at_the_end_of_a_batch_queues_the_waiter_behind_every_task_queued_before);
 	tcase_add_test(tc, a_set_landing_after_the_wake_but_before_the_waiter_resumed_is_absorbed);
 	tcase_add_test(tc, a_set_after_the_waiter_resumed_wakes_the_next_wait);
 	tcase_add_test(tc, a_task_polling_with_zero_timeouts_does_not_stop_the_loop_collecting_sets);
