@@ -444,21 +444,33 @@ static void prefetch_collect(struct af_loop *loop)
 	}
 }
 
+/* Whether the loop's signalfd, if it has one, needs nothing from the
+ * loop's context: its read is in flight on the ring (the io_uring
+ * backend's). Its completion is only taken when the loop enters the
+ * kernel, which a busy loop with no I/O in flight does not do from its
+ * own context either. A read to arm again, or the epoll backend's
+ * readiness, is left to collect(). acquire pairs with
+ * af_signal_watch()'s release store: the block's fields are visible, on
+ * aarch64 as on x86. */
+static bool sigfd_settled(const struct af_loop *loop)
+{
+	const struct af__sigfd *s = atomic_load_explicit(&loop->sigfd, memory_order_acquire);
+
+	return !s || s->armed;
+}
+
 /* A batch ended with flags set or jobs finished meanwhile, and nothing
  * else for the loop's context to do before the next batch: no I/O in
  * flight to reap or submit, no eventfd completion to drain, no signalfd
- * to read (its readiness is only seen by a peek), no task winding down,
- * no fork. Then collect() would only take the two stacks, so take them
- * here, on the stack of the task that parks, and the next batch can
- * begin without two switches through the loop's context: a busy loop's
- * wake-up from another thread. */
+ * read to arm, no task winding down, no fork. Then collect() would only
+ * take the two stacks, so take them here, on the stack of the task that
+ * parks, and the next batch can begin without two switches through the
+ * loop's context: a busy loop's wake-up from another thread. */
 static bool collect_here(struct af_loop *loop)
 {
-	/* relaxed: as in af__loop_quiet(); sigfd is only compared with
-	 * NULL, nothing is read through it. */
 	if (loop->budget > 0 || loop->ninflight || loop->efd_expected ||
 	    loop->main_task->state == AF_TASK_DONE || af__loop_forked(loop) ||
-	    atomic_load_explicit(&loop->sigfd, memory_order_relaxed))
+	    !sigfd_settled(loop))
 		return false;
 	if (!atomic_load_explicit(&loop->pending, memory_order_relaxed) &&
 	    !atomic_load_explicit(&loop->jobs_done, memory_order_relaxed))

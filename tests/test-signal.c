@@ -796,6 +796,82 @@ START_TEST(a_signal_blocked_in_every_thread_is_read_by_the_loop_and_wakes_the_ta
 }
 END_TEST
 
+/* A loop kept busy by a task that only yields, with a signal watched
+ * through its signalfd: flags set from another thread are taken at the end
+ * of a round by the task that parks (loop.c, collect_here()), and a signal
+ * sent meanwhile is read once the loop next enters the kernel. */
+struct busy_signal {
+	struct af_flag sig, set;
+	_Atomic bool stop;
+	_Atomic int acked;
+	int rounds;
+};
+
+static int busy_spinner(void *arg)
+{
+	struct busy_signal *b = arg;
+
+	while (!atomic_load(&b->stop))
+		ck_assert_int_eq(af_yield(), 0);
+	return 0;
+}
+
+static void *busy_setter(void *arg)
+{
+	struct busy_signal *b = arg;
+
+	for (int i = 0; i < b->rounds; i++) {
+		af_flag_set(&b->set);
+		while (atomic_load(&b->acked) == i)
+			sched_yield();
+		if (i == b->rounds / 2)
+			kill(getpid(), SIGUSR2);
+	}
+	return NULL;
+}
+
+static int busy_signal_main(void *arg)
+{
+	struct busy_signal *b = arg;
+	struct af_task *spinner;
+	pthread_t th;
+
+	ck_assert_int_eq(af_task_spawn(&spinner, busy_spinner, b), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, busy_setter, b), 0);
+	for (int i = 0; i < b->rounds; i++) {
+		ck_assert_int_eq(af_flag_wait_timeout(&b->set, LONG_NS), 0);
+		atomic_store(&b->acked, i + 1);
+	}
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	atomic_store(&b->stop, true);
+	ck_assert_int_eq(af_task_join(spinner, NULL), 0);
+	/* Now the loop sleeps, and its ring hands it the signal. */
+	ck_assert_int_eq(af_flag_wait_timeout(&b->sig, LONG_NS), 0);
+	return 0;
+}
+
+START_TEST(a_busy_loop_reading_a_blocked_signal_still_wakes_flags_and_gets_the_signal)
+{
+	struct af_loop *loop = new_loop();
+	struct busy_signal b = { .rounds = 2000 };
+	sigset_t set = only(SIGUSR2), old;
+	int result = 1;
+
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+	ck_assert_int_eq(af_flag_init(&b.sig, loop), 0);
+	ck_assert_int_eq(af_flag_init(&b.set, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&b.sig, SIGUSR2), 0);
+	ck_assert_int_eq(af_loop_run(loop, busy_signal_main, &b, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert(!is_pending(SIGUSR2));
+	af_flag_destroy(&b.set);
+	af_flag_destroy(&b.sig);
+	af_loop_free(loop);
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+END_TEST
+
 START_TEST(a_thousand_signals_blocked_in_every_thread_wake_the_task_a_thousand_times)
 {
 	run_blocked(SIGUSR2, 1000);
@@ -967,6 +1043,7 @@ Suite *make_suite(void)
 	tc = tcase_create("blocked signals");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, a_signal_blocked_in_every_thread_is_read_by_the_loop_and_wakes_the_task);
+	tcase_add_test(tc, a_busy_loop_reading_a_blocked_signal_still_wakes_flags_and_gets_the_signal);
 	tcase_add_test(tc, a_signal_blocked_only_in_the_loop_thread_reaches_the_flag_both_ways);
 	tcase_add_test(tc, a_blocked_real_time_signal_is_read_by_the_loop_like_any_other);
 	tcase_add_test(tc, queued_blocked_signals_are_all_read_and_wake_the_task);
