@@ -648,13 +648,16 @@ static inline void af__loop_batch_begin(struct af_loop *loop)
 /* The common hand-over: no timer armed (none can be due), the next task
  * has run before (only the loop's context starts tasks), and either the
  * batch has tasks left or the next batch may begin at once. Anything else
- * is af__loop_park_slow()'s, which decides the same way with timers. */
-static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
+ * is af__loop_park_slow()'s, which decides the same way with timers. For a
+ * caller that has made sure this is no child of fork() (an Event wait
+ * tests it on entry, and nothing in between can fork): else the test
+ * would be made twice on every hop. */
+static inline void af__loop_park_unforked(struct af_loop *loop, struct af_task *t)
 {
-	struct af__node *n = loop->runq.head;
+	struct af__node *n = loop->runq.head, *after;
 	struct af_task *next;
 
-	if (__builtin_expect(!n || loop->timers.len || af__loop_forked(loop), 0))
+	if (__builtin_expect(!n || loop->timers.len, 0))
 		goto slow;
 	next = af__container_of(n, struct af_task, link);
 	if (__builtin_expect(!next->started, 0))
@@ -662,11 +665,24 @@ static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
 	if (loop->budget == 0) {
 		if (!af__loop_quiet(loop))
 			goto slow;
-		af__loop_batch_begin(loop); /* a new batch, begun here */
+		/* A new batch, begun here: af__loop_batch_begin() with no
+		 * timer armed, so with no clock to read. */
+		loop->round++;
+		loop->budget = loop->runq_len;
+		loop->batch_start = 0;
 	}
 	loop->budget--;
-	af__list_pop_front(&loop->runq);
-	af__loop_prefetch(loop);
+	/* af__list_pop_front() of the head in hand. In a ping-pong the
+	 * queue is empty after it, with nothing to prefetch. */
+	after = n->next;
+	loop->runq.head = after;
+	n->next = NULL;
+	if (after) {
+		after->prev = NULL;
+		af__task_prefetch_queue(loop);
+	} else {
+		loop->runq.tail = NULL;
+	}
 	loop->runq_len--;
 	af__task_dequeued(loop, next);
 	/* The task that blocked runs next (it yielded alone). */
@@ -681,6 +697,16 @@ static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
 	return;
 slow:
 	af__loop_park_slow(loop, t);
+}
+
+/* Any other blocking call: in a child of fork() the slow path stops
+ * before it touches anything of the parent's. */
+static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
+{
+	if (__builtin_expect(af__loop_forked(loop), 0))
+		af__loop_park_slow(loop, t);
+	else
+		af__loop_park_unforked(loop, t);
 }
 
 static inline int af__task_block_fast(struct af_task *t, const struct af__wait_ops *ops,
