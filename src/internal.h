@@ -554,6 +554,20 @@ static inline void af__task_ready(struct af_loop *loop, struct af_task *t, int r
 	af__loop_push(loop, t);
 }
 
+/* af__task_ready() when no timer is armed anywhere (loop->timers.len is
+ * 0), so neither is @t's, and its push needs no clock: an Event's hot
+ * set. The caller tested timers.len; said again here, the compiler would
+ * load it again after the stores to @t, which may alias it. */
+static inline void af__task_ready_untimed(struct af_loop *loop, struct af_task *t, int result)
+{
+	t->wake_result = result;
+	t->state = AF_TASK_RUNNABLE;
+	t->round = loop->round;
+	t->stamp = 0;
+	af__list_push_back(&loop->runq, &t->link);
+	loop->runq_len++;
+}
+
 static inline bool af__task_spliced(const struct af_task *t)
 {
 	return t->cohort && t->cohort->woken;
