@@ -478,6 +478,9 @@ void af__loop_unqueue(struct af_loop *loop, struct af_task *t);
  * this file, for the common case; af__loop_park_slow() for the rest. */
 static inline void af__loop_park(struct af_loop *loop, struct af_task *t);
 void af__loop_park_slow(struct af_loop *loop, struct af_task *t);
+/* The end of af__loop_park()'s hand-over to @next, popped from a queue
+ * that has more tasks: start their loads, then switch. */
+void af__loop_hop_prefetching(struct af_loop *loop, struct af_task *t, struct af_task *next);
 /* Wake a sleeping loop from any thread or signal handler. */
 void af__loop_kick(struct af_loop *loop);
 /* The io_uring submission slot, flushing the queue when it is full. */
@@ -611,6 +614,17 @@ static inline void af__task_dequeued(struct af_loop *loop, struct af_task *t)
 	t->state = AF_TASK_RUNNING;
 }
 
+/* af__task_dequeued() when no timer is armed anywhere: the caller tested
+ * loop->timers.len, which the compiler cannot know is still 0 here. */
+static inline void af__task_dequeued_untimed(struct af_loop *loop, struct af_task *t)
+{
+	if (t->cohort) {
+		t->wake_result = 0;
+		af__cohort_leave(loop, t);
+	}
+	t->state = AF_TASK_RUNNING;
+}
+
 static inline void af__task_wake(struct af_task *t, int result)
 {
 	struct af_loop *loop = t->loop;
@@ -686,19 +700,24 @@ static inline void af__loop_park_unforked(struct af_loop *loop, struct af_task *
 		loop->batch_start = 0;
 	}
 	loop->budget--;
-	/* af__list_pop_front() of the head in hand. In a ping-pong the
-	 * queue is empty after it, with nothing to prefetch. */
+	/* af__list_pop_front() of the head in hand. */
 	after = n->next;
 	loop->runq.head = after;
 	n->next = NULL;
-	if (after) {
+	if (after)
 		after->prev = NULL;
-		af__task_prefetch_queue(loop);
-	} else {
+	else
 		loop->runq.tail = NULL;
-	}
 	loop->runq_len--;
-	af__task_dequeued(loop, next);
+	af__task_dequeued_untimed(loop, next);
+	/* Fan-out: out of line, so that on the ping-pong's hop, where the
+	 * queue is empty now and there is nothing to prefetch, only t lives
+	 * across a call (the switch; t->loop gives @loop back after it): one
+	 * register to save instead of four. */
+	if (__builtin_expect(after != NULL, 0)) {
+		af__loop_hop_prefetching(loop, t, next);
+		return;
+	}
 	/* The task that blocked runs next (it yielded alone). */
 	if (next == t)
 		return;
@@ -707,7 +726,7 @@ static inline void af__loop_park_unforked(struct af_loop *loop, struct af_task *
 	 * blocked) left current alone; named only now because until the
 	 * switch left our stack a fault on it (an overflow) was ours, and
 	 * the overflow report names current. */
-	loop->current = t;
+	t->loop->current = t;
 	return;
 slow:
 	af__loop_park_slow(loop, t);
