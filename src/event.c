@@ -249,7 +249,10 @@ static int wait_checked(struct af__event *e, int64_t timeout_ns)
 	return wait_parked(e, t, timeout_ns);
 }
 
-AF_API int af_event_wait_timeout(struct af_event *ev, int64_t timeout_ns)
+/* Both waits, each with its own copy: af_event_wait()'s knows there is no
+ * timeout. */
+static inline __attribute__((always_inline)) int event_wait(struct af_event *ev,
+							    int64_t timeout_ns)
 {
 	struct af_loop *loop = af__tls_loop;
 	struct af__event *e;
@@ -257,11 +260,15 @@ AF_API int af_event_wait_timeout(struct af_event *ev, int64_t timeout_ns)
 
 	af_assert_return(ev, -EINVAL);
 	e = priv(ev);
+	if (__builtin_expect(!loop, 0))
+		return wait_checked(e, timeout_ns);
+	/* Read before the atomic load below, which the compiler would not
+	 * read it again across. */
+	t = loop->current;
 	/* relaxed: as in on_loop_thread(); equal only on the right thread. */
-	if (__builtin_expect(!loop || !loop->current || af__loop_forked(loop) ||
+	if (__builtin_expect(!t || af__loop_forked(loop) ||
 			     atomic_load_explicit(&e->loop, memory_order_relaxed) != loop, 0))
 		return wait_checked(e, timeout_ns);
-	t = loop->current;
 	if (e->is_set)
 		return 0;
 	if (__builtin_expect(e->one || e->cohort || timeout_ns >= 0 || t->cancel_pending, 0))
@@ -279,7 +286,12 @@ AF_API int af_event_wait_timeout(struct af_event *ev, int64_t timeout_ns)
 	return t->wake_result;
 }
 
+AF_API int af_event_wait_timeout(struct af_event *ev, int64_t timeout_ns)
+{
+	return event_wait(ev, timeout_ns);
+}
+
 AF_API int af_event_wait(struct af_event *ev)
 {
-	return af_event_wait_timeout(ev, -1);
+	return event_wait(ev, -1);
 }
