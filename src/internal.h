@@ -676,11 +676,11 @@ static inline void af__loop_batch_begin(struct af_loop *loop)
 /* The common hand-over: no timer armed (none can be due), the next task
  * has run before (only the loop's context starts tasks), and either the
  * batch has tasks left or the next batch may begin at once. Anything else
- * is af__loop_park_slow()'s, which decides the same way with timers. For a
- * caller that has made sure this is no child of fork() (an Event wait
- * tests it on entry, and nothing in between can fork): else the test
- * would be made twice on every hop. */
-static inline void af__loop_park_unforked(struct af_loop *loop, struct af_task *t)
+ * is af__loop_park_slow()'s, which decides the same way with timers. The
+ * caller has made sure this is no child of fork(): an Event wait tests it
+ * on entry, and nothing in between can fork, so testing here too would
+ * test twice on every hop. */
+static inline void af__loop_hand_over(struct af_loop *loop, struct af_task *t, bool lean)
 {
 	struct af__node *n = loop->runq.head, *after;
 	struct af_task *next;
@@ -710,13 +710,19 @@ static inline void af__loop_park_unforked(struct af_loop *loop, struct af_task *
 		loop->runq.tail = NULL;
 	loop->runq_len--;
 	af__task_dequeued_untimed(loop, next);
-	/* Fan-out: out of line, so that on the ping-pong's hop, where the
-	 * queue is empty now and there is nothing to prefetch, only t lives
-	 * across a call (the switch; t->loop gives @loop back after it): one
-	 * register to save instead of four. */
+	/* Fan-out: start the next tasks' loads. @lean: out of line, so
+	 * that on the ping-pong's hop, where the queue is empty now and
+	 * there is nothing to prefetch, only t lives across a call (the
+	 * switch; t->loop gives @loop back after it): one register to save
+	 * instead of four. The other callers keep more across the switch
+	 * anyway, and a fan-out's waits mostly go through them: for them
+	 * the call level would only cost. */
 	if (__builtin_expect(after != NULL, 0)) {
-		af__loop_hop_prefetching(loop, t, next);
-		return;
+		if (lean) {
+			af__loop_hop_prefetching(loop, t, next);
+			return;
+		}
+		af__task_prefetch_queue(loop);
 	}
 	/* The task that blocked runs next (it yielded alone). */
 	if (next == t)
@@ -732,6 +738,13 @@ slow:
 	af__loop_park_slow(loop, t);
 }
 
+/* For a caller that has made sure this is no child of fork() and keeps
+ * nothing but @t across the hand-over: the Event's common wait. */
+static inline void af__loop_park_unforked(struct af_loop *loop, struct af_task *t)
+{
+	af__loop_hand_over(loop, t, true);
+}
+
 /* Any other blocking call: in a child of fork() the slow path stops
  * before it touches anything of the parent's. */
 static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
@@ -739,7 +752,7 @@ static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
 	if (__builtin_expect(af__loop_forked(loop), 0))
 		af__loop_park_slow(loop, t);
 	else
-		af__loop_park_unforked(loop, t);
+		af__loop_hand_over(loop, t, false);
 }
 
 static inline int af__task_block_fast(struct af_task *t, const struct af__wait_ops *ops,
