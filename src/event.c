@@ -119,18 +119,15 @@ static struct af__cohort *cohort_new(struct af_loop *loop, struct af__event *e)
 
 /* ---- the API ---------------------------------------------------------------- */
 
-AF_API void af_event_set(struct af_event *ev)
+/* af_event_set() but for its common case: from another thread (refused),
+ * with the event new to this loop, with two or more waiters to splice, or
+ * with a timer armed, which makes the push read the clock. */
+static __attribute__((noinline)) void set_slow(struct af__event *e)
 {
 	struct af_loop *loop;
-	struct af__event *e;
 	struct af__cohort *c;
 
-	if (!ev) {
-		af__misuse(__func__, "invalid argument: ev is NULL");
-		return;
-	}
-	e = priv(ev);
-	if (!on_loop_thread(e, __func__))
+	if (!on_loop_thread(e, "af_event_set"))
 		return;
 	loop = af__tls_loop;
 	e->is_set = 1;
@@ -153,6 +150,34 @@ AF_API void af_event_set(struct af_event *ev)
 	c->stamp = loop->timers.len ? af__loop_clock(loop) : 0;
 	af__list_splice_back(&loop->runq, &c->waiters);
 	loop->runq_len += c->n;
+}
+
+/* The ping-pong's set: out of line everything that would make this
+ * function save registers or read the clock. */
+AF_API void af_event_set(struct af_event *ev)
+{
+	struct af_loop *loop = af__tls_loop;
+	struct af__event *e;
+	struct af_task *t;
+
+	if (!ev) {
+		af__misuse(__func__, "invalid argument: ev is NULL");
+		return;
+	}
+	e = priv(ev);
+	/* relaxed: as in on_loop_thread(); equal only on the right thread. */
+	if (__builtin_expect(!loop ||
+			     atomic_load_explicit(&e->loop, memory_order_relaxed) != loop ||
+			     e->cohort || loop->timers.len, 0)) {
+		set_slow(e);
+		return;
+	}
+	e->is_set = 1;
+	t = e->one;
+	if (t) {
+		e->one = NULL;
+		af__task_ready_untimed(loop, t, 0);
+	}
 }
 
 AF_API void af_event_clear(struct af_event *ev)
@@ -193,7 +218,11 @@ static void event_detach(struct af_task *t)
 
 static const struct af__wait_ops event_ops = { .what = "event", .detach = event_detach };
 
-static int wait_parked(struct af__event *e, struct af_task *t, int64_t timeout_ns)
+/* A wait that blocks the caller, or returns at once if the event is set:
+ * the general case, out of line (af_event_wait_timeout() has the common
+ * one). */
+static __attribute__((noinline)) int wait_parked(struct af__event *e, struct af_task *t,
+						 int64_t timeout_ns)
 {
 	if (e->is_set)
 		return 0;
@@ -220,21 +249,49 @@ static int wait_checked(struct af__event *e, int64_t timeout_ns)
 	return wait_parked(e, t, timeout_ns);
 }
 
-AF_API int af_event_wait_timeout(struct af_event *ev, int64_t timeout_ns)
+/* Both waits, each with its own copy: af_event_wait()'s knows there is no
+ * timeout. */
+static inline __attribute__((always_inline)) int event_wait(struct af_event *ev,
+							    int64_t timeout_ns)
 {
 	struct af_loop *loop = af__tls_loop;
 	struct af__event *e;
+	struct af_task *t;
 
 	af_assert_return(ev, -EINVAL);
 	e = priv(ev);
+	if (__builtin_expect(!loop, 0))
+		return wait_checked(e, timeout_ns);
+	/* Read before the atomic load below, which the compiler would not
+	 * read it again across. */
+	t = loop->current;
 	/* relaxed: as in on_loop_thread(); equal only on the right thread. */
-	if (__builtin_expect(!loop || !loop->current || af__loop_forked(loop) ||
+	if (__builtin_expect(!t || af__loop_forked(loop) ||
 			     atomic_load_explicit(&e->loop, memory_order_relaxed) != loop, 0))
 		return wait_checked(e, timeout_ns);
-	return wait_parked(e, loop->current, timeout_ns);
+	if (e->is_set)
+		return 0;
+	if (__builtin_expect(e->one || e->cohort || timeout_ns >= 0 || t->cancel_pending, 0))
+		return wait_parked(e, t, timeout_ns);
+	/* The ping-pong's wait: the lone waiter, no timeout, no cancel to
+	 * take; af__task_block_fast() with what it tests known, and the fork
+	 * tested above. */
+	e->one = t;
+	t->wait_ops = &event_ops;
+	t->wait_obj = e;
+	t->state = AF_TASK_BLOCKED;
+	af__loop_park_unforked(loop, t);
+	t->wait_ops = NULL;
+	t->wait_obj = NULL;
+	return t->wake_result;
+}
+
+AF_API int af_event_wait_timeout(struct af_event *ev, int64_t timeout_ns)
+{
+	return event_wait(ev, timeout_ns);
 }
 
 AF_API int af_event_wait(struct af_event *ev)
 {
-	return af_event_wait_timeout(ev, -1);
+	return event_wait(ev, -1);
 }

@@ -478,6 +478,9 @@ void af__loop_unqueue(struct af_loop *loop, struct af_task *t);
  * this file, for the common case; af__loop_park_slow() for the rest. */
 static inline void af__loop_park(struct af_loop *loop, struct af_task *t);
 void af__loop_park_slow(struct af_loop *loop, struct af_task *t);
+/* The end of af__loop_park()'s hand-over to @next, popped from a queue
+ * that has more tasks: start their loads, then switch. */
+void af__loop_hop_prefetching(struct af_loop *loop, struct af_task *t, struct af_task *next);
 /* Wake a sleeping loop from any thread or signal handler. */
 void af__loop_kick(struct af_loop *loop);
 /* The io_uring submission slot, flushing the queue when it is full. */
@@ -554,6 +557,20 @@ static inline void af__task_ready(struct af_loop *loop, struct af_task *t, int r
 	af__loop_push(loop, t);
 }
 
+/* af__task_ready() when no timer is armed anywhere (loop->timers.len is
+ * 0), so neither is @t's, and its push needs no clock: an Event's hot
+ * set. The caller tested timers.len; said again here, the compiler would
+ * load it again after the stores to @t, which may alias it. */
+static inline void af__task_ready_untimed(struct af_loop *loop, struct af_task *t, int result)
+{
+	t->wake_result = result;
+	t->state = AF_TASK_RUNNABLE;
+	t->round = loop->round;
+	t->stamp = 0;
+	af__list_push_back(&loop->runq, &t->link);
+	loop->runq_len++;
+}
+
 static inline bool af__task_spliced(const struct af_task *t)
 {
 	return t->cohort && t->cohort->woken;
@@ -591,6 +608,17 @@ static inline void af__task_dequeued(struct af_loop *loop, struct af_task *t)
 	if (t->cohort) {
 		if (loop->timers.len && af__timer_armed(&t->timer))
 			af__timer_remove(&loop->timers, &t->timer);
+		t->wake_result = 0;
+		af__cohort_leave(loop, t);
+	}
+	t->state = AF_TASK_RUNNING;
+}
+
+/* af__task_dequeued() when no timer is armed anywhere: the caller tested
+ * loop->timers.len, which the compiler cannot know is still 0 here. */
+static inline void af__task_dequeued_untimed(struct af_loop *loop, struct af_task *t)
+{
+	if (t->cohort) {
 		t->wake_result = 0;
 		af__cohort_leave(loop, t);
 	}
@@ -648,13 +676,16 @@ static inline void af__loop_batch_begin(struct af_loop *loop)
 /* The common hand-over: no timer armed (none can be due), the next task
  * has run before (only the loop's context starts tasks), and either the
  * batch has tasks left or the next batch may begin at once. Anything else
- * is af__loop_park_slow()'s, which decides the same way with timers. */
-static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
+ * is af__loop_park_slow()'s, which decides the same way with timers. The
+ * caller has made sure this is no child of fork(): an Event wait tests it
+ * on entry, and nothing in between can fork, so testing here too would
+ * test twice on every hop. */
+static inline void af__loop_hand_over(struct af_loop *loop, struct af_task *t, bool lean)
 {
-	struct af__node *n = loop->runq.head;
+	struct af__node *n = loop->runq.head, *after;
 	struct af_task *next;
 
-	if (__builtin_expect(!n || loop->timers.len || af__loop_forked(loop), 0))
+	if (__builtin_expect(!n || loop->timers.len, 0))
 		goto slow;
 	next = af__container_of(n, struct af_task, link);
 	if (__builtin_expect(!next->started, 0))
@@ -662,13 +693,37 @@ static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
 	if (loop->budget == 0) {
 		if (!af__loop_quiet(loop))
 			goto slow;
-		af__loop_batch_begin(loop); /* a new batch, begun here */
+		/* A new batch, begun here: af__loop_batch_begin() with no
+		 * timer armed, so with no clock to read. */
+		loop->round++;
+		loop->budget = loop->runq_len;
+		loop->batch_start = 0;
 	}
 	loop->budget--;
-	af__list_pop_front(&loop->runq);
-	af__loop_prefetch(loop);
+	/* af__list_pop_front() of the head in hand. */
+	after = n->next;
+	loop->runq.head = after;
+	n->next = NULL;
+	if (after)
+		after->prev = NULL;
+	else
+		loop->runq.tail = NULL;
 	loop->runq_len--;
-	af__task_dequeued(loop, next);
+	af__task_dequeued_untimed(loop, next);
+	/* Fan-out: start the next tasks' loads. @lean: out of line, so
+	 * that on the ping-pong's hop, where the queue is empty now and
+	 * there is nothing to prefetch, only t lives across a call (the
+	 * switch; t->loop gives @loop back after it): one register to save
+	 * instead of four. The other callers keep more across the switch
+	 * anyway, and a fan-out's waits mostly go through them: for them
+	 * the call level would only cost. */
+	if (__builtin_expect(after != NULL, 0)) {
+		if (lean) {
+			af__loop_hop_prefetching(loop, t, next);
+			return;
+		}
+		af__task_prefetch_queue(loop);
+	}
 	/* The task that blocked runs next (it yielded alone). */
 	if (next == t)
 		return;
@@ -677,10 +732,27 @@ static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
 	 * blocked) left current alone; named only now because until the
 	 * switch left our stack a fault on it (an overflow) was ours, and
 	 * the overflow report names current. */
-	loop->current = t;
+	t->loop->current = t;
 	return;
 slow:
 	af__loop_park_slow(loop, t);
+}
+
+/* For a caller that has made sure this is no child of fork() and keeps
+ * nothing but @t across the hand-over: the Event's common wait. */
+static inline void af__loop_park_unforked(struct af_loop *loop, struct af_task *t)
+{
+	af__loop_hand_over(loop, t, true);
+}
+
+/* Any other blocking call: in a child of fork() the slow path stops
+ * before it touches anything of the parent's. */
+static inline void af__loop_park(struct af_loop *loop, struct af_task *t)
+{
+	if (__builtin_expect(af__loop_forked(loop), 0))
+		af__loop_park_slow(loop, t);
+	else
+		af__loop_hand_over(loop, t, false);
 }
 
 static inline int af__task_block_fast(struct af_task *t, const struct af__wait_ops *ops,

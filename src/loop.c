@@ -509,6 +509,19 @@ void af__loop_park_slow(struct af_loop *loop, struct af_task *t)
 	loop->current = t;
 }
 
+void af__loop_hop_prefetching(struct af_loop *loop, struct af_task *t, struct af_task *next)
+{
+	/* Fan-out: many tasks woken together resume each on a cold stack
+	 * and task struct; start their loads one task ahead. */
+	af__task_prefetch_queue(loop);
+	/* The task that blocked runs next (it yielded alone). */
+	if (next == t)
+		return;
+	af__ctx_switch(&t->ctx, &next->ctx);
+	/* As in af__loop_park(): only now, for the overflow report. */
+	loop->current = t;
+}
+
 /* ---- collecting wake-ups ---------------------------------------------------- */
 
 static inline void cpu_relax(void)
