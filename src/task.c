@@ -190,10 +190,50 @@ void af__task_prefetch(const struct af_task *t)
 		touch(sp + 64 * i);
 }
 
+/* Further ahead, hints only. A load that misses holds up the hop until it
+ * is back, a hint does not, and on Intel hosts a hint walks the page
+ * tables of a page missing from the TLB (on the AMD VM of session 7 it did
+ * not, hence the loads above). What each place ahead gets:
+ *   2     the task's frames (its struct lines, which give their addresses,
+ *         were hinted a hop before);
+ *   3, 4  the first line it will resume on, which starts the page walk of
+ *         its stack;
+ *   2..4  its struct lines, reached through links hinted before.
+ * Deeper look-ahead measured no better: each place is one more link to
+ * follow on every hop. */
+#define AF_AHEAD_FRAMES 2
+#define AF_AHEAD_RESUME 4
+#define AF_AHEAD_STRUCTS 4
+
+/* always_inline: a function that only reads and prefetches looks pure to
+ * GCC, and a call to it whose result nobody uses is deleted, hints and
+ * all. Inlined, the hints stay. */
+static inline __attribute__((always_inline)) void hint_frames(const struct af_task *t,
+							      int lines)
+{
+	const char *sp = t->started ? af__ctx_resume_point(&t->ctx) : NULL;
+	const char *top = (const char *)t->stack.lo + t->stack.size;
+
+	for (int i = 0; sp && i < lines && sp + 64 * i < top; i++)
+		__builtin_prefetch(sp + 64 * i);
+}
+
+static inline __attribute__((always_inline)) void hint_ahead(const struct af__node *n)
+{
+	for (int i = 2; i <= AF_AHEAD_STRUCTS && (n = n->next) != NULL; i++) {
+		const struct af_task *t = af__container_of(n, struct af_task, link);
+
+		hint_frames(t, i <= AF_AHEAD_FRAMES ? AF_HOT_STACK_LINES
+			     : i <= AF_AHEAD_RESUME ? 1 : 0);
+		__builtin_prefetch(&t->link);
+		__builtin_prefetch(&t->stack);
+	}
+}
+
 /* The next task in the run queue gets its frames read (above); the one
  * after it its fields that will give their addresses, so that next time
- * they do not stall on the struct first. Struct lines are heap memory:
- * reading them is always safe. */
+ * they do not stall on the struct first, and those further on their hints.
+ * Struct lines are heap memory: reading them is always safe. */
 void af__task_prefetch_queue(const struct af_loop *loop)
 {
 	const struct af__node *n = loop->runq.head;
@@ -208,6 +248,7 @@ void af__task_prefetch_queue(const struct af_loop *loop)
 	touch((const char *)&t2->started);
 	touch((const char *)&t2->stack);
 	touch((const char *)&t2->ctx);
+	hint_ahead(n->next);
 }
 
 void af__task_run(struct af_loop *loop, struct af_task *t)
