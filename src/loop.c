@@ -445,18 +445,16 @@ static void prefetch_collect(struct af_loop *loop)
 }
 
 /* Whether the loop's signalfd, if it has one, needs nothing from the
- * loop's context: its read is in flight on the ring (the io_uring
- * backend's). Its completion is only taken when the loop enters the
- * kernel, which a busy loop with no I/O in flight does not do from its
- * own context either. A read to arm again, or the epoll backend's
- * readiness, is left to collect(). acquire pairs with
- * af_signal_watch()'s release store: the block's fields are visible, on
- * aarch64 as on x86. */
+ * loop's context (the backend says: on a DEFER_TASKRUN ring, a read in
+ * flight with nothing to submit or reap). A read to arm or submit again,
+ * a completion to reap, or the epoll backend's readiness is left to
+ * collect(). acquire pairs with af_signal_watch()'s release store: the
+ * block's fields are visible, on aarch64 as on x86. */
 static bool sigfd_settled(const struct af_loop *loop)
 {
 	const struct af__sigfd *s = atomic_load_explicit(&loop->sigfd, memory_order_acquire);
 
-	return !s || s->armed;
+	return !s || loop->backend->signalfd_settled(loop, s);
 }
 
 /* A batch ended with flags set or jobs finished meanwhile, and nothing

@@ -872,6 +872,99 @@ START_TEST(a_busy_loop_reading_a_blocked_signal_still_wakes_flags_and_gets_the_s
 }
 END_TEST
 
+/* While a busy loop takes flags at the ends of its rounds, its signalfd
+ * read still gets the loop's context when it needs it: to be submitted
+ * again after a signal was read (so that a signal already pending is taken
+ * at once), and, on a ring without DEFER_TASKRUN, to have the completion
+ * the kernel posted by itself reaped. Either way the signal reaches its
+ * flag while the loop is still busy. */
+struct busy_read {
+	struct busy_signal b;
+	bool send_while_busy;    /* else: pending before the busy phase */
+};
+
+static void *busy_read_setter(void *arg)
+{
+	struct busy_read *r = arg;
+
+	for (int i = 0; !atomic_load(&r->b.stop); i++) {
+		af_flag_set(&r->b.set);
+		if (r->send_while_busy && i == 200)
+			kill(getpid(), SIGUSR2);
+		nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 }, NULL);
+	}
+	return NULL;
+}
+
+static int busy_read_waiter(void *arg)
+{
+	struct busy_read *r = arg;
+
+	/* Timed, so that it notices the stop without a last set. */
+	while (!atomic_load(&r->b.stop))
+		(void)af_flag_wait_timeout(&r->b.set, 10 * MS);
+	return 0;
+}
+
+static int busy_read_main(void *arg)
+{
+	struct busy_read *r = arg;
+	struct af_task *spinner, *waiter;
+	pthread_t th;
+	int got;
+
+	/* The first signal is read while the loop sleeps; the read that
+	 * follows it is armed but not yet submitted. */
+	kill(getpid(), SIGUSR2);
+	ck_assert_int_eq(af_flag_wait_timeout(&r->b.sig, LONG_NS), 0);
+	if (!r->send_while_busy)
+		kill(getpid(), SIGUSR2);
+	ck_assert_int_eq(af_task_spawn(&spinner, busy_spinner, &r->b), 0);
+	ck_assert_int_eq(af_task_spawn(&waiter, busy_read_waiter, r), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, busy_read_setter, r), 0);
+	got = af_flag_wait_timeout(&r->b.sig, LONG_NS);
+	atomic_store(&r->b.stop, true);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(af_task_join(spinner, NULL), 0);
+	ck_assert_int_eq(af_task_join(waiter, NULL), 0);
+	ck_assert_msg(got == 0, "the signal did not reach its flag while the loop was busy: %s",
+		      af_strerror(got));
+	return 0;
+}
+
+static void run_busy_read(unsigned loop_flags, bool send_while_busy)
+{
+	struct af_loop *loop;
+	struct busy_read r = { .send_while_busy = send_while_busy };
+	sigset_t set = only(SIGUSR2), old;
+	int result = 1;
+
+	ck_assert_int_eq(af_loop_new(&loop, &(struct af_loop_opts){ .flags = loop_flags }), 0);
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+	ck_assert_int_eq(af_flag_init(&r.b.sig, loop), 0);
+	ck_assert_int_eq(af_flag_init(&r.b.set, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&r.b.sig, SIGUSR2), 0);
+	ck_assert_int_eq(af_loop_run(loop, busy_read_main, &r, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert(!is_pending(SIGUSR2));
+	af_flag_destroy(&r.b.set);
+	af_flag_destroy(&r.b.sig);
+	af_loop_free(loop);
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+
+START_TEST(a_signal_pending_when_a_busy_loop_rearms_its_read_reaches_the_flag_while_it_is_busy)
+{
+	run_busy_read(0, false);
+}
+END_TEST
+
+START_TEST(on_a_basic_ring_a_signal_sent_while_the_loop_is_busy_reaches_the_flag_while_it_is_busy)
+{
+	run_busy_read(AF_LOOP_BASIC_RING, true);
+}
+END_TEST
+
 START_TEST(a_thousand_signals_blocked_in_every_thread_wake_the_task_a_thousand_times)
 {
 	run_blocked(SIGUSR2, 1000);
@@ -1044,6 +1137,10 @@ Suite *make_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, a_signal_blocked_in_every_thread_is_read_by_the_loop_and_wakes_the_task);
 	tcase_add_test(tc, a_busy_loop_reading_a_blocked_signal_still_wakes_flags_and_gets_the_signal);
+	tcase_add_uring_test(tc, a_signal_pending_when_a_busy_loop_rearms_its_read_reaches_the_flag_while_it_is_busy,
+			     "the epoll backend sees a signalfd only when the loop waits");
+	tcase_add_uring_test(tc, on_a_basic_ring_a_signal_sent_while_the_loop_is_busy_reaches_the_flag_while_it_is_busy,
+			     "the epoll backend sees a signalfd only when the loop waits");
 	tcase_add_test(tc, a_signal_blocked_only_in_the_loop_thread_reaches_the_flag_both_ways);
 	tcase_add_test(tc, a_blocked_real_time_signal_is_read_by_the_loop_like_any_other);
 	tcase_add_test(tc, queued_blocked_signals_are_all_read_and_wake_the_task);

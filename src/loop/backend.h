@@ -48,6 +48,12 @@ struct af__backend {
 	void (*wait)(struct af_loop *loop, uint64_t deadline);
 	/* Run what the wait took in. */
 	void (*reap)(struct af_loop *loop);
+	/* Whether the loop's signalfd read needs nothing from the loop's
+	 * context: it is in flight, nothing waits to be submitted or reaped,
+	 * and its completion can only come when the loop enters the kernel,
+	 * which a busy loop with no I/O in flight does not do (loop.c,
+	 * collect_here()). */
+	bool (*signalfd_settled)(const struct af_loop *loop, const struct af__sigfd *s);
 	/* Run one I/O operation for task @t (see io.c). May return
 	 * AF__IO_BLOCKING: the descriptor cannot be waited on, so the caller
 	 * runs the operation on the blocking pool instead. */

@@ -562,6 +562,14 @@ static void ep_wait(struct af_loop *loop, uint64_t deadline)
 	collect_ready(loop, check < deadline ? check : deadline, true);
 }
 
+/* The signalfd's readiness is only seen by a peek. */
+static bool ep_signalfd_settled(const struct af_loop *loop, const struct af__sigfd *s)
+{
+	(void)loop;
+	(void)s;
+	return false;
+}
+
 static void ep_reap_and_check(struct af_loop *loop)
 {
 	ep_reap(loop);
@@ -971,5 +979,6 @@ const struct af__backend af__backend_epoll = {
 	.peek = ep_peek,
 	.wait = ep_wait,
 	.reap = ep_reap_and_check,
+	.signalfd_settled = ep_signalfd_settled,
 	.io = af__epoll_io,
 };

@@ -306,6 +306,17 @@ static void sigfd_arm(struct af_loop *loop)
 	s->armed = true;
 }
 
+/* Armed is not yet in flight: the read may still sit in the submission
+ * queue. And a ring without DEFER_TASKRUN (a basic ring, ppoll mode,
+ * kernels before 6.1) posts the completion by itself, for reap() to take.
+ * Only a DEFER_TASKRUN ring with nothing queued either way holds it until
+ * the loop enters the kernel. */
+static bool uring_signalfd_settled(const struct af_loop *loop, const struct af__sigfd *s)
+{
+	return s->armed && (loop->ring.flags & IORING_SETUP_DEFER_TASKRUN) &&
+	       !io_uring_sq_ready(&loop->ring) && !io_uring_cq_ready(&loop->ring);
+}
+
 static void uring_arm(struct af_loop *loop)
 {
 	efd_arm(loop);
@@ -431,5 +442,6 @@ const struct af__backend af__backend_uring = {
 	.peek = uring_peek,
 	.wait = uring_wait,
 	.reap = reap,
+	.signalfd_settled = uring_signalfd_settled,
 	.io = af__uring_io,
 };
