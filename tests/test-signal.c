@@ -854,7 +854,7 @@ static int busy_signal_main(void *arg)
 START_TEST(a_busy_loop_reading_a_blocked_signal_still_wakes_flags_and_gets_the_signal)
 {
 	struct af_loop *loop = new_loop();
-	struct busy_signal b = { .rounds = 2000 };
+	struct busy_signal b = { .rounds = (int)test_rounds(2000) };
 	sigset_t set = only(SIGUSR2), old;
 	int result = 1;
 
