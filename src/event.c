@@ -286,12 +286,12 @@ static inline __attribute__((always_inline)) int event_wait(struct af_event *ev,
 	return t->wake_result;
 }
 
-AF_API int af_event_wait_timeout(struct af_event *ev, int64_t timeout_ns)
+AF_BLOCKING_API int AF_BODY(af_event_wait_timeout)(struct af_event *ev, int64_t timeout_ns)
 {
 	return event_wait(ev, timeout_ns);
 }
 
-AF_API int af_event_wait(struct af_event *ev)
+AF_BLOCKING_API int AF_BODY(af_event_wait)(struct af_event *ev)
 {
 	return event_wait(ev, -1);
 }

@@ -243,7 +243,7 @@ static bool take_or_announce(struct af__flag *f)
 	}
 }
 
-AF_API int af_flag_wait_timeout(struct af_flag *flag, int64_t timeout_ns)
+AF_BLOCKING_API int AF_BODY(af_flag_wait_timeout)(struct af_flag *flag, int64_t timeout_ns)
 {
 	int err = 0, r;
 	struct af_task *t = af__task_self(&err);
@@ -275,9 +275,9 @@ AF_API int af_flag_wait_timeout(struct af_flag *flag, int64_t timeout_ns)
 	return r;
 }
 
-AF_API int af_flag_wait(struct af_flag *flag)
+AF_BLOCKING_API int AF_BODY(af_flag_wait)(struct af_flag *flag)
 {
-	return af_flag_wait_timeout(flag, -1);
+	return AF_BODY(af_flag_wait_timeout)(flag, -1);
 }
 
 static struct af__flag *reverse(struct af__flag *f)

@@ -201,7 +201,7 @@ static void retire(struct af__group *g, struct member *m)
 	if (m->task->result < 0)
 		member_failed(g, m->task->result);
 	if (!m->user_handle)
-		af_task_join(m->task, NULL);
+		AF_BODY(af_task_join)(m->task, NULL);
 	free(m);
 }
 
@@ -232,7 +232,7 @@ static bool is_member(struct af__group *g, const struct af_task *t)
 	return false;
 }
 
-AF_API int af_group_join_timeout(struct af_group *g, int64_t timeout_ns)
+AF_BLOCKING_API int AF_BODY(af_group_join_timeout)(struct af_group *g, int64_t timeout_ns)
 {
 	int err = 0, ret = 0;
 	struct af_task *self = af__task_self(&err);
@@ -270,7 +270,7 @@ AF_API int af_group_join_timeout(struct af_group *g, int64_t timeout_ns)
 	return ret;
 }
 
-AF_API int af_group_join(struct af_group *g)
+AF_BLOCKING_API int AF_BODY(af_group_join)(struct af_group *g)
 {
-	return af_group_join_timeout(g, -1);
+	return AF_BODY(af_group_join_timeout)(g, -1);
 }

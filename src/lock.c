@@ -83,7 +83,7 @@ static const struct af__wait_ops lock_ops = {
 	.revoke = lock_revoke,
 };
 
-AF_API int af_lock_acquire_timeout(struct af_lock *lock, int64_t timeout_ns)
+AF_BLOCKING_API int AF_BODY(af_lock_acquire_timeout)(struct af_lock *lock, int64_t timeout_ns)
 {
 	int err = 0;
 	struct af_task *t = af__task_self(&err);
@@ -105,9 +105,9 @@ AF_API int af_lock_acquire_timeout(struct af_lock *lock, int64_t timeout_ns)
 	return af__task_block(&lock_ops, l, timeout_ns);
 }
 
-AF_API int af_lock_acquire(struct af_lock *lock)
+AF_BLOCKING_API int AF_BODY(af_lock_acquire)(struct af_lock *lock)
 {
-	return af_lock_acquire_timeout(lock, -1);
+	return AF_BODY(af_lock_acquire_timeout)(lock, -1);
 }
 
 AF_API int af_lock_release(struct af_lock *lock)

@@ -227,7 +227,7 @@ static int check_task(struct af__queue *p, const char *func)
 	return 0;
 }
 
-AF_API int af_queue_get_timeout(struct af_queue *q, void **item, int64_t timeout_ns)
+AF_BLOCKING_API int AF_BODY(af_queue_get_timeout)(struct af_queue *q, void **item, int64_t timeout_ns)
 {
 	uint64_t deadline = af__deadline(timeout_ns);
 	struct af__queue *p;
@@ -241,14 +241,14 @@ AF_API int af_queue_get_timeout(struct af_queue *q, void **item, int64_t timeout
 	/* Taking an item while others wait for one would barge past them. */
 	if (!af_lock_locked(&p->getters) && pop(p, item))
 		return 0;
-	r = af_lock_acquire_timeout(&p->getters, remaining(deadline));
+	r = AF_BODY(af_lock_acquire_timeout)(&p->getters, remaining(deadline));
 	if (r < 0)
 		return r;
 	/* A set left over from an item already taken makes one extra pass:
 	 * harmless, and it cannot lose a wake-up, because every push sets the
 	 * flag after it has published its item. */
 	while (!pop(p, item)) {
-		r = af_flag_wait_timeout(&p->nonempty, remaining(deadline));
+		r = AF_BODY(af_flag_wait_timeout)(&p->nonempty, remaining(deadline));
 		if (r < 0)
 			break;
 	}
@@ -256,9 +256,9 @@ AF_API int af_queue_get_timeout(struct af_queue *q, void **item, int64_t timeout
 	return r;
 }
 
-AF_API int af_queue_get(struct af_queue *q, void **item)
+AF_BLOCKING_API int AF_BODY(af_queue_get)(struct af_queue *q, void **item)
 {
-	return af_queue_get_timeout(q, item, -1);
+	return AF_BODY(af_queue_get_timeout)(q, item, -1);
 }
 
 AF_API int af_queue_try_get(struct af_queue *q, void **item)
@@ -276,7 +276,7 @@ AF_API int af_queue_try_get(struct af_queue *q, void **item)
 	return 0;
 }
 
-AF_API int af_queue_put_timeout(struct af_queue *q, void *item, int64_t timeout_ns)
+AF_BLOCKING_API int AF_BODY(af_queue_put_timeout)(struct af_queue *q, void *item, int64_t timeout_ns)
 {
 	uint64_t deadline = af__deadline(timeout_ns);
 	struct af__queue *p;
@@ -295,14 +295,14 @@ AF_API int af_queue_put_timeout(struct af_queue *q, void *item, int64_t timeout_
 		 * thread: clearing before the retry cannot miss one. */
 		af_event_clear(&p->room);
 		p->nputters++;
-		r = af_event_wait_timeout(&p->room, remaining(deadline));
+		r = AF_BODY(af_event_wait_timeout)(&p->room, remaining(deadline));
 		p->nputters--;
 		if (r < 0)
 			return r;
 	}
 }
 
-AF_API int af_queue_put(struct af_queue *q, void *item)
+AF_BLOCKING_API int AF_BODY(af_queue_put)(struct af_queue *q, void *item)
 {
-	return af_queue_put_timeout(q, item, -1);
+	return AF_BODY(af_queue_put_timeout)(q, item, -1);
 }

@@ -331,7 +331,7 @@ static int yield_now(struct af_loop *loop, struct af_task *t)
 	return t->wake_result;
 }
 
-AF_API int af_yield(void)
+AF_BLOCKING_API int AF_BODY(af_yield)(void)
 {
 	int err = 0;
 	struct af_task *t = af__task_self(&err);
@@ -341,7 +341,7 @@ AF_API int af_yield(void)
 	return yield_now(t->loop, t);
 }
 
-AF_API int af_sleep_ns(uint64_t ns)
+AF_BLOCKING_API int AF_BODY(af_sleep_ns)(uint64_t ns)
 {
 	int err = 0, r;
 	struct af_task *t = af__task_self(&err);
@@ -352,9 +352,9 @@ AF_API int af_sleep_ns(uint64_t ns)
 	return r == -ETIMEDOUT ? 0 : r;
 }
 
-AF_API int af_sleep_ms(uint64_t ms)
+AF_BLOCKING_API int AF_BODY(af_sleep_ms)(uint64_t ms)
 {
-	return af_sleep_ns(ms > UINT64_MAX / 1000000u ? UINT64_MAX : ms * 1000000u);
+	return AF_BODY(af_sleep_ns)(ms > UINT64_MAX / 1000000u ? UINT64_MAX : ms * 1000000u);
 }
 
 /* ---- cancellation ------------------------------------------------------------ */
@@ -485,7 +485,7 @@ static int wait_done(struct af_task *self, struct af_task *task, int64_t timeout
 	return af__task_block(&join_ops, task, timeout_ns);
 }
 
-AF_API int af_task_join_timeout(struct af_task *task, int64_t timeout_ns, int *result)
+AF_BLOCKING_API int AF_BODY(af_task_join_timeout)(struct af_task *task, int64_t timeout_ns, int *result)
 {
 	int err = 0, r;
 	struct af_task *self = af__task_self(&err);
@@ -527,9 +527,9 @@ AF_API int af_task_join_timeout(struct af_task *task, int64_t timeout_ns, int *r
 	return r;
 }
 
-AF_API int af_task_join(struct af_task *task, int *result)
+AF_BLOCKING_API int AF_BODY(af_task_join)(struct af_task *task, int *result)
 {
-	return af_task_join_timeout(task, -1, result);
+	return AF_BODY(af_task_join_timeout)(task, -1, result);
 }
 
 AF_API int af_task_cancel(struct af_task *task)
