@@ -1154,6 +1154,209 @@ START_TEST(af_loop_new_reports_enomem_when_the_ring_cannot_be_mapped)
 }
 END_TEST
 
+/* ---- what a blocking call keeps ---------------------------------------------- */
+
+/* keep_call(fn, arg, &changed) calls fn(arg) with a known value in every
+ * register the ABI says a callee must preserve, and sets a bit in changed
+ * for each that came back different: the switch, and on x86_64 the stubs
+ * the blocking calls return through (src/resume_x86_64.S), are assembly
+ * that no compiler checks. */
+#if defined(__x86_64__)
+#define HAVE_KEEP_CALL 1
+__asm__(".pushsection .text\n"
+	".p2align 4\n"
+	".type keep_call, @function\n"
+	"keep_call:\n"
+	"	pushq %rbp\n	pushq %rbx\n	pushq %r12\n	pushq %r13\n"
+	"	pushq %r14\n	pushq %r15\n	pushq %rdx\n"
+	"	movq %rdi, %rax\n	movq %rsi, %rdi\n"
+	"	movabsq $0x0101010101010101, %rbx\n"
+	"	movabsq $0x0202020202020202, %rbp\n"
+	"	movabsq $0x0303030303030303, %r12\n"
+	"	movabsq $0x0404040404040404, %r13\n"
+	"	movabsq $0x0505050505050505, %r14\n"
+	"	movabsq $0x0606060606060606, %r15\n"
+	"	call *%rax\n"
+	"	xorl %ecx, %ecx\n"
+	"	movabsq $0x0101010101010101, %rdx\n	cmpq %rdx, %rbx\n	je 1f\n	orl $1, %ecx\n1:\n"
+	"	movabsq $0x0202020202020202, %rdx\n	cmpq %rdx, %rbp\n	je 1f\n	orl $2, %ecx\n1:\n"
+	"	movabsq $0x0303030303030303, %rdx\n	cmpq %rdx, %r12\n	je 1f\n	orl $4, %ecx\n1:\n"
+	"	movabsq $0x0404040404040404, %rdx\n	cmpq %rdx, %r13\n	je 1f\n	orl $8, %ecx\n1:\n"
+	"	movabsq $0x0505050505050505, %rdx\n	cmpq %rdx, %r14\n	je 1f\n	orl $16, %ecx\n1:\n"
+	"	movabsq $0x0606060606060606, %rdx\n	cmpq %rdx, %r15\n	je 1f\n	orl $32, %ecx\n1:\n"
+	"	popq %rdx\n	movl %ecx, (%rdx)\n"
+	"	popq %r15\n	popq %r14\n	popq %r13\n	popq %r12\n	popq %rbx\n	popq %rbp\n"
+	"	ret\n"
+	".size keep_call, .-keep_call\n"
+	".popsection\n");
+
+/* The rounding-mode bits of MXCSR. */
+static unsigned get_fp_mode(void)
+{
+	unsigned m;
+
+	__asm__ volatile("stmxcsr %0" : "=m"(m));
+	return m & 0x6000;
+}
+
+static void set_fp_mode(unsigned mode)
+{
+	unsigned m;
+
+	__asm__ volatile("stmxcsr %0" : "=m"(m));
+	m = (m & ~0x6000u) | mode;
+	__asm__ volatile("ldmxcsr %0" : : "m"(m));
+}
+
+#define FP_TOWARD_ZERO 0x6000u
+#elif defined(__aarch64__) && AF_SWITCH_ASM
+#define HAVE_KEEP_CALL 1
+/* x19-x28 and d8-d15 (x29 and x30 stay real: the frame chain and where
+ * to return). */
+__asm__(".pushsection .text\n"
+	".p2align 4\n"
+	".type keep_call, %function\n"
+	"keep_call:\n"
+	"	sub sp, sp, #176\n"
+	"	stp x19, x20, [sp, #0]\n	stp x21, x22, [sp, #16]\n"
+	"	stp x23, x24, [sp, #32]\n	stp x25, x26, [sp, #48]\n"
+	"	stp x27, x28, [sp, #64]\n	stp x29, x30, [sp, #80]\n"
+	"	stp d8, d9, [sp, #96]\n	stp d10, d11, [sp, #112]\n"
+	"	stp d12, d13, [sp, #128]\n	stp d14, d15, [sp, #144]\n"
+	"	str x2, [sp, #160]\n"
+	"	mov x9, x0\n	mov x0, x1\n"
+	"	mov x19, #19\n	mov x20, #20\n	mov x21, #21\n	mov x22, #22\n"
+	"	mov x23, #23\n	mov x24, #24\n	mov x25, #25\n	mov x26, #26\n"
+	"	mov x27, #27\n	mov x28, #28\n"
+	"	mov x10, #8\n	fmov d8, x10\n	mov x10, #9\n	fmov d9, x10\n"
+	"	mov x10, #10\n	fmov d10, x10\n	mov x10, #11\n	fmov d11, x10\n"
+	"	mov x10, #12\n	fmov d12, x10\n	mov x10, #13\n	fmov d13, x10\n"
+	"	mov x10, #14\n	fmov d14, x10\n	mov x10, #15\n	fmov d15, x10\n"
+	"	blr x9\n"
+	"	mov w11, #0\n"
+	"	cmp x19, #19\n	b.eq 1f\n	orr w11, w11, #1\n1:\n"
+	"	cmp x20, #20\n	b.eq 1f\n	orr w11, w11, #2\n1:\n"
+	"	cmp x21, #21\n	b.eq 1f\n	orr w11, w11, #4\n1:\n"
+	"	cmp x22, #22\n	b.eq 1f\n	orr w11, w11, #8\n1:\n"
+	"	cmp x23, #23\n	b.eq 1f\n	orr w11, w11, #16\n1:\n"
+	"	cmp x24, #24\n	b.eq 1f\n	orr w11, w11, #32\n1:\n"
+	"	cmp x25, #25\n	b.eq 1f\n	orr w11, w11, #64\n1:\n"
+	"	cmp x26, #26\n	b.eq 1f\n	orr w11, w11, #128\n1:\n"
+	"	cmp x27, #27\n	b.eq 1f\n	orr w11, w11, #256\n1:\n"
+	"	cmp x28, #28\n	b.eq 1f\n	orr w11, w11, #512\n1:\n"
+	"	fmov x10, d8\n	cmp x10, #8\n	b.eq 1f\n	orr w11, w11, #1024\n1:\n"
+	"	fmov x10, d9\n	cmp x10, #9\n	b.eq 1f\n	orr w11, w11, #2048\n1:\n"
+	"	fmov x10, d10\n	cmp x10, #10\n	b.eq 1f\n	orr w11, w11, #4096\n1:\n"
+	"	fmov x10, d11\n	cmp x10, #11\n	b.eq 1f\n	orr w11, w11, #8192\n1:\n"
+	"	fmov x10, d12\n	cmp x10, #12\n	b.eq 1f\n	orr w11, w11, #16384\n1:\n"
+	"	fmov x10, d13\n	cmp x10, #13\n	b.eq 1f\n	orr w11, w11, #32768\n1:\n"
+	"	fmov x10, d14\n	cmp x10, #14\n	b.eq 1f\n	orr w11, w11, #65536\n1:\n"
+	"	fmov x10, d15\n	cmp x10, #15\n	b.eq 1f\n	orr w11, w11, #131072\n1:\n"
+	"	ldr x2, [sp, #160]\n	str w11, [x2]\n"
+	"	ldp x19, x20, [sp, #0]\n	ldp x21, x22, [sp, #16]\n"
+	"	ldp x23, x24, [sp, #32]\n	ldp x25, x26, [sp, #48]\n"
+	"	ldp x27, x28, [sp, #64]\n	ldp x29, x30, [sp, #80]\n"
+	"	ldp d8, d9, [sp, #96]\n	ldp d10, d11, [sp, #112]\n"
+	"	ldp d12, d13, [sp, #128]\n	ldp d14, d15, [sp, #144]\n"
+	"	add sp, sp, #176\n"
+	"	ret\n"
+	".size keep_call, .-keep_call\n"
+	".popsection\n");
+
+/* FPCR's rounding mode, RMode (bits 22-23). */
+static unsigned get_fp_mode(void)
+{
+	uint64_t v;
+
+	__asm__ volatile("mrs %0, fpcr" : "=r"(v));
+	return (unsigned)(v & (3u << 22));
+}
+
+static void set_fp_mode(unsigned mode)
+{
+	uint64_t v;
+
+	__asm__ volatile("mrs %0, fpcr" : "=r"(v));
+	v = (v & ~(uint64_t)(3u << 22)) | mode;
+	__asm__ volatile("msr fpcr, %0" : : "r"(v));
+}
+
+#define FP_TOWARD_ZERO (3u << 22)
+#endif
+
+#if HAVE_KEEP_CALL
+int keep_call(const void *fn, void *arg, unsigned *changed);
+
+struct keep {
+	struct af_event ping, pong;
+	int rounds;
+	int partner_mode_wrong;
+};
+
+/* The other side, blocking at call sites of its own, in the default
+ * rounding mode it was made with. */
+static int keep_partner(void *arg)
+{
+	struct keep *k = arg;
+
+	for (int i = 0; i < k->rounds; i++) {
+		if (af_event_wait(&k->ping) != 0)
+			return -1;
+		k->partner_mode_wrong += get_fp_mode() != 0;
+		af_event_clear(&k->ping);
+		af_event_set(&k->pong);
+		if (af_yield() != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int keep_main(void *arg)
+{
+	struct keep *k = arg;
+	struct af_task *partner;
+	unsigned changed = 0, all = 0;
+	int r, bad = 0, pr = -1;
+
+	af_event_init(&k->ping);
+	af_event_init(&k->pong);
+	ck_assert_int_eq(af_task_spawn(&partner, keep_partner, k), 0);
+	/* The partner was made with the default rounding mode: every switch
+	 * between us must bring each its own back. */
+	set_fp_mode(FP_TOWARD_ZERO);
+	for (int i = 0; i < k->rounds; i++) {
+		af_event_set(&k->ping);
+		r = keep_call((const void *)af_event_wait, &k->pong, &changed);
+		all |= changed;
+		bad += r != 0;
+		af_event_clear(&k->pong);
+		r = keep_call((const void *)af_yield, NULL, &changed);
+		all |= changed;
+		bad += r != 0;
+		r = keep_call((const void *)af_sleep_ns, (void *)(uintptr_t)1000, &changed);
+		all |= changed;
+		bad += r != 0;
+		bad += get_fp_mode() != FP_TOWARD_ZERO;
+	}
+	set_fp_mode(0);
+	ck_assert_int_eq(af_task_join(partner, &pr), 0);
+	ck_assert_int_eq(pr, 0);
+	ck_assert_msg(all == 0, "callee-saved registers changed across a blocking call: mask 0x%x",
+		      all);
+	ck_assert_int_eq(bad, 0);
+	ck_assert_int_eq(k->partner_mode_wrong, 0);
+	return 0;
+}
+
+START_TEST(blocking_calls_keep_the_callers_callee_saved_registers_and_rounding_mode)
+{
+	struct keep k = { .rounds = 200 };
+
+	ck_assert_int_eq(run_main(keep_main, &k), 0);
+}
+END_TEST
+#endif
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("task");
@@ -1196,6 +1399,12 @@ static Suite *make_suite(void)
 	tc = tcase_create("sleep");
 	tcase_add_test(tc, sleep_lasts_at_least_the_time_asked);
 	suite_add_tcase(s, tc);
+
+#if HAVE_KEEP_CALL
+	tc = tcase_create("registers");
+	tcase_add_test(tc, blocking_calls_keep_the_callers_callee_saved_registers_and_rounding_mode);
+	suite_add_tcase(s, tc);
+#endif
 
 	tc = tcase_create("many");
 	tcase_add_test(tc, ten_thousand_tasks_are_spawned_and_joined_reusing_stacks);
