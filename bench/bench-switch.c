@@ -15,6 +15,12 @@
  *   (d) two tasks in an Event ping-pong (set the other's event, wait on
  *       one's own, clear it): issue 10's switch row. A round trip is two
  *       hops, each one switch.
+ * And one that switches nothing:
+ *   (e) af_event_wait() on an Event already set, three calls deep, against
+ *       af_event_is_set() the same way. The wait returns without blocking;
+ *       on x86_64 it still goes through its resume stub, which must return
+ *       with a ret then, or every return up the chain is mispredicted (it
+ *       was 4-5x slower when the stub always jumped).
  * Each round gives one ns-per-switch (per-hop) figure per path; we report
  * percentiles over rounds and per-round ratios, which cancel the slow
  * drifts of a shared machine better than a ratio of medians.
@@ -288,6 +294,44 @@ static int event_main(void *arg)
 	return ra == 0 && rb == 0 ? 0 : -1;
 }
 
+/* ---- (e) a wait that does not block, three calls deep -------------------------- */
+
+static struct af_event open_ev;
+
+__attribute__((noinline)) static int wait1(void) { return af_event_wait(&open_ev); }
+__attribute__((noinline)) static int wait2(void) { return wait1() + 1; }
+__attribute__((noinline)) static int wait3(void) { return wait2() + 1; }
+__attribute__((noinline)) static int isset1(void) { return af_event_is_set(&open_ev) ? 0 : -1; }
+__attribute__((noinline)) static int isset2(void) { return isset1() + 1; }
+__attribute__((noinline)) static int isset3(void) { return isset2() + 1; }
+
+struct open_run {
+	uint64_t iters, rounds;
+	double *wait_ns, *isset_ns;
+};
+
+/* Both loops in one task, alternating which goes first, round by round. */
+static int open_main(void *arg)
+{
+	struct open_run *o = arg;
+	int bad = 0;
+
+	af_event_init(&open_ev);
+	af_event_set(&open_ev);
+	for (uint64_t i = 0; i < o->rounds; i++) {
+		for (int k = 0; k < 2; k++) {
+			bool wait = (k ^ (int)(i & 1)) == 0;
+			uint64_t t0 = bench_now_ns();
+
+			for (uint64_t j = 0; j < o->iters; j++)
+				bad |= (wait ? wait3() : isset3()) != 2;
+			(wait ? o->wait_ns : o->isset_ns)[i] =
+				(double)(bench_now_ns() - t0) / (double)o->iters;
+		}
+	}
+	return bad ? -1 : 0;
+}
+
 /* ---- driver ---------------------------------------------------------------- */
 
 struct opts {
@@ -424,9 +468,14 @@ static const char *const ratio_key[R_COUNT] = {
 	"swapcontext_over_af_event_hop",
 };
 
+/* (e)'s figures: ns per call of each chain, and their per-round ratio. */
+struct open_pct {
+	struct bench_pct wait, isset, ratio;
+};
+
 static void print_text(const struct opts *o, const char *sw, bool counted, const char *why,
 		       struct bench_pct pct[M_COUNT], const struct result res[M_COUNT],
-		       const struct bench_pct ratio[R_COUNT])
+		       const struct bench_pct ratio[R_COUNT], const struct open_pct *op)
 {
 	static const char *const label[M_COUNT] = {
 		"(a) swapcontext (glibc)",
@@ -459,8 +508,46 @@ static void print_text(const struct opts *o, const char *sw, bool counted, const
 	for (int k = 0; k < R_COUNT; k++)
 		printf("ratio %s, per round: p50 %.2fx (p10 %.2fx, p90 %.2fx)\n", rlabel[k],
 		       ratio[k].p50, ratio[k].p10, ratio[k].p90);
+	printf("  (e) af_event_wait() that does not block, 3 calls deep: p50 %.1f ns; "
+	       "af_event_is_set() the same way: p50 %.1f ns\n", op->wait.p50, op->isset.p50);
+	printf("ratio (e) af_event_wait / af_event_is_set, per round: p50 %.2fx (p10 %.2fx, "
+	       "p90 %.2fx)\n", op->ratio.p50, op->ratio.p10, op->ratio.p90);
 	if (!counted)
 		printf("system calls not counted: %s\n", why);
+}
+
+/* (e): an untimed round, then o->rounds timed ones of 10 x iters calls. */
+static int run_open(struct af_loop *loop, const struct opts *o, struct open_pct *op)
+{
+	struct open_run w = { .iters = 10 * o->iters, .rounds = o->rounds };
+	double *ratio = calloc(o->rounds, sizeof(double));
+	int res = -1, r = -ENOMEM;
+
+	w.wait_ns = calloc(o->rounds, sizeof(double));
+	w.isset_ns = calloc(o->rounds, sizeof(double));
+	if (ratio && w.wait_ns && w.isset_ns) {
+		struct open_run warm = w;
+
+		warm.rounds = 1;
+		r = af_loop_run(loop, open_main, &warm, &res);
+		if (r == 0 && res == 0)
+			r = af_loop_run(loop, open_main, &w, &res);
+	}
+	if (r < 0 || res != 0) {
+		fprintf(stderr, "bench-switch: (e): af_loop_run: %s (task result %d)\n",
+			af_strerror(r), res);
+		r = -1;
+	} else {
+		for (uint64_t i = 0; i < o->rounds; i++)
+			ratio[i] = w.wait_ns[i] / w.isset_ns[i];
+		op->wait = bench_pct_of(w.wait_ns, o->rounds);
+		op->isset = bench_pct_of(w.isset_ns, o->rounds);
+		op->ratio = bench_pct_of(ratio, o->rounds);
+	}
+	free(ratio);
+	free(w.wait_ns);
+	free(w.isset_ns);
+	return r;
 }
 
 static bool per_hop(int m)
@@ -470,7 +557,7 @@ static bool per_hop(int m)
 
 static void print_json(const struct opts *o, const char *sw, bool counted, const char *why,
 		       struct bench_pct pct[M_COUNT], const struct result res[M_COUNT],
-		       const struct bench_pct ratio[R_COUNT])
+		       const struct bench_pct ratio[R_COUNT], const struct open_pct *op)
 {
 	struct bench_json j;
 
@@ -497,6 +584,11 @@ static void print_json(const struct opts *o, const char *sw, bool counted, const
 	for (int k = 0; k < R_COUNT; k++)
 		bench_json_pct(&j, ratio_key[k], &ratio[k]);
 	bench_json_obj_end(&j);
+	bench_json_obj(&j, "nonblocking_wait");
+	bench_json_pct(&j, "af_event_wait_ns", &op->wait);
+	bench_json_pct(&j, "af_event_is_set_ns", &op->isset);
+	bench_json_pct(&j, "wait_over_is_set", &op->ratio);
+	bench_json_obj_end(&j);
 	bench_json_end(&j);
 }
 
@@ -512,6 +604,7 @@ int main(int argc, char **argv)
 	char why[160];
 	bool counted;
 	struct bench_pct pct[M_COUNT], ratio[R_COUNT];
+	struct open_pct op;
 	double *rr[R_COUNT] = { NULL };
 	void *stacks;
 	const char *sw;
@@ -600,10 +693,12 @@ int main(int argc, char **argv)
 	}
 	bench_sysc_close(&sysc);
 
+	if (run_open(loop, &o, &op) < 0)
+		goto out_free;
 	if (o.json)
-		print_json(&o, sw, counted, why, pct, res, ratio);
+		print_json(&o, sw, counted, why, pct, res, ratio, &op);
 	else
-		print_text(&o, sw, counted, why, pct, res, ratio);
+		print_text(&o, sw, counted, why, pct, res, ratio, &op);
 
 	status = 0;
 	for (int m = 0; m < M_COUNT; m++) {

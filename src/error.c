@@ -66,6 +66,10 @@ void af__misuse(const char *func, const char *fmt, ...)
 	int n;
 	va_list ap;
 
+	/* A blocking call's body (AF_BODY(), internal.h) reports under the
+	 * public name its stub exports. */
+	if (strncmp(func, "af__body_", 9) == 0)
+		func += 9;
 	/* One write(2), so messages from several threads do not interleave. */
 	n = snprintf(buf, sizeof(buf), "libasyncflag: %s: ", func);
 	va_start(ap, fmt);

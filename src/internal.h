@@ -564,6 +564,18 @@ static inline struct af_task *af__task_self(int *err)
 	struct af_loop *loop = af__tls_loop;
 	struct af_task *t = loop ? loop->current : NULL;
 
+#if AF_DEBUG && AF_RESUME_STUBS
+	/* Nearly every blocking call's body starts here, so debug builds check
+	 * that resume_x86_64.S's stubs entered it with the stack the ABI
+	 * wants: a frame address that is a multiple of 16. A library bug, not
+	 * a caller's: it stops. */
+	if (__builtin_expect(((uintptr_t)__builtin_frame_address(0) & 15) != 0, 0)) {
+		af__misuse(__func__, "internal error: the stack is misaligned on entry "
+				     "to a blocking call (resume_x86_64.S)");
+		__builtin_trap();
+	}
+#endif
+
 	if (__builtin_expect(!t, 0)) {
 		*err = -EPERM;
 		return NULL;

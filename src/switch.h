@@ -82,8 +82,21 @@ void af__ctx_entered(struct af__ctx *self);
 /* switch_x86_64.S, switch_aarch64.S */
 void af__switch_asm(void **save_sp, void *load_sp);
 
+#if AF_RESUME_STUBS
+/* Set by every switch, cleared by the blocking calls' stubs before they
+ * call their body (resume_x86_64.S): a stub returns with an indirect jump
+ * only when its task was switched away and back. A body that returns
+ * without switching leaves the return stack in step with the calls, and a
+ * plain ret keeps it so. One thread runs one loop, so per thread is per
+ * loop. */
+extern __thread unsigned char af__tls_switched __attribute__((tls_model("initial-exec")));
+#endif
+
 static inline void af__ctx_switch(struct af__ctx *from, struct af__ctx *to)
 {
+#if AF_RESUME_STUBS
+	af__tls_switched = 1;
+#endif
 	af__san_before_switch(from, to, false);
 	af__switch_asm(&from->sp, to->sp);
 	af__san_after_switch(from);

@@ -79,8 +79,15 @@ void af__ctx_destroy(struct af__ctx *ctx)
 	af__san_ctx_destroy(ctx);
 }
 
+#if AF_RESUME_STUBS
+__thread unsigned char af__tls_switched __attribute__((tls_model("initial-exec")));
+#endif
+
 void af__ctx_switch_final(struct af__ctx *from, struct af__ctx *to)
 {
+#if AF_RESUME_STUBS
+	af__tls_switched = 1;
+#endif
 	af__san_before_switch(from, to, true);
 	af__switch_asm(&from->sp, to->sp);
 	__builtin_unreachable();

@@ -1190,25 +1190,32 @@ __asm__(".pushsection .text\n"
 	".size keep_call, .-keep_call\n"
 	".popsection\n");
 
-/* The rounding-mode bits of MXCSR. */
+/* The rounding-mode bits of MXCSR (13-14) and of the x87 control word
+ * (10-11, here shifted to 26-27). */
 static unsigned get_fp_mode(void)
 {
 	unsigned m;
+	unsigned short cw;
 
 	__asm__ volatile("stmxcsr %0" : "=m"(m));
-	return m & 0x6000;
+	__asm__ volatile("fnstcw %0" : "=m"(cw));
+	return (m & 0x6000u) | ((unsigned)(cw & 0x0c00u) << 16);
 }
 
 static void set_fp_mode(unsigned mode)
 {
 	unsigned m;
+	unsigned short cw;
 
 	__asm__ volatile("stmxcsr %0" : "=m"(m));
-	m = (m & ~0x6000u) | mode;
+	m = (m & ~0x6000u) | (mode & 0x6000u);
 	__asm__ volatile("ldmxcsr %0" : : "m"(m));
+	__asm__ volatile("fnstcw %0" : "=m"(cw));
+	cw = (unsigned short)((cw & ~0x0c00u) | ((mode >> 16) & 0x0c00u));
+	__asm__ volatile("fldcw %0" : : "m"(cw));
 }
 
-#define FP_TOWARD_ZERO 0x6000u
+#define FP_TOWARD_ZERO (0x6000u | (0x0c00u << 16))
 #elif defined(__aarch64__) && AF_SWITCH_ASM
 #define HAVE_KEEP_CALL 1
 /* x19-x28 and d8-d15 (x29 and x30 stay real: the frame chain and where
@@ -1285,10 +1292,12 @@ static void set_fp_mode(unsigned mode)
 #endif
 
 #if HAVE_KEEP_CALL
-int keep_call(const void *fn, void *arg, unsigned *changed);
+/* fn is called with arg whatever its type: void (*)(void) is only how C
+ * passes "some function" without a cast it warns about. */
+int keep_call(void (*fn)(void), void *arg, unsigned *changed);
 
 struct keep {
-	struct af_event ping, pong;
+	struct af_event ping, pong, open;
 	int rounds;
 	int partner_mode_wrong;
 };
@@ -1320,20 +1329,26 @@ static int keep_main(void *arg)
 
 	af_event_init(&k->ping);
 	af_event_init(&k->pong);
+	af_event_init(&k->open);
+	af_event_set(&k->open);
 	ck_assert_int_eq(af_task_spawn(&partner, keep_partner, k), 0);
 	/* The partner was made with the default rounding mode: every switch
 	 * between us must bring each its own back. */
 	set_fp_mode(FP_TOWARD_ZERO);
 	for (int i = 0; i < k->rounds; i++) {
 		af_event_set(&k->ping);
-		r = keep_call((const void *)af_event_wait, &k->pong, &changed);
+		r = keep_call((void (*)(void))af_event_wait, &k->pong, &changed);
 		all |= changed;
 		bad += r != 0;
 		af_event_clear(&k->pong);
-		r = keep_call((const void *)af_yield, NULL, &changed);
+		r = keep_call((void (*)(void))af_yield, NULL, &changed);
 		all |= changed;
 		bad += r != 0;
-		r = keep_call((const void *)af_sleep_ns, (void *)(uintptr_t)1000, &changed);
+		r = keep_call((void (*)(void))af_sleep_ns, (void *)(uintptr_t)1000, &changed);
+		all |= changed;
+		bad += r != 0;
+		/* A wait that does not block: the stub's other way back. */
+		r = keep_call((void (*)(void))af_event_wait, &k->open, &changed);
 		all |= changed;
 		bad += r != 0;
 		bad += get_fp_mode() != FP_TOWARD_ZERO;
