@@ -16,38 +16,25 @@
 
 #if AF_RESUME_STUBS
 /* The bodies behind resume_x86_64.S's stubs, typed as their public names. */
-__typeof__(af_event_wait) af__body_af_event_wait;
-__typeof__(af_event_wait_timeout) af__body_af_event_wait_timeout;
-__typeof__(af_flag_wait) af__body_af_flag_wait;
-__typeof__(af_flag_wait_timeout) af__body_af_flag_wait_timeout;
-__typeof__(af_lock_acquire) af__body_af_lock_acquire;
-__typeof__(af_lock_acquire_timeout) af__body_af_lock_acquire_timeout;
-__typeof__(af_queue_get) af__body_af_queue_get;
-__typeof__(af_queue_get_timeout) af__body_af_queue_get_timeout;
-__typeof__(af_queue_put) af__body_af_queue_put;
-__typeof__(af_queue_put_timeout) af__body_af_queue_put_timeout;
-__typeof__(af_yield) af__body_af_yield;
-__typeof__(af_sleep_ns) af__body_af_sleep_ns;
-__typeof__(af_sleep_ms) af__body_af_sleep_ms;
-__typeof__(af_task_join) af__body_af_task_join;
-__typeof__(af_task_join_timeout) af__body_af_task_join_timeout;
-__typeof__(af_group_join) af__body_af_group_join;
-__typeof__(af_group_join_timeout) af__body_af_group_join_timeout;
+#define AF_RESUME_CALL(fn) __typeof__(fn) af__body_##fn;
+#include "resume_calls.h"
+#undef AF_RESUME_CALL
 #endif
 
 #define AF_API __attribute__((visibility("default")))
 
-/* The blocking calls a task resumes in (the waits, yield, sleep, join).
- * With AF_RESUME_STUBS (x86_64, asm switch) each exported name is a stub in
- * resume_x86_64.S that calls the C body, af__body_<name>, and returns to
- * its caller with an indirect jump, not a ret. A ret is predicted by the
+/* The blocking calls a task resumes in (the waits, yield, sleep, join;
+ * the list is resume_calls.h). With AF_RESUME_STUBS (x86_64, asm switch)
+ * each exported name is a stub in resume_x86_64.S that calls the C body,
+ * af__body_<name>, and, when the body was switched away and back, returns
+ * to its caller with an indirect jump, not a ret. A ret is predicted by the
  * CPU's return stack, which after a switch holds the calls of the task
  * that ran before: when two tasks block at two call sites, as in any
- * ping-pong, every resume's return to its caller was mispredicted, 15-20
- * cycles per hop. An indirect jump is predicted by the branch history
- * instead, which sees the alternation. Define a body with
- * AF_BLOCKING_API int AF_BODY(af_x)(...), and call another such function
- * from inside the library as AF_BODY(af_y)(...), not through its stub. */
+ * ping-pong, every resume's return to its caller was mispredicted. An
+ * indirect jump is predicted by the branch history instead, which sees the
+ * alternation. Define a body with AF_BLOCKING_API int AF_BODY(af_x)(...),
+ * and call another such function from inside the library as
+ * AF_BODY(af_y)(...), not through its stub. */
 #if AF_RESUME_STUBS
 #define AF_BLOCKING_API
 #define AF_BODY(fn) af__body_##fn

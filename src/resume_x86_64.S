@@ -65,22 +65,7 @@
 	.size	\name, .-\name
 .endm
 
-	AF_RESUME_STUB af_event_wait
-	AF_RESUME_STUB af_event_wait_timeout
-	AF_RESUME_STUB af_flag_wait
-	AF_RESUME_STUB af_flag_wait_timeout
-	AF_RESUME_STUB af_lock_acquire
-	AF_RESUME_STUB af_lock_acquire_timeout
-	AF_RESUME_STUB af_queue_get
-	AF_RESUME_STUB af_queue_get_timeout
-	AF_RESUME_STUB af_queue_put
-	AF_RESUME_STUB af_queue_put_timeout
-	AF_RESUME_STUB af_yield
-	AF_RESUME_STUB af_sleep_ns
-	AF_RESUME_STUB af_sleep_ms
-	AF_RESUME_STUB af_task_join
-	AF_RESUME_STUB af_task_join_timeout
-	AF_RESUME_STUB af_group_join
-	AF_RESUME_STUB af_group_join_timeout
+#define AF_RESUME_CALL(fn) AF_RESUME_STUB fn
+#include "resume_calls.h"
 
 	.section .note.GNU-stack,"",@progbits

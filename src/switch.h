@@ -92,11 +92,17 @@ void af__switch_asm(void **save_sp, void *load_sp);
 extern __thread unsigned char af__tls_switched __attribute__((tls_model("initial-exec")));
 #endif
 
-static inline void af__ctx_switch(struct af__ctx *from, struct af__ctx *to)
+/* What every switch does first: tell the stubs it happened. */
+static inline void af__ctx_switching(void)
 {
 #if AF_RESUME_STUBS
 	af__tls_switched = 1;
 #endif
+}
+
+static inline void af__ctx_switch(struct af__ctx *from, struct af__ctx *to)
+{
+	af__ctx_switching();
 	af__san_before_switch(from, to, false);
 	af__switch_asm(&from->sp, to->sp);
 	af__san_after_switch(from);

@@ -85,9 +85,7 @@ __thread unsigned char af__tls_switched __attribute__((tls_model("initial-exec")
 
 void af__ctx_switch_final(struct af__ctx *from, struct af__ctx *to)
 {
-#if AF_RESUME_STUBS
-	af__tls_switched = 1;
-#endif
+	af__ctx_switching();
 	af__san_before_switch(from, to, true);
 	af__switch_asm(&from->sp, to->sp);
 	__builtin_unreachable();
