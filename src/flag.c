@@ -149,7 +149,6 @@ AF_API void af_flag_set(struct af_flag *flag)
 	struct af__flag *f;
 	struct af_loop *loop;
 	uint32_t s, want;
-	int saved_errno;
 
 	if (!flag)
 		return;
@@ -176,19 +175,19 @@ AF_API void af_flag_set(struct af_flag *flag)
 							 memory_order_relaxed));
 	if (!((want ^ s) & AF_FLAG_QUEUED))
 		return;
-	saved_errno = errno;
 	af__hook(AF_HOOK_SET_PUBLISHED, flag);
 	loop = f->loop;
 	push_pending(loop, f);
 	af__hook(AF_HOOK_SET_PUSHED, flag);
 	/* The loop outlives this: destroy waits for our busy count, and a
-	 * loop freed with live flags keeps its struct until they are gone. */
+	 * loop freed with live flags keeps its struct until they are gone.
+	 * The kick's system call bypasses libc (syscall.h): errno, which a
+	 * signal handler's caller must get back unchanged, is never touched. */
 	af__loop_kick(loop);
 	/* release: our last touch of the flag. Pairs with the acquiring
 	 * load in wait_for_setters(), so destroy returns only after the push
 	 * and the kick above, on every architecture. */
 	atomic_fetch_sub_explicit(&f->state, AF_FLAG_BUSY_ONE, memory_order_release);
-	errno = saved_errno;
 }
 
 AF_API void af_flag_clear(struct af_flag *flag)

@@ -453,20 +453,24 @@ struct af_loop {
 	uint64_t outside_wakes;  /* tasks woken by timers, flags, jobs, I/O */
 
 	/* Flag wake-up path. pending is a lock-free stack of flags set while a
-	 * task waited on them; setters push, the loop takes the whole stack. */
-	_Atomic(struct af__flag *) pending;
+	 * task waited on them; setters push, the loop takes the whole stack.
+	 * Everything a set reads or writes in the loop shares one line, which
+	 * the loop's own per-hop writes (the counts above) stay off: a setter
+	 * whose CPU was idle misses on one line, not three, and its push does
+	 * not take the counts' line from the loop. */
+	_Alignas(64) _Atomic(struct af__flag *) pending;
 	_Atomic unsigned sleep_state; /* AF_AWAKE..AF_DEAD, + AF_KICKER_ONE each */
+	int efd;
+	bool kick_futex;         /* kicks are FUTEX_WAKE on sleep_state; set before
+				  * the first sleep, never changed */
 	_Atomic unsigned long refs;   /* 1 for af_loop_free(), 1 per live flag */
 	pthread_mutex_t unqueue_lock; /* serialises af__flag_unqueue() */
-	int efd;
 	uint64_t efd_value;
 	struct af__op efd_op;
 	struct io_uring_sqe forked_sqe; /* af__loop_sqe() in a child of fork() */
 	bool efd_armed;
 	bool efd_expected;       /* a write happened: reap its completion */
 	uint8_t efd_wake;        /* AF__WAKE_*: how the io_uring sleep sees a kick */
-	bool kick_futex;         /* kicks are FUTEX_WAKE on sleep_state; set before
-				  * the first sleep, never changed */
 	uint64_t spin_ns;        /* af_loop_opts.spin_ns: spin this long before a sleep */
 	/* Set once by af_signal_watch() on any thread, under its lock. */
 	_Atomic(struct af__sigfd *) sigfd;

@@ -15,6 +15,7 @@
 
 #include "loop/backend.h"
 #include "prefetch.h"
+#include "syscall.h"
 
 #if AF_HAVE_VALGRIND
 #include <valgrind/valgrind.h>
@@ -153,9 +154,11 @@ AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 		return r;
 	}
 	pthread_once(&atfork_once, atfork_install);
-	loop = calloc(1, sizeof(*loop));
+	/* Aligned as its type says: the flag wake-up fields share one line. */
+	loop = aligned_alloc(_Alignof(struct af_loop), sizeof(*loop));
 	if (!loop)
 		return -ENOMEM;
+	memset(loop, 0, sizeof(*loop));
 	loop->fork_gen = atomic_load_explicit(&af__fork_gen, memory_order_relaxed);
 	entries = opts && opts->ring_entries ? opts->ring_entries : AF_RING_DEFAULT;
 	cache = opts && opts->stack_cache ? opts->stack_cache : AF_STACK_CACHE_DEFAULT;
@@ -840,10 +843,10 @@ void af__loop_kick(struct af_loop *loop)
 	 * on sleep_state itself, queued only while it still read SLEEPING, so
 	 * this wake reaches it or the wait was never queued (-EAGAIN). */
 	if (loop->kick_futex)
-		(void)syscall(SYS_futex, &loop->sleep_state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		(void)af__syscall3(SYS_futex, (long)&loop->sleep_state, FUTEX_WAKE_PRIVATE, 1);
 	/* EAGAIN (counter full) cannot lose the wake: the count is non-zero. */
 	else
-		(void)!write(loop->efd, &one, sizeof(one));
+		(void)af__syscall3(SYS_write, loop->efd, (long)&one, sizeof(one));
 	/* release pairs with kicks_retire(): the write happened first. */
 	atomic_fetch_sub_explicit(&loop->sleep_state, AF_KICKER_ONE, memory_order_release);
 }
