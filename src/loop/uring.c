@@ -5,12 +5,14 @@
  * loop. */
 #include <linux/futex.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "loop/backend.h"
+#include "syscall.h"
 
 static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags);
 
@@ -414,9 +416,38 @@ static bool futex_arm(struct af_loop *loop)
 	return true;
 }
 
+/* Submit what is queued and wait for one completion or @kts, in one
+ * io_uring_enter(2) made inline (syscall.h) rather than through
+ * io_uring_submit_and_wait_timeout(): after a wake-up on an idle CPU each
+ * line of code between the kernel's return and the woken task is a cache
+ * miss, and liburing's path is four functions in another library, its PLT
+ * slot and libc's syscall(2). The tail is published as liburing's
+ * __io_uring_flush_sq() does for a ring without SQPOLL: the kernel reads
+ * it only inside io_uring_enter(), which this thread makes, so a plain
+ * store is enough on aarch64 as on x86. Errors need no answer: -EINTR,
+ * -ETIME and -EBUSY all end the sleep, and the loop then reaps and looks
+ * again, as it did when liburing returned them. */
+static void ring_enter_wait(struct af_loop *loop, struct __kernel_timespec *kts)
+{
+	struct io_uring_sq *sq = &loop->ring.sq;
+	struct io_uring_getevents_arg arg = {
+		.sigmask = 0,
+		.sigmask_sz = _NSIG / 8,
+		.ts = (uint64_t)(uintptr_t)kts,
+	};
+
+	if (sq->sqe_head != sq->sqe_tail) {
+		sq->sqe_head = sq->sqe_tail;
+		*(volatile unsigned *)sq->ktail = sq->sqe_tail;
+	}
+	(void)af__syscall6(__NR_io_uring_enter, loop->ring.ring_fd,
+			   (long)(sq->sqe_tail - *sq->khead), 1,
+			   IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (long)&arg,
+			   (long)sizeof(arg));
+}
+
 static void uring_wait(struct af_loop *loop, uint64_t deadline)
 {
-	struct io_uring_cqe *cqe;
 	struct __kernel_timespec ts;
 	uint64_t now = deadline == UINT64_MAX ? 0 : af__now_ns();
 
@@ -426,8 +457,7 @@ static void uring_wait(struct af_loop *loop, uint64_t deadline)
 	if (loop->ppoll_mode)
 		sleep_in_ppoll(loop, deadline == UINT64_MAX ? NULL : &ts);
 	else
-		io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1,
-						 deadline == UINT64_MAX ? NULL : &ts, NULL);
+		ring_enter_wait(loop, deadline == UINT64_MAX ? NULL : &ts);
 }
 
 const struct af__backend af__backend_uring = {
