@@ -456,13 +456,18 @@ struct af_loop {
 	 * task waited on them; setters push, the loop takes the whole stack.
 	 * Everything a set reads or writes in the loop shares one line, which
 	 * the loop's own per-hop writes (the counts above) stay off: a setter
-	 * whose CPU was idle misses on one line, not three, and its push does
-	 * not take the counts' line from the loop. */
+	 * whose CPU was idle misses on one line, not three, its push does not
+	 * take the counts' line from the loop, and the loop's checks for sets
+	 * and finished jobs read this one line. */
 	_Alignas(64) _Atomic(struct af__flag *) pending;
 	_Atomic unsigned sleep_state; /* AF_AWAKE..AF_DEAD, + AF_KICKER_ONE each */
 	int efd;
 	bool kick_futex;         /* kicks are FUTEX_WAKE on sleep_state; set before
 				  * the first sleep, never changed */
+	/* af_run_blocking(): finished jobs come back on a lock-free stack,
+	 * like flags, and wake the loop the same way. Here because the loop
+	 * reads it wherever it reads pending. */
+	_Atomic(struct af__job *) jobs_done;
 	_Atomic unsigned long refs;   /* 1 for af_loop_free(), 1 per live flag */
 	pthread_mutex_t unqueue_lock; /* serialises af__flag_unqueue() */
 	uint64_t efd_value;
@@ -478,11 +483,8 @@ struct af_loop {
 	struct af__stack_pool stacks;
 	size_t stack_size;
 
-	/* af_run_blocking(): finished jobs come back on a lock-free stack,
-	 * like flags, and wake the loop the same way. */
-	struct af__pool *pool;
+	struct af__pool *pool;   /* af_run_blocking()'s threads */
 	unsigned blocking_threads;
-	_Atomic(struct af__job *) jobs_done;
 	size_t njobs;            /* jobs queued or running */
 };
 
