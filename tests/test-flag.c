@@ -619,6 +619,101 @@ START_TEST(a_task_waiting_on_a_flag_keeps_the_loop_alive_asleep_in_the_kernel)
 }
 END_TEST
 
+/* ---- cancellation ------------------------------------------------------------------ */
+
+/* A thread with a cancel pending (deferred, the default) calls
+ * af_flag_set() on a flag whose loop sleeps, so the set makes its kick's
+ * system call. Were that a cancellation point (write(2) is one), the thread
+ * would die inside the kick with the loop's kicker count still raised; it
+ * must instead return, and be cancelled at its own pthread_testcancel(). */
+struct cancel_set {
+	struct af_flag f;
+	pthread_t th;
+	sem_t cancel_sent;
+	atomic_bool set_returned;
+	atomic_int kicks;
+	int enable_r;
+};
+
+static struct cancel_set *cancel_set_now;
+
+static void count_kicks(enum af__hook_point where, void *obj)
+{
+	(void)obj;
+	if (where == AF_HOOK_KICK_WRITE)
+		atomic_fetch_add(&cancel_set_now->kicks, 1);
+}
+
+static void *cancelled_setter(void *arg)
+{
+	struct cancel_set *c = arg;
+
+	ck_assert_int_eq(pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL), 0);
+	while (sem_wait(&c->cancel_sent) < 0 && errno == EINTR)
+		;
+	/* Long enough for the loop to be asleep in the kernel. */
+	usleep(50 * 1000);
+	/* Not a cancellation point itself: the cancel stays pending. From here
+	 * on no ck_assert: Check's progress mark writes a pipe, a cancellation
+	 * point of its own. */
+	c->enable_r = pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+	af_flag_set(&c->f);
+	atomic_store(&c->set_returned, true);
+	pthread_testcancel();
+	return NULL;
+}
+
+static int cancel_set_main(void *arg)
+{
+	struct cancel_set *c = arg;
+	void *ret = NULL;
+
+	ck_assert_int_eq(af_flag_init(&c->f, NULL), 0);
+	ck_assert_int_eq(sem_init(&c->cancel_sent, 0, 0), 0);
+	ck_assert_int_eq(pthread_create(&c->th, NULL, cancelled_setter, c), 0);
+	ck_assert_int_eq(pthread_cancel(c->th), 0);
+	sem_post(&c->cancel_sent);
+	ck_assert_int_eq(af_flag_wait(&c->f), 0);
+	ck_assert_int_eq(pthread_join(c->th, &ret), 0);
+	ck_assert_int_eq(c->enable_r, 0);
+	ck_assert_msg(ret == PTHREAD_CANCELED, "the setter was not cancelled at pthread_testcancel()");
+	sem_destroy(&c->cancel_sent);
+	af_flag_destroy(&c->f);
+	return 0;
+}
+
+static void cancel_set_run(const char *wake)
+{
+	struct cancel_set c = { 0 };
+
+	if (wake)
+		ck_assert_int_eq(setenv("AF_WAKE", wake, 1), 0);
+	cancel_set_now = &c;
+	atomic_store(&af__test_hook, count_kicks);
+	run_on_new_loop(cancel_set_main, &c, 0);
+	atomic_store(&af__test_hook, NULL);
+	if (wake)
+		unsetenv("AF_WAKE");
+	ck_assert_msg(atomic_load(&c.kicks) == 1, "the set kicked the loop %d times, not once",
+		      atomic_load(&c.kicks));
+	ck_assert_msg(atomic_load(&c.set_returned),
+		      "the thread was cancelled inside af_flag_set()");
+}
+
+START_TEST(a_set_that_kicks_a_sleeping_loop_is_not_a_cancellation_point)
+{
+	cancel_set_run(NULL);
+}
+END_TEST
+
+/* The eventfd write of kernels before 6.7 (write(2) through libc would be
+ * a cancellation point). */
+START_TEST(a_set_that_writes_the_eventfd_of_a_sleeping_loop_is_not_a_cancellation_point)
+{
+	cancel_set_run("poll");
+}
+END_TEST
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 struct errs {
@@ -2080,6 +2175,11 @@ Suite *make_suite(void)
 
 	tc = tcase_create("keeping the loop alive");
 	tcase_add_test(tc, a_task_waiting_on_a_flag_keeps_the_loop_alive_asleep_in_the_kernel);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cancellation");
+	tcase_add_test(tc, a_set_that_kicks_a_sleeping_loop_is_not_a_cancellation_point);
+	tcase_add_test(tc, a_set_that_writes_the_eventfd_of_a_sleeping_loop_is_not_a_cancellation_point);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");
