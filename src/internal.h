@@ -468,14 +468,16 @@ struct af_loop {
 	 * like flags, and wake the loop the same way. Here because the loop
 	 * reads it wherever it reads pending. */
 	_Atomic(struct af__job *) jobs_done;
-	_Atomic unsigned long refs;   /* 1 for af_loop_free(), 1 per live flag */
-	pthread_mutex_t unqueue_lock; /* serialises af__flag_unqueue() */
+	/* The rest of the line: the loop's own, read and written at its sleeps. */
 	uint64_t efd_value;
 	struct af__op efd_op;
-	struct io_uring_sqe forked_sqe; /* af__loop_sqe() in a child of fork() */
 	bool efd_armed;
 	bool efd_expected;       /* a write happened: reap its completion */
 	uint8_t efd_wake;        /* AF__WAKE_*: how the io_uring sleep sees a kick */
+	/* Off the line: flag init and destroy write these from any thread. */
+	struct io_uring_sqe forked_sqe; /* af__loop_sqe() in a child of fork() */
+	_Atomic unsigned long refs;   /* 1 for af_loop_free(), 1 per live flag */
+	pthread_mutex_t unqueue_lock; /* serialises af__flag_unqueue() */
 	uint64_t spin_ns;        /* af_loop_opts.spin_ns: spin this long before a sleep */
 	/* Set once by af_signal_watch() on any thread, under its lock. */
 	_Atomic(struct af__sigfd *) sigfd;

@@ -7,7 +7,11 @@
  * alone (so an async-signal-safe caller needs no save and restore) and is
  * no cancellation point (write(2) is one: a cancel there would leave the
  * loop's kicker count raised for good). Other architectures use
- * syscall(2), which is no cancellation point either, and restore errno. */
+ * syscall(2), which is no cancellation point either, and restore errno; so
+ * do x32 and aarch64 ILP32, where long is 32 bits and nothing promises the
+ * registers' upper halves. The "memory" clobbers keep the compiler from
+ * moving stores the kernel reads (the eventfd's value, the ring's SQEs and
+ * extended argument) past the call. */
 #ifndef AF_SYSCALL_H
 #define AF_SYSCALL_H
 
@@ -16,40 +20,9 @@
 #include <unistd.h>
 
 /* Returns the kernel's answer: the result, or a negative errno value. */
-static inline long af__syscall3(long nr, long a, long b, long c)
-{
-#if defined(__x86_64__)
-	long ret;
-
-	/* The kernel clobbers rcx (return address) and r11 (flags). */
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(nr), "D"(a), "S"(b), "d"(c)
-			 : "rcx", "r11", "memory");
-	return ret;
-#elif defined(__aarch64__)
-	register long x8 __asm__("x8") = nr;
-	register long x0 __asm__("x0") = a;
-	register long x1 __asm__("x1") = b;
-	register long x2 __asm__("x2") = c;
-
-	__asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2) : "memory");
-	return x0;
-#else
-	int saved = errno;
-	long ret = syscall(nr, a, b, c);
-
-	if (ret < 0)
-		ret = -errno;
-	errno = saved;
-	return ret;
-#endif
-}
-
-/* The same with six arguments: io_uring_enter(2) with its extended argument. */
 static inline long af__syscall6(long nr, long a, long b, long c, long d, long e, long f)
 {
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(__ILP32__)
 	register long r10 __asm__("r10") = d;
 	register long r8 __asm__("r8") = e;
 	register long r9 __asm__("r9") = f;
@@ -60,7 +33,7 @@ static inline long af__syscall6(long nr, long a, long b, long c, long d, long e,
 			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
 			 : "rcx", "r11", "memory");
 	return ret;
-#elif defined(__aarch64__)
+#elif defined(__aarch64__) && !defined(__ILP32__)
 	register long x8 __asm__("x8") = nr;
 	register long x0 __asm__("x0") = a;
 	register long x1 __asm__("x1") = b;
@@ -83,6 +56,13 @@ static inline long af__syscall6(long nr, long a, long b, long c, long d, long e,
 	errno = saved;
 	return ret;
 #endif
+}
+
+/* Three arguments: the kick's FUTEX_WAKE or eventfd write. futex(2) takes
+ * six and ignores the last three for FUTEX_WAKE; they go in as zero. */
+static inline long af__syscall3(long nr, long a, long b, long c)
+{
+	return af__syscall6(nr, a, b, c, 0, 0, 0);
 }
 
 #endif

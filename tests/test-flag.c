@@ -628,35 +628,38 @@ END_TEST
  * must instead return, and be cancelled at its own pthread_testcancel(). */
 struct cancel_set {
 	struct af_flag f;
+	struct af_loop *loop;
 	pthread_t th;
-	sem_t cancel_sent;
+	atomic_bool cancel_sent;
 	atomic_bool set_returned;
 	atomic_int kicks;
 	int enable_r;
 };
 
-static struct cancel_set *cancel_set_now;
+static struct cancel_set cancel_set;
 
 static void count_kicks(enum af__hook_point where, void *obj)
 {
 	(void)obj;
 	if (where == AF_HOOK_KICK_WRITE)
-		atomic_fetch_add(&cancel_set_now->kicks, 1);
+		atomic_fetch_add(&cancel_set.kicks, 1);
 }
 
 static void *cancelled_setter(void *arg)
 {
 	struct cancel_set *c = arg;
 
-	ck_assert_int_eq(pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL), 0);
-	while (sem_wait(&c->cancel_sent) < 0 && errno == EINTR)
-		;
-	/* Long enough for the loop to be asleep in the kernel. */
-	usleep(50 * 1000);
-	/* Not a cancellation point itself: the cancel stays pending. From here
-	 * on no ck_assert: Check's progress mark writes a pipe, a cancellation
-	 * point of its own. */
-	c->enable_r = pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+	/* Waiting only with calls that are no cancellation points. */
+	c->enable_r = pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	while (!atomic_load(&c->cancel_sent))
+		sched_yield();
+	/* Asleep: the set below must kick. */
+	while ((atomic_load(&c->loop->sleep_state) & AF_SLEEP_MASK) != AF_SLEEPING)
+		sched_yield();
+	/* Not a cancellation point itself: the cancel stays pending. No
+	 * ck_assert in this thread: Check's progress mark writes a pipe, a
+	 * cancellation point of its own. */
+	c->enable_r |= pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
 	af_flag_set(&c->f);
 	atomic_store(&c->set_returned, true);
 	pthread_testcancel();
@@ -667,37 +670,41 @@ static int cancel_set_main(void *arg)
 {
 	struct cancel_set *c = arg;
 	void *ret = NULL;
+	int r;
 
+	c->loop = af_loop_current();
 	ck_assert_int_eq(af_flag_init(&c->f, NULL), 0);
-	ck_assert_int_eq(sem_init(&c->cancel_sent, 0, 0), 0);
 	ck_assert_int_eq(pthread_create(&c->th, NULL, cancelled_setter, c), 0);
 	ck_assert_int_eq(pthread_cancel(c->th), 0);
-	sem_post(&c->cancel_sent);
-	ck_assert_int_eq(af_flag_wait(&c->f), 0);
+	atomic_store(&c->cancel_sent, true);
+	/* Bounded, and checked before the loop is freed: a setter killed
+	 * inside its kick would leave af_loop_free() waiting for it forever. */
+	r = af_flag_wait_timeout(&c->f, 2 * 1000 * MS);
 	ck_assert_int_eq(pthread_join(c->th, &ret), 0);
 	ck_assert_int_eq(c->enable_r, 0);
+	ck_assert_msg(atomic_load(&c->set_returned),
+		      "the thread was cancelled inside af_flag_set()");
 	ck_assert_msg(ret == PTHREAD_CANCELED, "the setter was not cancelled at pthread_testcancel()");
-	sem_destroy(&c->cancel_sent);
+	ck_assert_msg(atomic_load(&c->kicks) == 1, "the set kicked the loop %d times, not once",
+		      atomic_load(&c->kicks));
+	ck_assert_int_eq(r, 0);
 	af_flag_destroy(&c->f);
 	return 0;
 }
 
+static void cancel_set_teardown(void)
+{
+	atomic_store(&af__test_hook, NULL);
+	unsetenv("AF_WAKE");
+}
+
 static void cancel_set_run(const char *wake)
 {
-	struct cancel_set c = { 0 };
-
+	memset(&cancel_set, 0, sizeof(cancel_set));
 	if (wake)
 		ck_assert_int_eq(setenv("AF_WAKE", wake, 1), 0);
-	cancel_set_now = &c;
 	atomic_store(&af__test_hook, count_kicks);
-	run_on_new_loop(cancel_set_main, &c, 0);
-	atomic_store(&af__test_hook, NULL);
-	if (wake)
-		unsetenv("AF_WAKE");
-	ck_assert_msg(atomic_load(&c.kicks) == 1, "the set kicked the loop %d times, not once",
-		      atomic_load(&c.kicks));
-	ck_assert_msg(atomic_load(&c.set_returned),
-		      "the thread was cancelled inside af_flag_set()");
+	run_on_new_loop(cancel_set_main, &cancel_set, 0);
 }
 
 START_TEST(a_set_that_kicks_a_sleeping_loop_is_not_a_cancellation_point)
@@ -2178,6 +2185,7 @@ Suite *make_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cancellation");
+	tcase_add_checked_fixture(tc, NULL, cancel_set_teardown);
 	tcase_add_test(tc, a_set_that_kicks_a_sleeping_loop_is_not_a_cancellation_point);
 	tcase_add_test(tc, a_set_that_writes_the_eventfd_of_a_sleeping_loop_is_not_a_cancellation_point);
 	suite_add_tcase(s, tc);

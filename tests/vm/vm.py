@@ -547,6 +547,9 @@ def elf_deps(path):
     return (interp.group(1) if interp else None), needed
 
 
+DLOPENED = ["libgcc_s.so.1"]
+
+
 def copy_libs(arch, progs, root, bdir):
     """Copy into @root the loader and every shared library @progs need,
     found the way the guest's loader will look for them."""
@@ -555,6 +558,13 @@ def copy_libs(arch, progs, root, bdir):
     libdir = os.path.join(root, "lib", t)
     os.makedirs(libdir, exist_ok=True)
     todo, seen = list(progs), set()
+    # glibc dlopen()s libgcc_s for pthread_cancel()'s unwinding, so no
+    # NEEDED entry names it; without it a cancelled thread aborts.
+    for so in DLOPENED:
+        seen.add(so)
+        src = find_lib(so, dirs)
+        shutil.copy(os.path.realpath(src), os.path.join(libdir, so))
+        todo.append(src)
     while todo:
         interp, needed = elf_deps(todo.pop())
         if interp and interp not in seen:
