@@ -181,8 +181,8 @@ AF_API void af_flag_set(struct af_flag *flag)
 	af__hook(AF_HOOK_SET_PUSHED, flag);
 	/* The loop outlives this: destroy waits for our busy count, and a
 	 * loop freed with live flags keeps its struct until they are gone.
-	 * The kick's system call bypasses libc (syscall.h): errno, which a
-	 * signal handler's caller must get back unchanged, is never touched. */
+	 * The kick's system call (syscall.h) leaves errno as it found it,
+	 * which a signal handler's caller relies on. */
 	af__loop_kick(loop);
 	/* release: our last touch of the flag. Pairs with the acquiring
 	 * load in wait_for_setters(), so destroy returns only after the push

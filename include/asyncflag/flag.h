@@ -54,12 +54,13 @@ void af_flag_destroy(struct af_flag *flag);
  * @brief Set the flag and, if a task waits on it, wake it.
  *
  * Safe from any thread and from signal handlers; preserves errno; not a
- * cancellation point. A set on a set flag does nothing. The waiter runs when the loop next collects its
- * wake-ups, behind tasks already runnable, so a task that sets a flag and
- * yields resumes before the waiter. Costs no system call while the loop is
- * awake; at most one per loop sleep attempt however many flags are set (a
- * FUTEX_WAKE on Linux 6.7+, an eventfd write before). After a wait that it ended has returned, the set touches neither
- * the flag nor its loop beyond what af_flag_destroy() waits for.
+ * cancellation point. A set on a set flag does nothing. The waiter runs
+ * when the loop next collects its wake-ups, behind tasks already runnable,
+ * so a task that sets a flag and yields resumes before the waiter. Costs no
+ * system call while the loop is awake; at most one per loop sleep attempt
+ * however many flags are set (a FUTEX_WAKE on Linux 6.7+, an eventfd write
+ * before). After a wait that it ended has returned, the set touches
+ * neither the flag nor its loop beyond what af_flag_destroy() waits for.
  * A NULL, uninitialised or destroyed flag is ignored.
  */
 void af_flag_set(struct af_flag *flag);

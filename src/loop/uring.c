@@ -426,9 +426,9 @@ static bool futex_arm(struct af_loop *loop)
  * it only inside io_uring_enter(), which this thread makes, so a plain
  * store is enough on aarch64 as on x86 (a CPU sees its own stores, and a
  * migration between CPUs is a full barrier); the system call's "memory"
- * clobber keeps the compiler from moving the SQE stores past it. Errors need no answer: -EINTR,
- * -ETIME and -EBUSY all end the sleep, and the loop then reaps and looks
- * again, as it did when liburing returned them. */
+ * clobber keeps the compiler from moving the SQE stores past it. Errors
+ * need no answer: -EINTR, -ETIME and -EBUSY all end the sleep, and the
+ * loop then reaps and looks again, as it did when liburing returned them. */
 static void ring_enter_wait(struct af_loop *loop, struct __kernel_timespec *kts)
 {
 	struct io_uring_sq *sq = &loop->ring.sq;

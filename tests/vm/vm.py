@@ -558,13 +558,19 @@ def copy_libs(arch, progs, root, bdir):
     libdir = os.path.join(root, "lib", t)
     os.makedirs(libdir, exist_ok=True)
     todo, seen = list(progs), set()
-    # glibc dlopen()s libgcc_s for pthread_cancel()'s unwinding, so no
-    # NEEDED entry names it; without it a cancelled thread aborts.
-    for so in DLOPENED:
+
+    def take(so):
+        if so in seen:
+            return
         seen.add(so)
         src = find_lib(so, dirs)
         shutil.copy(os.path.realpath(src), os.path.join(libdir, so))
         todo.append(src)
+
+    # glibc dlopen()s libgcc_s for pthread_cancel()'s unwinding, so no
+    # NEEDED entry names it; without it a cancelled thread aborts.
+    for so in DLOPENED:
+        take(so)
     while todo:
         interp, needed = elf_deps(todo.pop())
         if interp and interp not in seen:
@@ -575,12 +581,7 @@ def copy_libs(arch, progs, root, bdir):
                                          find_lib(os.path.basename(interp), dirs)), dst)
             todo.append(dst)
         for so in needed:
-            if so in seen:
-                continue
-            seen.add(so)
-            src = find_lib(so, dirs)
-            shutil.copy(os.path.realpath(src), os.path.join(libdir, so))
-            todo.append(src)
+            take(so)
 
 
 def find_lib(so, dirs):
