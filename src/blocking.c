@@ -258,7 +258,7 @@ int af__blocking_run_through(struct af_task *t, af_task_fn fn, void *arg, int *r
 	return 0;
 }
 
-void af__blocking_collect(struct af_loop *loop)
+AF__HOT void af__blocking_collect(struct af_loop *loop)
 {
 	struct af__job *job;
 

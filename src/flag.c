@@ -144,7 +144,7 @@ static void prefetch_push(struct af__flag *f, uint32_t s)
 		af__prefetch_write(&loop->pending);
 }
 
-AF_API void af_flag_set(struct af_flag *flag)
+AF__HOT AF_API void af_flag_set(struct af_flag *flag)
 {
 	struct af__flag *f;
 	struct af_loop *loop;
@@ -274,7 +274,7 @@ AF_BLOCKING_API int AF_BODY(af_flag_wait_timeout)(struct af_flag *flag, int64_t 
 	return r;
 }
 
-AF_BLOCKING_API int AF_BODY(af_flag_wait)(struct af_flag *flag)
+AF__HOT AF_BLOCKING_API int AF_BODY(af_flag_wait)(struct af_flag *flag)
 {
 	return AF_BODY(af_flag_wait_timeout)(flag, -1);
 }
@@ -293,7 +293,7 @@ static struct af__flag *reverse(struct af__flag *f)
 	return prev;
 }
 
-void af__flag_collect(struct af_loop *loop)
+AF__HOT void af__flag_collect(struct af_loop *loop)
 {
 	struct af__flag *f;
 

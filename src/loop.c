@@ -369,7 +369,7 @@ static struct af_task *timer_fire(struct af_loop *loop, struct af__timer *tm)
  * tasks that were runnable when the batch began. NULL once the batch is
  * over, and, if @started_only, before a task that has never run (only the
  * loop's own context starts tasks). */
-static struct af_task *batch_next(struct af_loop *loop, bool started_only)
+AF__HOT static struct af_task *batch_next(struct af_loop *loop, bool started_only)
 {
 	struct af__timer *tm;
 	struct af_task *head;
@@ -484,7 +484,7 @@ static bool collect_here(struct af_loop *loop)
 
 /* af__loop_park() when a timer is armed, the next task never ran, the
  * queue is empty, or the loop has something to collect. */
-void af__loop_park_slow(struct af_loop *loop, struct af_task *t)
+AF__HOT void af__loop_park_slow(struct af_loop *loop, struct af_task *t)
 {
 	struct af_task *next = next_direct(loop);
 
@@ -510,7 +510,7 @@ void af__loop_park_slow(struct af_loop *loop, struct af_task *t)
 	loop->current = t;
 }
 
-void af__loop_hop_prefetching(struct af_loop *loop, struct af_task *t, struct af_task *next)
+AF__HOT void af__loop_hop_prefetching(struct af_loop *loop, struct af_task *t, struct af_task *next)
 {
 	/* Fan-out: many tasks woken together resume each on a cold stack
 	 * and task struct; start their loads one task ahead. */
@@ -756,7 +756,7 @@ static int bind_thread(struct af_loop *loop)
 	return 0;
 }
 
-AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *result)
+AF__HOT AF_API int af_loop_run(struct af_loop *loop, af_task_fn main, void *arg, int *result)
 {
 	struct af_task *mt;
 	void *altstack;
@@ -815,7 +815,7 @@ AF_API int af_run(af_task_fn main, void *arg)
 	return r < 0 && r != -EDEADLK ? r : result;
 }
 
-void af__loop_kick(struct af_loop *loop)
+AF__HOT void af__loop_kick(struct af_loop *loop)
 {
 	uint64_t one = 1;
 	/* seq_cst pairs with sleep_until(): this load follows the setter's

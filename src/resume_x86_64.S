@@ -38,7 +38,7 @@
  * forced; forced on, they break the switch (which moves rsp between
  * stacks) as well as the stubs.
  */
-	.text
+	.section .text.hot.af_resume,"ax",@progbits
 
 .macro	AF_RESUME_STUB name
 	.globl	\name

@@ -14,7 +14,7 @@
  *   sp+64  x27 x28   sp+80  x29 x30   sp+96  d8  d9    sp+112 d10 d11
  *   sp+128 d12 d13   sp+144 d14 d15   sp+160 fpcr, pad (sp stays 16-aligned)
  */
-	.text
+	.section .text.hot.af_switch,"ax",%progbits
 	.globl	af__switch_asm
 	.hidden	af__switch_asm
 	.type	af__switch_asm, %function

@@ -15,7 +15,7 @@
  * rounding modes), so they run only when the saved word differs from the
  * one just stored: the registers end up the same either way.
  */
-	.text
+	.section .text.hot.af_switch,"ax",@progbits
 	.globl	af__switch_asm
 	.hidden	af__switch_asm
 	.type	af__switch_asm, @function

@@ -234,7 +234,7 @@ static inline __attribute__((always_inline)) void hint_ahead(const struct af__no
  * after it its fields that will give their addresses, so that next time
  * they do not stall on the struct first, and those further on their hints.
  * Struct lines are heap memory: reading them is always safe. */
-void af__task_prefetch_queue(const struct af_loop *loop)
+AF__HOT void af__task_prefetch_queue(const struct af_loop *loop)
 {
 	const struct af__node *n = loop->runq.head;
 	const struct af_task *t2;
@@ -251,7 +251,7 @@ void af__task_prefetch_queue(const struct af_loop *loop)
 	hint_ahead(n->next);
 }
 
-void af__task_run(struct af_loop *loop, struct af_task *t)
+AF__HOT void af__task_run(struct af_loop *loop, struct af_task *t)
 {
 	af__task_prefetch_queue(loop);
 	if (!t->started) {
@@ -279,7 +279,7 @@ void af__task_run(struct af_loop *loop, struct af_task *t)
 
 /* ---- blocking ------------------------------------------------------------- */
 
-int af__task_block(const struct af__wait_ops *ops, void *obj, int64_t timeout_ns)
+AF__HOT int af__task_block(const struct af__wait_ops *ops, void *obj, int64_t timeout_ns)
 {
 	struct af_loop *loop = af__tls_loop;
 	struct af_task *t = loop->current;

@@ -208,7 +208,7 @@ static int uring_bind(struct af_loop *loop)
  * before 5.13 that has no multishot poll: then for good, with the read) and
  * after every read, collect() arms again once reaping is over: submitting
  * from inside reap() could flush, and a flush may reap re-entrantly. */
-static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags)
+AF__HOT static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags)
 {
 	(void)op;
 	if (loop->efd_wake == AF__WAKE_POLL && res == -EINVAL)
@@ -319,13 +319,13 @@ static bool uring_signalfd_settled(const struct af_loop *loop, const struct af__
 	       !io_uring_sq_ready(&loop->ring) && !io_uring_cq_ready(&loop->ring);
 }
 
-static void uring_arm(struct af_loop *loop)
+AF__HOT static void uring_arm(struct af_loop *loop)
 {
 	efd_arm(loop);
 	sigfd_arm(loop);
 }
 
-static void reap(struct af_loop *loop)
+AF__HOT static void reap(struct af_loop *loop)
 {
 	loop->reaping = true;
 	for (;;) {
@@ -352,7 +352,7 @@ static void reap(struct af_loop *loop)
 	loop->reaping = false;
 }
 
-static void uring_peek(struct af_loop *loop)
+AF__HOT static void uring_peek(struct af_loop *loop)
 {
 	if (io_uring_sq_ready(&loop->ring) || loop->ninflight || loop->efd_expected)
 		io_uring_submit_and_get_events(&loop->ring);
@@ -448,7 +448,7 @@ static void ring_enter_wait(struct af_loop *loop, struct __kernel_timespec *kts)
 			   (long)sizeof(arg));
 }
 
-static void uring_wait(struct af_loop *loop, uint64_t deadline)
+AF__HOT static void uring_wait(struct af_loop *loop, uint64_t deadline)
 {
 	struct __kernel_timespec ts;
 	uint64_t now = deadline == UINT64_MAX ? 0 : af__now_ns();
