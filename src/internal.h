@@ -405,14 +405,19 @@ struct af__sigfd {
 /* Loop sleep states, for the flag wake-up handshake (flag.c). */
 enum {
 	AF_AWAKE = 0,    /* running tasks: setters need no system call */
-	AF_SLEEPING = 1, /* about to block in io_uring_enter, or blocked */
+	AF_SLEEPING = 1, /* about to block in the kernel, or blocked */
 	AF_WOKEN = 2,    /* a setter has written (or is writing) the eventfd */
 	AF_DEAD = 3,     /* af_loop_free() ran: nobody may write the eventfd */
 };
 #define AF_SLEEP_MASK 3u
+/* Beside SLEEPING: this sleep is a FUTEX_WAIT on sleep_state itself, not a
+ * wait on the backend (loop.c, park()), so the kick is a FUTEX_WAKE
+ * whatever the backend's kick is. Set and cleared by the loop only, in the
+ * RMWs that publish and end the sleep. */
+#define AF_SLEEP_PARKED 4u
 /* Counts kickers between winning SLEEPING -> WOKEN and the end of their
  * write(2), so that af_loop_free() closes the eventfd only after them. */
-#define AF_KICKER_ONE 4u
+#define AF_KICKER_ONE 8u
 
 /* How an io_uring loop notices an eventfd write (src/loop/uring.c). */
 enum {
@@ -482,6 +487,7 @@ struct af_loop {
 	bool efd_armed;
 	bool efd_expected;       /* a write happened: reap its completion */
 	uint8_t efd_wake;        /* AF__WAKE_*: how the io_uring sleep sees a kick */
+	bool may_park;           /* sleeps may be a bare FUTEX_WAIT (AF_PARK) */
 	/* Off the line: flag init and destroy write these from any thread. */
 	struct io_uring_sqe forked_sqe; /* af__loop_sqe() in a child of fork() */
 	_Atomic unsigned long refs;   /* 1 for af_loop_free(), 1 per live flag */

@@ -590,18 +590,60 @@ static void prefetch_pending(struct af_loop *loop)
 		__builtin_prefetch(f);
 }
 
+/* 32-bit ABIs: the futex call that takes a 64-bit timespec. */
+#ifdef __NR_futex_time64
+#define AF__NR_FUTEX_TS64 __NR_futex_time64
+#else
+#define AF__NR_FUTEX_TS64 __NR_futex
+#endif
+
+/* Sleep in FUTEX_WAIT on sleep_state, while it still reads SLEEPING, until
+ * a kick's FUTEX_WAKE, a signal or @deadline (CLOCK_MONOTONIC, absolute, as
+ * af__now_ns()). @s is the word as the loop published it. The backend had
+ * nothing for the loop (parkable), so nothing but a kick, a signal or a
+ * timer can end the sleep, and a bare futex wait is the cheapest the kernel
+ * has: on the 2-vCPU VM, setter and loop on one CPU after an idle gap, an
+ * io_uring wait took 300-700 ns longer to return after its wake-up than a
+ * blocking read(2) of an eventfd (bench/README.md, row 1, session 13). The
+ * kernel compares the word with @s under its hash bucket's lock: a kick
+ * that moved it on before the wait was queued makes it fail with -EAGAIN,
+ * and one after finds the wait queued. -EAGAIN also comes when an earlier
+ * sleep's kicker dropped its count: then wait again for the new value.
+ * relaxed: a stale SLEEPING only costs one more compare in the kernel,
+ * which reads the word itself, on aarch64 as on x86. */
+static void park(struct af_loop *loop, unsigned s, uint64_t deadline)
+{
+	struct __kernel_timespec ts, *tsp = NULL;
+
+	if (deadline != UINT64_MAX) {
+		ts.tv_sec = (long long)(deadline / 1000000000u);
+		ts.tv_nsec = (long long)(deadline % 1000000000u);
+		tsp = &ts;
+	}
+	while (af__syscall6(AF__NR_FUTEX_TS64, (long)&loop->sleep_state,
+			    FUTEX_WAIT_BITSET_PRIVATE, (long)s, (long)tsp, 0,
+			    (long)FUTEX_BITSET_MATCH_ANY) == -EAGAIN) {
+		s = atomic_load_explicit(&loop->sleep_state, memory_order_relaxed);
+		if ((s & AF_SLEEP_MASK) != AF_SLEEPING)
+			return;
+	}
+}
+
 /* Block in the kernel until a completion, a flag's eventfd write or
  * @deadline. The sleep_state handshake pairs with af__loop_kick(): we
  * publish SLEEPING and then look for pending flags, a setter publishes its
  * flag and then looks at sleep_state. Both sides use seq_cst, so at least
  * one sees the other's store: either we find the flag and skip the sleep or
  * the setter finds SLEEPING and writes the eventfd. */
-static void sleep_until(struct af_loop *loop, uint64_t deadline)
+static bool sleep_until(struct af_loop *loop, uint64_t deadline)
 {
-	unsigned prev;
+	unsigned prev, s;
+	bool parked;
 
 	if (loop->spin_ns && spin_for_wakeups(loop, deadline))
-		return;
+		return false;
+	parked = loop->backend->parkable && loop->backend->parkable(loop);
+	s = AF_SLEEPING + (parked ? AF_SLEEP_PARKED : 0);
 
 	/* AWAKE -> SLEEPING, keeping the count of kickers still writing for
 	 * an earlier sleep. Must stay seq_cst (an RMW in the single total
@@ -609,20 +651,26 @@ static void sleep_until(struct af_loop *loop, uint64_t deadline)
 	 * the loads to acquire (which ARMv8.3+ may compile to RCpc LDAPR),
 	 * the store and the loads may be reordered, and a setter that pushed
 	 * in between and read AWAKE never writes: a lost wake-up. */
-	atomic_fetch_add_explicit(&loop->sleep_state, AF_SLEEPING, memory_order_seq_cst);
+	s += atomic_fetch_add_explicit(&loop->sleep_state, s, memory_order_seq_cst);
 	if (atomic_load_explicit(&loop->pending, memory_order_seq_cst) == NULL &&
 	    atomic_load_explicit(&loop->jobs_done, memory_order_seq_cst) == NULL) {
-		loop->backend->wait(loop, deadline);
+		if (parked)
+			park(loop, s, deadline);
+		else
+			loop->backend->wait(loop, deadline);
 		prefetch_pending(loop);
 	}
 	/* WOKEN means a setter wrote (or is about to write) the eventfd; its
 	 * read completion must be reaped before the next sleep. */
-	prev = atomic_fetch_and_explicit(&loop->sleep_state, ~AF_SLEEP_MASK, memory_order_seq_cst);
+	prev = atomic_fetch_and_explicit(&loop->sleep_state, ~(AF_SLEEP_MASK | AF_SLEEP_PARKED),
+					 memory_order_seq_cst);
 	/* A FUTEX_WAKE leaves a completion only if the wait was queued; one
 	 * that comes later ends the next sleep at once, which is all it may
-	 * cost: nothing is waited for. */
-	if ((prev & AF_SLEEP_MASK) == AF_WOKEN && !loop->kick_futex)
+	 * cost: nothing is waited for. A parked sleep's kick is a FUTEX_WAKE
+	 * whatever the backend's is. */
+	if ((prev & AF_SLEEP_MASK) == AF_WOKEN && !loop->kick_futex && !(prev & AF_SLEEP_PARKED))
 		loop->efd_expected = true;
+	return parked;
 }
 
 static bool nothing_can_happen(struct af_loop *loop)
@@ -639,12 +687,12 @@ static bool nothing_can_happen(struct af_loop *loop)
 static int collect(struct af_loop *loop)
 {
 	struct af__timer *tm;
+	bool parked = false;
 
 	af__flag_collect(loop);
 	af__blocking_collect(loop);
-	/* io_uring: a flush from a task may have reaped the eventfd read: it
-	 * must be armed again before the loop can sleep, or a set would wake
-	 * nothing. */
+	/* A signal watched since the last look needs its signalfd read (or
+	 * epoll registration) before the loop can sleep. */
 	loop->backend->arm(loop);
 	tm = af__timer_top(&loop->timers);
 	if (loop->runq_len > 0 || (tm && tm->deadline <= af__now_ns())) {
@@ -654,10 +702,19 @@ static int collect(struct af_loop *loop)
 		return -EDEADLK;
 	} else {
 		af__stack_trim(&loop->stacks);
-		sleep_until(loop, tm ? tm->deadline : UINT64_MAX);
-		loop->backend->reap(loop);
+		/* Parked, the backend had nothing in flight and still has
+		 * nothing to reap or arm: the kick's wake of a ring futex wait
+		 * queued earlier leaves its completion for the next look at
+		 * the ring (parkable() then says no), as any spare wake-up. On
+		 * one CPU after an idle gap, the reap and arm code, the ring's
+		 * lines and the backend's table were a fifth of the time from
+		 * the kernel's return to the woken task. */
+		parked = sleep_until(loop, tm ? tm->deadline : UINT64_MAX);
+		if (!parked)
+			loop->backend->reap(loop);
 	}
-	loop->backend->arm(loop);
+	if (!parked)
+		loop->backend->arm(loop);
 	af__flag_collect(loop);
 	af__blocking_collect(loop);
 	return 0;
@@ -842,7 +899,13 @@ AF__HOT void af__loop_kick(struct af_loop *loop)
 	 * chain): it is visible, on aarch64 as on x86. The loop's ring waits
 	 * on sleep_state itself, queued only while it still read SLEEPING, so
 	 * this wake reaches it or the wait was never queued (-EAGAIN). */
-	if (loop->kick_futex)
+	/* A parked loop waits on sleep_state in its own FUTEX_WAIT, and in
+	 * futex mode a ring wait queued at an earlier sleep may wait there
+	 * too: wake both, or FUTEX_WAKE's one might be the ring's. That one's
+	 * completion is a spare wake-up, reaped later. */
+	if (s & AF_SLEEP_PARKED)
+		(void)af__syscall3(SYS_futex, (long)&loop->sleep_state, FUTEX_WAKE_PRIVATE, INT_MAX);
+	else if (loop->kick_futex)
 		(void)af__syscall3(SYS_futex, (long)&loop->sleep_state, FUTEX_WAKE_PRIVATE, 1);
 	/* EAGAIN (counter full) cannot lose the wake: the count is non-zero. */
 	else

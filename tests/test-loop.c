@@ -994,10 +994,443 @@ START_TEST(after_twenty_forks_in_a_task_the_parent_loop_runs_on_and_children_get
 }
 END_TEST
 
+/* ---- parking: with nothing in flight, a bare FUTEX_WAIT ---------------------- */
+
+static struct {
+	char *park, *wake;       /* the environment as the test found it */
+} park_env;
+
+static void park_env_set(const char *park)
+{
+	const char *p = getenv("AF_PARK"), *w = getenv("AF_WAKE");
+
+	park_env.park = p ? strdup(p) : NULL;
+	park_env.wake = w ? strdup(w) : NULL;
+	/* The ring setup runs every suite with AF_PARK=0: these tests say
+	 * what they need themselves. */
+	ck_assert_int_eq(setenv("AF_PARK", park, 1), 0);
+	ck_assert_int_eq(unsetenv("AF_WAKE"), 0);
+}
+
+static void park_env_restore(void)
+{
+	if (park_env.park)
+		setenv("AF_PARK", park_env.park, 1);
+	else
+		unsetenv("AF_PARK");
+	if (park_env.wake)
+		setenv("AF_WAKE", park_env.wake, 1);
+	free(park_env.park);
+	free(park_env.wake);
+	memset(&park_env, 0, sizeof(park_env));
+	atomic_store(&af__test_hook, NULL);
+}
+
+struct parking {
+	struct af_loop *loop;
+	pthread_t loop_thread;
+	struct af_flag flag, other;
+	_Atomic unsigned seen;   /* sleep_state as the helper thread found it */
+	int pipe[2];
+	_Atomic int signals;
+	sem_t stalled, go;
+};
+
+/* The sleep-state word once @loop sleeps with the marks @want set (2 s at
+ * most: the caller's assertion on the word then fails). */
+static unsigned wait_asleep_with(struct af_loop *loop, unsigned want)
+{
+	uint64_t end = now_ns() + 2000 * (uint64_t)MS;
+	unsigned s;
+
+	for (;;) {
+		s = atomic_load(&loop->sleep_state);
+		if ((s & AF_SLEEP_MASK) == AF_SLEEPING && (s & want) == want)
+			return s;
+		if (now_ns() > end)
+			return s;
+		sched_yield();
+	}
+}
+
+static void *set_when_asleep(void *arg)
+{
+	struct parking *c = arg;
+
+	atomic_store(&c->seen, wait_asleep_with(c->loop, 0));
+	af_flag_set(&c->flag);
+	return NULL;
+}
+
+static int wait_for_a_set_main(void *arg)
+{
+	struct parking *c = arg;
+	pthread_t th;
+
+	c->loop = af_loop_current();
+	ck_assert_int_eq(af_flag_init(&c->flag, NULL), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, set_when_asleep, c), 0);
+	/* No timeout: a timer would end the sleep and hide a lost wake-up,
+	 * which hangs the test instead (Check's timeout fails it). */
+	ck_assert_int_eq(af_flag_wait(&c->flag), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	af_flag_destroy(&c->flag);
+	return 0;
+}
+
+START_TEST(a_loop_with_nothing_in_flight_parks_and_a_set_from_a_thread_wakes_it)
+{
+	struct parking c = { 0 };
+
+	park_env_set("1");
+	ck_assert_int_eq(run_main(wait_for_a_set_main, &c), 0);
+	ck_assert_msg(atomic_load(&c.seen) & AF_SLEEP_PARKED, "the loop slept in the ring (0x%x)",
+		      atomic_load(&c.seen));
+}
+END_TEST
+
+START_TEST(with_af_park_0_the_same_loop_sleeps_in_the_ring)
+{
+	struct parking c = { 0 };
+
+	park_env_set("0");
+	ck_assert_int_eq(run_main(wait_for_a_set_main, &c), 0);
+	ck_assert_msg(!(atomic_load(&c.seen) & AF_SLEEP_PARKED), "the loop parked (0x%x)",
+		      atomic_load(&c.seen));
+}
+END_TEST
+
+static int watch_then_wait_main(void *arg)
+{
+	struct parking *c = arg;
+
+	ck_assert_int_eq(af_flag_init(&c->other, NULL), 0);
+	ck_assert_int_eq(af_signal_watch(&c->other, SIGUSR1), 0);
+	ck_assert_int_eq(wait_for_a_set_main(c), 0);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
+	af_flag_destroy(&c->other);
+	return 0;
+}
+
+START_TEST(a_loop_that_watches_a_signal_sleeps_in_the_ring_where_its_signalfd_is_read)
+{
+	struct parking c = { 0 };
+
+	park_env_set("1");
+	ck_assert_int_eq(run_main(watch_then_wait_main, &c), 0);
+	ck_assert_msg(!(atomic_load(&c.seen) & AF_SLEEP_PARKED), "the loop parked (0x%x)",
+		      atomic_load(&c.seen));
+}
+END_TEST
+
+static int read_pipe(void *arg)
+{
+	struct parking *c = arg;
+	char b;
+
+	return af_read(c->pipe[0], &b, 1, -1) == 1 ? 0 : -EIO;
+}
+
+static int read_in_flight_main(void *arg)
+{
+	struct parking *c = arg;
+	struct af_task *t;
+	int result = -1;
+
+	ck_assert_int_eq(af_task_spawn(&t, read_pipe, c), 0);
+	ck_assert_int_eq(af_yield(), 0); /* the read is submitted */
+	ck_assert_int_eq(wait_for_a_set_main(c), 0);
+	ck_assert_int_eq(write(c->pipe[1], "x", 1), 1);
+	ck_assert_int_eq(af_task_join(t, &result), 0);
+	ck_assert_int_eq(result, 0);
+	return 0;
+}
+
+START_TEST(a_loop_with_a_read_in_flight_sleeps_in_the_ring_where_it_completes)
+{
+	struct parking c = { 0 };
+
+	park_env_set("1");
+	ck_assert_int_eq(pipe2(c.pipe, O_CLOEXEC), 0);
+	ck_assert_int_eq(run_main(read_in_flight_main, &c), 0);
+	ck_assert_msg(!(atomic_load(&c.seen) & AF_SLEEP_PARKED), "the loop parked (0x%x)",
+		      atomic_load(&c.seen));
+	close(c.pipe[0]);
+	close(c.pipe[1]);
+}
+END_TEST
+
+static void *watch_parked(void *arg)
+{
+	struct parking *c = arg;
+
+	atomic_store(&c->seen, wait_asleep_with(c->loop, AF_SLEEP_PARKED));
+	return NULL;
+}
+
+static int timeout_while_parked_main(void *arg)
+{
+	struct parking *c = arg;
+	pthread_t th;
+	uint64_t t0;
+
+	c->loop = af_loop_current();
+	ck_assert_int_eq(af_flag_init(&c->flag, NULL), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, watch_parked, c), 0);
+	t0 = now_ns();
+	ck_assert_int_eq(af_flag_wait_timeout(&c->flag, 50 * MS), -ETIMEDOUT);
+	/* Correctness, not speed: the deadline is absolute CLOCK_MONOTONIC. */
+	ck_assert_uint_ge(now_ns() - t0, 50 * (uint64_t)MS);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	af_flag_destroy(&c->flag);
+	return 0;
+}
+
+START_TEST(a_parked_loop_wakes_at_its_next_timer_and_not_before)
+{
+	struct parking c = { 0 };
+
+	park_env_set("1");
+	ck_assert_int_eq(run_main(timeout_while_parked_main, &c), 0);
+	ck_assert_msg(atomic_load(&c.seen) & AF_SLEEP_PARKED, "the loop never parked (0x%x)",
+		      atomic_load(&c.seen));
+}
+END_TEST
+
+static struct parking *interrupted;
+
+static void count_signal(int signo)
+{
+	(void)signo;
+	atomic_fetch_add(&interrupted->signals, 1);
+}
+
+static void *interrupt_then_set(void *arg)
+{
+	struct parking *c = arg;
+
+	atomic_store(&c->seen, wait_asleep_with(c->loop, AF_SLEEP_PARKED));
+	pthread_kill(c->loop_thread, SIGUSR2);
+	while (atomic_load(&c->signals) == 0)
+		sched_yield();
+	/* Parked again after the interrupted wait, and still wakeable. */
+	wait_asleep_with(c->loop, AF_SLEEP_PARKED);
+	af_flag_set(&c->flag);
+	return NULL;
+}
+
+static int interrupted_park_main(void *arg)
+{
+	struct parking *c = arg;
+	pthread_t th;
+
+	c->loop = af_loop_current();
+	c->loop_thread = pthread_self();
+	ck_assert_int_eq(af_flag_init(&c->flag, NULL), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, interrupt_then_set, c), 0);
+	ck_assert_int_eq(af_flag_wait(&c->flag), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	af_flag_destroy(&c->flag);
+	return 0;
+}
+
+START_TEST(a_signal_handler_that_interrupts_a_parked_loop_leaves_it_wakeable)
+{
+	struct parking c = { 0 };
+	struct sigaction sa = { .sa_handler = count_signal }, old;
+
+	park_env_set("1");
+	interrupted = &c;
+	/* No SA_RESTART: the futex wait ends with EINTR. */
+	ck_assert_int_eq(sigaction(SIGUSR2, &sa, &old), 0);
+	ck_assert_int_eq(run_main(interrupted_park_main, &c), 0);
+	ck_assert_int_eq(sigaction(SIGUSR2, &old, NULL), 0);
+	ck_assert_int_eq(atomic_load(&c.signals), 1);
+	ck_assert_msg(atomic_load(&c.seen) & AF_SLEEP_PARKED, "the loop never parked (0x%x)",
+		      atomic_load(&c.seen));
+}
+END_TEST
+
+/* A kicker stalled between winning a parked sleep and its FUTEX_WAKE: the
+ * loop wakes at a timer meanwhile and parks again with that kicker still
+ * counted in the word; then the kicker's late wake and count drop change
+ * the word under the new wait (a spare wake-up, or an -EAGAIN to wait
+ * through). A set made after all that must still wake the loop. */
+static struct parking *stalled;
+
+static void stall_parked_kick(enum af__hook_point where, void *obj)
+{
+	struct parking *c = stalled;
+
+	if (where != AF_HOOK_KICK_WRITE || !c || obj != c->loop)
+		return;
+	stalled = NULL; /* only the first kick */
+	sem_post(&c->stalled);
+	while (sem_wait(&c->go) < 0)
+		;
+}
+
+static void *set_stalled(void *arg)
+{
+	struct parking *c = arg;
+
+	wait_asleep_with(c->loop, AF_SLEEP_PARKED);
+	af_flag_set(&c->flag);
+	return NULL;
+}
+
+static void *release_then_set(void *arg)
+{
+	struct parking *c = arg;
+	uint64_t end = now_ns() + 2000 * (uint64_t)MS;
+
+	while (sem_wait(&c->stalled) < 0)
+		;
+	/* Parked again, the stalled kicker still counted. */
+	atomic_store(&c->seen, wait_asleep_with(c->loop, AF_SLEEP_PARKED | AF_KICKER_ONE));
+	sem_post(&c->go);
+	/* Once its count is dropped: asleep, for the new set to wake. */
+	while ((atomic_load(&c->loop->sleep_state) & ~(AF_SLEEP_MASK | AF_SLEEP_PARKED)) &&
+	       now_ns() < end)
+		sched_yield();
+	wait_asleep_with(c->loop, 0);
+	af_flag_set(&c->other);
+	return NULL;
+}
+
+static int first_flag_waiter(void *arg)
+{
+	struct parking *c = arg;
+
+	return af_flag_wait(&c->flag);
+}
+
+static int stalled_kicker_main(void *arg)
+{
+	struct parking *c = arg;
+	pthread_t th[2];
+	struct af_task *t;
+	int result = -1;
+
+	c->loop = af_loop_current();
+	ck_assert_int_eq(af_flag_init(&c->flag, NULL), 0);
+	ck_assert_int_eq(af_flag_init(&c->other, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&t, first_flag_waiter, c), 0);
+	ck_assert_int_eq(pthread_create(&th[0], NULL, set_stalled, c), 0);
+	ck_assert_int_eq(pthread_create(&th[1], NULL, release_then_set, c), 0);
+	/* The timer that ends the stalled kicker's sleep. */
+	ck_assert_int_eq(af_sleep_ms(30), 0);
+	ck_assert_int_eq(af_task_join(t, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_int_eq(af_flag_wait(&c->other), 0);
+	ck_assert_int_eq(pthread_join(th[0], NULL), 0);
+	ck_assert_int_eq(pthread_join(th[1], NULL), 0);
+	af_flag_destroy(&c->flag);
+	af_flag_destroy(&c->other);
+	return 0;
+}
+
+START_TEST(a_kicker_stalled_past_its_parked_sleep_never_costs_a_later_set_its_wake_up)
+{
+	struct parking c = { 0 };
+	unsigned both = AF_SLEEP_PARKED | AF_KICKER_ONE;
+
+	park_env_set("1");
+	ck_assert_int_eq(sem_init(&c.stalled, 0, 0), 0);
+	ck_assert_int_eq(sem_init(&c.go, 0, 0), 0);
+	stalled = &c;
+	atomic_store(&af__test_hook, stall_parked_kick);
+	ck_assert_int_eq(run_main(stalled_kicker_main, &c), 0);
+	ck_assert_msg((atomic_load(&c.seen) & both) == both,
+		      "the loop did not park again with the kicker counted (0x%x)",
+		      atomic_load(&c.seen));
+	sem_destroy(&c.stalled);
+	sem_destroy(&c.go);
+}
+END_TEST
+
+
+/* The first sleep submits the eventfd's poll, so it is in the ring. */
+static int sleep_then_wait_main(void *arg)
+{
+	ck_assert_int_eq(af_sleep_ms(5), 0);
+	return wait_for_a_set_main(arg);
+}
+
+START_TEST(a_parked_loop_whose_kicks_would_write_the_eventfd_is_woken_by_a_futex_wake)
+{
+	struct parking c = { 0 };
+
+	/* The kick of kernels before 6.7, where the ring has no futex wait. */
+	park_env_set("1");
+	ck_assert_int_eq(setenv("AF_WAKE", "poll", 1), 0);
+	ck_assert_int_eq(run_main(sleep_then_wait_main, &c), 0);
+	ck_assert_msg(atomic_load(&c.seen) & AF_SLEEP_PARKED, "the loop slept in the ring (0x%x)",
+		      atomic_load(&c.seen));
+}
+END_TEST
+
+static void *write_when_asleep(void *arg)
+{
+	struct parking *c = arg;
+
+	wait_asleep_with(c->loop, 0);
+	ck_assert_int_eq(write(c->pipe[1], "x", 1), 1);
+	return NULL;
+}
+
+/* The first sleep is in the ring (a read in flight); on 6.7+ it queues a
+ * futex wait there, which the read's completion leaves queued. The next
+ * sleep parks: a FUTEX_WAKE of one waiter would go to that older wait. */
+static int ring_then_park_main(void *arg)
+{
+	struct parking *c = arg;
+	struct af_task *t;
+	pthread_t th;
+	int result = -1;
+
+	c->loop = af_loop_current();
+	ck_assert_int_eq(af_task_spawn(&t, read_pipe, c), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, write_when_asleep, c), 0);
+	ck_assert_int_eq(af_task_join(t, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	return wait_for_a_set_main(c);
+}
+
+START_TEST(a_parked_loop_is_woken_even_with_a_ring_futex_wait_queued_from_an_earlier_sleep)
+{
+	struct parking c = { 0 };
+
+	park_env_set("1");
+	ck_assert_int_eq(pipe2(c.pipe, O_CLOEXEC), 0);
+	ck_assert_int_eq(run_main(ring_then_park_main, &c), 0);
+	ck_assert_msg(atomic_load(&c.seen) & AF_SLEEP_PARKED, "the loop slept in the ring (0x%x)",
+		      atomic_load(&c.seen));
+	close(c.pipe[0]);
+	close(c.pipe[1]);
+}
+END_TEST
+
+/* The epoll backend has no parked sleep, nor has ppoll mode. */
+static bool loop_never_parks(void)
+{
+	struct af_loop *loop;
+	bool never;
+
+	/* No ck_assert: Check is not running a test yet. */
+	if (on_epoll() || af_loop_new(&loop, NULL) < 0)
+		return true;
+	never = loop->ppoll_mode;
+	af_loop_free(loop);
+	return never;
+}
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("loop");
 	TCase *tc;
+	bool never_parks;
 
 	tc = tcase_create("creation");
 	tcase_add_test(tc, new_with_null_options_gives_the_defaults);
@@ -1040,6 +1473,31 @@ Suite *make_suite(void)
 	tc = tcase_create("fork");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, after_twenty_forks_in_a_task_the_parent_loop_runs_on_and_children_get_echild);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("parking");
+	/* A lost wake-up hangs: a case takes well under a second otherwise. */
+	tcase_set_timeout(tc, 10);
+	tcase_add_checked_fixture(tc, NULL, park_env_restore);
+	never_parks = loop_never_parks();
+	tcase_add_test_unless(tc, a_loop_with_nothing_in_flight_parks_and_a_set_from_a_thread_wakes_it, never_parks,
+			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
+	tcase_add_test_unless(tc, with_af_park_0_the_same_loop_sleeps_in_the_ring, never_parks,
+			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
+	tcase_add_test_unless(tc, a_loop_that_watches_a_signal_sleeps_in_the_ring_where_its_signalfd_is_read, never_parks,
+			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
+	tcase_add_test_unless(tc, a_loop_with_a_read_in_flight_sleeps_in_the_ring_where_it_completes, never_parks,
+			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
+	tcase_add_test_unless(tc, a_parked_loop_whose_kicks_would_write_the_eventfd_is_woken_by_a_futex_wake, never_parks,
+			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
+	tcase_add_test_unless(tc, a_parked_loop_is_woken_even_with_a_ring_futex_wait_queued_from_an_earlier_sleep, never_parks,
+			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
+	tcase_add_test_unless(tc, a_parked_loop_wakes_at_its_next_timer_and_not_before, never_parks,
+			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
+	tcase_add_test_unless(tc, a_signal_handler_that_interrupts_a_parked_loop_leaves_it_wakeable, never_parks,
+			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
+	tcase_add_test_unless(tc, a_kicker_stalled_past_its_parked_sleep_never_costs_a_later_set_its_wake_up, never_parks,
+			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fault-injection");

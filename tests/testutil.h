@@ -266,11 +266,10 @@ static struct {
 } skips[SKIPS_MAX];
 static int nskips;
 
-/* Register @t, unless the suite runs on epoll: then it is reported
- * skipped with @reason (for tests of what only io_uring does). */
-static inline void tcase_add_uring_test(TCase *tc, const TTest *t, const char *reason)
+/* Register @t, unless @skip: then it is reported skipped with @reason. */
+static inline void tcase_add_test_unless(TCase *tc, const TTest *t, bool skip, const char *reason)
 {
-	if (!on_epoll()) {
+	if (!skip) {
 		tcase_add_test(tc, t);
 		return;
 	}
@@ -281,6 +280,13 @@ static inline void tcase_add_uring_test(TCase *tc, const TTest *t, const char *r
 	skips[nskips].name = t->name;
 	skips[nskips].reason = reason;
 	nskips++;
+}
+
+/* Register @t, unless the suite runs on epoll: then it is reported
+ * skipped with @reason (for tests of what only io_uring does). */
+static inline void tcase_add_uring_test(TCase *tc, const TTest *t, const char *reason)
+{
+	tcase_add_test_unless(tc, t, on_epoll(), reason);
 }
 
 /* Copy Check's TAP from @path to @out, then the skips, then the plan. */

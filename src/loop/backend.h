@@ -36,8 +36,9 @@ struct af__backend {
 	void (*forget)(struct af_loop *loop);
 	/* The loop runs for the first time, on the calling thread. */
 	int (*bind)(struct af_loop *loop);
-	/* Before every look at the kernel: make sure an eventfd write will
-	 * end the next wait. */
+	/* Before every look at the kernel: keep what the loop always has in
+	 * the kernel there (the signalfd's read or registration). What makes
+	 * a kick end a sleep is the wait's own business. */
 	void (*arm)(struct af_loop *loop);
 	/* Tasks are runnable: take in what is ready without blocking, and
 	 * only enter the kernel when it can have something for us. */
@@ -46,6 +47,12 @@ struct af__backend {
 	 * (UINT64_MAX: none). Called with sleep_state SLEEPING; must not run
 	 * completions (reap does, once the loop is AWAKE again). */
 	void (*wait)(struct af_loop *loop, uint64_t deadline);
+	/* Whether the kernel holds nothing for this loop that only the
+	 * backend's wait would see: no operation in flight or queued, no
+	 * completion unreaped, no eventfd completion owed, no signalfd. Then
+	 * the loop may sleep in a bare FUTEX_WAIT on sleep_state (loop.c,
+	 * park()), which a kick, a signal or the deadline ends. NULL: never. */
+	bool (*parkable)(const struct af_loop *loop);
 	/* Run what the wait took in. */
 	void (*reap)(struct af_loop *loop);
 	/* Whether the loop's signalfd read needs nothing from the loop's

@@ -180,6 +180,20 @@ static bool futex_wait_works(struct af_loop *loop)
 	return res == -EAGAIN;
 }
 
+/* AF_PARK=0 keeps every sleep in the ring: for tests of the ring's own
+ * wake-ups, and to compare the two. So does AF_WAKE=poll or =read, unless
+ * AF_PARK=1 says otherwise: a test that asks for the eventfd kick gets it
+ * at every sleep, and one that asks for both gets the parked sleeps of a
+ * kernel before 6.7. */
+static bool park_allowed(void)
+{
+	const char *park = getenv("AF_PARK"), *wake = getenv("AF_WAKE");
+
+	if (park)
+		return strcmp(park, "0") != 0;
+	return !(wake && (strcmp(wake, "poll") == 0 || strcmp(wake, "read") == 0));
+}
+
 static int uring_bind(struct af_loop *loop)
 {
 	const char *env = getenv("AF_WAKE");
@@ -191,6 +205,7 @@ static int uring_bind(struct af_loop *loop)
 			    IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
 			return -errno;
 	}
+	loop->may_park = park_allowed();
 	/* Nothing has kicked yet: no kicker acts before the loop first
 	 * publishes SLEEPING, and that seq_cst RMW orders kick_futex. */
 	if (loop->efd_wake == AF__WAKE_POLL && !(env && strcmp(env, "poll") == 0) &&
@@ -319,9 +334,12 @@ static bool uring_signalfd_settled(const struct af_loop *loop, const struct af__
 	       !io_uring_sq_ready(&loop->ring) && !io_uring_cq_ready(&loop->ring);
 }
 
+/* The eventfd's request is armed by the sleep in the ring (uring_wait()),
+ * not here: a parked sleep needs none, and in ppoll mode, where each kick's
+ * read is armed again, one queued here would keep the next sleep from
+ * parking. */
 AF__HOT static void uring_arm(struct af_loop *loop)
 {
-	efd_arm(loop);
 	sigfd_arm(loop);
 }
 
@@ -448,12 +466,34 @@ static void ring_enter_wait(struct af_loop *loop, struct __kernel_timespec *kts)
 			   (long)sizeof(arg));
 }
 
+/* Nothing in flight, queued or owed, and no signalfd read to keep (a
+ * signal it reads must end the sleep, and only the ring sees it). Never in
+ * ppoll mode (TSan, valgrind): TSan runs a signal's handler only at a libc
+ * call it intercepts, which a bare futex wait is not. The eventfd's
+ * multishot poll may stay armed (no write comes while parked: the kick is a
+ * FUTEX_WAKE), and so may a futex wait queued at an earlier sleep (the kick
+ * wakes it too). relaxed sigfd: af_signal_watch() from another
+ * thread while the loop sleeps has its read armed at the next wake-up,
+ * parked or not, as before. */
+AF__HOT static bool uring_parkable(const struct af_loop *loop)
+{
+	return loop->may_park && !loop->ppoll_mode && loop->ninflight == 0 &&
+	       !loop->efd_expected &&
+	       !atomic_load_explicit(&loop->sigfd, memory_order_relaxed) &&
+	       !io_uring_sq_ready(&loop->ring) && !io_uring_cq_ready(&loop->ring) &&
+	       !io_uring_cq_has_overflow(&loop->ring);
+}
+
 AF__HOT static void uring_wait(struct af_loop *loop, uint64_t deadline)
 {
 	struct __kernel_timespec ts;
 	uint64_t now = deadline == UINT64_MAX ? 0 : af__now_ns();
 
 	ts = ns_to_ts(deadline > now ? deadline - now : 0);
+	/* Armed here, as late as can be: a flush from a task may have reaped
+	 * the eventfd's read, and without a request a kick would end no
+	 * sleep. */
+	efd_arm(loop);
 	if (loop->efd_wake == AF__WAKE_FUTEX && !futex_arm(loop))
 		return;
 	if (loop->ppoll_mode)
@@ -473,6 +513,7 @@ const struct af__backend af__backend_uring = {
 	.arm = uring_arm,
 	.peek = uring_peek,
 	.wait = uring_wait,
+	.parkable = uring_parkable,
 	.reap = reap,
 	.signalfd_settled = uring_signalfd_settled,
 	.io = af__uring_io,
