@@ -10,13 +10,23 @@ fail() {
 }
 
 # Kill process $1 after $limit seconds; the watchdog's id is left in $dog,
-# and `kill "$dog"` stops it (and its sleep: a signal ends a wait at once).
+# and `kill "$dog"` stops it. It also ends by itself within 0.1 s of the
+# process ending: a TERM that reaches a subshell before it has reset the
+# caller's traps can be lost (dash), and a watchdog left sleeping holds the
+# caller's saved stdout (dash keeps it on fd 10+ inside a redirected
+# function call), so the test harness, which reads that pipe to its end,
+# would wait out the whole limit.
 watchdog() {
 	(
-		trap 'kill "$sleeper"; exit 0' TERM
-		sleep "$limit" &
-		sleeper=$!
-		wait "$sleeper" && kill -KILL "$1"
+		ticks=$((limit * 10))
+		while kill -0 "$1" 2>/dev/null; do
+			if [ "$ticks" -le 0 ]; then
+				kill -KILL "$1"
+				exit 0
+			fi
+			sleep 0.1
+			ticks=$((ticks - 1))
+		done
 	) >/dev/null 2>&1 </dev/null &
 	dog=$!
 }
