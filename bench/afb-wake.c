@@ -63,7 +63,8 @@ enum method {
 static const struct {
 	const char *path, *what;
 } method_info[M_COUNT] = {
-	[M_AF_COLD] = { "af_flag", "af_flag_set() from a thread; the loop asleep in io_uring_enter" },
+	[M_AF_COLD] = { "af_flag", "af_flag_set() from a thread; the loop parked in FUTEX_WAIT "
+				   "(AF_PARK=0: in io_uring_enter)" },
 	[M_EVENTFD] = { "eventfd", "write(2) wakes a thread blocked in read(2): the kernel's floor" },
 	[M_CONDVAR] = { "condvar", "pthread_cond_signal() after unlock wakes pthread_cond_wait()" },
 	[M_URING_POLL] = { "io_uring-poll",
