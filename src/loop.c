@@ -614,19 +614,25 @@ static void prefetch_pending(struct af_loop *loop)
 static void park(struct af_loop *loop, unsigned s, uint64_t deadline)
 {
 	struct __kernel_timespec ts, *tsp = NULL;
+	long r;
 
 	if (deadline != UINT64_MAX) {
 		ts.tv_sec = (long long)(deadline / 1000000000u);
 		ts.tv_nsec = (long long)(deadline % 1000000000u);
 		tsp = &ts;
 	}
-	while (af__syscall6(AF__NR_FUTEX_TS64, (long)&loop->sleep_state,
-			    FUTEX_WAIT_BITSET_PRIVATE, (long)s, (long)tsp, 0,
-			    (long)FUTEX_BITSET_MATCH_ANY) == -EAGAIN) {
+	while ((r = af__syscall6(AF__NR_FUTEX_TS64, (long)&loop->sleep_state,
+				 FUTEX_WAIT_BITSET_PRIVATE, (long)s, (long)tsp, 0,
+				 (long)FUTEX_BITSET_MATCH_ANY)) == -EAGAIN) {
 		s = atomic_load_explicit(&loop->sleep_state, memory_order_relaxed);
 		if ((s & AF_SLEEP_MASK) != AF_SLEEPING)
 			return;
 	}
+	/* Refused (a seccomp profile: older container profiles for 32-bit
+	 * Arm refuse the *_time64 calls with EPERM): this sleep ends at once,
+	 * a spare turn of the loop, and every later one is in the ring. */
+	if (r < 0 && r != -EINTR && r != -ETIMEDOUT)
+		loop->may_park = false;
 }
 
 /* Block in the kernel until a completion, a flag's eventfd write or

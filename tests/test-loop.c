@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/futex.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <sched.h>
@@ -1412,6 +1413,78 @@ START_TEST(a_parked_loop_is_woken_even_with_a_ring_futex_wait_queued_from_an_ear
 }
 END_TEST
 
+#ifdef __NR_futex_time64
+#define PARK_NR __NR_futex_time64
+#else
+#define PARK_NR __NR_futex
+#endif
+
+struct park_refused {
+	int filter_r;
+	int run_r, main_r;
+	bool may_park_before, may_park_after;
+	uint64_t slept_ns;
+};
+
+static int sleep_three_times_main(void *arg)
+{
+	struct park_refused *r = arg;
+	uint64_t t0 = now_ns();
+
+	r->may_park_before = af_loop_current()->may_park;
+	for (int i = 0; i < 3; i++)
+		if (af_sleep_ms(5) < 0)
+			return -1;
+	r->slept_ns = now_ns() - t0;
+	r->may_park_after = af_loop_current()->may_park;
+	return 0;
+}
+
+/* What an old container profile does on 32-bit Arm to futex_time64: the
+ * parked wait (FUTEX_WAIT_BITSET_PRIVATE, which nothing else in this
+ * single-threaded child calls) fails with EPERM. */
+static void park_refused_child(void *arg, void *out)
+{
+	struct park_refused *r = out;
+#ifdef THIS_AUDIT_ARCH
+	struct sock_filter filter[] = {
+		SECCOMP_BY_NR,
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PARK_NR, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_WAIT_BITSET_PRIVATE, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {
+		.len = (unsigned short)(sizeof(filter) / sizeof(filter[0])),
+		.filter = filter,
+	};
+
+	(void)arg;
+	r->filter_r = seccomp_install(&prog);
+	r->main_r = -1;
+	r->run_r = af_run(sleep_three_times_main, r);
+	r->main_r = r->run_r;
+#else
+	(void)arg;
+	r->filter_r = -ENOSYS;
+#endif
+}
+
+START_TEST(a_loop_whose_parked_wait_is_refused_sleeps_in_the_ring_from_then_on)
+{
+	struct park_refused r;
+
+	park_env_set("1");
+	in_child_report(park_refused_child, NULL, &r, sizeof(r));
+	ck_assert_msg(r.filter_r == 0, "could not install the seccomp filter: %d", r.filter_r);
+	ck_assert_int_eq(r.run_r, 0);
+	ck_assert(r.may_park_before);
+	ck_assert_msg(!r.may_park_after, "the loop kept trying to park");
+	ck_assert_uint_ge(r.slept_ns, 15 * (uint64_t)MS);
+}
+END_TEST
+
 /* The epoll backend has no parked sleep, nor has ppoll mode. */
 static bool loop_never_parks(void)
 {
@@ -1497,6 +1570,8 @@ Suite *make_suite(void)
 	tcase_add_test_unless(tc, a_signal_handler_that_interrupts_a_parked_loop_leaves_it_wakeable, never_parks,
 			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
 	tcase_add_test_unless(tc, a_kicker_stalled_past_its_parked_sleep_never_costs_a_later_set_its_wake_up, never_parks,
+			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
+	tcase_add_test_unless(tc, a_loop_whose_parked_wait_is_refused_sleeps_in_the_ring_from_then_on, never_parks,
 			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
 	suite_add_tcase(s, tc);
 
