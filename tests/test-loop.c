@@ -1063,14 +1063,16 @@ static void *set_when_asleep(void *arg)
 	return NULL;
 }
 
-static int wait_for_a_set_main(void *arg)
+/* Wait on c->flag while @helper, on a thread of its own, ends the sleeps
+ * and sets the flag. */
+static int wait_with_helper(struct parking *c, void *(*helper)(void *))
 {
-	struct parking *c = arg;
 	pthread_t th;
 
 	c->loop = af_loop_current();
+	c->loop_thread = pthread_self();
 	ck_assert_int_eq(af_flag_init(&c->flag, NULL), 0);
-	ck_assert_int_eq(pthread_create(&th, NULL, set_when_asleep, c), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, helper, c), 0);
 	/* No timeout: a timer would end the sleep and hide a lost wake-up,
 	 * which hangs the test instead (Check's timeout fails it). */
 	ck_assert_int_eq(af_flag_wait(&c->flag), 0);
@@ -1079,14 +1081,31 @@ static int wait_for_a_set_main(void *arg)
 	return 0;
 }
 
+static int wait_for_a_set_main(void *arg)
+{
+	return wait_with_helper(arg, set_when_asleep);
+}
+
+/* Run @fn as main and check where the helper thread found the loop
+ * asleep: parked (@parked) or in the ring. */
+static void assert_slept(struct parking *c, int (*fn)(void *), bool parked)
+{
+	unsigned seen;
+
+	ck_assert_int_eq(run_main(fn, c), 0);
+	seen = atomic_load(&c->seen);
+	if (parked)
+		ck_assert_msg(seen & AF_SLEEP_PARKED, "the loop slept in the ring (0x%x)", seen);
+	else
+		ck_assert_msg(!(seen & AF_SLEEP_PARKED), "the loop parked (0x%x)", seen);
+}
+
 START_TEST(a_loop_with_nothing_in_flight_parks_and_a_set_from_a_thread_wakes_it)
 {
 	struct parking c = { 0 };
 
 	park_env_set("1");
-	ck_assert_int_eq(run_main(wait_for_a_set_main, &c), 0);
-	ck_assert_msg(atomic_load(&c.seen) & AF_SLEEP_PARKED, "the loop slept in the ring (0x%x)",
-		      atomic_load(&c.seen));
+	assert_slept(&c, wait_for_a_set_main, true);
 }
 END_TEST
 
@@ -1095,9 +1114,7 @@ START_TEST(with_af_park_0_the_same_loop_sleeps_in_the_ring)
 	struct parking c = { 0 };
 
 	park_env_set("0");
-	ck_assert_int_eq(run_main(wait_for_a_set_main, &c), 0);
-	ck_assert_msg(!(atomic_load(&c.seen) & AF_SLEEP_PARKED), "the loop parked (0x%x)",
-		      atomic_load(&c.seen));
+	assert_slept(&c, wait_for_a_set_main, false);
 }
 END_TEST
 
@@ -1118,9 +1135,7 @@ START_TEST(a_loop_that_watches_a_signal_sleeps_in_the_ring_where_its_signalfd_is
 	struct parking c = { 0 };
 
 	park_env_set("1");
-	ck_assert_int_eq(run_main(watch_then_wait_main, &c), 0);
-	ck_assert_msg(!(atomic_load(&c.seen) & AF_SLEEP_PARKED), "the loop parked (0x%x)",
-		      atomic_load(&c.seen));
+	assert_slept(&c, watch_then_wait_main, false);
 }
 END_TEST
 
@@ -1153,9 +1168,7 @@ START_TEST(a_loop_with_a_read_in_flight_sleeps_in_the_ring_where_it_completes)
 
 	park_env_set("1");
 	ck_assert_int_eq(pipe2(c.pipe, O_CLOEXEC), 0);
-	ck_assert_int_eq(run_main(read_in_flight_main, &c), 0);
-	ck_assert_msg(!(atomic_load(&c.seen) & AF_SLEEP_PARKED), "the loop parked (0x%x)",
-		      atomic_load(&c.seen));
+	assert_slept(&c, read_in_flight_main, false);
 	close(c.pipe[0]);
 	close(c.pipe[1]);
 }
@@ -1192,9 +1205,7 @@ START_TEST(a_parked_loop_wakes_at_its_next_timer_and_not_before)
 	struct parking c = { 0 };
 
 	park_env_set("1");
-	ck_assert_int_eq(run_main(timeout_while_parked_main, &c), 0);
-	ck_assert_msg(atomic_load(&c.seen) & AF_SLEEP_PARKED, "the loop never parked (0x%x)",
-		      atomic_load(&c.seen));
+	assert_slept(&c, timeout_while_parked_main, true);
 }
 END_TEST
 
@@ -1222,17 +1233,7 @@ static void *interrupt_then_set(void *arg)
 
 static int interrupted_park_main(void *arg)
 {
-	struct parking *c = arg;
-	pthread_t th;
-
-	c->loop = af_loop_current();
-	c->loop_thread = pthread_self();
-	ck_assert_int_eq(af_flag_init(&c->flag, NULL), 0);
-	ck_assert_int_eq(pthread_create(&th, NULL, interrupt_then_set, c), 0);
-	ck_assert_int_eq(af_flag_wait(&c->flag), 0);
-	ck_assert_int_eq(pthread_join(th, NULL), 0);
-	af_flag_destroy(&c->flag);
-	return 0;
+	return wait_with_helper(arg, interrupt_then_set);
 }
 
 START_TEST(a_signal_handler_that_interrupts_a_parked_loop_leaves_it_wakeable)
@@ -1244,11 +1245,9 @@ START_TEST(a_signal_handler_that_interrupts_a_parked_loop_leaves_it_wakeable)
 	interrupted = &c;
 	/* No SA_RESTART: the futex wait ends with EINTR. */
 	ck_assert_int_eq(sigaction(SIGUSR2, &sa, &old), 0);
-	ck_assert_int_eq(run_main(interrupted_park_main, &c), 0);
+	assert_slept(&c, interrupted_park_main, true);
 	ck_assert_int_eq(sigaction(SIGUSR2, &old, NULL), 0);
 	ck_assert_int_eq(atomic_load(&c.signals), 1);
-	ck_assert_msg(atomic_load(&c.seen) & AF_SLEEP_PARKED, "the loop never parked (0x%x)",
-		      atomic_load(&c.seen));
 }
 END_TEST
 
@@ -1350,7 +1349,6 @@ START_TEST(a_kicker_stalled_past_its_parked_sleep_never_costs_a_later_set_its_wa
 }
 END_TEST
 
-
 /* The first sleep submits the eventfd's poll, so it is in the ring. */
 static int sleep_then_wait_main(void *arg)
 {
@@ -1365,9 +1363,7 @@ START_TEST(a_parked_loop_whose_kicks_would_write_the_eventfd_is_woken_by_a_futex
 	/* The kick of kernels before 6.7, where the ring has no futex wait. */
 	park_env_set("1");
 	ck_assert_int_eq(setenv("AF_WAKE", "poll", 1), 0);
-	ck_assert_int_eq(run_main(sleep_then_wait_main, &c), 0);
-	ck_assert_msg(atomic_load(&c.seen) & AF_SLEEP_PARKED, "the loop slept in the ring (0x%x)",
-		      atomic_load(&c.seen));
+	assert_slept(&c, sleep_then_wait_main, true);
 }
 END_TEST
 
@@ -1405,9 +1401,7 @@ START_TEST(a_parked_loop_is_woken_even_with_a_ring_futex_wait_queued_from_an_ear
 
 	park_env_set("1");
 	ck_assert_int_eq(pipe2(c.pipe, O_CLOEXEC), 0);
-	ck_assert_int_eq(run_main(ring_then_park_main, &c), 0);
-	ck_assert_msg(atomic_load(&c.seen) & AF_SLEEP_PARKED, "the loop slept in the ring (0x%x)",
-		      atomic_load(&c.seen));
+	assert_slept(&c, ring_then_park_main, true);
 	close(c.pipe[0]);
 	close(c.pipe[1]);
 }
@@ -1504,6 +1498,18 @@ Suite *make_suite(void)
 	Suite *s = suite_create("loop");
 	TCase *tc;
 	bool never_parks;
+	const TTest *parking[] = {
+		a_loop_with_nothing_in_flight_parks_and_a_set_from_a_thread_wakes_it,
+		with_af_park_0_the_same_loop_sleeps_in_the_ring,
+		a_loop_that_watches_a_signal_sleeps_in_the_ring_where_its_signalfd_is_read,
+		a_loop_with_a_read_in_flight_sleeps_in_the_ring_where_it_completes,
+		a_parked_loop_whose_kicks_would_write_the_eventfd_is_woken_by_a_futex_wake,
+		a_parked_loop_is_woken_even_with_a_ring_futex_wait_queued_from_an_earlier_sleep,
+		a_parked_loop_wakes_at_its_next_timer_and_not_before,
+		a_signal_handler_that_interrupts_a_parked_loop_leaves_it_wakeable,
+		a_kicker_stalled_past_its_parked_sleep_never_costs_a_later_set_its_wake_up,
+		a_loop_whose_parked_wait_is_refused_sleeps_in_the_ring_from_then_on,
+	};
 
 	tc = tcase_create("creation");
 	tcase_add_test(tc, new_with_null_options_gives_the_defaults);
@@ -1553,26 +1559,9 @@ Suite *make_suite(void)
 	tcase_set_timeout(tc, 10);
 	tcase_add_checked_fixture(tc, NULL, park_env_restore);
 	never_parks = loop_never_parks();
-	tcase_add_test_unless(tc, a_loop_with_nothing_in_flight_parks_and_a_set_from_a_thread_wakes_it, never_parks,
-			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
-	tcase_add_test_unless(tc, with_af_park_0_the_same_loop_sleeps_in_the_ring, never_parks,
-			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
-	tcase_add_test_unless(tc, a_loop_that_watches_a_signal_sleeps_in_the_ring_where_its_signalfd_is_read, never_parks,
-			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
-	tcase_add_test_unless(tc, a_loop_with_a_read_in_flight_sleeps_in_the_ring_where_it_completes, never_parks,
-			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
-	tcase_add_test_unless(tc, a_parked_loop_whose_kicks_would_write_the_eventfd_is_woken_by_a_futex_wake, never_parks,
-			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
-	tcase_add_test_unless(tc, a_parked_loop_is_woken_even_with_a_ring_futex_wait_queued_from_an_earlier_sleep, never_parks,
-			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
-	tcase_add_test_unless(tc, a_parked_loop_wakes_at_its_next_timer_and_not_before, never_parks,
-			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
-	tcase_add_test_unless(tc, a_signal_handler_that_interrupts_a_parked_loop_leaves_it_wakeable, never_parks,
-			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
-	tcase_add_test_unless(tc, a_kicker_stalled_past_its_parked_sleep_never_costs_a_later_set_its_wake_up, never_parks,
-			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
-	tcase_add_test_unless(tc, a_loop_whose_parked_wait_is_refused_sleeps_in_the_ring_from_then_on, never_parks,
-			      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
+	for (size_t i = 0; i < sizeof(parking) / sizeof(parking[0]); i++)
+		tcase_add_test_unless(tc, parking[i], never_parks,
+				      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fault-injection");
