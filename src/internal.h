@@ -406,7 +406,7 @@ struct af__sigfd {
 enum {
 	AF_AWAKE = 0,    /* running tasks: setters need no system call */
 	AF_SLEEPING = 1, /* about to block in the kernel, or blocked */
-	AF_WOKEN = 2,    /* a setter has written (or is writing) the eventfd */
+	AF_WOKEN = 2,    /* a setter has kicked (or is kicking) this sleep */
 	AF_DEAD = 3,     /* af_loop_free() ran: nobody may write the eventfd */
 };
 #define AF_SLEEP_MASK 3u
@@ -416,7 +416,8 @@ enum {
  * RMWs that publish and end the sleep. */
 #define AF_SLEEP_PARKED 4u
 /* Counts kickers between winning SLEEPING -> WOKEN and the end of their
- * write(2), so that af_loop_free() closes the eventfd only after them. */
+ * kick (a write(2) or a FUTEX_WAKE), so that af_loop_free() closes the
+ * eventfd and frees the word only after them. */
 #define AF_KICKER_ONE 8u
 
 /* How an io_uring loop notices an eventfd write (src/loop/uring.c). */
@@ -488,6 +489,7 @@ struct af_loop {
 	bool efd_expected;       /* a write happened: reap its completion */
 	uint8_t efd_wake;        /* AF__WAKE_*: how the io_uring sleep sees a kick */
 	bool may_park;           /* sleeps may be a bare FUTEX_WAIT (AF_PARK) */
+	bool sigfd_known;        /* the last arm saw loop->sigfd (collect()) */
 	/* Off the line: flag init and destroy write these from any thread. */
 	struct io_uring_sqe forked_sqe; /* af__loop_sqe() in a child of fork() */
 	_Atomic unsigned long refs;   /* 1 for af_loop_free(), 1 per live flag */

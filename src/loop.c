@@ -234,8 +234,10 @@ static void kicks_retire(struct af_loop *loop)
 	 * sees DEAD. */
 	atomic_fetch_or_explicit(&loop->sleep_state, AF_DEAD, memory_order_seq_cst);
 	/* acquire pairs with the kickers' releasing decrement: their write
-	 * is done before we close. */
-	while (atomic_load_explicit(&loop->sleep_state, memory_order_acquire) & ~AF_SLEEP_MASK)
+	 * is done before we close. Only their counts are waited for: PARKED
+	 * is never set outside a sleep, but it is not a kicker. */
+	while (atomic_load_explicit(&loop->sleep_state, memory_order_acquire) &
+	       ~(AF_SLEEP_MASK | AF_SLEEP_PARKED))
 		sched_yield();
 }
 
@@ -590,11 +592,17 @@ static void prefetch_pending(struct af_loop *loop)
 		__builtin_prefetch(f);
 }
 
-/* 32-bit ABIs: the futex call that takes a 64-bit timespec. */
+/* The futex call that takes a 64-bit timespec: futex_time64 on 32-bit
+ * ABIs, futex where time is 64-bit anyway (64-bit ABIs, x32). The parked
+ * sleep and its wake both use it: a 32-bit kernel built without the old
+ * 32-bit time calls (COMPAT_32BIT_TIME=n), or a seccomp profile that
+ * allows only the *_time64 ones, would refuse a wake through the old. */
 #ifdef __NR_futex_time64
 #define AF__NR_FUTEX_TS64 __NR_futex_time64
-#else
+#elif __SIZEOF_POINTER__ == 8 || defined(__x86_64__)
 #define AF__NR_FUTEX_TS64 __NR_futex
+#else
+#error "32-bit build without __NR_futex_time64: kernel headers before Linux 5.1"
 #endif
 
 /* Sleep in FUTEX_WAIT on sleep_state, while it still reads SLEEPING, until
@@ -635,12 +643,13 @@ static void park(struct af_loop *loop, unsigned s, uint64_t deadline)
 		loop->may_park = false;
 }
 
-/* Block in the kernel until a completion, a flag's eventfd write or
- * @deadline. The sleep_state handshake pairs with af__loop_kick(): we
- * publish SLEEPING and then look for pending flags, a setter publishes its
- * flag and then looks at sleep_state. Both sides use seq_cst, so at least
- * one sees the other's store: either we find the flag and skip the sleep or
- * the setter finds SLEEPING and writes the eventfd. */
+/* Block in the kernel until a completion, a kick or @deadline. The
+ * sleep_state handshake pairs with af__loop_kick(): we publish SLEEPING
+ * and then look for pending flags, finished jobs and a signal watch the
+ * last arm did not see; a setter (or af_signal_watch()) publishes its
+ * change and then looks at sleep_state. Both sides use seq_cst, so at
+ * least one sees the other's store: either we find the change and skip
+ * the sleep or the setter finds SLEEPING and kicks. */
 static bool sleep_until(struct af_loop *loop, uint64_t deadline)
 {
 	unsigned prev, s;
@@ -659,7 +668,9 @@ static bool sleep_until(struct af_loop *loop, uint64_t deadline)
 	 * in between and read AWAKE never writes: a lost wake-up. */
 	s += atomic_fetch_add_explicit(&loop->sleep_state, s, memory_order_seq_cst);
 	if (atomic_load_explicit(&loop->pending, memory_order_seq_cst) == NULL &&
-	    atomic_load_explicit(&loop->jobs_done, memory_order_seq_cst) == NULL) {
+	    atomic_load_explicit(&loop->jobs_done, memory_order_seq_cst) == NULL &&
+	    (loop->sigfd_known ||
+	     atomic_load_explicit(&loop->sigfd, memory_order_seq_cst) == NULL)) {
 		if (parked)
 			park(loop, s, deadline);
 		else
@@ -698,7 +709,11 @@ static int collect(struct af_loop *loop)
 	af__flag_collect(loop);
 	af__blocking_collect(loop);
 	/* A signal watched since the last look needs its signalfd read (or
-	 * epoll registration) before the loop can sleep. */
+	 * epoll registration) before the loop can sleep; one watched after
+	 * this load is sleep_until()'s to see. relaxed: the arm's own
+	 * acquiring load of the same pointer comes after it, and the pointer
+	 * only ever goes from NULL to a block. */
+	loop->sigfd_known = atomic_load_explicit(&loop->sigfd, memory_order_relaxed) != NULL;
 	loop->backend->arm(loop);
 	tm = af__timer_top(&loop->timers);
 	if (loop->runq_len > 0 || (tm && tm->deadline <= af__now_ns())) {
@@ -710,11 +725,12 @@ static int collect(struct af_loop *loop)
 		af__stack_trim(&loop->stacks);
 		/* Parked, the backend had nothing in flight and still has
 		 * nothing to reap or arm: the kick's wake of a ring futex wait
-		 * queued earlier leaves its completion for the next look at
-		 * the ring (parkable() then says no), as any spare wake-up. On
-		 * one CPU after an idle gap, the reap and arm code, the ring's
-		 * lines and the backend's table were a fifth of the time from
-		 * the kernel's return to the woken task. */
+		 * queued earlier leaves its completion in the kernel (with
+		 * DEFER_TASKRUN, until the next io_uring_enter), a spare
+		 * wake-up for the next sleep in the ring. On one CPU after an
+		 * idle gap, the reap and arm code, the ring's lines and the
+		 * backend's table were a fifth of the time from the kernel's
+		 * return to the woken task. */
 		parked = sleep_until(loop, tm ? tm->deadline : UINT64_MAX);
 		if (!parked)
 			loop->backend->reap(loop);
@@ -900,19 +916,20 @@ AF__HOT void af__loop_kick(struct af_loop *loop)
 		&loop->sleep_state, &s, (s & ~AF_SLEEP_MASK) + AF_WOKEN + AF_KICKER_ONE,
 		memory_order_seq_cst, memory_order_seq_cst));
 	af__hook(AF_HOOK_KICK_WRITE, loop);
-	/* kick_futex was written before the loop first published SLEEPING,
-	 * which our seq_cst load above read from (or from later in its RMW
-	 * chain): it is visible, on aarch64 as on x86. The loop's ring waits
-	 * on sleep_state itself, queued only while it still read SLEEPING, so
-	 * this wake reaches it or the wait was never queued (-EAGAIN). */
 	/* A parked loop waits on sleep_state in its own FUTEX_WAIT, and in
 	 * futex mode a ring wait queued at an earlier sleep may wait there
 	 * too: wake both, or FUTEX_WAKE's one might be the ring's. That one's
-	 * completion is a spare wake-up, reaped later. */
+	 * completion is a spare wake-up, reaped later. Otherwise: kick_futex
+	 * was written before the loop first published SLEEPING, which our
+	 * seq_cst load above read from (or from later in its RMW chain): it
+	 * is visible, on aarch64 as on x86. The loop's ring waits on
+	 * sleep_state itself, queued only while it still read SLEEPING, so
+	 * this wake reaches it or the wait was never queued (-EAGAIN). */
 	if (s & AF_SLEEP_PARKED)
-		(void)af__syscall3(SYS_futex, (long)&loop->sleep_state, FUTEX_WAKE_PRIVATE, INT_MAX);
+		(void)af__syscall3(AF__NR_FUTEX_TS64, (long)&loop->sleep_state, FUTEX_WAKE_PRIVATE,
+				   INT_MAX);
 	else if (loop->kick_futex)
-		(void)af__syscall3(SYS_futex, (long)&loop->sleep_state, FUTEX_WAKE_PRIVATE, 1);
+		(void)af__syscall3(AF__NR_FUTEX_TS64, (long)&loop->sleep_state, FUTEX_WAKE_PRIVATE, 1);
 	/* EAGAIN (counter full) cannot lose the wake: the count is non-zero. */
 	else
 		(void)af__syscall3(SYS_write, loop->efd, (long)&one, sizeof(one));

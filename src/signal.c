@@ -114,9 +114,14 @@ static int sigfd_new(struct af_loop *loop, int signo)
 	s->pub.op.complete = sigfd_complete;
 	s->pub.buf = s->buf;
 	s->pub.len = sizeof(s->buf);
-	/* release: the loop's acquiring load in its arm step sees the
-	 * fields above, on aarch64 as on x86. */
-	atomic_store_explicit(&loop->sigfd, &s->pub, memory_order_release);
+	/* seq_cst, not just release (which the loop's acquiring load in its
+	 * arm step needs for the fields above): with the kick's seq_cst load
+	 * of sleep_state after it, this is one side of sleep_until()'s
+	 * handshake. A loop that publishes SLEEPING after its arm missed
+	 * this store sees it in its seq_cst look and does not sleep, or the
+	 * kick sees SLEEPING and ends the sleep; on aarch64 the STLR and the
+	 * kick's LDAR are not reordered either. */
+	atomic_store_explicit(&loop->sigfd, &s->pub, memory_order_seq_cst);
 	/* A loop asleep would not arm the read before it next wakes. */
 	af__loop_kick(loop);
 	return 0;

@@ -1032,6 +1032,8 @@ struct parking {
 	pthread_t loop_thread;
 	struct af_flag flag, other;
 	_Atomic unsigned seen;   /* sleep_state as the helper thread found it */
+	_Atomic unsigned seen_again; /* ... at a second sleep, where there is one */
+	bool efd_armed;          /* the loop's eventfd request, after the wait */
 	int pipe[2];
 	_Atomic int signals;
 	sem_t stalled, go;
@@ -1124,6 +1126,9 @@ static int watch_then_wait_main(void *arg)
 
 	ck_assert_int_eq(af_flag_init(&c->other, NULL), 0);
 	ck_assert_int_eq(af_signal_watch(&c->other, SIGUSR1), 0);
+	/* A first sleep submits the signalfd's read: the set's sleep has it
+	 * in flight, not queued, and only the read keeps it in the ring. */
+	ck_assert_int_eq(af_sleep_ms(5), 0);
 	ck_assert_int_eq(wait_for_a_set_main(c), 0);
 	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
 	af_flag_destroy(&c->other);
@@ -1226,7 +1231,7 @@ static void *interrupt_then_set(void *arg)
 	while (atomic_load(&c->signals) == 0)
 		sched_yield();
 	/* Parked again after the interrupted wait, and still wakeable. */
-	wait_asleep_with(c->loop, AF_SLEEP_PARKED);
+	atomic_store(&c->seen_again, wait_asleep_with(c->loop, AF_SLEEP_PARKED));
 	af_flag_set(&c->flag);
 	return NULL;
 }
@@ -1248,6 +1253,9 @@ START_TEST(a_signal_handler_that_interrupts_a_parked_loop_leaves_it_wakeable)
 	assert_slept(&c, interrupted_park_main, true);
 	ck_assert_int_eq(sigaction(SIGUSR2, &old, NULL), 0);
 	ck_assert_int_eq(atomic_load(&c.signals), 1);
+	/* EINTR is no refusal: the loop parks again. */
+	ck_assert_msg(atomic_load(&c.seen_again) & AF_SLEEP_PARKED,
+		      "the loop did not park again (0x%x)", atomic_load(&c.seen_again));
 }
 END_TEST
 
@@ -1341,7 +1349,8 @@ START_TEST(a_kicker_stalled_past_its_parked_sleep_never_costs_a_later_set_its_wa
 	stalled = &c;
 	atomic_store(&af__test_hook, stall_parked_kick);
 	ck_assert_int_eq(run_main(stalled_kicker_main, &c), 0);
-	ck_assert_msg((atomic_load(&c.seen) & both) == both,
+	ck_assert_msg((atomic_load(&c.seen) & both) == both &&
+			      (atomic_load(&c.seen) & AF_SLEEP_MASK) == AF_SLEEPING,
 		      "the loop did not park again with the kicker counted (0x%x)",
 		      atomic_load(&c.seen));
 	sem_destroy(&c.stalled);
@@ -1349,23 +1358,6 @@ START_TEST(a_kicker_stalled_past_its_parked_sleep_never_costs_a_later_set_its_wa
 }
 END_TEST
 
-/* The first sleep submits the eventfd's poll, so it is in the ring. */
-static int sleep_then_wait_main(void *arg)
-{
-	ck_assert_int_eq(af_sleep_ms(5), 0);
-	return wait_for_a_set_main(arg);
-}
-
-START_TEST(a_parked_loop_whose_kicks_would_write_the_eventfd_is_woken_by_a_futex_wake)
-{
-	struct parking c = { 0 };
-
-	/* The kick of kernels before 6.7, where the ring has no futex wait. */
-	park_env_set("1");
-	ck_assert_int_eq(setenv("AF_WAKE", "poll", 1), 0);
-	assert_slept(&c, sleep_then_wait_main, true);
-}
-END_TEST
 
 static void *write_when_asleep(void *arg)
 {
@@ -1392,7 +1384,9 @@ static int ring_then_park_main(void *arg)
 	ck_assert_int_eq(af_task_join(t, &result), 0);
 	ck_assert_int_eq(result, 0);
 	ck_assert_int_eq(pthread_join(th, NULL), 0);
-	return wait_for_a_set_main(c);
+	ck_assert_int_eq(wait_for_a_set_main(c), 0);
+	c->efd_armed = c->loop->efd_armed;
+	return 0;
 }
 
 START_TEST(a_parked_loop_is_woken_even_with_a_ring_futex_wait_queued_from_an_earlier_sleep)
@@ -1479,6 +1473,67 @@ START_TEST(a_loop_whose_parked_wait_is_refused_sleeps_in_the_ring_from_then_on)
 }
 END_TEST
 
+START_TEST(a_parked_loop_whose_kicks_would_write_the_eventfd_is_woken_by_a_futex_wake)
+{
+	struct parking c = { 0 };
+
+	/* The kick of kernels before 6.7, where the ring has no futex wait:
+	 * the first sleep, in the ring, arms the eventfd's multishot poll,
+	 * which stays armed through the parked one, and no write ends it. */
+	park_env_set("1");
+	ck_assert_int_eq(setenv("AF_WAKE", "poll", 1), 0);
+	ck_assert_int_eq(pipe2(c.pipe, O_CLOEXEC), 0);
+	assert_slept(&c, ring_then_park_main, true);
+	ck_assert_msg(c.efd_armed, "the eventfd's poll was not armed");
+	close(c.pipe[0]);
+	close(c.pipe[1]);
+}
+END_TEST
+
+static void *watch_while_parked(void *arg)
+{
+	struct parking *c = arg;
+
+	atomic_store(&c->seen, wait_asleep_with(c->loop, AF_SLEEP_PARKED));
+	if (af_signal_watch(&c->other, SIGUSR1) == 0)
+		pthread_kill(c->loop_thread, SIGUSR1);
+	else
+		af_flag_set(&c->other); /* the main task's assertion says why */
+	return NULL;
+}
+
+static int watched_while_parked_main(void *arg)
+{
+	struct parking *c = arg;
+	pthread_t th;
+
+	c->loop = af_loop_current();
+	c->loop_thread = pthread_self();
+	ck_assert_int_eq(af_flag_init(&c->other, NULL), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, watch_while_parked, c), 0);
+	/* No timeout, as above: only the loop's signalfd read can set it. */
+	ck_assert_int_eq(af_flag_wait(&c->other), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
+	af_flag_destroy(&c->other);
+	return 0;
+}
+
+START_TEST(a_signal_watched_from_another_thread_while_the_loop_is_parked_is_read_by_the_loop)
+{
+	struct parking c = { 0 };
+	sigset_t usr1;
+
+	park_env_set("1");
+	/* Blocked in every thread (the helper inherits it): no handler runs,
+	 * and only the loop's signalfd read can take the signal. */
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &usr1, NULL), 0);
+	assert_slept(&c, watched_while_parked_main, true);
+}
+END_TEST
+
 /* The epoll backend has no parked sleep, nor has ppoll mode. */
 static bool loop_never_parks(void)
 {
@@ -1509,6 +1564,7 @@ Suite *make_suite(void)
 		a_signal_handler_that_interrupts_a_parked_loop_leaves_it_wakeable,
 		a_kicker_stalled_past_its_parked_sleep_never_costs_a_later_set_its_wake_up,
 		a_loop_whose_parked_wait_is_refused_sleeps_in_the_ring_from_then_on,
+		a_signal_watched_from_another_thread_while_the_loop_is_parked_is_read_by_the_loop,
 	};
 
 	tc = tcase_create("creation");

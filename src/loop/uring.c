@@ -221,8 +221,9 @@ static int uring_bind(struct af_loop *loop)
 /* A kick's write was seen. The poll stays armed while the kernel says
  * IORING_CQE_F_MORE; when it ends (CQ overflow, or -EINVAL from a kernel
  * before 5.13 that has no multishot poll: then for good, with the read) and
- * after every read, collect() arms again once reaping is over: submitting
- * from inside reap() could flush, and a flush may reap re-entrantly. */
+ * after every read, the next arm before a sleep in the ring arms it again,
+ * once reaping is over: submitting from inside reap() could flush, and a
+ * flush may reap re-entrantly. */
 AF__HOT static void efd_complete(struct af_loop *loop, struct af__op *op, int res, unsigned flags)
 {
 	(void)op;
@@ -334,13 +335,41 @@ static bool uring_signalfd_settled(const struct af_loop *loop, const struct af__
 	       !io_uring_sq_ready(&loop->ring) && !io_uring_cq_ready(&loop->ring);
 }
 
-/* The eventfd's request is armed by the sleep in the ring (uring_wait()),
- * not here: a parked sleep needs none, and in ppoll mode, where each kick's
- * read is armed again, one queued here would keep the next sleep from
- * parking. */
+/* Nothing in flight, queued or owed, and no signalfd read to keep (a
+ * signal it reads must end the sleep, and only the ring sees it). Never in
+ * ppoll mode (TSan, valgrind): TSan runs a signal's handler only at a libc
+ * call it intercepts, which a bare futex wait is not. The eventfd's
+ * multishot poll may stay armed (no write comes while parked: the kick is a
+ * FUTEX_WAKE), and so may a futex wait queued at an earlier sleep (the kick
+ * wakes it too). relaxed sigfd: only NULL or not is looked at, nothing is
+ * read through it; a watch that another thread adds after this load is
+ * seen by the seq_cst look after the sleep is published (loop.c,
+ * sleep_until()), or its kick finds SLEEPING and wakes the sleep: on
+ * aarch64 as on x86. */
+AF__HOT static bool uring_parkable(const struct af_loop *loop)
+{
+	return loop->may_park && !loop->ppoll_mode && loop->ninflight == 0 &&
+	       !loop->efd_expected &&
+	       !atomic_load_explicit(&loop->sigfd, memory_order_relaxed) &&
+	       !io_uring_sq_ready(&loop->ring) && !io_uring_cq_ready(&loop->ring) &&
+	       !io_uring_cq_has_overflow(&loop->ring);
+}
+
+/* Before every look at the kernel, with the loop AWAKE, so that a flush
+ * that must reap to make room runs its completions before collect() looks
+ * at the run queue. A sleep that will park needs no eventfd request (in
+ * read mode, one armed after every kick would keep it from parking); one in
+ * the ring needs it, and a free slot for the futex wait that uring_wait()
+ * queues with the loop SLEEPING, when it may not flush. Nothing between
+ * here and the sleep queues a request, so parkable() says the same then. */
 AF__HOT static void uring_arm(struct af_loop *loop)
 {
 	sigfd_arm(loop);
+	if (uring_parkable(loop))
+		return;
+	efd_arm(loop);
+	if (io_uring_sq_space_left(&loop->ring) == 0)
+		af__loop_flush(loop);
 }
 
 AF__HOT static void reap(struct af_loop *loop)
@@ -427,7 +456,13 @@ static bool futex_arm(struct af_loop *loop)
 	s = atomic_load_explicit(&loop->sleep_state, memory_order_relaxed);
 	if ((s & AF_SLEEP_MASK) != AF_SLEEPING)
 		return false;
-	sqe = af__loop_sqe(loop);
+	/* Not af__loop_sqe(): its flush may reap, and the loop is SLEEPING,
+	 * when no completion may run. uring_arm() left a slot free; without
+	 * one (the flush could not make room), the loop looks again instead
+	 * of sleeping. */
+	sqe = io_uring_get_sqe(&loop->ring);
+	if (!sqe)
+		return false;
 	prep_futex_wait(sqe, &loop->sleep_state, s);
 	io_uring_sqe_set_data(sqe, &loop->efd_op);
 	loop->efd_armed = true;
@@ -466,34 +501,18 @@ static void ring_enter_wait(struct af_loop *loop, struct __kernel_timespec *kts)
 			   (long)sizeof(arg));
 }
 
-/* Nothing in flight, queued or owed, and no signalfd read to keep (a
- * signal it reads must end the sleep, and only the ring sees it). Never in
- * ppoll mode (TSan, valgrind): TSan runs a signal's handler only at a libc
- * call it intercepts, which a bare futex wait is not. The eventfd's
- * multishot poll may stay armed (no write comes while parked: the kick is a
- * FUTEX_WAKE), and so may a futex wait queued at an earlier sleep (the kick
- * wakes it too). relaxed sigfd: af_signal_watch() from another
- * thread while the loop sleeps has its read armed at the next wake-up,
- * parked or not, as before. */
-AF__HOT static bool uring_parkable(const struct af_loop *loop)
-{
-	return loop->may_park && !loop->ppoll_mode && loop->ninflight == 0 &&
-	       !loop->efd_expected &&
-	       !atomic_load_explicit(&loop->sigfd, memory_order_relaxed) &&
-	       !io_uring_sq_ready(&loop->ring) && !io_uring_cq_ready(&loop->ring) &&
-	       !io_uring_cq_has_overflow(&loop->ring);
-}
-
 AF__HOT static void uring_wait(struct af_loop *loop, uint64_t deadline)
 {
 	struct __kernel_timespec ts;
 	uint64_t now = deadline == UINT64_MAX ? 0 : af__now_ns();
 
 	ts = ns_to_ts(deadline > now ? deadline - now : 0);
-	/* Armed here, as late as can be: a flush from a task may have reaped
-	 * the eventfd's read, and without a request a kick would end no
-	 * sleep. */
-	efd_arm(loop);
+	/* uring_arm() armed the eventfd's request, unless it expected this
+	 * sleep to park: then a kick would end no sleep in the ring, so look
+	 * again instead (a watch added from another thread meanwhile makes
+	 * that happen, but sleep_until() sees it first). */
+	if (loop->efd_wake != AF__WAKE_FUTEX && !loop->efd_armed)
+		return;
 	if (loop->efd_wake == AF__WAKE_FUTEX && !futex_arm(loop))
 		return;
 	if (loop->ppoll_mode)
