@@ -11,7 +11,7 @@ AF_BEGIN_DECLS
  * threads and signal handlers to the tasks of one loop.
  *
  * af_queue_push() is lock-free, allocation-free and async-signal-safe: a
- * few atomics and, when the loop sleeps, the same single eventfd write as
+ * few atomics and, when the loop sleeps, the same single wake-up call as
  * af_flag_set(). It never blocks; a full queue fails with -EAGAIN. Items
  * pushed by one thread (or handler) come out in the order it pushed them.
  * Consumers are tasks of the queue's loop (af_queue_get(),
