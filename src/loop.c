@@ -592,19 +592,6 @@ static void prefetch_pending(struct af_loop *loop)
 		__builtin_prefetch(f);
 }
 
-/* The futex call that takes a 64-bit timespec: futex_time64 on 32-bit
- * ABIs, futex where time is 64-bit anyway (64-bit ABIs, x32). The parked
- * sleep and its wake both use it: a 32-bit kernel built without the old
- * 32-bit time calls (COMPAT_32BIT_TIME=n), or a seccomp profile that
- * allows only the *_time64 ones, would refuse a wake through the old. */
-#ifdef __NR_futex_time64
-#define AF__NR_FUTEX_TS64 __NR_futex_time64
-#elif __SIZEOF_POINTER__ == 8 || defined(__x86_64__)
-#define AF__NR_FUTEX_TS64 __NR_futex
-#else
-#error "32-bit build without __NR_futex_time64: kernel headers before Linux 5.1"
-#endif
-
 /* Sleep in FUTEX_WAIT on sleep_state, while it still reads SLEEPING, until
  * a kick's FUTEX_WAKE, a signal or @deadline (CLOCK_MONOTONIC, absolute, as
  * af__now_ns()). @s is the word as the loop published it. The backend had
@@ -677,8 +664,8 @@ static bool sleep_until(struct af_loop *loop, uint64_t deadline)
 			loop->backend->wait(loop, deadline);
 		prefetch_pending(loop);
 	}
-	/* WOKEN means a setter wrote (or is about to write) the eventfd; its
-	 * read completion must be reaped before the next sleep. */
+	/* WOKEN means a setter kicked (or is about to); when that kick is an
+	 * eventfd write, its completion must be reaped before the next sleep. */
 	prev = atomic_fetch_and_explicit(&loop->sleep_state, ~(AF_SLEEP_MASK | AF_SLEEP_PARKED),
 					 memory_order_seq_cst);
 	/* A FUTEX_WAKE leaves a completion only if the wait was queued; one

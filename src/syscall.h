@@ -19,6 +19,19 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* The futex call that takes a 64-bit timespec: futex_time64 on 32-bit
+ * ABIs, futex where time is 64-bit anyway (64-bit ABIs, x32). The loop's
+ * parked sleep (loop.c) and its wake both use it: a 32-bit kernel built without the old
+ * 32-bit time calls (COMPAT_32BIT_TIME=n), or a seccomp profile that
+ * allows only the *_time64 ones, would refuse a wake through the old. */
+#ifdef __NR_futex_time64
+#define AF__NR_FUTEX_TS64 __NR_futex_time64
+#elif __SIZEOF_POINTER__ == 8 || defined(__x86_64__)
+#define AF__NR_FUTEX_TS64 __NR_futex
+#else
+#error "32-bit build without __NR_futex_time64: kernel headers before Linux 5.1"
+#endif
+
 /* Returns the kernel's answer: the result, or a negative errno value. */
 static inline long af__syscall6(long nr, long a, long b, long c, long d, long e, long f)
 {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "syscall.h"
 #define AF_TESTUTIL_SUBMIT_HOOK
 #include "testutil.h"
 
@@ -1102,6 +1103,15 @@ static void assert_slept(struct parking *c, int (*fn)(void *), bool parked)
 		ck_assert_msg(!(seen & AF_SLEEP_PARKED), "the loop parked (0x%x)", seen);
 }
 
+/* assert_slept(), with c->pipe open for @fn's read. */
+static void assert_slept_with_pipe(struct parking *c, int (*fn)(void *), bool parked)
+{
+	ck_assert_int_eq(pipe2(c->pipe, O_CLOEXEC), 0);
+	assert_slept(c, fn, parked);
+	close(c->pipe[0]);
+	close(c->pipe[1]);
+}
+
 START_TEST(a_loop_with_nothing_in_flight_parks_and_a_set_from_a_thread_wakes_it)
 {
 	struct parking c = { 0 };
@@ -1172,10 +1182,7 @@ START_TEST(a_loop_with_a_read_in_flight_sleeps_in_the_ring_where_it_completes)
 	struct parking c = { 0 };
 
 	park_env_set("1");
-	ck_assert_int_eq(pipe2(c.pipe, O_CLOEXEC), 0);
-	assert_slept(&c, read_in_flight_main, false);
-	close(c.pipe[0]);
-	close(c.pipe[1]);
+	assert_slept_with_pipe(&c, read_in_flight_main, false);
 }
 END_TEST
 
@@ -1394,18 +1401,9 @@ START_TEST(a_parked_loop_is_woken_even_with_a_ring_futex_wait_queued_from_an_ear
 	struct parking c = { 0 };
 
 	park_env_set("1");
-	ck_assert_int_eq(pipe2(c.pipe, O_CLOEXEC), 0);
-	assert_slept(&c, ring_then_park_main, true);
-	close(c.pipe[0]);
-	close(c.pipe[1]);
+	assert_slept_with_pipe(&c, ring_then_park_main, true);
 }
 END_TEST
-
-#ifdef __NR_futex_time64
-#define PARK_NR __NR_futex_time64
-#else
-#define PARK_NR __NR_futex
-#endif
 
 struct park_refused {
 	int filter_r;
@@ -1437,7 +1435,7 @@ static void park_refused_child(void *arg, void *out)
 #ifdef THIS_AUDIT_ARCH
 	struct sock_filter filter[] = {
 		SECCOMP_BY_NR,
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PARK_NR, 0, 3),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF__NR_FUTEX_TS64, 0, 3),
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_WAIT_BITSET_PRIVATE, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
@@ -1482,11 +1480,8 @@ START_TEST(a_parked_loop_whose_kicks_would_write_the_eventfd_is_woken_by_a_futex
 	 * which stays armed through the parked one, and no write ends it. */
 	park_env_set("1");
 	ck_assert_int_eq(setenv("AF_WAKE", "poll", 1), 0);
-	ck_assert_int_eq(pipe2(c.pipe, O_CLOEXEC), 0);
-	assert_slept(&c, ring_then_park_main, true);
+	assert_slept_with_pipe(&c, ring_then_park_main, true);
 	ck_assert_msg(c.efd_armed, "the eventfd's poll was not armed");
-	close(c.pipe[0]);
-	close(c.pipe[1]);
 }
 END_TEST
 

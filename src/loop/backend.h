@@ -36,9 +36,10 @@ struct af__backend {
 	void (*forget)(struct af_loop *loop);
 	/* The loop runs for the first time, on the calling thread. */
 	int (*bind)(struct af_loop *loop);
-	/* Before every look at the kernel: keep what the loop always has in
-	 * the kernel there (the signalfd's read or registration). What makes
-	 * a kick end a sleep is the wait's own business. */
+	/* Before every look at the kernel, with the loop AWAKE: keep what the
+	 * loop always has in the kernel there (the signalfd's read or
+	 * registration) and, when the next sleep will be the backend's wait,
+	 * what makes a kick end it (io_uring: the eventfd's request). */
 	void (*arm)(struct af_loop *loop);
 	/* Tasks are runnable: take in what is ready without blocking, and
 	 * only enter the kernel when it can have something for us. */

@@ -185,9 +185,9 @@ static bool futex_wait_works(struct af_loop *loop)
  * AF_PARK=1 says otherwise: a test that asks for the eventfd kick gets it
  * at every sleep, and one that asks for both gets the parked sleeps of a
  * kernel before 6.7. */
-static bool park_allowed(void)
+static bool park_allowed(const char *wake)
 {
-	const char *park = getenv("AF_PARK"), *wake = getenv("AF_WAKE");
+	const char *park = getenv("AF_PARK");
 
 	if (park)
 		return strcmp(park, "0") != 0;
@@ -205,7 +205,7 @@ static int uring_bind(struct af_loop *loop)
 			    IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
 			return -errno;
 	}
-	loop->may_park = park_allowed();
+	loop->may_park = park_allowed(env);
 	/* Nothing has kicked yet: no kicker acts before the loop first
 	 * publishes SLEEPING, and that seq_cst RMW orders kick_futex. */
 	if (loop->efd_wake == AF__WAKE_POLL && !(env && strcmp(env, "poll") == 0) &&
