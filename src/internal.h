@@ -78,6 +78,7 @@ enum af__hook_point {
 	AF_HOOK_KICK_WRITE,    /* af__loop_kick: won SLEEPING -> WOKEN, no write yet */
 	AF_HOOK_SIGNAL,        /* the signal handler: flag loaded, not set yet */
 	AF_HOOK_UNQUEUE,       /* af_flag_destroy holds the loop's pending stack */
+	AF_HOOK_SIGWAIT,       /* loop: SLEEPING|SIGWAIT published, not waiting yet */
 };
 
 extern void (*_Atomic af__test_hook)(enum af__hook_point where, void *obj);
@@ -400,6 +401,13 @@ struct af__sigfd {
 	struct af__op op;
 	void *buf;
 	unsigned len;
+	/* The signalfd's mask, bit signo - 1, for a loop that sleeps in
+	 * sigtimedwait() instead of the ring: changed under signal.c's lock,
+	 * read by the loop at its sleeps. */
+	_Atomic uint64_t watched;
+	/* A signal that such a sleep took from the pending set, on the loop's
+	 * thread with the loop AWAKE: what the read's completion would do. */
+	void (*deliver)(int signo);
 };
 
 /* Loop sleep states, for the flag wake-up handshake (flag.c). */
@@ -415,10 +423,21 @@ enum {
  * whatever the backend's kick is. Set and cleared by the loop only, in the
  * RMWs that publish and end the sleep. */
 #define AF_SLEEP_PARKED 4u
+/* Beside SLEEPING: this sleep is a sigtimedwait() for the watched signals
+ * and AF__KICK_SIGNAL (loop.c, wait_for_signals()), so the kick is that signal,
+ * sent to the loop's thread. Set and cleared like PARKED. */
+#define AF_SLEEP_SIGWAIT 8u
+/* How the loop sleeps, beside SLEEPING: none of them is a kicker. */
+#define AF_SLEEP_HOW (AF_SLEEP_PARKED | AF_SLEEP_SIGWAIT)
 /* Counts kickers between winning SLEEPING -> WOKEN and the end of their
- * kick (a write(2) or a FUTEX_WAKE), so that af_loop_free() closes the
- * eventfd and frees the word only after them. */
-#define AF_KICKER_ONE 8u
+ * kick (a write(2), a FUTEX_WAKE or a tgkill()), so that af_loop_free()
+ * closes the eventfd and frees the word only after them. */
+#define AF_KICKER_ONE 16u
+/* The kick of a loop asleep in sigtimedwait(): SIGURG, as Go's runtime
+ * uses it, because its default is to be ignored (a late kick does nothing)
+ * and almost nothing else sends it (only a socket's out-of-band data, to a
+ * process that asked). */
+#define AF__KICK_SIGNAL SIGURG
 
 /* How an io_uring loop notices an eventfd write (src/loop/uring.c). */
 enum {
@@ -489,12 +508,18 @@ struct af_loop {
 	bool efd_expected;       /* a write happened: reap its completion */
 	uint8_t efd_wake;        /* AF__WAKE_*: how the io_uring sleep sees a kick */
 	bool may_park;           /* sleeps may be a bare FUTEX_WAIT (AF_PARK) */
+	bool may_sigwait;        /* ... or a sigtimedwait() (AF_PARK, the kick signal) */
+	uint8_t signal_score;    /* 0..3: + a watched signal read, - a kick (loop.c) */
 	bool sigfd_known;        /* the last arm saw loop->sigfd (collect()) */
 	/* Off the line: flag init and destroy write these from any thread. */
 	struct io_uring_sqe forked_sqe; /* af__loop_sqe() in a child of fork() */
 	_Atomic unsigned long refs;   /* 1 for af_loop_free(), 1 per live flag */
 	pthread_mutex_t unqueue_lock; /* serialises af__flag_unqueue() */
 	uint64_t spin_ns;        /* af_loop_opts.spin_ns: spin this long before a sleep */
+	int pid, tid;            /* the loop's thread, for the sigwait kick */
+	/* Sets made by signal handlers for this loop's flags, since the loop
+	 * last looked (loop.c, note_kick()): a kick they made is a signal's. */
+	_Atomic unsigned signal_sets;
 	/* Set once by af_signal_watch() on any thread, under its lock. */
 	_Atomic(struct af__sigfd *) sigfd;
 
@@ -532,6 +557,18 @@ void af__loop_park_slow(struct af_loop *loop, struct af_task *t);
 /* The end of af__loop_park()'s hand-over to @next, popped from a queue
  * that has more tasks: start their loads, then switch. */
 void af__loop_hop_prefetching(struct af_loop *loop, struct af_task *t, struct af_task *next);
+/* A watched signal was read (loop thread): the next sleeps lean towards
+ * sigtimedwait() (loop.c). */
+void af__loop_signal_read(struct af_loop *loop);
+/* Whether the loop's next sleep, if the backend has nothing else in the
+ * kernel, will be a sigtimedwait() (loop.c); loop thread. */
+bool af__loop_sigwait_wanted(struct af_loop *loop);
+/* A flag watches the kick signal itself: from their next sleep on, no
+ * loop sleeps in sigtimedwait() (loop.c); any thread. */
+void af__loop_kick_signal_taken(void);
+/* A new signalfd mask was published: kick @loop if it sleeps in
+ * sigtimedwait() with the old one; any thread. */
+void af__loop_kick_if_sigwait(struct af_loop *loop);
 /* Wake a sleeping loop from any thread or signal handler. */
 void af__loop_kick(struct af_loop *loop);
 /* The io_uring submission slot, flushing the queue when it is full. */

@@ -6,6 +6,7 @@
  * sleeps, a write to its eventfd. */
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/futex.h>
@@ -235,9 +236,9 @@ static void kicks_retire(struct af_loop *loop)
 	atomic_fetch_or_explicit(&loop->sleep_state, AF_DEAD, memory_order_seq_cst);
 	/* acquire pairs with the kickers' releasing decrement: their write
 	 * is done before we close. Only their counts are waited for: PARKED
-	 * is never set outside a sleep, but it is not a kicker. */
+	 * and SIGWAIT are never set outside a sleep, but they are not kickers. */
 	while (atomic_load_explicit(&loop->sleep_state, memory_order_acquire) &
-	       ~(AF_SLEEP_MASK | AF_SLEEP_PARKED))
+	       ~(AF_SLEEP_MASK | AF_SLEEP_HOW))
 		sched_yield();
 }
 
@@ -630,6 +631,209 @@ static void park(struct af_loop *loop, unsigned s, uint64_t deadline)
 		loop->may_park = false;
 }
 
+/* ---- sleeping for signals ---------------------------------------------------- */
+
+/* 1 when the kick signal's disposition is SIG_DFL or SIG_IGN, so that the
+ * program does not use it: then a loop may sleep in sigtimedwait() and
+ * take it as its kick. -1 when the program has a handler for it: its own
+ * sends would end our sleeps, and our kicks could reach its handler. Read
+ * once per process, as a disposition is process-wide; the library never
+ * changes it. */
+static _Atomic int kick_signal_free;
+static pthread_once_t kick_signal_once = PTHREAD_ONCE_INIT;
+
+static void kick_signal_check(void)
+{
+	struct sigaction old;
+	int free = -1;
+
+	if (sigaction(AF__KICK_SIGNAL, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+	    (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN))
+		free = 1;
+	/* release pairs with the acquire in af__loop_sigwait_wanted(); only
+	 * the value is read through it, on aarch64 as on x86. */
+	atomic_store_explicit(&kick_signal_free, free, memory_order_release);
+}
+
+/* A sleep in sigtimedwait() begins with the kick signal blocked in the
+ * loop's thread, before SLEEPING is published, and ends with it unblocked
+ * again, after the wait: a kick sent between the two stays pending until
+ * the wait takes it, whatever its disposition (the kernel drops an
+ * ignored signal only when it is not blocked). Unblocked, a late kick is
+ * ignored (SIG_DFL ignores SIGURG): nothing is left pending, and the
+ * thread's mask is the program's again while tasks run. Two
+ * rt_sigprocmask calls per such sleep, about 0.03x of row 2 on the 2-vCPU
+ * VM. Returns 1 when this call blocked it, 0 when the program had, and
+ * -1 when it could not; @old is the thread's mask before. */
+static int kick_block(sigset_t *old)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, AF__KICK_SIGNAL);
+	if (pthread_sigmask(SIG_BLOCK, &set, old) != 0)
+		return -1;
+	return sigismember(old, AF__KICK_SIGNAL) == 0;
+}
+
+static void kick_unblock(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, AF__KICK_SIGNAL);
+	(void)pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+/* Signals read in a row weigh towards a sleep in sigtimedwait(), kicks
+ * against it: a loop woken by its signals sleeps where a signal reaches
+ * it soonest, and one woken by flags, where a FUTEX_WAKE or an eventfd
+ * write does (a signal sent as the kick costs more than either). */
+#define SIGNAL_SCORE_MAX 3
+#define SIGNAL_SCORE_SIGWAIT 2
+
+/* AF_SIGWAIT=0 keeps a loop that watches signals out of sigtimedwait(),
+ * while parking as before: for the tests, for a comparison, and for a
+ * program that sends itself SIGURG. */
+static bool sigwait_allowed(void)
+{
+	const char *v = getenv("AF_SIGWAIT");
+
+	return !v || strcmp(v, "0") != 0;
+}
+
+bool af__loop_sigwait_wanted(struct af_loop *loop)
+{
+	if (!loop->may_sigwait || loop->signal_score < SIGNAL_SCORE_SIGWAIT)
+		return false;
+	pthread_once(&kick_signal_once, kick_signal_check);
+	if (atomic_load_explicit(&kick_signal_free, memory_order_acquire) == 1)
+		return true;
+	loop->may_sigwait = false;
+	return false;
+}
+
+void af__loop_kick_signal_taken(void)
+{
+	/* After the check, so that it cannot overwrite this. release, as
+	 * there; a loop asleep in sigtimedwait() now sees it at its next
+	 * sleep. */
+	pthread_once(&kick_signal_once, kick_signal_check);
+	atomic_store_explicit(&kick_signal_free, -1, memory_order_release);
+}
+
+void af__loop_kick_if_sigwait(struct af_loop *loop)
+{
+	/* seq_cst: the caller's seq_cst store of the new mask comes first
+	 * in the single total order; see sleep_for_signals(). A loop not
+	 * in sigtimedwait() needs no kick: the signalfd's read in flight
+	 * takes the new mask itself. */
+	if (atomic_load_explicit(&loop->sleep_state, memory_order_seq_cst) & AF_SLEEP_SIGWAIT)
+		af__loop_kick(loop);
+}
+
+void af__loop_signal_read(struct af_loop *loop)
+{
+	if (loop->signal_score < SIGNAL_SCORE_MAX)
+		loop->signal_score++;
+}
+
+/* A kick ended the sleep: a signal handler's (signal.c counts those), or
+ * a set from elsewhere. relaxed: a hint, see signal.c. */
+static void note_kick(struct af_loop *loop)
+{
+	/* The load first: no locked RMW on a wake-up that no handler made. */
+	if (atomic_load_explicit(&loop->signal_sets, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&loop->signal_sets, 0, memory_order_relaxed))
+		af__loop_signal_read(loop);
+	else if (loop->signal_score > 0)
+		loop->signal_score--;
+}
+
+static uint64_t signal_bit(int signo)
+{
+	return 1ull << (signo - 1);
+}
+
+/* Sleep in sigtimedwait() for the signals the loop's signalfd reads and the
+ * kick signal, until one is pending for this thread or the process, or
+ * @deadline. @watched is the signalfd's mask, read after the sleep was
+ * published: a watch that changes it after that kicks. The signalfd's read
+ * stays in flight in the ring, which only sees, at its next entry, that
+ * the signal is gone. Returns the signal taken, or 0. The wait takes a
+ * signal as a blocking read(2) of the signalfd would, and on the 2-vCPU
+ * VM, one CPU, after a 50 us gap, returned as soon after a tgkill() as that
+ * read (4.28-4.29 us p50 against 4.30-4.32), where an io_uring read of the
+ * signalfd took about 1.2x as long (bench/README.md, row 2). */
+static int wait_for_signals(struct af_loop *loop, uint64_t watched, const sigset_t *mask,
+			    uint64_t deadline)
+{
+	struct timespec ts, *tsp = NULL;
+	sigset_t set;
+	int r;
+
+	/* Only the watched signals this thread blocks, as the signalfd's read
+	 * would see them: one it does not block goes to its handler, which
+	 * ends the wait (EINTR) and kicks, as it always did. */
+	sigemptyset(&set);
+	for (uint64_t w = watched; w; w &= w - 1)
+		if (sigismember(mask, __builtin_ctzll(w) + 1) == 1)
+			sigaddset(&set, __builtin_ctzll(w) + 1);
+	sigaddset(&set, AF__KICK_SIGNAL);
+	if (deadline != UINT64_MAX) {
+		uint64_t now = af__now_ns();
+		/* Clamped to 2^31 - 1 s: a 32-bit time_t holds it. */
+		struct __kernel_timespec k = af__kernel_ts(deadline > now ? deadline - now : 0);
+
+		ts.tv_sec = (time_t)k.tv_sec;
+		ts.tv_nsec = (long)k.tv_nsec;
+		tsp = &ts;
+	}
+	r = sigtimedwait(&set, NULL, tsp);
+	if (r > 0)
+		return r;
+	/* EAGAIN is the deadline and EINTR a handler; anything else (a
+	 * seccomp profile's EPERM) would come back every time: this sleep
+	 * ends at once, and every later one is in the ring. */
+	if (errno != EAGAIN && errno != EINTR)
+		loop->may_sigwait = false;
+	return 0;
+}
+
+/* A sleep in sigtimedwait() ended with the loop AWAKE again: hand a watched
+ * signal it took to signal.c, as the signalfd's read would have. */
+static void sigwait_done(struct af_loop *loop, int signo)
+{
+	struct af__sigfd *sfd;
+
+	if (signo <= 0 || signo == AF__KICK_SIGNAL)
+		return;
+	/* relaxed: this thread loaded it non-NULL before the sleep, and it
+	 * never changes once set. */
+	sfd = atomic_load_explicit(&loop->sigfd, memory_order_relaxed);
+	af__loop_signal_read(loop);
+	sfd->deliver(signo);
+}
+
+/* The SIGWAIT sleep, published: the mask to wait for is read only now.
+ * seq_cst pairs with signal.c's store of a new mask, which kicks after
+ * it: we see the new mask, or the kick sees SIGWAIT and sends the kick
+ * signal, which is in every mask. Acquire alone (RCpc LDAPR on ARMv8.3+)
+ * could read the old mask past our publishing RMW. A watch of the kick
+ * signal itself ends this loop's sigwaits: its kicks would look like it. */
+static int sleep_for_signals(struct af_loop *loop, const sigset_t *mask, uint64_t deadline)
+{
+	struct af__sigfd *sfd = atomic_load_explicit(&loop->sigfd, memory_order_relaxed);
+	uint64_t watched = atomic_load_explicit(&sfd->watched, memory_order_seq_cst);
+
+	if (watched & signal_bit(AF__KICK_SIGNAL)) {
+		loop->may_sigwait = false;
+		return 0;
+	}
+	af__hook(AF_HOOK_SIGWAIT, loop);
+	return wait_for_signals(loop, watched, mask, deadline);
+}
+
 /* Block in the kernel until a completion, a kick or @deadline. The
  * sleep_state handshake pairs with af__loop_kick(): we publish SLEEPING
  * and then look for pending flags, finished jobs and a signal watch the
@@ -639,13 +843,25 @@ static void park(struct af_loop *loop, unsigned s, uint64_t deadline)
  * the sleep or the setter finds SLEEPING and kicks. */
 static bool sleep_until(struct af_loop *loop, uint64_t deadline)
 {
-	unsigned prev, s;
-	bool parked;
+	unsigned prev, s, how;
+	int signo = 0, blocked = 0;
+	sigset_t mask;
 
-	if (loop->spin_ns && spin_for_wakeups(loop, deadline))
-		return false;
-	parked = loop->backend->parkable && loop->backend->parkable(loop);
-	s = AF_SLEEPING + (parked ? AF_SLEEP_PARKED : 0);
+	if (loop->spin_ns) {
+		if (spin_for_wakeups(loop, deadline))
+			return false;
+		/* The spin's peeks may have reaped the signalfd's read: arm
+		 * what the sleep needs again, as collect() did before it, and
+		 * look once more if that ran a completion. */
+		loop->backend->arm(loop);
+		if (loop->runq_len > 0)
+			return false;
+	}
+	how = loop->backend->parkable ? loop->backend->parkable(loop) : 0;
+	if (how == AF_SLEEP_SIGWAIT &&
+	    (!af__loop_sigwait_wanted(loop) || (blocked = kick_block(&mask)) < 0))
+		how = 0;
+	s = AF_SLEEPING + how;
 
 	/* AWAKE -> SLEEPING, keeping the count of kickers still writing for
 	 * an earlier sleep. Must stay seq_cst (an RMW in the single total
@@ -658,23 +874,36 @@ static bool sleep_until(struct af_loop *loop, uint64_t deadline)
 	    atomic_load_explicit(&loop->jobs_done, memory_order_seq_cst) == NULL &&
 	    (loop->sigfd_known ||
 	     atomic_load_explicit(&loop->sigfd, memory_order_seq_cst) == NULL)) {
-		if (parked)
+		if (how == AF_SLEEP_PARKED)
 			park(loop, s, deadline);
+		else if (how == AF_SLEEP_SIGWAIT)
+			signo = sleep_for_signals(loop, &mask, deadline);
 		else
 			loop->backend->wait(loop, deadline);
 		prefetch_pending(loop);
 	}
 	/* WOKEN means a setter kicked (or is about to); when that kick is an
 	 * eventfd write, its completion must be reaped before the next sleep. */
-	prev = atomic_fetch_and_explicit(&loop->sleep_state, ~(AF_SLEEP_MASK | AF_SLEEP_PARKED),
+	prev = atomic_fetch_and_explicit(&loop->sleep_state, ~(AF_SLEEP_MASK | AF_SLEEP_HOW),
 					 memory_order_seq_cst);
+	if (blocked > 0)
+		kick_unblock();
 	/* A FUTEX_WAKE leaves a completion only if the wait was queued; one
 	 * that comes later ends the next sleep at once, which is all it may
 	 * cost: nothing is waited for. A parked sleep's kick is a FUTEX_WAKE
-	 * whatever the backend's is. */
-	if ((prev & AF_SLEEP_MASK) == AF_WOKEN && !loop->kick_futex && !(prev & AF_SLEEP_PARKED))
-		loop->efd_expected = true;
-	return parked;
+	 * and a sigwait's a signal, whatever the backend's is. */
+	if ((prev & AF_SLEEP_MASK) == AF_WOKEN) {
+		/* Only a loop with signals keeps the score: no other loop
+		 * reads signal_sets' line on its wake-up path. */
+		if (loop->sigfd_known)
+			note_kick(loop);
+		if (!loop->kick_futex && !(prev & AF_SLEEP_HOW))
+			loop->efd_expected = true;
+	}
+	/* Only now, AWAKE: the flag's set would otherwise kick this sleep. */
+	if (signo)
+		sigwait_done(loop, signo);
+	return how != 0;
 }
 
 static bool nothing_can_happen(struct af_loop *loop)
@@ -819,6 +1048,11 @@ static int bind_thread(struct af_loop *loop)
 		atomic_store_explicit(&loop->owner, 0, memory_order_relaxed);
 		return r;
 	}
+	/* For the kick of a sleep in sigtimedwait(): the thread never
+	 * changes, and a loop never runs in a child of fork(). */
+	loop->pid = getpid();
+	loop->tid = (int)syscall(SYS_gettid);
+	loop->may_sigwait = loop->may_park && sigwait_allowed();
 	return 0;
 }
 
@@ -915,6 +1149,11 @@ AF__HOT void af__loop_kick(struct af_loop *loop)
 	if (s & AF_SLEEP_PARKED)
 		(void)af__syscall3(AF__NR_FUTEX_TS64, (long)&loop->sleep_state, FUTEX_WAKE_PRIVATE,
 				   INT_MAX);
+	/* pid and tid were written at the loop's first run, before its
+	 * first SLEEPING, which our seq_cst load read from or after. Sent to
+	 * the thread, so no other thread can take it; async-signal-safe. */
+	else if (s & AF_SLEEP_SIGWAIT)
+		(void)af__syscall3(SYS_tgkill, loop->pid, loop->tid, AF__KICK_SIGNAL);
 	else if (loop->kick_futex)
 		(void)af__syscall3(AF__NR_FUTEX_TS64, (long)&loop->sleep_state, FUTEX_WAKE_PRIVATE, 1);
 	/* EAGAIN (counter full) cannot lose the wake: the count is non-zero. */

@@ -32,11 +32,16 @@ static atomic_uint inside[NSIG];
 static struct sigaction previous[NSIG];
 static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
 
+_Static_assert(NSIG <= 65, "the signalfd's mask is published as 64 bits, one per signal "
+			  "(struct af__sigfd): a wider one needs more words");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_POINTER_LOCK_FREE == 2,
 	       "the handler needs lock-free atomics: a lock-based one could "
 	       "deadlock against the code it interrupted");
 
-static void on_signal(int signo)
+static struct af_loop *loop_of(struct af_flag *flag);
+
+/* Set the flag that watches @signo, if one does; returns it. */
+static struct af_flag *signal_set(int signo, bool in_handler)
 {
 	struct af_flag *f;
 
@@ -49,10 +54,23 @@ static void on_signal(int signo)
 	atomic_fetch_add_explicit(&inside[signo], 1, memory_order_seq_cst);
 	f = atomic_load_explicit(&watched[signo], memory_order_seq_cst);
 	af__hook(AF_HOOK_SIGNAL, f);
+	/* The count tells the flag's loop that the kick which may wake it
+	 * is a signal's, which a sleep in sigtimedwait() would have taken
+	 * itself (loop.c, note_kick()). relaxed: only a hint for how the
+	 * loop sleeps next; one seen late costs a guess, on aarch64 as on
+	 * x86. Counted inside[]: the flag, and so its loop, outlive us. */
+	if (f && in_handler)
+		atomic_fetch_add_explicit(&loop_of(f)->signal_sets, 1, memory_order_relaxed);
 	if (f)
 		af_flag_set(f);
 	/* release: our set is done before drain() sees the count drop. */
 	atomic_fetch_sub_explicit(&inside[signo], 1, memory_order_release);
+	return f;
+}
+
+static void on_signal(int signo)
+{
+	(void)signal_set(signo, true);
 }
 
 /* ---- the loop's signalfd ---------------------------------------------------- */
@@ -78,11 +96,12 @@ static void sigfd_complete(struct af_loop *loop, struct af__op *op, int res, uns
 {
 	struct sigfd *s = sigfd_of(op);
 
-	(void)loop;
 	(void)flags;
 	for (int i = 0; res > 0 && i < res / (int)sizeof(s->buf[0]); i++)
 		if (s->buf[i].ssi_signo > 0 && s->buf[i].ssi_signo < NSIG)
-			on_signal((int)s->buf[i].ssi_signo);
+			(void)signal_set((int)s->buf[i].ssi_signo, false);
+	if (res > 0)
+		af__loop_signal_read(loop);
 	/* -EINTR and -EAGAIN are worth another read; -ECANCELED comes only
 	 * when the ring goes. Anything else would come back at every read:
 	 * stop reading (armed stays on), and the handler is all that is
@@ -94,6 +113,34 @@ static void sigfd_complete(struct af_loop *loop, struct af__op *op, int res, uns
 		return;
 	}
 	s->pub.armed = false;
+}
+
+/* A signal the loop took with sigtimedwait() instead of its read (loop.c):
+ * on its thread, the loop AWAKE, and blocked there (the loop waits only
+ * for those). One that nobody watches any more was taken with the mask of
+ * a moment ago: it goes back to this thread's pending set, for whoever
+ * reads it next, as it would have stayed. */
+static void sigfd_deliver(int signo)
+{
+	if (!signal_set(signo, false))
+		(void)raise(signo);
+}
+
+/* Caller holds watch_lock: publish the signalfd's mask for a loop that
+ * sleeps in sigtimedwait(). seq_cst, with the kick's seq_cst load of
+ * sleep_state after it: a sleep published before this store is kicked,
+ * and one published after reads the new mask (loop.c,
+ * sleep_for_signals()); on aarch64 the STLR and the LDAR are not
+ * reordered either. */
+static void sigfd_publish(struct af_loop *loop, struct sigfd *s)
+{
+	uint64_t bits = 0;
+
+	for (int signo = 1; signo < NSIG && signo <= 64; signo++)
+		if (sigismember(&s->mask, signo) == 1)
+			bits |= 1ull << (signo - 1);
+	atomic_store_explicit(&s->pub.watched, bits, memory_order_seq_cst);
+	af__loop_kick_if_sigwait(loop);
 }
 
 static int sigfd_new(struct af_loop *loop, int signo)
@@ -114,6 +161,8 @@ static int sigfd_new(struct af_loop *loop, int signo)
 	s->pub.op.complete = sigfd_complete;
 	s->pub.buf = s->buf;
 	s->pub.len = sizeof(s->buf);
+	s->pub.deliver = sigfd_deliver;
+	atomic_init(&s->pub.watched, 1ull << (signo - 1));
 	/* seq_cst, not just release (which the loop's acquiring load in its
 	 * arm step needs for the fields above): with the kick's seq_cst load
 	 * of sleep_state after it, this is one side of sleep_until()'s
@@ -152,6 +201,7 @@ static int sigfd_update(struct af_loop *loop, int signo, bool on)
 			sigdelset(&s->mask, signo);
 		return -errno;
 	}
+	sigfd_publish(loop, s);
 	return 0;
 }
 
@@ -223,6 +273,8 @@ AF_API int af_signal_watch(struct af_flag *flag, int signo)
 	r = sigfd_update(loop_of(flag), signo, true);
 	if (r < 0)
 		unwatch_locked(signo);
+	else if (signo == AF__KICK_SIGNAL)
+		af__loop_kick_signal_taken();
 out_unlock:
 	pthread_mutex_unlock(&watch_lock);
 	return r;

@@ -1112,10 +1112,424 @@ START_TEST(an_unwatched_blocked_signal_stays_pending_for_its_next_reader)
 }
 END_TEST
 
+/* ---- sleeping for signals ------------------------------------------------------- */
+
+/* A loop whose only business in the ring is its signalfd's read, and whose
+ * last wake-ups were signals, sleeps in sigtimedwait() for them (loop.c,
+ * wait_for_signals()); a kick is then SIGURG, sent to its thread. The
+ * helper thread below sends the signals and watches how the loop sleeps. */
+#define WARM_SIGNALS 6
+
+struct sigsleep {
+	struct af_loop *loop;
+	struct af_flag sig, other;
+	_Atomic int acked;       /* signals the task has seen */
+	_Atomic unsigned seen[WARM_SIGNALS]; /* sleep_state before each signal */
+	_Atomic unsigned seen_last; /* before the helper's last step */
+	void (*last)(struct sigsleep *c); /* the helper's last step, or NULL */
+	int (*task_last)(struct sigsleep *c); /* what the task waits for last */
+	uint64_t slept_ns;
+	bool block_kick;         /* block SIGURG too (most programs leave it) */
+};
+
+/* The loop's sleep_state once it sleeps with @want beside SLEEPING, or
+ * after 2 s, whatever it is then. */
+static unsigned asleep_with(struct af_loop *loop, unsigned want)
+{
+	uint64_t end = now_ns() + 2000 * (uint64_t)MS;
+	unsigned st;
+
+	for (;;) {
+		st = atomic_load(&loop->sleep_state);
+		if ((st & AF_SLEEP_MASK) == AF_SLEEPING && (st & want) == want)
+			return st;
+		if (now_ns() > end)
+			return st;
+		sched_yield();
+	}
+}
+
+static void *sigsleep_helper(void *arg)
+{
+	struct sigsleep *c = arg;
+
+	for (int i = 0; i < WARM_SIGNALS; i++) {
+		atomic_store(&c->seen[i], asleep_with(c->loop, i >= 3 ? AF_SLEEP_SIGWAIT : 0));
+		kill(getpid(), SIGUSR2);
+		while (atomic_load(&c->acked) == i)
+			sched_yield();
+	}
+	if (c->last)
+		c->last(c);
+	return NULL;
+}
+
+static int sigsleep_main(void *arg)
+{
+	struct sigsleep *c = arg;
+	pthread_t th;
+
+	c->loop = af_loop_current();
+	ck_assert_int_eq(pthread_create(&th, NULL, sigsleep_helper, c), 0);
+	/* No timeouts: a timer would end the sleep and hide a lost wake-up,
+	 * which hangs the test instead (the tcase's timeout fails it). */
+	for (int i = 0; i < WARM_SIGNALS; i++) {
+		ck_assert_int_eq(af_flag_wait(&c->sig), 0);
+		atomic_store(&c->acked, i + 1);
+	}
+	if (c->task_last)
+		ck_assert_int_eq(c->task_last(c), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	return 0;
+}
+
+/* Runs sigsleep_main() on a new loop with SIGUSR2 (and SIGUSR1, and SIGURG
+ * if c->block_kick, for the cases that watch them) blocked in every thread
+ * and watched by c->sig, parking allowed whatever the test setup says. */
+static void run_sigsleep(struct sigsleep *c)
+{
+	struct af_loop *loop;
+	sigset_t set, old;
+	int result = 1;
+
+	/* Each case runs in a process of its own (CK_FORK=yes). */
+	ck_assert_int_eq(setenv("AF_PARK", "1", 1), 0);
+	ck_assert_int_eq(unsetenv("AF_WAKE"), 0);
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGUSR1);
+	if (c->block_kick)
+		sigaddset(&set, SIGURG);
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+	loop = new_loop();
+	ck_assert_int_eq(af_flag_init(&c->sig, loop), 0);
+	ck_assert_int_eq(af_flag_init(&c->other, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&c->sig, SIGUSR2), 0);
+	ck_assert_int_eq(af_loop_run(loop, sigsleep_main, c, &result), 0);
+	ck_assert_int_eq(result, 0);
+	ck_assert(!is_pending(SIGUSR2));
+	af_flag_destroy(&c->other);
+	af_flag_destroy(&c->sig);
+	af_loop_free(loop);
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+
+static bool sigwaited(unsigned st)
+{
+	return (st & AF_SLEEP_MASK) == AF_SLEEPING && (st & AF_SLEEP_SIGWAIT);
+}
+
+START_TEST(a_loop_woken_by_its_signals_sleeps_in_sigtimedwait_and_each_signal_wakes_the_task)
+{
+	struct sigsleep c = { 0 };
+
+	ck_assert(current_handler(SIGURG) == SIG_DFL);
+	run_sigsleep(&c);
+	ck_assert_msg(!sigwaited(atomic_load(&c.seen[0])),
+		      "the first sleep, before any signal, was a sigwait (0x%x)",
+		      atomic_load(&c.seen[0]));
+	for (int i = 3; i < WARM_SIGNALS; i++)
+		ck_assert_msg(sigwaited(atomic_load(&c.seen[i])),
+			      "sleep %d, after %d signals, was not a sigwait (0x%x)", i, i,
+			      atomic_load(&c.seen[i]));
+	/* The library changes no disposition, and the kick left nothing. */
+	ck_assert(current_handler(SIGURG) == SIG_DFL);
+	ck_assert(!is_pending(SIGURG));
+}
+END_TEST
+
+/* The hook runs on the loop's thread with SLEEPING|SIGWAIT published and
+ * the wait not begun: a set made there kicks at once, and its SIGURG must
+ * stay pending for the wait to take (a handler would eat it first). */
+static struct af_flag *_Atomic hook_flag;
+
+static void set_in_the_window(enum af__hook_point where, void *obj)
+{
+	struct af_flag *f;
+
+	(void)obj;
+	if (where != AF_HOOK_SIGWAIT)
+		return;
+	f = atomic_exchange(&hook_flag, NULL);
+	if (f)
+		af_flag_set(f);
+}
+
+static int arm_hook_and_wait_other(struct sigsleep *c)
+{
+	atomic_store(&hook_flag, &c->other);
+	return af_flag_wait(&c->other);
+}
+
+START_TEST(a_set_made_after_the_sleep_is_published_and_before_the_wait_begins_ends_the_wait)
+{
+	struct sigsleep c = { .task_last = arm_hook_and_wait_other };
+
+	atomic_store(&af__test_hook, set_in_the_window);
+	run_sigsleep(&c);
+	atomic_store(&af__test_hook, NULL);
+	ck_assert_msg(atomic_load(&hook_flag) == NULL, "the loop never slept in sigtimedwait()");
+	ck_assert(!is_pending(SIGURG));
+}
+END_TEST
+
+static int task_sees_sigurg_unblocked(struct sigsleep *c)
+{
+	sigset_t now;
+
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, NULL, &now), 0);
+	return sigismember(&now, SIGURG) == 1 ? -EINVAL : 0;
+}
+
+START_TEST(tasks_run_with_the_signal_mask_the_program_gave_the_loop_thread)
+{
+	struct sigsleep c = { .task_last = task_sees_sigurg_unblocked };
+
+	run_sigsleep(&c);
+	ck_assert_msg(sigwaited(atomic_load(&c.seen[WARM_SIGNALS - 1])),
+		      "the loop was not in a sigwait (0x%x)", atomic_load(&c.seen[WARM_SIGNALS - 1]));
+}
+END_TEST
+
+static void set_other_when_sigwaiting(struct sigsleep *c)
+{
+	atomic_store(&c->seen_last, asleep_with(c->loop, AF_SLEEP_SIGWAIT));
+	af_flag_set(&c->other);
+}
+
+static int wait_other(struct sigsleep *c)
+{
+	return af_flag_wait(&c->other);
+}
+
+START_TEST(a_set_from_another_thread_ends_a_sleep_in_sigtimedwait)
+{
+	struct sigsleep c = { .last = set_other_when_sigwaiting, .task_last = wait_other };
+
+	run_sigsleep(&c);
+	ck_assert_msg(sigwaited(atomic_load(&c.seen_last)), "the loop was not in a sigwait (0x%x)",
+		      atomic_load(&c.seen_last));
+	/* The kick came as SIGURG, and the sleep took it: none is left. */
+	ck_assert(!is_pending(SIGURG));
+}
+END_TEST
+
+static void watch_other_when_sigwaiting(struct sigsleep *c)
+{
+	atomic_store(&c->seen_last, asleep_with(c->loop, AF_SLEEP_SIGWAIT));
+	ck_assert_int_eq(af_signal_watch(&c->other, SIGUSR1), 0);
+	kill(getpid(), SIGUSR1);
+}
+
+START_TEST(a_signal_watched_while_the_loop_sleeps_in_sigtimedwait_reaches_its_flag)
+{
+	struct sigsleep c = { .last = watch_other_when_sigwaiting, .task_last = wait_other };
+
+	run_sigsleep(&c);
+	ck_assert_msg(sigwaited(atomic_load(&c.seen_last)), "the loop was not in a sigwait (0x%x)",
+		      atomic_load(&c.seen_last));
+	ck_assert(!is_pending(SIGUSR1));
+}
+END_TEST
+
+static void watch_sigurg_when_sigwaiting(struct sigsleep *c)
+{
+	atomic_store(&c->seen_last, asleep_with(c->loop, AF_SLEEP_SIGWAIT));
+	ck_assert_int_eq(af_signal_watch(&c->other, SIGURG), 0);
+	/* Once the loop sleeps again, with the new mask, in the ring. */
+	sleep_ms(20);
+	kill(getpid(), SIGURG);
+}
+
+START_TEST(watching_the_kick_signal_itself_ends_the_sleeps_in_sigtimedwait_and_it_reaches_its_flag)
+{
+	struct sigsleep c = { .last = watch_sigurg_when_sigwaiting, .task_last = wait_other,
+			      .block_kick = true };
+
+	run_sigsleep(&c);
+	ck_assert_msg(sigwaited(atomic_load(&c.seen_last)), "the loop was not in a sigwait (0x%x)",
+		      atomic_load(&c.seen_last));
+	ck_assert(!is_pending(SIGURG));
+}
+END_TEST
+
+static void watch_sleeping(struct sigsleep *c)
+{
+	atomic_store(&c->seen_last, asleep_with(c->loop, AF_SLEEP_SIGWAIT));
+}
+
+static int sleep_20ms(struct sigsleep *c)
+{
+	uint64_t t0 = now_ns();
+	int r = af_sleep_ms(20);
+
+	c->slept_ns = now_ns() - t0;
+	return r;
+}
+
+START_TEST(a_sleep_in_sigtimedwait_ends_at_the_next_timer_and_not_before)
+{
+	struct sigsleep c = { .last = watch_sleeping, .task_last = sleep_20ms };
+
+	run_sigsleep(&c);
+	ck_assert_msg(sigwaited(atomic_load(&c.seen_last)), "the loop was not in a sigwait (0x%x)",
+		      atomic_load(&c.seen_last));
+	ck_assert_uint_ge(c.slept_ns, 20 * (uint64_t)MS);
+}
+END_TEST
+
+START_TEST(with_af_sigwait_0_a_loop_woken_by_its_signals_sleeps_in_the_ring)
+{
+	struct sigsleep c = { 0 };
+
+	ck_assert_int_eq(setenv("AF_SIGWAIT", "0", 1), 0);
+	run_sigsleep(&c);
+	for (int i = 0; i < WARM_SIGNALS; i++)
+		ck_assert_msg(!sigwaited(atomic_load(&c.seen[i])), "sleep %d was a sigwait (0x%x)",
+			      i, atomic_load(&c.seen[i]));
+	ck_assert(current_handler(SIGURG) == SIG_DFL);
+}
+END_TEST
+
+START_TEST(a_program_with_its_own_sigurg_handler_keeps_its_loops_out_of_sigtimedwait)
+{
+	struct sigsleep c = { 0 };
+
+	install(SIGURG, own_handler);
+	run_sigsleep(&c);
+	for (int i = 0; i < WARM_SIGNALS; i++)
+		ck_assert_msg(!sigwaited(atomic_load(&c.seen[i])), "sleep %d was a sigwait (0x%x)",
+			      i, atomic_load(&c.seen[i]));
+	ck_assert(current_handler(SIGURG) == own_handler);
+	ck_assert_int_eq(own_handler_runs, 0);
+	install(SIGURG, SIG_DFL);
+}
+END_TEST
+
+/* Signals and sets from two threads at once, each waiting for its own
+ * answer: the loop's sleeps go back and forth between sigtimedwait() and
+ * the ring as the score moves, and a kick may land after the sleep it was
+ * for ended. Nothing may be lost. */
+struct sigstorm {
+	struct af_flag sig, set;
+	_Atomic int sig_acked, set_acked;
+	int rounds;
+};
+
+static void *storm_signaller(void *arg)
+{
+	struct sigstorm *c = arg;
+
+	for (int i = 0; i < c->rounds; i++) {
+		kill(getpid(), SIGUSR2);
+		while (atomic_load(&c->sig_acked) == i)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static void *storm_setter(void *arg)
+{
+	struct sigstorm *c = arg;
+
+	for (int i = 0; i < c->rounds; i++) {
+		/* Fewer sets than signals, so that the loop keeps going back
+		 * to sigtimedwait(). */
+		if (i % 4 == 0)
+			sleep_ms(1);
+		af_flag_set(&c->set);
+		while (atomic_load(&c->set_acked) == i)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static int storm_set_waiter(void *arg)
+{
+	struct sigstorm *c = arg;
+
+	for (int i = 0; i < c->rounds; i++) {
+		ck_assert_int_eq(af_flag_wait(&c->set), 0);
+		atomic_store(&c->set_acked, i + 1);
+	}
+	return 0;
+}
+
+static int sigstorm_main(void *arg)
+{
+	struct sigstorm *c = arg;
+	struct af_task *t;
+	pthread_t a, b;
+
+	ck_assert_int_eq(af_task_spawn(&t, storm_set_waiter, c), 0);
+	ck_assert_int_eq(pthread_create(&a, NULL, storm_signaller, c), 0);
+	ck_assert_int_eq(pthread_create(&b, NULL, storm_setter, c), 0);
+	for (int i = 0; i < c->rounds; i++) {
+		ck_assert_int_eq(af_flag_wait(&c->sig), 0);
+		atomic_store(&c->sig_acked, i + 1);
+	}
+	ck_assert_int_eq(af_task_join(t, NULL), 0);
+	ck_assert_int_eq(pthread_join(a, NULL), 0);
+	ck_assert_int_eq(pthread_join(b, NULL), 0);
+	return 0;
+}
+
+START_TEST(signals_and_sets_from_two_threads_lose_no_wake_up_whichever_way_the_loop_sleeps)
+{
+	struct sigstorm c = { .rounds = (int)test_rounds(2000) };
+	struct af_loop *loop;
+	sigset_t set = only(SIGUSR2), old;
+	int result = 1;
+
+	ck_assert_int_eq(setenv("AF_PARK", "1", 1), 0);
+	ck_assert_int_eq(unsetenv("AF_WAKE"), 0);
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+	loop = new_loop();
+	ck_assert_int_eq(af_flag_init(&c.sig, loop), 0);
+	ck_assert_int_eq(af_flag_init(&c.set, loop), 0);
+	ck_assert_int_eq(af_signal_watch(&c.sig, SIGUSR2), 0);
+	ck_assert_int_eq(af_loop_run(loop, sigstorm_main, &c, &result), 0);
+	ck_assert_int_eq(result, 0);
+	af_flag_destroy(&c.set);
+	af_flag_destroy(&c.sig);
+	af_loop_free(loop);
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+END_TEST
+
+/* Whether loops here may sleep in sigtimedwait() at all: never on the epoll
+ * backend, in ppoll mode (TSan, valgrind) or on a ring without
+ * DEFER_TASKRUN. */
+static bool loop_never_sigwaits(void)
+{
+	struct af_loop *loop;
+	bool never;
+
+	/* No ck_assert: Check is not running a test yet. */
+	if (on_epoll() || af_loop_new(&loop, NULL) < 0)
+		return true;
+	never = loop->ppoll_mode || !(loop->ring.flags & IORING_SETUP_DEFER_TASKRUN);
+	af_loop_free(loop);
+	return never;
+}
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("signal");
 	TCase *tc;
+	bool never_sigwaits;
+	const TTest *sigwaits[] = {
+		a_loop_woken_by_its_signals_sleeps_in_sigtimedwait_and_each_signal_wakes_the_task,
+		a_set_from_another_thread_ends_a_sleep_in_sigtimedwait,
+		a_set_made_after_the_sleep_is_published_and_before_the_wait_begins_ends_the_wait,
+		tasks_run_with_the_signal_mask_the_program_gave_the_loop_thread,
+		a_signal_watched_while_the_loop_sleeps_in_sigtimedwait_reaches_its_flag,
+		watching_the_kick_signal_itself_ends_the_sleeps_in_sigtimedwait_and_it_reaches_its_flag,
+		a_sleep_in_sigtimedwait_ends_at_the_next_timer_and_not_before,
+		with_af_sigwait_0_a_loop_woken_by_its_signals_sleeps_in_the_ring,
+		a_program_with_its_own_sigurg_handler_keeps_its_loops_out_of_sigtimedwait,
+		signals_and_sets_from_two_threads_lose_no_wake_up_whichever_way_the_loop_sleeps,
+	};
 
 	tc = tcase_create("delivery");
 	tcase_add_test(tc, a_signal_sent_to_the_process_wakes_the_task_waiting_on_the_flag);
@@ -1146,6 +1560,16 @@ Suite *make_suite(void)
 	tcase_add_test(tc, queued_blocked_signals_are_all_read_and_wake_the_task);
 	tcase_add_test(tc, a_thousand_signals_blocked_in_every_thread_wake_the_task_a_thousand_times);
 	tcase_add_test(tc, an_unwatched_blocked_signal_stays_pending_for_its_next_reader);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("sleeping for signals");
+	/* A lost wake-up hangs: a case takes well under a second otherwise. */
+	tcase_set_timeout(tc, 30);
+	never_sigwaits = loop_never_sigwaits();
+	for (size_t i = 0; i < sizeof(sigwaits) / sizeof(sigwaits[0]); i++)
+		tcase_add_test_unless(tc, sigwaits[i], never_sigwaits,
+				      "only an io_uring loop with DEFER_TASKRUN, outside ppoll mode "
+				      "(TSan, valgrind), sleeps in sigtimedwait()");
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("watch and unwatch");

@@ -50,10 +50,14 @@ struct af__backend {
 	void (*wait)(struct af_loop *loop, uint64_t deadline);
 	/* Whether the kernel holds nothing for this loop that only the
 	 * backend's wait would see: no operation in flight or queued, no
-	 * completion unreaped, no eventfd completion owed, no signalfd. Then
-	 * the loop may sleep in a bare FUTEX_WAIT on sleep_state (loop.c,
-	 * park()), which a kick, a signal or the deadline ends. NULL: never. */
-	bool (*parkable)(const struct af_loop *loop);
+	 * completion unreaped, no eventfd completion owed. Then, with no
+	 * signalfd, the loop may sleep in a bare FUTEX_WAIT on sleep_state
+	 * (loop.c, park()), which a kick, a signal or the deadline ends:
+	 * AF_SLEEP_PARKED. With the signalfd's read in flight and nothing else,
+	 * it may sleep in sigtimedwait() for the same signals (loop.c,
+	 * wait_for_signals()): AF_SLEEP_SIGWAIT, if the loop's own rules allow. 0: the
+	 * backend's wait. NULL: always 0. */
+	unsigned (*parkable)(const struct af_loop *loop);
 	/* Run what the wait took in. */
 	void (*reap)(struct af_loop *loop);
 	/* Whether the loop's signalfd read needs nothing from the loop's

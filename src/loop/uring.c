@@ -322,6 +322,11 @@ static void sigfd_arm(struct af_loop *loop)
 	io_uring_prep_read(sqe, s->fd, s->buf, s->len, 0);
 	io_uring_sqe_set_data(sqe, &s->op);
 	s->armed = true;
+	/* A sleep in sigtimedwait() needs the ring's queue empty: submit
+	 * the read now, once, rather than sleep in the ring to submit it and
+	 * be woken there by the next signal, every time. */
+	if ((loop->ring.flags & IORING_SETUP_DEFER_TASKRUN) && af__loop_sigwait_wanted(loop))
+		af__loop_flush(loop);
 }
 
 /* Armed is not yet in flight: the read may still sit in the submission
@@ -335,24 +340,32 @@ static bool uring_signalfd_settled(const struct af_loop *loop, const struct af__
 	       !io_uring_sq_ready(&loop->ring) && !io_uring_cq_ready(&loop->ring);
 }
 
-/* Nothing in flight, queued or owed, and no signalfd read to keep (a
- * signal it reads must end the sleep, and only the ring sees it). Never in
- * ppoll mode (TSan, valgrind): TSan runs a signal's handler only at a libc
- * call it intercepts, which a bare futex wait is not. The eventfd's
- * multishot poll may stay armed (no write comes while parked: the kick is a
- * FUTEX_WAKE), and so may a futex wait queued at an earlier sleep (the kick
- * wakes it too). relaxed sigfd: only NULL or not is looked at, nothing is
- * read through it; a watch that another thread adds after this load is
- * seen by the seq_cst look after the sleep is published (loop.c,
- * sleep_until()), or its kick finds SLEEPING and wakes the sleep: on
- * aarch64 as on x86. */
-AF__HOT static bool uring_parkable(const struct af_loop *loop)
+/* Nothing in flight, queued or owed. Never in ppoll mode (TSan, valgrind):
+ * TSan runs a signal's handler only at a libc call it intercepts, which a
+ * bare futex wait is not. The eventfd's multishot poll may stay armed (no
+ * write comes while parked: the kick is a FUTEX_WAKE or a signal), and so
+ * may a futex wait queued at an earlier sleep (the kick wakes it too).
+ * With no signalfd the sleep may be a bare futex wait. With one, it may be
+ * a sigtimedwait() if the read is not in flight, or is on a DEFER_TASKRUN
+ * ring: a signal that arrives while the loop waits elsewhere then only
+ * queues task work for the ring's next entry, where the read finds the
+ * signal taken and polls again; on any other ring that task work would end
+ * the wait with a spare wake-up, every time. relaxed sigfd: only NULL or not is looked at here; a watch that
+ * another thread adds after this load is seen by the seq_cst look after
+ * the sleep is published (loop.c, sleep_until()), or its kick finds
+ * SLEEPING and wakes the sleep: on aarch64 as on x86. */
+AF__HOT static unsigned uring_parkable(const struct af_loop *loop)
 {
-	return loop->may_park && !loop->ppoll_mode && loop->ninflight == 0 &&
-	       !loop->efd_expected &&
-	       !atomic_load_explicit(&loop->sigfd, memory_order_relaxed) &&
-	       !io_uring_sq_ready(&loop->ring) && !io_uring_cq_ready(&loop->ring) &&
-	       !io_uring_cq_has_overflow(&loop->ring);
+	const struct af__sigfd *s;
+
+	if (!loop->may_park || loop->ppoll_mode || loop->ninflight || loop->efd_expected ||
+	    io_uring_sq_ready(&loop->ring) || io_uring_cq_ready(&loop->ring) ||
+	    io_uring_cq_has_overflow(&loop->ring))
+		return 0;
+	s = atomic_load_explicit(&loop->sigfd, memory_order_relaxed);
+	if (!s)
+		return AF_SLEEP_PARKED;
+	return !s->armed || (loop->ring.flags & IORING_SETUP_DEFER_TASKRUN) ? AF_SLEEP_SIGWAIT : 0;
 }
 
 /* Before every look at the kernel, with the loop AWAKE, so that a flush
@@ -364,8 +377,11 @@ AF__HOT static bool uring_parkable(const struct af_loop *loop)
  * here and the sleep queues a request, so parkable() says the same then. */
 AF__HOT static void uring_arm(struct af_loop *loop)
 {
+	unsigned how;
+
 	sigfd_arm(loop);
-	if (uring_parkable(loop))
+	how = uring_parkable(loop);
+	if (how == AF_SLEEP_PARKED || (how == AF_SLEEP_SIGWAIT && af__loop_sigwait_wanted(loop)))
 		return;
 	efd_arm(loop);
 	if (io_uring_sq_space_left(&loop->ring) == 0)
