@@ -11,8 +11,9 @@ AF_BEGIN_DECLS
  * wake one task on a loop.
  *
  * af_flag_set() is lock-free and async-signal-safe: it uses only atomics and,
- * when the loop sleeps, one system call to wake it (a FUTEX_WAKE or a
- * write(2) to the loop's eventfd). Sets coalesce (the
+ * when the loop sleeps, one system call to wake it (a FUTEX_WAKE, a
+ * write(2) to the loop's eventfd, or a tgkill() of SIGURG when the loop
+ * sleeps in sigtimedwait() for its signals). Sets coalesce (the
  * flag is not a counter). One task may wait at a time; its wait clears the
  * flag when it returns. Caller-allocated and bound to one loop by
  * af_flag_init().
@@ -60,8 +61,9 @@ void af_flag_destroy(struct af_flag *flag);
  * so a task that sets a flag and yields resumes before the waiter. Costs no
  * system call while the loop is awake; at most one per loop sleep attempt
  * however many flags are set (a FUTEX_WAKE when the loop is parked, with no
- * I/O in flight and no signal watched, or on Linux 6.7+; an eventfd write
- * otherwise). After a wait that it ended has returned, the set touches
+ * I/O in flight and no signal watched, or on Linux 6.7+; SIGURG sent to the
+ * loop's thread when, woken by its signals lately, it sleeps in
+ * sigtimedwait(); an eventfd write otherwise). After a wait that it ended has returned, the set touches
  * neither the flag nor its loop beyond what af_flag_destroy() waits for.
  * A NULL, uninitialised or destroyed flag is ignored.
  */

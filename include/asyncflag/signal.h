@@ -18,7 +18,10 @@ AF_BEGIN_DECLS
  *
  * The flag's loop also reads @p signo from a signalfd (on either backend),
  * so a signal blocked in the loop's thread (or in every thread: the fast
- * path, with no handler run) still sets the flag; see docs/signals.md.
+ * path, with no handler run) still sets the flag. A loop that such signals
+ * woke lately sleeps in sigtimedwait() for them, with SIGURG blocked in its
+ * thread for the length of that sleep (its kick; AF_SIGWAIT=0 in the
+ * environment turns this off); see docs/signals.md.
  *
  * @return 0; -EINVAL for a NULL or uninitialised flag, or a signal number
  *         that is out of range or cannot be caught (SIGKILL, SIGSTOP) or
