@@ -56,6 +56,7 @@ enum method {
 	M_AF_COLD, M_EVENTFD, M_CONDVAR, M_URING_POLL, M_URING_FUTEX, M_UV_ASYNC,
 	M_AF_HOT, M_SPIN,
 	M_AF_SIGNAL, M_SIGNALFD, M_URING_SIGNALFD, M_AF_SIGNAL_HANDLER, M_UV_SIGNAL,
+	M_AF_SIGLOOP_FLAG,
 	M_GPIO_CO, M_GPIO_INT, M_GPIO_RAW, M_PIPE,
 	M_COUNT,
 };
@@ -86,6 +87,10 @@ static const struct {
 				  "handler -> af_flag_wait()" },
 	[M_SIGNALFD] = { "signalfd", "kill(2) wakes a thread blocked in read(2) on a signalfd" },
 	[M_UV_SIGNAL] = { "uv_signal", "kill(2) -> libuv uv_signal_t callback" },
+	[M_AF_SIGLOOP_FLAG] = { "af_flag-signal-loop",
+				"af_flag_set() from the setter thread into this loop, which its "
+				"signals woke lately: it sleeps in sigtimedwait() and the kick is "
+				"SIGURG (what a set costs a loop that mostly gets signals)" },
 	[M_GPIO_CO] = { "af_pin", "coroutine mode: the edge's kernel timestamp -> "
 				  "af_pin_wait_edge() returns" },
 	[M_GPIO_INT] = { "af_pin_irq", "interrupt mode: the edge's kernel timestamp -> the "
@@ -262,6 +267,7 @@ static int block_once(struct ping *p, size_t i, uint64_t *t1, uint64_t *ts)
 		break;
 	case M_AF_COLD:
 	case M_AF_HOT:
+	case M_AF_SIGLOOP_FLAG:
 		r = af_flag_wait(&p->flag);
 		*t1 = bench_now_ns();
 		break;
@@ -417,6 +423,7 @@ static void trigger(struct ping *p, size_t i)
 	switch (p->sched[i]) {
 	case M_AF_COLD:
 	case M_AF_HOT:
+	case M_AF_SIGLOOP_FLAG:
 		af_flag_set(&p->flag);
 		break;
 	case M_GPIO_CO:
@@ -617,9 +624,9 @@ static int methods_of(enum afb_scenario s, uint8_t *m)
 					M_URING_FUTEX, M_UV_ASYNC };
 	static const uint8_t hot[] = { M_AF_HOT, M_SPIN };
 	static const uint8_t sig[] = { M_AF_SIGNAL, M_SIGNALFD, M_URING_SIGNALFD,
-				       M_AF_SIGNAL_HANDLER, M_UV_SIGNAL };
+				       M_AF_SIGNAL_HANDLER, M_UV_SIGNAL, M_AF_SIGLOOP_FLAG };
 	const uint8_t *src = s == AFB_WAKE_COLD ? cold : s == AFB_WAKE_HOT ? hot : sig;
-	int n = s == AFB_WAKE_COLD ? 6 : s == AFB_WAKE_HOT ? 2 : 5;
+	int n = s == AFB_WAKE_COLD ? 6 : s == AFB_WAKE_HOT ? 2 : 6;
 
 	memcpy(m, src, (size_t)n);
 	return n;

@@ -50,7 +50,7 @@ check_paths() {
 }
 check_paths wake-cold '["af_flag","eventfd","condvar","io_uring-poll","io_uring-futex","uv_async"]'
 check_paths wake-hot '["af_flag","spin"]'
-check_paths signal '["af_signal","signalfd","io_uring-signalfd","af_signal-handler","uv_signal"]'
+check_paths signal '["af_signal","signalfd","io_uring-signalfd","af_signal-handler","uv_signal","af_flag-signal-loop"]'
 check_paths event '["af_event","swapcontext","uv_idle"]'
 check_paths switch '["af_event","swapcontext"]'
 check_paths spawn '["af_task x100","af_task x10^4","own mapping","pthread"]'
