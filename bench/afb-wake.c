@@ -78,7 +78,8 @@ static const struct {
 	[M_AF_HOT] = { "af_flag", "af_flag_set() while another task keeps the loop busy" },
 	[M_SPIN] = { "spin", "a thread spinning on the cache line another thread stores" },
 	[M_AF_SIGNAL] = { "af_signal", "kill(2) of a signal blocked in every thread -> the loop "
-				       "reads it from its signalfd -> af_flag_wait()" },
+				       "takes it (sigtimedwait() once its signals woke it lately, "
+				       "else its signalfd read) -> af_flag_wait()" },
 	[M_URING_SIGNALFD] = { "io_uring-signalfd",
 			       "IORING_OP_READ of a non-blocking signalfd on a ring set up like "
 			       "the loop's: af_signal's own kernel path, with no runtime on it" },
