@@ -22,6 +22,7 @@
 #include "syscall.h"
 #define AF_TESTUTIL_SUBMIT_HOOK
 #include "testutil.h"
+#include "loopstate.h"
 
 #define KiB ((size_t)1024)
 
@@ -1040,23 +1041,6 @@ struct parking {
 	sem_t stalled, go;
 };
 
-/* The sleep-state word once @loop sleeps with the marks @want set (2 s at
- * most: the caller's assertion on the word then fails). */
-static unsigned wait_asleep_with(struct af_loop *loop, unsigned want)
-{
-	uint64_t end = now_ns() + 2000 * (uint64_t)MS;
-	unsigned s;
-
-	for (;;) {
-		s = atomic_load(&loop->sleep_state);
-		if ((s & AF_SLEEP_MASK) == AF_SLEEPING && (s & want) == want)
-			return s;
-		if (now_ns() > end)
-			return s;
-		sched_yield();
-	}
-}
-
 static void *set_when_asleep(void *arg)
 {
 	struct parking *c = arg;
@@ -1529,20 +1513,6 @@ START_TEST(a_signal_watched_from_another_thread_while_the_loop_is_parked_is_read
 }
 END_TEST
 
-/* The epoll backend has no parked sleep, nor has ppoll mode. */
-static bool loop_never_parks(void)
-{
-	struct af_loop *loop;
-	bool never;
-
-	/* No ck_assert: Check is not running a test yet. */
-	if (on_epoll() || af_loop_new(&loop, NULL) < 0)
-		return true;
-	never = loop->ppoll_mode;
-	af_loop_free(loop);
-	return never;
-}
-
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("loop");
@@ -1609,7 +1579,7 @@ Suite *make_suite(void)
 	/* A lost wake-up hangs: a case takes well under a second otherwise. */
 	tcase_set_timeout(tc, 10);
 	tcase_add_checked_fixture(tc, NULL, park_env_restore);
-	never_parks = loop_never_parks();
+	never_parks = loop_never_sleeps_outside_ring(false);
 	for (size_t i = 0; i < sizeof(parking) / sizeof(parking[0]); i++)
 		tcase_add_test_unless(tc, parking[i], never_parks,
 				      "neither the epoll backend nor ppoll mode (TSan, valgrind) parks");

@@ -10,6 +10,7 @@
 
 #include "internal.h"
 #include "testutil.h"
+#include "loopstate.h"
 
 
 static struct af_loop *new_loop(void)
@@ -1132,29 +1133,12 @@ struct sigsleep {
 	bool block_kick;         /* block SIGURG too (most programs leave it) */
 };
 
-/* The loop's sleep_state once it sleeps with @want beside SLEEPING, or
- * after 2 s, whatever it is then. */
-static unsigned asleep_with(struct af_loop *loop, unsigned want)
-{
-	uint64_t end = now_ns() + 2000 * (uint64_t)MS;
-	unsigned st;
-
-	for (;;) {
-		st = atomic_load(&loop->sleep_state);
-		if ((st & AF_SLEEP_MASK) == AF_SLEEPING && (st & want) == want)
-			return st;
-		if (now_ns() > end)
-			return st;
-		sched_yield();
-	}
-}
-
 static void *sigsleep_helper(void *arg)
 {
 	struct sigsleep *c = arg;
 
 	for (int i = 0; i < WARM_SIGNALS; i++) {
-		atomic_store(&c->seen[i], asleep_with(c->loop, i >= 3 ? AF_SLEEP_SIGWAIT : 0));
+		atomic_store(&c->seen[i], wait_asleep_with(c->loop, i >= 3 ? AF_SLEEP_SIGWAIT : 0));
 		kill(getpid(), SIGUSR2);
 		while (atomic_load(&c->acked) == i)
 			sched_yield();
@@ -1217,6 +1201,14 @@ static void run_sigsleep(struct sigsleep *c)
 static bool sigwaited(unsigned st)
 {
 	return (st & AF_SLEEP_MASK) == AF_SLEEPING && (st & AF_SLEEP_SIGWAIT);
+}
+
+/* The helper's last step found the loop asleep in sigtimedwait(). */
+static void assert_last_sleep_sigwaited(struct sigsleep *c)
+{
+	unsigned st = atomic_load(&c->seen_last);
+
+	ck_assert_msg(sigwaited(st), "the loop was not in a sigwait (0x%x)", st);
 }
 
 START_TEST(a_loop_woken_by_its_signals_sleeps_in_sigtimedwait_and_each_signal_wakes_the_task)
@@ -1293,7 +1285,7 @@ END_TEST
 
 static void set_other_when_sigwaiting(struct sigsleep *c)
 {
-	atomic_store(&c->seen_last, asleep_with(c->loop, AF_SLEEP_SIGWAIT));
+	atomic_store(&c->seen_last, wait_asleep_with(c->loop, AF_SLEEP_SIGWAIT));
 	af_flag_set(&c->other);
 }
 
@@ -1307,8 +1299,7 @@ START_TEST(a_set_from_another_thread_ends_a_sleep_in_sigtimedwait)
 	struct sigsleep c = { .last = set_other_when_sigwaiting, .task_last = wait_other };
 
 	run_sigsleep(&c);
-	ck_assert_msg(sigwaited(atomic_load(&c.seen_last)), "the loop was not in a sigwait (0x%x)",
-		      atomic_load(&c.seen_last));
+	assert_last_sleep_sigwaited(&c);
 	/* The kick came as SIGURG, and the sleep took it: none is left. */
 	ck_assert(!is_pending(SIGURG));
 }
@@ -1316,7 +1307,7 @@ END_TEST
 
 static void watch_other_when_sigwaiting(struct sigsleep *c)
 {
-	atomic_store(&c->seen_last, asleep_with(c->loop, AF_SLEEP_SIGWAIT));
+	atomic_store(&c->seen_last, wait_asleep_with(c->loop, AF_SLEEP_SIGWAIT));
 	ck_assert_int_eq(af_signal_watch(&c->other, SIGUSR1), 0);
 	kill(getpid(), SIGUSR1);
 }
@@ -1326,15 +1317,14 @@ START_TEST(a_signal_watched_while_the_loop_sleeps_in_sigtimedwait_reaches_its_fl
 	struct sigsleep c = { .last = watch_other_when_sigwaiting, .task_last = wait_other };
 
 	run_sigsleep(&c);
-	ck_assert_msg(sigwaited(atomic_load(&c.seen_last)), "the loop was not in a sigwait (0x%x)",
-		      atomic_load(&c.seen_last));
+	assert_last_sleep_sigwaited(&c);
 	ck_assert(!is_pending(SIGUSR1));
 }
 END_TEST
 
 static void watch_sigurg_when_sigwaiting(struct sigsleep *c)
 {
-	atomic_store(&c->seen_last, asleep_with(c->loop, AF_SLEEP_SIGWAIT));
+	atomic_store(&c->seen_last, wait_asleep_with(c->loop, AF_SLEEP_SIGWAIT));
 	ck_assert_int_eq(af_signal_watch(&c->other, SIGURG), 0);
 	/* Once the loop sleeps again, with the new mask, in the ring. */
 	sleep_ms(20);
@@ -1347,15 +1337,14 @@ START_TEST(watching_the_kick_signal_itself_ends_the_sleeps_in_sigtimedwait_and_i
 			      .block_kick = true };
 
 	run_sigsleep(&c);
-	ck_assert_msg(sigwaited(atomic_load(&c.seen_last)), "the loop was not in a sigwait (0x%x)",
-		      atomic_load(&c.seen_last));
+	assert_last_sleep_sigwaited(&c);
 	ck_assert(!is_pending(SIGURG));
 }
 END_TEST
 
 static void watch_sleeping(struct sigsleep *c)
 {
-	atomic_store(&c->seen_last, asleep_with(c->loop, AF_SLEEP_SIGWAIT));
+	atomic_store(&c->seen_last, wait_asleep_with(c->loop, AF_SLEEP_SIGWAIT));
 }
 
 static int sleep_20ms(struct sigsleep *c)
@@ -1372,8 +1361,7 @@ START_TEST(a_sleep_in_sigtimedwait_ends_at_the_next_timer_and_not_before)
 	struct sigsleep c = { .last = watch_sleeping, .task_last = sleep_20ms };
 
 	run_sigsleep(&c);
-	ck_assert_msg(sigwaited(atomic_load(&c.seen_last)), "the loop was not in a sigwait (0x%x)",
-		      atomic_load(&c.seen_last));
+	assert_last_sleep_sigwaited(&c);
 	ck_assert_uint_ge(c.slept_ns, 20 * (uint64_t)MS);
 }
 END_TEST
@@ -1497,22 +1485,6 @@ START_TEST(signals_and_sets_from_two_threads_lose_no_wake_up_whichever_way_the_l
 }
 END_TEST
 
-/* Whether loops here may sleep in sigtimedwait() at all: never on the epoll
- * backend, in ppoll mode (TSan, valgrind) or on a ring without
- * DEFER_TASKRUN. */
-static bool loop_never_sigwaits(void)
-{
-	struct af_loop *loop;
-	bool never;
-
-	/* No ck_assert: Check is not running a test yet. */
-	if (on_epoll() || af_loop_new(&loop, NULL) < 0)
-		return true;
-	never = loop->ppoll_mode || !(loop->ring.flags & IORING_SETUP_DEFER_TASKRUN);
-	af_loop_free(loop);
-	return never;
-}
-
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("signal");
@@ -1565,7 +1537,7 @@ Suite *make_suite(void)
 	tc = tcase_create("sleeping for signals");
 	/* A lost wake-up hangs: a case takes well under a second otherwise. */
 	tcase_set_timeout(tc, 30);
-	never_sigwaits = loop_never_sigwaits();
+	never_sigwaits = loop_never_sleeps_outside_ring(true);
 	for (size_t i = 0; i < sizeof(sigwaits) / sizeof(sigwaits[0]); i++)
 		tcase_add_test_unless(tc, sigwaits[i], never_sigwaits,
 				      "only an io_uring loop with DEFER_TASKRUN, outside ppoll mode "

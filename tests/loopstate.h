@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* How a test's helper thread sees a loop sleep: the sleep-state word
+ * (src/internal.h), for the cases that check which way the loop slept. */
+#ifndef AF_TESTS_LOOPSTATE_H
+#define AF_TESTS_LOOPSTATE_H
+
+#include <sched.h>
+#include <stdbool.h>
+#include <stdatomic.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+/* The sleep-state word once @loop sleeps with the marks @want set (2 s at
+ * most: the caller's assertion on the word then fails). */
+static inline unsigned wait_asleep_with(struct af_loop *loop, unsigned want)
+{
+	uint64_t end = now_ns() + 2000 * (uint64_t)MS;
+	unsigned s;
+
+	for (;;) {
+		s = atomic_load(&loop->sleep_state);
+		if ((s & AF_SLEEP_MASK) == AF_SLEEPING && (s & want) == want)
+			return s;
+		if (now_ns() > end)
+			return s;
+		sched_yield();
+	}
+}
+
+/* Whether a loop made here never sleeps outside the ring: on the epoll
+ * backend and in ppoll mode (TSan, valgrind) it neither parks nor sleeps in
+ * sigtimedwait(), and without DEFER_TASKRUN (@sigwait) it does not do the
+ * latter. Called before Check runs a test: no ck_assert. */
+static inline bool loop_never_sleeps_outside_ring(bool sigwait)
+{
+	struct af_loop *loop;
+	bool never;
+
+	if (on_epoll() || af_loop_new(&loop, NULL) < 0)
+		return true;
+	never = loop->ppoll_mode ||
+		(sigwait && !(loop->ring.flags & IORING_SETUP_DEFER_TASKRUN));
+	af_loop_free(loop);
+	return never;
+}
+
+#endif
