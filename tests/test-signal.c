@@ -1131,6 +1131,8 @@ struct sigsleep {
 	int (*task_last)(struct sigsleep *c); /* what the task waits for last */
 	uint64_t slept_ns;
 	bool block_kick;         /* block SIGURG too (most programs leave it) */
+	pthread_t loop_thread;
+	_Atomic bool ready_last; /* the task is ready for the last step */
 };
 
 static void *sigsleep_helper(void *arg)
@@ -1148,12 +1150,20 @@ static void *sigsleep_helper(void *arg)
 	return NULL;
 }
 
+/* For a last step that needs the task's own last preparations done. */
+static void wait_ready_last(struct sigsleep *c)
+{
+	while (!atomic_load(&c->ready_last))
+		sched_yield();
+}
+
 static int sigsleep_main(void *arg)
 {
 	struct sigsleep *c = arg;
 	pthread_t th;
 
 	c->loop = af_loop_current();
+	c->loop_thread = pthread_self();
 	ck_assert_int_eq(pthread_create(&th, NULL, sigsleep_helper, c), 0);
 	/* No timeouts: a timer would end the sleep and hide a lost wake-up,
 	 * which hangs the test instead (the tcase's timeout fails it). */
@@ -1170,14 +1180,14 @@ static int sigsleep_main(void *arg)
 /* Runs sigsleep_main() on a new loop with SIGUSR2 (and SIGUSR1, and SIGURG
  * if c->block_kick, for the cases that watch them) blocked in every thread
  * and watched by c->sig, parking allowed whatever the test setup says. */
-static void run_sigsleep(struct sigsleep *c)
+static void run_sigsleep_with(struct sigsleep *c, const char *park)
 {
 	struct af_loop *loop;
 	sigset_t set, old;
 	int result = 1;
 
 	/* Each case runs in a process of its own (CK_FORK=yes). */
-	ck_assert_int_eq(setenv("AF_PARK", "1", 1), 0);
+	ck_assert_int_eq(setenv("AF_PARK", park, 1), 0);
 	ck_assert_int_eq(unsetenv("AF_WAKE"), 0);
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR2);
@@ -1196,6 +1206,11 @@ static void run_sigsleep(struct sigsleep *c)
 	af_flag_destroy(&c->sig);
 	af_loop_free(loop);
 	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+
+static void run_sigsleep(struct sigsleep *c)
+{
+	run_sigsleep_with(c, "1");
 }
 
 static bool sigwaited(unsigned st)
@@ -1356,7 +1371,7 @@ static int sleep_20ms(struct sigsleep *c)
 	return r;
 }
 
-START_TEST(a_sleep_in_sigtimedwait_ends_at_the_next_timer_and_not_before)
+START_TEST(a_sleep_in_sigtimedwait_ends_at_the_next_timer)
 {
 	struct sigsleep c = { .last = watch_sleeping, .task_last = sleep_20ms };
 
@@ -1376,6 +1391,60 @@ START_TEST(with_af_sigwait_0_a_loop_woken_by_its_signals_sleeps_in_the_ring)
 		ck_assert_msg(!sigwaited(atomic_load(&c.seen[i])), "sleep %d was a sigwait (0x%x)",
 			      i, atomic_load(&c.seen[i]));
 	ck_assert(current_handler(SIGURG) == SIG_DFL);
+}
+END_TEST
+
+START_TEST(with_af_park_0_a_loop_woken_by_its_signals_sleeps_in_the_ring)
+{
+	struct sigsleep c = { 0 };
+
+	run_sigsleep_with(&c, "0");
+	for (int i = 0; i < WARM_SIGNALS; i++)
+		ck_assert_msg(!sigwaited(atomic_load(&c.seen[i])), "sleep %d was a sigwait (0x%x)",
+			      i, atomic_load(&c.seen[i]));
+}
+END_TEST
+
+/* SIGUSR1 is watched but blocked in no thread: sent to the loop's thread
+ * while it sleeps in sigtimedwait() for SIGUSR2, it runs the handler
+ * there, which ends the wait and kicks. */
+static void *send_unblocked(void *arg)
+{
+	struct sigsleep *c = arg;
+
+	wait_ready_last(c);
+	atomic_store(&c->seen_last, wait_asleep_with(c->loop, AF_SLEEP_SIGWAIT));
+	pthread_kill(c->loop_thread, SIGUSR1);
+	return NULL;
+}
+
+static void unblock_usr1_and_send(struct sigsleep *c)
+{
+	pthread_t th;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, send_unblocked, c), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+}
+
+static int watch_usr1_unblocked_and_wait(struct sigsleep *c)
+{
+	sigset_t usr1;
+
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	ck_assert_int_eq(pthread_sigmask(SIG_UNBLOCK, &usr1, NULL), 0);
+	ck_assert_int_eq(af_signal_watch(&c->other, SIGUSR1), 0);
+	atomic_store(&c->ready_last, true);
+	return af_flag_wait(&c->other);
+}
+
+START_TEST(a_watched_signal_the_loop_thread_does_not_block_ends_a_sleep_in_sigtimedwait_through_its_handler)
+{
+	struct sigsleep c = { .last = unblock_usr1_and_send, .task_last = watch_usr1_unblocked_and_wait };
+
+	run_sigsleep(&c);
+	assert_last_sleep_sigwaited(&c);
+	ck_assert(!is_pending(SIGUSR1));
 }
 END_TEST
 
@@ -1421,8 +1490,8 @@ static void *storm_setter(void *arg)
 	struct sigstorm *c = arg;
 
 	for (int i = 0; i < c->rounds; i++) {
-		/* Fewer sets than signals, so that the loop keeps going back
-		 * to sigtimedwait(). */
+		/* A pause every fourth set, so that signals alone wake the
+		 * loop meanwhile and it goes back to sigtimedwait(). */
 		if (i % 4 == 0)
 			sleep_ms(1);
 		af_flag_set(&c->set);
@@ -1462,6 +1531,15 @@ static int sigstorm_main(void *arg)
 	return 0;
 }
 
+static atomic_int sigwaits_seen;
+
+static void count_sigwaits(enum af__hook_point where, void *obj)
+{
+	(void)obj;
+	if (where == AF_HOOK_SIGWAIT)
+		atomic_fetch_add(&sigwaits_seen, 1);
+}
+
 START_TEST(signals_and_sets_from_two_threads_lose_no_wake_up_whichever_way_the_loop_sleeps)
 {
 	struct sigstorm c = { .rounds = (int)test_rounds(2000) };
@@ -1476,8 +1554,12 @@ START_TEST(signals_and_sets_from_two_threads_lose_no_wake_up_whichever_way_the_l
 	ck_assert_int_eq(af_flag_init(&c.sig, loop), 0);
 	ck_assert_int_eq(af_flag_init(&c.set, loop), 0);
 	ck_assert_int_eq(af_signal_watch(&c.sig, SIGUSR2), 0);
+	atomic_store(&af__test_hook, count_sigwaits);
 	ck_assert_int_eq(af_loop_run(loop, sigstorm_main, &c, &result), 0);
+	atomic_store(&af__test_hook, NULL);
 	ck_assert_int_eq(result, 0);
+	/* Some sleeps were sigwaits, or the case tested only the ring. */
+	ck_assert_int_gt(atomic_load(&sigwaits_seen), 0);
 	af_flag_destroy(&c.set);
 	af_flag_destroy(&c.sig);
 	af_loop_free(loop);
@@ -1497,8 +1579,10 @@ Suite *make_suite(void)
 		tasks_run_with_the_signal_mask_the_program_gave_the_loop_thread,
 		a_signal_watched_while_the_loop_sleeps_in_sigtimedwait_reaches_its_flag,
 		watching_the_kick_signal_itself_ends_the_sleeps_in_sigtimedwait_and_it_reaches_its_flag,
-		a_sleep_in_sigtimedwait_ends_at_the_next_timer_and_not_before,
+		a_sleep_in_sigtimedwait_ends_at_the_next_timer,
 		with_af_sigwait_0_a_loop_woken_by_its_signals_sleeps_in_the_ring,
+		with_af_park_0_a_loop_woken_by_its_signals_sleeps_in_the_ring,
+		a_watched_signal_the_loop_thread_does_not_block_ends_a_sleep_in_sigtimedwait_through_its_handler,
 		a_program_with_its_own_sigurg_handler_keeps_its_loops_out_of_sigtimedwait,
 		signals_and_sets_from_two_threads_lose_no_wake_up_whichever_way_the_loop_sleeps,
 	};

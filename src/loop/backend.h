@@ -53,10 +53,11 @@ struct af__backend {
 	 * completion unreaped, no eventfd completion owed. Then, with no
 	 * signalfd, the loop may sleep in a bare FUTEX_WAIT on sleep_state
 	 * (loop.c, park()), which a kick, a signal or the deadline ends:
-	 * AF_SLEEP_PARKED. With the signalfd's read in flight and nothing else,
-	 * it may sleep in sigtimedwait() for the same signals (loop.c,
-	 * wait_for_signals()): AF_SLEEP_SIGWAIT, if the loop's own rules allow. 0: the
-	 * backend's wait. NULL: always 0. */
+	 * AF_SLEEP_PARKED. With a signalfd whose read is not armed, or is in
+	 * flight where only the loop's next entry can complete it, it may
+	 * sleep in sigtimedwait() for the same signals (loop.c,
+	 * wait_for_signals()): AF_SLEEP_SIGWAIT, if the loop's own rules
+	 * allow. 0: the backend's wait. NULL: always 0. */
 	unsigned (*parkable)(const struct af_loop *loop);
 	/* Run what the wait took in. */
 	void (*reap)(struct af_loop *loop);

@@ -350,10 +350,12 @@ static bool uring_signalfd_settled(const struct af_loop *loop, const struct af__
  * ring: a signal that arrives while the loop waits elsewhere then only
  * queues task work for the ring's next entry, where the read finds the
  * signal taken and polls again; on any other ring that task work would end
- * the wait with a spare wake-up, every time. relaxed sigfd: only NULL or not is looked at here; a watch that
+ * the wait with a spare wake-up, every time. relaxed sigfd: a watch that
  * another thread adds after this load is seen by the seq_cst look after
  * the sleep is published (loop.c, sleep_until()), or its kick finds
- * SLEEPING and wakes the sleep: on aarch64 as on x86. */
+ * SLEEPING and wakes the sleep, on aarch64 as on x86; and its armed field
+ * is the loop's own, written by this thread after an acquiring load of
+ * the same pointer (sigfd_arm()), or never (then false, from calloc). */
 AF__HOT static unsigned uring_parkable(const struct af_loop *loop)
 {
 	const struct af__sigfd *s;
@@ -524,9 +526,10 @@ AF__HOT static void uring_wait(struct af_loop *loop, uint64_t deadline)
 
 	ts = ns_to_ts(deadline > now ? deadline - now : 0);
 	/* uring_arm() armed the eventfd's request, unless it expected this
-	 * sleep to park: then a kick would end no sleep in the ring, so look
-	 * again instead (a watch added from another thread meanwhile makes
-	 * that happen, but sleep_until() sees it first). */
+	 * sleep to park or to be a sigtimedwait(): then a kick would end no
+	 * sleep in the ring, so look again instead (a watch added from
+	 * another thread meanwhile makes that happen, but sleep_until() sees
+	 * it first; so does a sigwait that could not block its kick). */
 	if (loop->efd_wake != AF__WAKE_FUTEX && !loop->efd_armed)
 		return;
 	if (loop->efd_wake == AF__WAKE_FUTEX && !futex_arm(loop))
