@@ -401,14 +401,20 @@ struct af__sigfd {
 	struct af__op op;
 	void *buf;
 	unsigned len;
-	/* The signalfd's mask, bit signo - 1, for a loop that sleeps in
-	 * sigtimedwait() instead of the ring: changed under signal.c's lock,
-	 * read by the loop at its sleeps. */
+	/* The signalfd's mask, af__signal_bit() of each signal, for a loop
+	 * that sleeps in sigtimedwait() instead of the ring: changed under
+	 * signal.c's lock, read by the loop at its sleeps. */
 	_Atomic uint64_t watched;
 	/* A signal that such a sleep took from the pending set, on the loop's
 	 * thread with the loop AWAKE: what the read's completion would do. */
 	void (*deliver)(int signo);
 };
+
+/* @signo's bit in af__sigfd.watched (signal.c asserts NSIG <= 65). */
+static inline uint64_t af__signal_bit(int signo)
+{
+	return 1ull << (signo - 1);
+}
 
 /* Loop sleep states, for the flag wake-up handshake (flag.c). */
 enum {

@@ -667,12 +667,19 @@ static void kick_signal_check(void)
  * about 0.04x of row 2 on the 2-vCPU VM. Returns 1 when this call blocked
  * it, 0 when the program had, and -1 when it could not; @old is the
  * thread's mask before. */
-static int kick_block(sigset_t *old)
+static sigset_t kick_set(void)
 {
 	sigset_t set;
 
 	sigemptyset(&set);
 	sigaddset(&set, AF__KICK_SIGNAL);
+	return set;
+}
+
+static int kick_block(sigset_t *old)
+{
+	sigset_t set = kick_set();
+
 	if (pthread_sigmask(SIG_BLOCK, &set, old) != 0)
 		return -1;
 	return sigismember(old, AF__KICK_SIGNAL) == 0;
@@ -680,10 +687,8 @@ static int kick_block(sigset_t *old)
 
 static void kick_unblock(void)
 {
-	sigset_t set;
+	sigset_t set = kick_set();
 
-	sigemptyset(&set);
-	sigaddset(&set, AF__KICK_SIGNAL);
 	(void)pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
@@ -750,11 +755,6 @@ static void note_kick(struct af_loop *loop)
 		af__loop_signal_read(loop);
 	else if (loop->signal_score > 0)
 		loop->signal_score--;
-}
-
-static uint64_t signal_bit(int signo)
-{
-	return 1ull << (signo - 1);
 }
 
 /* Sleep in sigtimedwait() for the signals the loop's signalfd reads and the
@@ -828,7 +828,7 @@ static int sleep_for_signals(struct af_loop *loop, const sigset_t *mask, uint64_
 	struct af__sigfd *sfd = atomic_load_explicit(&loop->sigfd, memory_order_relaxed);
 	uint64_t watched = atomic_load_explicit(&sfd->watched, memory_order_seq_cst);
 
-	if (watched & signal_bit(AF__KICK_SIGNAL)) {
+	if (watched & af__signal_bit(AF__KICK_SIGNAL)) {
 		loop->may_sigwait = false;
 		return 0;
 	}
@@ -909,8 +909,7 @@ static bool sleep_until(struct af_loop *loop, uint64_t deadline)
 			loop->efd_expected = true;
 	}
 	/* Only now, AWAKE: the flag's set would otherwise kick this sleep. */
-	if (signo)
-		sigwait_done(loop, signo);
+	sigwait_done(loop, signo);
 	return how != 0;
 }
 

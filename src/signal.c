@@ -136,9 +136,9 @@ static void sigfd_publish(struct af_loop *loop, struct sigfd *s)
 {
 	uint64_t bits = 0;
 
-	for (int signo = 1; signo < NSIG && signo <= 64; signo++)
+	for (int signo = 1; signo < NSIG; signo++)
 		if (sigismember(&s->mask, signo) == 1)
-			bits |= 1ull << (signo - 1);
+			bits |= af__signal_bit(signo);
 	atomic_store_explicit(&s->pub.watched, bits, memory_order_seq_cst);
 	af__loop_kick_if_sigwait(loop);
 }
@@ -162,7 +162,7 @@ static int sigfd_new(struct af_loop *loop, int signo)
 	s->pub.buf = s->buf;
 	s->pub.len = sizeof(s->buf);
 	s->pub.deliver = sigfd_deliver;
-	atomic_init(&s->pub.watched, 1ull << (signo - 1));
+	atomic_init(&s->pub.watched, af__signal_bit(signo));
 	/* seq_cst, not just release (which the loop's acquiring load in its
 	 * arm step needs for the fields above): with the kick's seq_cst load
 	 * of sleep_state after it, this is one side of sleep_until()'s
