@@ -1050,20 +1050,26 @@ static void *set_when_asleep(void *arg)
 	return NULL;
 }
 
-/* Wait on c->flag while @helper, on a thread of its own, ends the sleeps
- * and sets the flag. */
-static int wait_with_helper(struct parking *c, void *(*helper)(void *))
+/* Wait on @f, made here, while @helper, on a thread of its own, ends the
+ * sleeps and sets it. The caller destroys @f. */
+static void wait_on_with_helper(struct parking *c, struct af_flag *f, void *(*helper)(void *))
 {
 	pthread_t th;
 
 	c->loop = af_loop_current();
 	c->loop_thread = pthread_self();
-	ck_assert_int_eq(af_flag_init(&c->flag, NULL), 0);
+	ck_assert_int_eq(af_flag_init(f, NULL), 0);
 	ck_assert_int_eq(pthread_create(&th, NULL, helper, c), 0);
 	/* No timeout: a timer would end the sleep and hide a lost wake-up,
 	 * which hangs the test instead (Check's timeout fails it). */
-	ck_assert_int_eq(af_flag_wait(&c->flag), 0);
+	ck_assert_int_eq(af_flag_wait(f), 0);
 	ck_assert_int_eq(pthread_join(th, NULL), 0);
+}
+
+/* The same on c->flag. */
+static int wait_with_helper(struct parking *c, void *(*helper)(void *))
+{
+	wait_on_with_helper(c, &c->flag, helper);
 	af_flag_destroy(&c->flag);
 	return 0;
 }
@@ -1484,15 +1490,9 @@ static void *watch_while_parked(void *arg)
 static int watched_while_parked_main(void *arg)
 {
 	struct parking *c = arg;
-	pthread_t th;
 
-	c->loop = af_loop_current();
-	c->loop_thread = pthread_self();
-	ck_assert_int_eq(af_flag_init(&c->other, NULL), 0);
-	ck_assert_int_eq(pthread_create(&th, NULL, watch_while_parked, c), 0);
-	/* No timeout, as above: only the loop's signalfd read can set it. */
-	ck_assert_int_eq(af_flag_wait(&c->other), 0);
-	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	/* Only the loop's signalfd read can set it. */
+	wait_on_with_helper(c, &c->other, watch_while_parked);
 	ck_assert_int_eq(af_signal_unwatch(SIGUSR1), 0);
 	af_flag_destroy(&c->other);
 	return 0;
