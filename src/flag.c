@@ -117,31 +117,44 @@ static void push_pending(struct af_loop *loop, struct af__flag *f)
 }
 
 /* The new state word for a set on @s: SET on and, when that wakes a
- * parked waiter of a flag not yet queued, QUEUED on and one more busy
- * setter. QUEUED makes sure the flag sits on the pending stack at most once
+ * parked waiter, one more busy setter (it kicks the loop) and, unless the
+ * waiter is the loop's polled one or the flag is queued already, QUEUED
+ * on. QUEUED makes sure the flag sits on the pending stack at most once
  * even if it is cleared and set again before the loop collects it. */
 static uint32_t set_state(uint32_t s)
 {
-	if (!(s & AF_FLAG_SET) && (s & AF_FLAG_WAITING) && !(s & AF_FLAG_QUEUED))
-		return (s | AF_FLAG_SET | AF_FLAG_QUEUED) + AF_FLAG_BUSY_ONE;
-	return s | AF_FLAG_SET;
+	if ((s & (AF_FLAG_SET | AF_FLAG_WAITING)) != AF_FLAG_WAITING)
+		return s | AF_FLAG_SET;
+	if (s & AF_FLAG_POLLED)
+		return (s | AF_FLAG_SET) + AF_FLAG_BUSY_ONE;
+	if (s & AF_FLAG_QUEUED)
+		return s | AF_FLAG_SET;
+	return (s | AF_FLAG_SET | AF_FLAG_QUEUED) + AF_FLAG_BUSY_ONE;
 }
 
-/* A set that will queue the flag: start the transfer of the loop's
- * pending line now, so that it overlaps the flag word's instead of
- * following it (both were last written by the loop's thread). The loop
- * read here may be stale or gone (a destroy racing with us); the CAS that
- * follows decides, and a prefetch of a stale address only costs the fetch.
+/* A set that will kick the loop: start the transfer of the loop's pending
+ * line now, so that it overlaps the flag word's instead of following it
+ * (both were last written by the loop's thread). A set that queues the flag
+ * writes that line (the push); one for the polled waiter only reads it (the
+ * kick's load of sleep_state, beside pending), and a loop that is awake
+ * does not write it, so a shared copy is all it needs. The loop read here
+ * may be stale or gone (a destroy racing with us); the CAS that follows
+ * decides, and a prefetch of a stale address only costs the fetch.
  * relaxed: nothing is read through it. */
 static void prefetch_push(struct af__flag *f, uint32_t s)
 {
+	uint32_t want = set_state(s);
 	struct af_loop *loop;
 
-	if (set_state(s) == (s | AF_FLAG_SET))
+	if ((want & AF_FLAG_BUSY_MASK) == (s & AF_FLAG_BUSY_MASK))
 		return;
 	loop = __atomic_load_n(&f->loop, __ATOMIC_RELAXED);
-	if (loop)
+	if (!loop)
+		return;
+	if ((want ^ s) & AF_FLAG_QUEUED)
 		af__prefetch_write(&loop->pending);
+	else
+		__builtin_prefetch(&loop->sleep_state);
 }
 
 AF__HOT AF_API void af_flag_set(struct af_flag *flag)
@@ -161,23 +174,29 @@ AF__HOT AF_API void af_flag_set(struct af_flag *flag)
 	prefetch_push(f, s);
 	/* One CAS makes SET visible, claims the queueing step and counts us
 	 * busy: there is no moment where a waiter can see the set while we
-	 * still have to touch the flag uncounted. acq_rel: release publishes
-	 * what the setter wrote before set() to the waiter, whose clearing
-	 * read-modify-write acquires it; acquire pairs with init's release,
-	 * so f->loop below is the loop the LIVE tag belongs to. A coalesced
-	 * set is still a successful RMW, so it publishes its writes too. */
+	 * still have to touch the flag uncounted. Its release publishes what
+	 * the setter wrote before set() to the waiter, whose clearing
+	 * read-modify-write acquires it; its acquire pairs with init's
+	 * release, so f->loop below is the loop the LIVE tag belongs to. A
+	 * coalesced set is still a successful RMW, so it publishes its writes
+	 * too. seq_cst, not just acq_rel: for the polled waiter this CAS,
+	 * not a push, is our half of the Dekker handshake with sleep_until()
+	 * (loop.c), which must come before the kick's load of sleep_state in
+	 * the single total order; the same instructions on x86 (a locked
+	 * CMPXCHG) and on aarch64 (CASAL, or LDAXR/STLXR). */
 	do {
 		if (!live(s))
 			return;
 		want = set_state(s);
 	} while (!atomic_compare_exchange_weak_explicit(&f->state, &s, want,
-							 memory_order_acq_rel,
+							 memory_order_seq_cst,
 							 memory_order_relaxed));
-	if (!((want ^ s) & AF_FLAG_QUEUED))
+	if ((want & AF_FLAG_BUSY_MASK) == (s & AF_FLAG_BUSY_MASK))
 		return;
 	af__hook(AF_HOOK_SET_PUBLISHED, flag);
 	loop = f->loop;
-	push_pending(loop, f);
+	if ((want ^ s) & AF_FLAG_QUEUED)
+		push_pending(loop, f);
 	af__hook(AF_HOOK_SET_PUSHED, flag);
 	/* The loop outlives this: destroy waits for our busy count, and a
 	 * loop freed with live flags keeps its struct until they are gone.
@@ -215,7 +234,10 @@ static void flag_detach(struct af_task *t)
 	struct af__flag *f = t->wait_obj;
 
 	f->waiter = NULL;
-	atomic_fetch_and_explicit(&f->state, ~AF_FLAG_WAITING, memory_order_acq_rel);
+	if (t->loop->polled == f)
+		t->loop->polled = NULL;
+	atomic_fetch_and_explicit(&f->state, ~(AF_FLAG_WAITING | AF_FLAG_POLLED),
+				  memory_order_acq_rel);
 }
 
 static const struct af__wait_ops flag_ops = {
@@ -225,15 +247,17 @@ static const struct af__wait_ops flag_ops = {
 	.keeps_alive = true,
 };
 
-/* Consume a set flag, or announce a waiter, in one atomic step: a setter
- * either made SET visible before (we take it) or will see WAITING (and
- * queue the flag for the loop). */
-static bool take_or_announce(struct af__flag *f)
+/* Consume a set flag, or announce a waiter (with @polled, the loop's
+ * polled one), in one atomic step: a setter either made SET visible before
+ * (we take it) or will see WAITING (and queue the flag for the loop, or,
+ * POLLED, only kick it). */
+static bool take_or_announce(struct af__flag *f, uint32_t polled)
 {
 	uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
 
 	for (;;) {
-		uint32_t want = (s & AF_FLAG_SET) ? (s & ~AF_FLAG_SET) : (s | AF_FLAG_WAITING);
+		uint32_t want = (s & AF_FLAG_SET) ? (s & ~AF_FLAG_SET)
+						  : (s | AF_FLAG_WAITING | polled);
 
 		if (atomic_compare_exchange_weak_explicit(&f->state, &s, want,
 							  memory_order_acq_rel,
@@ -247,6 +271,7 @@ AF_BLOCKING_API int AF_BODY(af_flag_wait_timeout)(struct af_flag *flag, int64_t 
 	int err = 0, r;
 	struct af_task *t = af__task_self(&err);
 	struct af__flag *f;
+	uint32_t polled;
 
 	af_assert_return(valid(flag), -EINVAL);
 	if (!t)
@@ -259,16 +284,23 @@ AF_BLOCKING_API int AF_BODY(af_flag_wait_timeout)(struct af_flag *flag, int64_t 
 	}
 	if (f->waiter)
 		return -EBUSY;
-	if (take_or_announce(f))
+	polled = !t->loop->polled && t->loop->may_poll ? AF_FLAG_POLLED : 0;
+	if (take_or_announce(f, polled))
 		return 0;
+	if (polled)
+		t->loop->polled = f;
 	f->waiter = t;
 	r = af__task_block(&flag_ops, f, timeout_ns);
 	if (r == 0) {
 		/* Woken by a set. Clearing SET here, not when the loop woke us,
 		 * absorbs sets that landed in between: they were for this wake.
-		 * acq_rel: acquire pairs with the setter's release. */
+		 * acq_rel: acquire pairs with the setter's release (and, through
+		 * the release sequence of RMWs on the word, with every set the
+		 * clear absorbs). A polled waiter usually finds the line here:
+		 * the loop read it a moment ago. */
 		f->waiter = NULL;
-		atomic_fetch_and_explicit(&f->state, ~(AF_FLAG_SET | AF_FLAG_WAITING),
+		atomic_fetch_and_explicit(&f->state,
+					  ~(AF_FLAG_SET | AF_FLAG_WAITING | AF_FLAG_POLLED),
 					  memory_order_acq_rel);
 	}
 	return r;
@@ -297,6 +329,7 @@ AF__HOT void af__flag_collect(struct af_loop *loop)
 {
 	struct af__flag *f;
 
+	af__flag_take_polled(loop);
 	/* Cheap check first: this runs once per loop iteration. */
 	if (!atomic_load_explicit(&loop->pending, memory_order_relaxed))
 		return;
@@ -311,6 +344,9 @@ AF__HOT void af__flag_collect(struct af_loop *loop)
 		 * push the flag again and overwrite it. */
 		s = atomic_fetch_and_explicit(&f->state, ~AF_FLAG_QUEUED, memory_order_acq_rel);
 		if ((s & AF_FLAG_SET) && f->waiter && f->waiter->state == AF_TASK_BLOCKED) {
+			/* Queued before its waiter became the polled one. */
+			if (loop->polled == f)
+				loop->polled = NULL;
 			af__task_wake(f->waiter, 0);
 			loop->outside_wakes++;
 		}

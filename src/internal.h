@@ -328,6 +328,9 @@ struct af__flag {
 #define AF_FLAG_SET       (1u << 0)
 #define AF_FLAG_WAITING   (1u << 1)
 #define AF_FLAG_QUEUED    (1u << 2)
+/* The waiter is the loop's polled one (loop->polled): a set needs no push,
+ * the loop reads the word itself at its next batch boundary. */
+#define AF_FLAG_POLLED    (1u << 3)
 /* Between init and destroy the tag bits hold AF_FLAG_LIVE. */
 #define AF_FLAG_TAG_MASK  (0xffu << 4)
 #define AF_FLAG_LIVE      (0xa5u << 4)
@@ -477,6 +480,11 @@ struct af_loop {
 	size_t ncohorts;
 	uint64_t round;          /* batches run so far */
 	size_t budget;           /* tasks of the current batch still to run */
+	/* The flag whose waiter the loop finds by reading the flag's word at
+	 * every batch boundary (flag.c, "the polled flag"): the first waiter
+	 * to park while none is polled. Loop thread only. */
+	struct af__flag *polled;
+	bool may_poll;           /* AF_POLL=0 in the environment: never */
 	uint64_t batch_start;    /* when it began, if timers were armed */
 	uint64_t clock_last;     /* af__loop_clock()'s last reading */
 	bool ppoll_mode;         /* sleep in ppoll (valgrind, TSan) */
@@ -740,6 +748,28 @@ static inline void af__task_wake(struct af_task *t, int result)
 	af__task_ready(loop, t, result);
 }
 
+/* Wake the polled flag's waiter if the flag was set: the part of
+ * af__flag_collect() that every batch boundary does, also where the next
+ * batch begins without the loop's context. A flag that is also on the
+ * pending stack (QUEUED) is left to the stack, which wakes it in its turn.
+ * relaxed, on aarch64 as on x86: the load only decides to wake; the woken
+ * wait's acq_rel clear of the word is what orders the setter's writes
+ * before the waiter's reads, and a set this load misses is seen by a later
+ * boundary or by sleep_until()'s seq_cst load before the loop sleeps. The
+ * flag is live: its waiter is parked, and destroy refuses a flag with a
+ * waiter. */
+static inline void af__flag_take_polled(struct af_loop *loop)
+{
+	struct af__flag *f = loop->polled;
+
+	if (f && (atomic_load_explicit(&f->state, memory_order_relaxed) &
+		  (AF_FLAG_SET | AF_FLAG_QUEUED)) == AF_FLAG_SET) {
+		loop->polled = NULL;
+		af__task_wake(f->waiter, 0);
+		loop->outside_wakes++;
+	}
+}
+
 /* Whether the next batch may begin without the loop's context: only when
  * collect() would find nothing (no flag set, no job done, nothing on the
  * ring or in epoll that a peek could reap) and drive() has nothing to do
@@ -799,6 +829,7 @@ static inline void af__loop_hand_over(struct af_loop *loop, struct af_task *t, b
 	if (loop->budget == 0) {
 		if (!af__loop_quiet(loop))
 			goto slow;
+		af__flag_take_polled(loop);
 		/* A new batch, begun here: af__loop_batch_begin() with no
 		 * timer armed, so with no clock to read. */
 		loop->round++;

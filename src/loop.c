@@ -142,6 +142,16 @@ static void atfork_install(void)
 	(void)pthread_atfork(NULL, NULL, forked_child);
 }
 
+/* AF_POLL=0: no flag is the polled one (flag.c), every set goes through
+ * the pending stack, as before the polled flag: for the tests of the
+ * stack and for a comparison. */
+static bool poll_allowed(void)
+{
+	const char *v = getenv("AF_POLL");
+
+	return !v || strcmp(v, "0") != 0;
+}
+
 AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 {
 	struct af_loop *loop;
@@ -183,6 +193,7 @@ AF_API int af_loop_new(struct af_loop **out, const struct af_loop_opts *opts)
 	atomic_init(&loop->jobs_done, NULL);
 	loop->blocking_threads = opts ? opts->blocking_threads : 0;
 	loop->spin_ns = opts ? opts->spin_ns : 0;
+	loop->may_poll = poll_allowed();
 	atomic_init(&loop->sleep_state, AF_AWAKE);
 	atomic_init(&loop->refs, 1);
 	pthread_mutex_init(&loop->unqueue_lock, NULL);
@@ -428,6 +439,7 @@ static struct af_task *next_direct(struct af_loop *loop)
 
 	if (t || loop->budget > 0 || !batch_can_follow(loop))
 		return t;
+	af__flag_take_polled(loop);
 	af__loop_batch_begin(loop);
 	return batch_next(loop, true);
 }
@@ -541,6 +553,13 @@ static inline void cpu_relax(void)
  * pause instructions, so the clock costs little of the spin. */
 #define SPIN_CHECKS 64
 
+/* Whether the polled flag (flag.c) has been set. @mo: relaxed for a hint,
+ * seq_cst for sleep_until()'s half of the handshake. */
+static bool polled_set(const struct af_loop *loop, memory_order mo)
+{
+	return loop->polled && (atomic_load_explicit(&loop->polled->state, mo) & AF_FLAG_SET);
+}
+
 /* af_loop_opts.spin_ns: look for sets and finished jobs for a while before
  * sleeping. sleep_state stays AWAKE meanwhile, so a set that lands now
  * costs its setter no system call and the loop no kernel wake-up. I/O in
@@ -565,7 +584,8 @@ static bool spin_for_wakeups(struct af_loop *loop, uint64_t deadline)
 			 * one it misses is caught by the seq_cst handshake in
 			 * sleep_until(). */
 			if (atomic_load_explicit(&loop->pending, memory_order_relaxed) ||
-			    atomic_load_explicit(&loop->jobs_done, memory_order_relaxed))
+			    atomic_load_explicit(&loop->jobs_done, memory_order_relaxed) ||
+			    polled_set(loop, memory_order_relaxed))
 				return true;
 			cpu_relax();
 		}
@@ -591,6 +611,9 @@ static void prefetch_pending(struct af_loop *loop)
 
 	if (f)
 		__builtin_prefetch(f);
+	/* The polled flag's waiter clears the word: fetch it for writing. */
+	if (loop->polled)
+		af__prefetch_write(&loop->polled->state);
 }
 
 /* Sleep in FUTEX_WAIT on sleep_state, while it still reads SLEEPING, until
@@ -838,9 +861,9 @@ static int sleep_for_signals(struct af_loop *loop, const sigset_t *mask, uint64_
 
 /* Block in the kernel until a completion, a kick or @deadline. The
  * sleep_state handshake pairs with af__loop_kick(): we publish SLEEPING
- * and then look for pending flags, finished jobs and a signal watch the
- * last arm did not see; a setter (or af_signal_watch()) publishes its
- * change and then looks at sleep_state. Both sides use seq_cst, so at
+ * and then look for pending flags, a set of the polled flag, finished
+ * jobs and a signal watch the last arm did not see; a setter (or
+ * af_signal_watch()) publishes its change and then looks at sleep_state. Both sides use seq_cst, so at
  * least one sees the other's store: either we find the change and skip
  * the sleep or the setter finds SLEEPING and kicks. */
 static bool sleep_until(struct af_loop *loop, uint64_t deadline)
@@ -880,6 +903,7 @@ static bool sleep_until(struct af_loop *loop, uint64_t deadline)
 	s += atomic_fetch_add_explicit(&loop->sleep_state, s, memory_order_seq_cst);
 	if (atomic_load_explicit(&loop->pending, memory_order_seq_cst) == NULL &&
 	    atomic_load_explicit(&loop->jobs_done, memory_order_seq_cst) == NULL &&
+	    !polled_set(loop, memory_order_seq_cst) &&
 	    (loop->sigfd_known ||
 	     atomic_load_explicit(&loop->sigfd, memory_order_seq_cst) == NULL)) {
 		if (how == AF_SLEEP_PARKED)

@@ -31,6 +31,14 @@ static void run_on_new_loop(af_task_fn fn, void *arg, int want_result)
 	ck_assert_int_eq(run_main(fn, arg), want_result);
 }
 
+/* Loops made from now on poll no flag: every set of a flag with a waiter
+ * goes through the pending stack (AF_POLL=0). Each case runs in a process
+ * of its own, so this lasts until the case ends. */
+static void through_the_stack(void)
+{
+	ck_assert_int_eq(setenv("AF_POLL", "0", 1), 0);
+}
+
 /* A thread that sets (or clears) a flag, optionally after a delay. */
 struct setter {
 	pthread_t th;
@@ -182,6 +190,47 @@ START_TEST(clear_discards_a_pending_set)
 	struct sc s = { 0 };
 
 	run_on_new_loop(clear_main, &s, 0);
+}
+END_TEST
+
+/* MicroPython's ThreadSafeFlag is level-triggered: the loop looks at the
+ * flag's state, so a set cleared again before it looks wakes no one. */
+static int set_cleared_main(void *arg)
+{
+	struct sc *s = arg;
+
+	ck_assert_int_eq(af_flag_init(&s->f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&s->waiter, waiter_waits_once, s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	af_flag_set(&s->f);
+	af_flag_clear(&s->f);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(s->waiter->state, AF_TASK_BLOCKED);
+	ck_assert_str_eq(s->tr.buf, "waiting");
+	af_flag_set(&s->f);
+	ck_assert_int_eq(af_task_join(s->waiter, NULL), 0);
+	ck_assert_str_eq(s->tr.buf, "waiting waiter-resumed");
+	af_flag_destroy(&s->f);
+	return 0;
+}
+
+START_TEST(a_set_cleared_again_before_the_loop_looks_wakes_no_one)
+{
+	struct sc s = { .r1 = 1 };
+
+	run_on_new_loop(set_cleared_main, &s, 0);
+	ck_assert_int_eq(s.r1, 0);
+}
+END_TEST
+
+START_TEST(a_set_cleared_again_before_the_loop_takes_the_pending_stack_wakes_no_one)
+{
+	struct sc s = { .r1 = 1 };
+
+	through_the_stack();
+	run_on_new_loop(set_cleared_main, &s, 0);
+	ck_assert_int_eq(s.r1, 0);
 }
 END_TEST
 
@@ -868,6 +917,7 @@ START_TEST(a_flag_still_queued_when_its_loop_is_freed_can_be_destroyed_afterward
 	struct sc s = { 0 };
 	int result = 1;
 
+	through_the_stack();
 	ck_assert_int_eq(af_loop_new(&loop, NULL), 0);
 	ck_assert_int_eq(af_flag_init(&s.f, loop), 0);
 	ck_assert_int_eq(af_loop_run(loop, left_queued_main, &s, &result), 0);
@@ -1098,6 +1148,7 @@ START_TEST(init_on_a_flag_still_queued_takes_it_off_the_loop_and_keeps_the_other
 	struct requeue q;
 
 	memset(&q, 0, sizeof(q));
+	through_the_stack();
 	run_on_new_loop(init_queued_main, &q, 0);
 }
 END_TEST
@@ -1285,6 +1336,7 @@ struct awake {
 	struct sc s;
 	int fake;
 	bool was_readable;
+	bool stack;                  /* AF_POLL=0: the set pushes the flag */
 };
 
 static int awake_main(void *arg)
@@ -1307,22 +1359,211 @@ static int awake_main(void *arg)
 	setter_join(&st);
 	loop->efd = real;
 	a->was_readable = fd_readable(a->fake);
-	ck_assert_ptr_eq(atomic_load(&loop->pending), fl(&a->s.f));
+	if (a->stack) {
+		ck_assert_ptr_eq(atomic_load(&loop->pending), fl(&a->s.f));
+		ck_assert_ptr_null(loop->polled);
+	} else {
+		/* The polled waiter's set touched nothing of the loop's but the
+		 * sleep state it read: the loop finds it in the flag's word. */
+		ck_assert_ptr_null(atomic_load(&loop->pending));
+		ck_assert_ptr_eq(loop->polled, fl(&a->s.f));
+		ck_assert_uint_eq(fstate(&a->s.f), AF_FLAG_SET | AF_FLAG_WAITING);
+		ck_assert_uint_ne(atomic_load(&fl(&a->s.f)->state) & AF_FLAG_POLLED, 0);
+	}
 	ck_assert_int_eq(af_task_join(a->s.waiter, NULL), 0);
+	ck_assert_ptr_null(loop->polled);
+	ck_assert_uint_eq(atomic_load(&fl(&a->s.f)->state) & AF_FLAG_POLLED, 0);
 	af_flag_destroy(&a->s.f);
 	return 0;
 }
 
-START_TEST(a_set_from_another_thread_while_the_loop_is_awake_makes_no_system_call)
+static void awake_run(bool stack)
 {
-	struct awake a = { .s = { .r1 = 1 } };
+	struct awake a = { .s = { .r1 = 1 }, .stack = stack };
 
+	if (stack)
+		through_the_stack();
 	a.fake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ck_assert_int_ge(a.fake, 0);
 	run_on_new_loop(awake_main, &a, 0);
 	close(a.fake);
 	ck_assert(!a.was_readable);
 	ck_assert_int_eq(a.s.r1, 0);
+}
+
+START_TEST(a_set_from_another_thread_while_the_loop_is_awake_makes_no_system_call)
+{
+	awake_run(false);
+}
+END_TEST
+
+START_TEST(a_set_through_the_pending_stack_while_the_loop_is_awake_makes_no_system_call)
+{
+	awake_run(true);
+}
+END_TEST
+
+/* ---- the polled flag ---------------------------------------------------------- */
+
+/* Two flags, a waiter on each: the first to park is the loop's polled
+ * waiter, the other goes through the pending stack. */
+struct pair {
+	struct sc a, b;
+};
+
+static int polled_and_stacked_main(void *arg)
+{
+	struct pair *p = arg;
+	struct af_loop *loop = af_loop_current();
+	struct setter st;
+
+	ck_assert_int_eq(af_flag_init(&p->a.f, NULL), 0);
+	ck_assert_int_eq(af_flag_init(&p->b.f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&p->a.waiter, waiter_waits_once, &p->a), 0);
+	ck_assert_int_eq(af_task_spawn(&p->b.waiter, waiter_waits_once, &p->b), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_ptr_eq(loop->polled, fl(&p->a.f));
+	ck_assert_uint_ne(atomic_load(&fl(&p->a.f)->state) & AF_FLAG_POLLED, 0);
+	ck_assert_uint_eq(atomic_load(&fl(&p->b.f)->state) & AF_FLAG_POLLED, 0);
+	setter_start(&st, &p->a.f, 0, 1, false);
+	setter_join(&st);
+	ck_assert_ptr_null(atomic_load(&loop->pending));
+	setter_start(&st, &p->b.f, 0, 1, false);
+	setter_join(&st);
+	ck_assert_ptr_eq(atomic_load(&loop->pending), fl(&p->b.f));
+	ck_assert_int_eq(af_task_join(p->a.waiter, NULL), 0);
+	ck_assert_int_eq(af_task_join(p->b.waiter, NULL), 0);
+	ck_assert_ptr_null(loop->polled);
+	ck_assert_uint_eq(fstate(&p->a.f), 0);
+	ck_assert_uint_eq(fstate(&p->b.f), 0);
+	af_flag_destroy(&p->a.f);
+	af_flag_destroy(&p->b.f);
+	return 0;
+}
+
+START_TEST(the_first_waiter_is_polled_and_a_second_flags_waiter_goes_through_the_pending_stack)
+{
+	struct pair p = { .a = { .r1 = 1 }, .b = { .r1 = 1 } };
+
+	run_on_new_loop(polled_and_stacked_main, &p, 0);
+	ck_assert_int_eq(p.a.r1, 0);
+	ck_assert_int_eq(p.b.r1, 0);
+}
+END_TEST
+
+static int slot_freed_main(void *arg)
+{
+	struct pair *p = arg;
+	struct af_loop *loop = af_loop_current();
+
+	ck_assert_int_eq(af_flag_init(&p->a.f, NULL), 0);
+	ck_assert_int_eq(af_flag_init(&p->b.f, NULL), 0);
+	/* A timeout gives the slot up. */
+	ck_assert_int_eq(af_flag_wait_timeout(&p->a.f, 1 * MS), -ETIMEDOUT);
+	ck_assert_ptr_null(loop->polled);
+	ck_assert_uint_eq(atomic_load(&fl(&p->a.f)->state) & AF_FLAG_POLLED, 0);
+	/* So does a cancel. */
+	ck_assert_int_eq(af_task_spawn(&p->a.waiter, wait_for_cancel, &p->a.f), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_ptr_eq(loop->polled, fl(&p->a.f));
+	ck_assert_int_eq(af_task_cancel(p->a.waiter), 0);
+	ck_assert_ptr_null(loop->polled);
+	ck_assert_int_eq(af_task_join(p->a.waiter, NULL), 0);
+	ck_assert_uint_eq(atomic_load(&fl(&p->a.f)->state) & AF_FLAG_POLLED, 0);
+	/* The next waiter, of another flag, is polled and woken. */
+	ck_assert_int_eq(af_task_spawn(&p->b.waiter, waiter_waits_once, &p->b), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_ptr_eq(loop->polled, fl(&p->b.f));
+	af_flag_set(&p->b.f);
+	ck_assert_int_eq(af_task_join(p->b.waiter, NULL), 0);
+	ck_assert_ptr_null(loop->polled);
+	af_flag_destroy(&p->a.f);
+	af_flag_destroy(&p->b.f);
+	return 0;
+}
+
+START_TEST(a_polled_waiter_that_times_out_or_is_cancelled_leaves_the_slot_to_the_next_waiter)
+{
+	struct pair p = { .b = { .r1 = 1 } };
+
+	run_on_new_loop(slot_freed_main, &p, 0);
+	ck_assert_int_eq(p.b.r1, 0);
+}
+END_TEST
+
+/* A flag still on the pending stack from an earlier waiter (cancelled
+ * after its set, the set cleared) when a new waiter parks on it as the
+ * polled one: its next set does not push it again, and the loop's check of
+ * the polled word leaves it to the stack, which wakes the waiter once and
+ * in the order of the sets: after a flag set before it. */
+struct named {
+	struct af_flag f;
+	const char *name;
+	struct trace *tr;
+	int r;
+};
+
+static int named_waiter(void *arg)
+{
+	struct named *n = arg;
+	char line[16];
+
+	n->r = af_flag_wait(&n->f);
+	snprintf(line, sizeof(line), "%s-woken", n->name);
+	trace_add(n->tr, line);
+	return 0;
+}
+
+struct queued_polled {
+	struct trace tr;
+	struct named f, g;
+};
+
+static int queued_then_polled_main(void *arg)
+{
+	struct queued_polled *q = arg;
+	struct af_loop *loop = af_loop_current();
+	struct af__flag *f = fl(&q->f.f);
+	struct af_task *wf, *wg;
+	uint64_t wakes;
+
+	ck_assert_int_eq(af_flag_init(&q->f.f, NULL), 0);
+	ck_assert_int_eq(af_flag_init(&q->g.f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&wf, named_waiter, &q->f), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_task_spawn(&wg, named_waiter, &q->g), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_ptr_eq(loop->polled, f);
+	wakes = loop->outside_wakes;
+	af_flag_set(&q->g.f);
+	ck_assert_ptr_eq(atomic_load(&loop->pending), fl(&q->g.f));
+	/* As if an earlier, non-polled waiter's set had left f queued. */
+	atomic_fetch_or(&f->state, AF_FLAG_QUEUED);
+	f->next = fl(&q->g.f);
+	atomic_store(&loop->pending, f);
+	af_flag_set(&q->f.f);
+	ck_assert_ptr_eq(atomic_load(&loop->pending), f);
+	ck_assert_ptr_eq(f->next, fl(&q->g.f));
+	ck_assert_int_eq(af_task_join(wf, NULL), 0);
+	ck_assert_int_eq(af_task_join(wg, NULL), 0);
+	ck_assert_str_eq(q->tr.buf, "g-woken f-woken");
+	ck_assert_uint_eq(loop->outside_wakes - wakes, 2);
+	ck_assert_ptr_null(loop->polled);
+	ck_assert_ptr_null(atomic_load(&loop->pending));
+	ck_assert_uint_eq(fstate(&q->f.f), 0);
+	af_flag_destroy(&q->f.f);
+	af_flag_destroy(&q->g.f);
+	return 0;
+}
+
+START_TEST(a_flag_still_queued_when_its_waiter_became_the_polled_one_is_woken_once_by_the_stack)
+{
+	struct queued_polled q = { .f = { .name = "f", .r = 1 }, .g = { .name = "g", .r = 1 } };
+
+	q.f.tr = q.g.tr = &q.tr;
+	run_on_new_loop(queued_then_polled_main, &q, 0);
+	ck_assert_int_eq(q.f.r, 0);
+	ck_assert_int_eq(q.g.r, 0);
 }
 END_TEST
 
@@ -2173,6 +2414,8 @@ Suite *make_suite(void)
 	tcase_add_test(tc, wait_on_a_set_flag_returns_at_once_and_clears_it);
 	tcase_add_test(tc, two_sets_before_a_wait_make_one_wake_up_and_the_second_wait_blocks);
 	tcase_add_test(tc, clear_discards_a_pending_set);
+	tcase_add_test(tc, a_set_cleared_again_before_the_loop_looks_wakes_no_one);
+	tcase_add_test(tc, a_set_cleared_again_before_the_loop_takes_the_pending_stack_wakes_no_one);
 	tcase_add_test(tc, a_set_from_another_thread_ends_a_timed_wait_with_success);
 	suite_add_tcase(s, tc);
 
@@ -2214,20 +2457,26 @@ Suite *make_suite(void)
 	tcase_add_test(tc, a_flag_still_queued_when_its_loop_is_freed_can_be_destroyed_afterwards);
 	suite_add_tcase(s, tc);
 
-	tc = tcase_create("lifetime");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, a_flag_may_be_destroyed_and_reused_as_soon_as_its_wait_returns_while_the_setter_is_before_the_kick);
-	tcase_add_test(tc, a_flag_may_be_destroyed_and_reused_as_soon_as_its_wait_returns_while_the_setter_is_between_set_and_queue);
-	tcase_add_test(tc, a_set_in_flight_when_the_flag_is_destroyed_is_ignored_and_queues_nothing);
+	for (int stack = 0; stack < 2; stack++) {
+		tc = tcase_create(stack ? "lifetime, through the pending stack" : "lifetime");
+		if (stack)
+			tcase_add_checked_fixture(tc, through_the_stack, NULL);
+		tcase_set_timeout(tc, 120);
+		tcase_add_test(tc, a_flag_may_be_destroyed_and_reused_as_soon_as_its_wait_returns_while_the_setter_is_before_the_kick);
+		tcase_add_test(tc, a_flag_may_be_destroyed_and_reused_as_soon_as_its_wait_returns_while_the_setter_is_between_set_and_queue);
+		tcase_add_test(tc, a_set_in_flight_when_the_flag_is_destroyed_is_ignored_and_queues_nothing);
+		tcase_add_test(tc, a_flag_on_a_task_stack_destroyed_right_after_its_wait_survives_a_long_lived_setter);
+		suite_add_tcase(s, tc);
+	}
+	/* These two are about the stack alone: they ask for it themselves. */
 	tcase_add_test(tc, init_on_a_flag_still_queued_takes_it_off_the_loop_and_keeps_the_others);
 	tcase_add_test(tc, two_threads_destroying_queued_flags_of_one_stopped_loop_leave_its_list_empty);
-	tcase_add_test(tc, a_flag_on_a_task_stack_destroyed_right_after_its_wait_survives_a_long_lived_setter);
-	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wake-up path");
 	tcase_add_test(tc, a_set_with_no_waiter_only_sets_the_bit_and_queues_nothing);
 	tcase_add_test(tc, sets_write_the_eventfd_once_per_loop_sleep_and_never_while_it_is_awake);
 	tcase_add_test(tc, a_set_from_another_thread_while_the_loop_is_awake_makes_no_system_call);
+	tcase_add_test(tc, a_set_through_the_pending_stack_while_the_loop_is_awake_makes_no_system_call);
 	tcase_add_test(tc, among_ten_thousand_set_flags_the_loop_collects_only_the_one_with_a_waiter);
 	tcase_add_test(tc, an_io_uring_loop_is_woken_by_a_poll_on_its_eventfd_that_it_never_reads);
 	tcase_add_test(tc, with_af_wake_read_the_loop_reads_every_kick_and_loses_no_wake_up);
@@ -2236,21 +2485,31 @@ Suite *make_suite(void)
 		       on_linux_6_7_a_loop_asleep_in_the_ring_is_woken_by_futex_wake_and_its_eventfd_is_never_written);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("the polled flag");
+	tcase_add_test(tc, the_first_waiter_is_polled_and_a_second_flags_waiter_goes_through_the_pending_stack);
+	tcase_add_test(tc, a_polled_waiter_that_times_out_or_is_cancelled_leaves_the_slot_to_the_next_waiter);
+	tcase_add_test(tc, a_flag_still_queued_when_its_waiter_became_the_polled_one_is_woken_once_by_the_stack);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("spinning before sleeping");
 	tcase_add_test(tc, a_spinning_loop_sees_a_set_from_another_thread_with_no_system_call);
 	tcase_add_test(tc, a_spinning_loop_stops_spinning_at_the_next_timer);
 	tcase_add_test(tc, a_spinning_loop_completes_io_that_lands_during_the_spin);
 	suite_add_tcase(s, tc);
 
-	tc = tcase_create("stress");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, four_threads_storming_sets_never_lose_their_final_set);
-	tcase_add_test(tc, a_set_landing_while_the_loop_falls_asleep_is_not_lost);
-	tcase_add_test(tc, a_set_landing_while_the_loop_falls_asleep_on_its_eventfd_poll_is_not_lost);
-	tcase_add_test(tc, sets_racing_with_cancelled_waits_lose_no_wake_up);
-	tcase_add_test(tc, sets_racing_with_tiny_timeouts_lose_no_wake_up);
-	tcase_add_test(tc, loops_on_four_threads_wake_each_other_through_flags);
-	suite_add_tcase(s, tc);
+	for (int stack = 0; stack < 2; stack++) {
+		tc = tcase_create(stack ? "stress, through the pending stack" : "stress");
+		if (stack)
+			tcase_add_checked_fixture(tc, through_the_stack, NULL);
+		tcase_set_timeout(tc, 60);
+		tcase_add_test(tc, four_threads_storming_sets_never_lose_their_final_set);
+		tcase_add_test(tc, a_set_landing_while_the_loop_falls_asleep_is_not_lost);
+		tcase_add_test(tc, a_set_landing_while_the_loop_falls_asleep_on_its_eventfd_poll_is_not_lost);
+		tcase_add_test(tc, sets_racing_with_cancelled_waits_lose_no_wake_up);
+		tcase_add_test(tc, sets_racing_with_tiny_timeouts_lose_no_wake_up);
+		tcase_add_test(tc, loops_on_four_threads_wake_each_other_through_flags);
+		suite_add_tcase(s, tc);
+	}
 	return s;
 }
 
