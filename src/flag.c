@@ -3,13 +3,16 @@
  * ThreadSafeFlag: the wake-up path from other threads and signal handlers.
  *
  * All cross-thread state is one atomic word per flag (SET, WAITING, QUEUED,
- * the LIVE tag and a count of busy setters) and one lock-free stack per loop
- * (loop->pending). A set, in one compare-and-swap:
+ * POLLED, the LIVE tag and a count of busy setters) and one lock-free stack
+ * per loop (loop->pending). A set, in one compare-and-swap:
  *   1. does nothing to a flag that is not LIVE (destroyed);
  *   2. turns SET on; if it was already on, or no task is WAITING, that is
  *      all (sets coalesce; the next wait finds SET itself);
- *   3. otherwise also turns QUEUED on (once) and counts itself busy;
- * then, only in case 3, pushes the flag on loop->pending, kicks the loop
+ *   3. otherwise counts itself busy and, unless the waiter is the loop's
+ *      polled one (POLLED), turns QUEUED on (once);
+ * then, only in case 3, pushes the flag on loop->pending if it turned
+ * QUEUED on (the loop reads a polled flag's word itself, at every batch
+ * boundary and before it sleeps: loop->polled), kicks the loop
  * (which writes the eventfd only if the loop sleeps and nobody has written
  * since it fell asleep) and, as its very last touch of the flag, drops its
  * busy count. af_flag_destroy() retires the LIVE tag and waits for the busy
