@@ -3,13 +3,14 @@
  * ThreadSafeFlag: the wake-up path from other threads and signal handlers.
  *
  * All cross-thread state is one atomic word per flag (SET, WAITING, QUEUED,
- * POLLED, the LIVE tag and a count of busy setters) and one lock-free stack
- * per loop (loop->pending). A set, in one compare-and-swap:
+ * POLLED, SLEEPER, the LIVE tag and a count of busy setters) and one
+ * lock-free stack per loop (loop->pending). A set, in one compare-and-swap:
  *   1. does nothing to a flag that is not LIVE (destroyed);
  *   2. turns SET on; if it was already on, or no task is WAITING, that is
  *      all (sets coalesce; the next wait finds SET itself);
  *   3. otherwise counts itself busy and, unless the waiter is the loop's
- *      polled one (POLLED), turns QUEUED on (once);
+ *      polled one (POLLED), turns QUEUED on (once); for the polled waiter
+ *      only when SLEEPER says the loop may be asleep, else it is done;
  * then, only in case 3, pushes the flag on loop->pending if it turned
  * QUEUED on (the loop reads a polled flag's word itself, at every batch
  * boundary and before it sleeps: loop->polled), kicks the loop
@@ -123,13 +124,16 @@ static void push_pending(struct af_loop *loop, struct af__flag *f)
  * parked waiter, one more busy setter (it kicks the loop) and, unless the
  * waiter is the loop's polled one or the flag is queued already, QUEUED
  * on. QUEUED makes sure the flag sits on the pending stack at most once
- * even if it is cleared and set again before the loop collects it. */
+ * even if it is cleared and set again before the loop collects it. The
+ * polled waiter's set is busy only when the loop may be asleep (SLEEPER):
+ * an awake loop reads the word itself, so the CAS is all such a set does. */
 static uint32_t set_state(uint32_t s)
 {
 	if ((s & (AF_FLAG_SET | AF_FLAG_WAITING)) != AF_FLAG_WAITING)
 		return s | AF_FLAG_SET;
 	if (s & AF_FLAG_POLLED)
-		return (s | AF_FLAG_SET) + AF_FLAG_BUSY_ONE;
+		return s & AF_FLAG_SLEEPER ? (s | AF_FLAG_SET) + AF_FLAG_BUSY_ONE
+					   : s | AF_FLAG_SET;
 	if (s & AF_FLAG_QUEUED)
 		return s | AF_FLAG_SET;
 	return (s | AF_FLAG_SET | AF_FLAG_QUEUED) + AF_FLAG_BUSY_ONE;
@@ -138,9 +142,9 @@ static uint32_t set_state(uint32_t s)
 /* A set that will kick the loop: start the transfer of the loop's pending
  * line now, so that it overlaps the flag word's instead of following it
  * (both were last written by the loop's thread). A set that queues the flag
- * writes that line (the push); one for the polled waiter only reads it (the
- * kick's load of sleep_state, beside pending), and a loop that is awake
- * does not write it, so a shared copy is all it needs. The loop read here
+ * writes that line (the push); one for the polled waiter of a loop that may
+ * be asleep only reads it (the kick's load of sleep_state, beside pending),
+ * so a shared copy is all it needs. The loop read here
  * may be stale or gone (a destroy racing with us); the CAS that follows
  * decides, and a prefetch of a stale address only costs the fetch.
  * relaxed: nothing is read through it. */
@@ -180,22 +184,31 @@ AF__HOT AF_API void af_flag_set(struct af_flag *flag)
 	 * still have to touch the flag uncounted. Its release publishes what
 	 * the setter wrote before set() to the waiter, whose clearing
 	 * read-modify-write acquires it; its acquire pairs with init's
-	 * release, so f->loop below is the loop the LIVE tag belongs to. A
-	 * coalesced set is still a successful RMW, so it publishes its writes
-	 * too. seq_cst, not just acq_rel: for the polled waiter this CAS,
-	 * not a push, is our half of the Dekker handshake with sleep_until()
-	 * (loop.c), which must come before the kick's load of sleep_state in
-	 * the single total order; the same instructions on x86 (a locked
-	 * CMPXCHG) and on aarch64 (CASAL, or LDAXR/STLXR). */
+	 * release, so f->loop below is the loop the LIVE tag belongs to, and
+	 * with the releasing RMW that turned SLEEPER on (sleep_until() in
+	 * loop.c), so that a set which sees SLEEPER sees the loop's SLEEPING
+	 * too. Against the polled waiter's sleeping loop no more is needed:
+	 * the loop's RMW and this CAS are on one word, so one comes first and
+	 * the other sees it, on aarch64 as on x86 (coherence, not a fence).
+	 * A coalesced set is still a successful RMW, so it publishes its
+	 * writes too. */
 	do {
 		if (!live(s))
 			return;
 		want = set_state(s);
 	} while (!atomic_compare_exchange_weak_explicit(&f->state, &s, want,
-							 memory_order_seq_cst,
+							 memory_order_acq_rel,
 							 memory_order_relaxed));
-	if ((want & AF_FLAG_BUSY_MASK) == (s & AF_FLAG_BUSY_MASK))
+	/* A coalesced set, or one for the polled waiter of an awake loop: the
+	 * flag is not ours any more (its wait may return and free it now) and
+	 * the loop needs no kick. One RMW of the word in all, so the setter
+	 * never takes the line back from a loop that has just read it. */
+	if ((want & AF_FLAG_BUSY_MASK) == (s & AF_FLAG_BUSY_MASK)) {
+		if ((s & (AF_FLAG_SET | AF_FLAG_WAITING | AF_FLAG_POLLED)) ==
+		    (AF_FLAG_WAITING | AF_FLAG_POLLED))
+			af__hook(AF_HOOK_SET_PUBLISHED, flag);
 		return;
+	}
 	af__hook(AF_HOOK_SET_PUBLISHED, flag);
 	loop = f->loop;
 	if ((want ^ s) & AF_FLAG_QUEUED)
@@ -239,7 +252,8 @@ static void flag_detach(struct af_task *t)
 	f->waiter = NULL;
 	if (t->loop->polled == f)
 		t->loop->polled = NULL;
-	atomic_fetch_and_explicit(&f->state, ~(AF_FLAG_WAITING | AF_FLAG_POLLED),
+	atomic_fetch_and_explicit(&f->state,
+				  ~(AF_FLAG_WAITING | AF_FLAG_POLLED | AF_FLAG_SLEEPER),
 				  memory_order_acq_rel);
 }
 
@@ -303,7 +317,8 @@ AF_BLOCKING_API int AF_BODY(af_flag_wait_timeout)(struct af_flag *flag, int64_t 
 		 * the loop read it a moment ago. */
 		f->waiter = NULL;
 		atomic_fetch_and_explicit(&f->state,
-					  ~(AF_FLAG_SET | AF_FLAG_WAITING | AF_FLAG_POLLED),
+					  ~(AF_FLAG_SET | AF_FLAG_WAITING | AF_FLAG_POLLED |
+					    AF_FLAG_SLEEPER),
 					  memory_order_acq_rel);
 	}
 	return r;

@@ -331,12 +331,19 @@ struct af__flag {
 /* The waiter is the loop's polled one (loop->polled): a set needs no push,
  * the loop reads the word itself at its next batch boundary. */
 #define AF_FLAG_POLLED    (1u << 3)
+/* The polled flag's loop may be asleep: it published SLEEPING and then
+ * looked at this word (sleep_until() in loop.c), so a set must kick it.
+ * Without the bit the loop is awake and reads the word again before it can
+ * sleep, and a set needs nothing but its CAS. Written by the loop's thread
+ * only: set on its polled flag before a sleep, cleared after it (and by the
+ * waiter's clear or detach, which run on that thread, awake). */
+#define AF_FLAG_SLEEPER   (1u << 4)
 /* Between init and destroy the tag bits hold AF_FLAG_LIVE. */
-#define AF_FLAG_TAG_MASK  (0xffu << 4)
-#define AF_FLAG_LIVE      (0xa5u << 4)
+#define AF_FLAG_TAG_MASK  (0xffu << 5)
+#define AF_FLAG_LIVE      (0xa5u << 5)
 /* Setters between queueing the flag and their last touch of it. */
-#define AF_FLAG_BUSY_ONE  (1u << 12)
-#define AF_FLAG_BUSY_MASK (~0u << 12)
+#define AF_FLAG_BUSY_ONE  (1u << 13)
+#define AF_FLAG_BUSY_MASK (~0u << 13)
 #define AF_FLAG_MAGIC     0x61664c47u /* "afLG" */
 
 /* Whether @flag is between af_flag_init() and af_flag_destroy(). */

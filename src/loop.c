@@ -553,11 +553,38 @@ static inline void cpu_relax(void)
  * pause instructions, so the clock costs little of the spin. */
 #define SPIN_CHECKS 64
 
-/* Whether the polled flag (flag.c) has been set. @mo: relaxed for a hint,
- * seq_cst for sleep_until()'s half of the handshake. */
-static bool polled_set(const struct af_loop *loop, memory_order mo)
+/* Whether the polled flag (flag.c) has been set: a hint, for the spin. */
+static bool polled_set(const struct af_loop *loop)
 {
-	return loop->polled && (atomic_load_explicit(&loop->polled->state, mo) & AF_FLAG_SET);
+	return loop->polled &&
+	       (atomic_load_explicit(&loop->polled->state, memory_order_relaxed) & AF_FLAG_SET);
+}
+
+/* The polled flag's half of sleep_until()'s handshake, after SLEEPING is
+ * published: turn SLEEPER on in its word, so that a set from now on kicks,
+ * and say whether one came first. The set's CAS and this RMW are on one
+ * word, so coherence alone puts one before the other: either we see SET
+ * or the set sees SLEEPER, on aarch64 as on x86. release: a set whose
+ * acquiring CAS reads SLEEPER then sees SLEEPING, which came before in
+ * this thread, so the kick's load of sleep_state finds the sleep (or a
+ * later state, when someone kicked it already). */
+static bool polled_arm_sleep(struct af_loop *loop)
+{
+	return loop->polled && (atomic_fetch_or_explicit(&loop->polled->state, AF_FLAG_SLEEPER,
+							 memory_order_release) &
+				AF_FLAG_SET);
+}
+
+/* Awake again: a set of the polled flag need not kick any more. The flag
+ * is the one armed (nothing ran in between to change loop->polled).
+ * relaxed: a set that still sees SLEEPER only kicks an awake loop, which
+ * costs it a load of sleep_state, and one that no longer sees it relies on
+ * this loop reading the word before its next sleep, which it does. */
+static void polled_disarm(struct af_loop *loop)
+{
+	if (loop->polled)
+		atomic_fetch_and_explicit(&loop->polled->state, ~AF_FLAG_SLEEPER,
+					  memory_order_relaxed);
 }
 
 /* af_loop_opts.spin_ns: look for sets and finished jobs for a while before
@@ -585,7 +612,7 @@ static bool spin_for_wakeups(struct af_loop *loop, uint64_t deadline)
 			 * sleep_until(). */
 			if (atomic_load_explicit(&loop->pending, memory_order_relaxed) ||
 			    atomic_load_explicit(&loop->jobs_done, memory_order_relaxed) ||
-			    polled_set(loop, memory_order_relaxed))
+			    polled_set(loop))
 				return true;
 			cpu_relax();
 		}
@@ -861,11 +888,12 @@ static int sleep_for_signals(struct af_loop *loop, const sigset_t *mask, uint64_
 
 /* Block in the kernel until a completion, a kick or @deadline. The
  * sleep_state handshake pairs with af__loop_kick(): we publish SLEEPING
- * and then look for pending flags, a set of the polled flag, finished
- * jobs and a signal watch the last arm did not see; a setter (or
- * af_signal_watch()) publishes its change and then looks at sleep_state. Both sides use seq_cst, so at
+ * and then look for pending flags, finished jobs and a signal watch the
+ * last arm did not see; a setter (or af_signal_watch()) publishes its
+ * change and then looks at sleep_state. Both sides use seq_cst, so at
  * least one sees the other's store: either we find the change and skip
- * the sleep or the setter finds SLEEPING and kicks. */
+ * the sleep or the setter finds SLEEPING and kicks. The polled flag's
+ * set is seen through its own word instead (polled_arm_sleep()). */
 static bool sleep_until(struct af_loop *loop, uint64_t deadline)
 {
 	unsigned prev, s, how;
@@ -903,7 +931,7 @@ static bool sleep_until(struct af_loop *loop, uint64_t deadline)
 	s += atomic_fetch_add_explicit(&loop->sleep_state, s, memory_order_seq_cst);
 	if (atomic_load_explicit(&loop->pending, memory_order_seq_cst) == NULL &&
 	    atomic_load_explicit(&loop->jobs_done, memory_order_seq_cst) == NULL &&
-	    !polled_set(loop, memory_order_seq_cst) &&
+	    !polled_arm_sleep(loop) &&
 	    (loop->sigfd_known ||
 	     atomic_load_explicit(&loop->sigfd, memory_order_seq_cst) == NULL)) {
 		if (how == AF_SLEEP_PARKED)
@@ -914,6 +942,7 @@ static bool sleep_until(struct af_loop *loop, uint64_t deadline)
 			loop->backend->wait(loop, deadline);
 		prefetch_pending(loop);
 	}
+	polled_disarm(loop);
 	/* WOKEN means a setter kicked (or is about to); when that kick is an
 	 * eventfd write, its completion must be reaped before the next sleep. */
 	prev = atomic_fetch_and_explicit(&loop->sleep_state, ~(AF_SLEEP_MASK | AF_SLEEP_HOW),

@@ -28,6 +28,25 @@ static inline unsigned wait_asleep_with(struct af_loop *loop, unsigned want)
 	}
 }
 
+/* Until a set of @flag (waited on by a task of @loop) must kick the loop:
+ * it has published SLEEPING and, when the waiter is its polled one, marked
+ * the flag's word (AF_FLAG_SLEEPER), which sleep_until() does just after.
+ * Before the mark such a set needs no kick: the loop still looks at the
+ * word. Only atomics are read, so there is no data race with the loop. */
+static inline void wait_until_a_set_must_kick(struct af_loop *loop, struct af_flag *flag)
+{
+	_Atomic uint32_t *word = &((struct af__flag *)(void *)&flag->_private)->state;
+
+	for (;;) {
+		uint32_t st = atomic_load(word);
+
+		if ((atomic_load(&loop->sleep_state) & AF_SLEEP_MASK) == AF_SLEEPING &&
+		    (!(st & AF_FLAG_POLLED) || (st & AF_FLAG_SLEEPER)))
+			return;
+		sched_yield();
+	}
+}
+
 /* Whether a loop made here never sleeps outside the ring: on the epoll
  * backend and in ppoll mode (TSan, valgrind) it neither parks nor sleeps in
  * sigtimedwait(), and without DEFER_TASKRUN (@sigwait) it does not do the

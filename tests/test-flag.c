@@ -13,6 +13,7 @@
 
 #include "internal.h"
 #include "testutil.h"
+#include "loopstate.h"
 
 
 static struct af__flag *fl(struct af_flag *f)
@@ -703,8 +704,7 @@ static void *cancelled_setter(void *arg)
 	while (!atomic_load(&c->cancel_sent))
 		sched_yield();
 	/* Asleep: the set below must kick. */
-	while ((atomic_load(&c->loop->sleep_state) & AF_SLEEP_MASK) != AF_SLEEPING)
-		sched_yield();
+	wait_until_a_set_must_kick(c->loop, &c->f);
 	/* Not a cancellation point itself: the cancel stays pending. No
 	 * ck_assert in this thread: Check's progress mark writes a pipe, a
 	 * cancellation point of its own. */
@@ -1363,8 +1363,8 @@ static int awake_main(void *arg)
 		ck_assert_ptr_eq(atomic_load(&loop->pending), fl(&a->s.f));
 		ck_assert_ptr_null(loop->polled);
 	} else {
-		/* The polled waiter's set touched nothing of the loop's but the
-		 * sleep state it read: the loop finds it in the flag's word. */
+		/* The polled waiter's set touched nothing of the loop's, not
+		 * even its sleep state: the loop finds it in the flag's word. */
 		ck_assert_ptr_null(atomic_load(&loop->pending));
 		ck_assert_ptr_eq(loop->polled, fl(&a->s.f));
 		ck_assert_uint_eq(fstate(&a->s.f), AF_FLAG_SET | AF_FLAG_WAITING);
@@ -1461,7 +1461,9 @@ static int slot_freed_main(void *arg)
 	/* A timeout gives the slot up. */
 	ck_assert_int_eq(af_flag_wait_timeout(&p->a.f, 1 * MS), -ETIMEDOUT);
 	ck_assert_ptr_null(loop->polled);
-	ck_assert_uint_eq(atomic_load(&fl(&p->a.f)->state) & AF_FLAG_POLLED, 0);
+	/* The loop slept with the word marked, and the timer's wake-up took
+	 * the mark off with the slot. */
+	ck_assert_uint_eq(atomic_load(&fl(&p->a.f)->state) & (AF_FLAG_POLLED | AF_FLAG_SLEEPER), 0);
 	/* So does a cancel. */
 	ck_assert_int_eq(af_task_spawn(&p->a.waiter, wait_for_cancel, &p->a.f), 0);
 	ck_assert_int_eq(af_yield(), 0);
@@ -1564,6 +1566,119 @@ START_TEST(a_flag_still_queued_when_its_waiter_became_the_polled_one_is_woken_on
 	run_on_new_loop(queued_then_polled_main, &q, 0);
 	ck_assert_int_eq(q.f.r, 0);
 	ck_assert_int_eq(q.g.r, 0);
+}
+END_TEST
+
+/* A loop with nothing to run sleeps with SLEEPER on its polled flag's word:
+ * a thread waits to see the mark and the sleep, then sets. Only a set that
+ * takes the mark for a kick can wake this loop; the wake clears the mark. */
+struct marked {
+	struct sc s;
+	struct af_loop *loop;
+	pthread_t th;
+	_Atomic bool saw_mark;
+};
+
+static void *set_once_marked_asleep(void *arg)
+{
+	struct marked *m = arg;
+
+	/* Bounded, so that a loop that never marks fails the case (the set
+	 * would still kick it, through the busy path not taken). */
+	for (int i = 0; i < 100000; i++) {
+		uint32_t st = atomic_load(&fl(&m->s.f)->state);
+		unsigned ss = atomic_load(&m->loop->sleep_state);
+
+		if ((st & AF_FLAG_SLEEPER) && (ss & AF_SLEEP_MASK) == AF_SLEEPING) {
+			atomic_store(&m->saw_mark, true);
+			break;
+		}
+		usleep(100);
+	}
+	af_flag_set(&m->s.f);
+	return NULL;
+}
+
+static int marked_main(void *arg)
+{
+	struct marked *m = arg;
+
+	m->loop = af_loop_current();
+	ck_assert_int_eq(af_flag_init(&m->s.f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&m->s.waiter, waiter_waits_once, &m->s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_ptr_eq(m->loop->polled, fl(&m->s.f));
+	/* Awake: no mark. */
+	ck_assert_uint_eq(atomic_load(&fl(&m->s.f)->state) & AF_FLAG_SLEEPER, 0);
+	ck_assert_int_eq(pthread_create(&m->th, NULL, set_once_marked_asleep, m), 0);
+	ck_assert_int_eq(af_task_join(m->s.waiter, NULL), 0);
+	ck_assert_int_eq(pthread_join(m->th, NULL), 0);
+	ck_assert(atomic_load(&m->saw_mark));
+	ck_assert_uint_eq(atomic_load(&fl(&m->s.f)->state) & (AF_FLAG_SLEEPER | AF_FLAG_BUSY_MASK), 0);
+	af_flag_destroy(&m->s.f);
+	return 0;
+}
+
+START_TEST(a_loop_asleep_under_its_polled_waiter_marks_the_flag_and_the_set_that_finds_the_mark_wakes_it)
+{
+	struct marked m = { .s = { .r1 = 1 } };
+
+	run_on_new_loop(marked_main, &m, 0);
+	ck_assert_int_eq(m.s.r1, 0);
+}
+END_TEST
+
+/* The setter of an awake loop's polled waiter is stalled right after its
+ * CAS: the waiter returns, destroys the flag and frees it while the setter
+ * is still inside af_flag_set(). Destroy must not wait for that setter (it
+ * would wait forever: the setter goes on only once the memory is gone),
+ * and the setter must not touch the flag again (ASan would see it). */
+struct freed_early {
+	struct af_flag *flag;
+	struct af_task *waiter;
+	pthread_t setter;
+};
+
+static int wait_destroy_free(void *arg)
+{
+	struct freed_early *e = arg;
+
+	ck_assert_int_eq(af_flag_wait(e->flag), 0);
+	af_flag_destroy(e->flag);
+	memset(e->flag, 0, sizeof(*e->flag));
+	free(e->flag);
+	e->flag = NULL;
+	sem_post(&stall.go);
+	return 0;
+}
+
+static int freed_early_main(void *arg)
+{
+	struct freed_early *e = arg;
+
+	ck_assert_int_eq(af_flag_init(e->flag, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&e->waiter, wait_destroy_free, e), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_ptr_eq(af_loop_current()->polled, fl(e->flag));
+	stall_arm(AF_HOOK_SET_PUBLISHED, e->flag);
+	ck_assert_int_eq(pthread_create(&e->setter, NULL, set_once, e->flag), 0);
+	/* This task keeps the loop awake until the setter is past its CAS. */
+	sem_wait(&stall.reached);
+	ck_assert_uint_eq(atomic_load(&fl(e->flag)->state) & AF_FLAG_BUSY_MASK, 0);
+	ck_assert_int_eq(af_task_join(e->waiter, NULL), 0);
+	ck_assert_ptr_null(e->flag);
+	return 0;
+}
+
+START_TEST(the_set_of_an_awake_loops_polled_waiter_is_done_with_the_flag_at_its_cas)
+{
+	struct freed_early e = { 0 };
+
+	e.flag = malloc(sizeof(*e.flag));
+	ck_assert_ptr_nonnull(e.flag);
+	run_on_new_loop(freed_early_main, &e, 0);
+	ck_assert_int_eq(pthread_join(e.setter, NULL), 0);
+	stall_disarm();
 }
 END_TEST
 
@@ -2096,8 +2211,7 @@ static void *asleep_setter(void *arg)
 	for (int i = 1; i <= ASLEEP_ROUNDS; i++) {
 		while (atomic_load_explicit(&a->round, memory_order_acquire) < i)
 			sched_yield();
-		while ((atomic_load(&a->loop->sleep_state) & AF_SLEEP_MASK) != AF_SLEEPING)
-			sched_yield();
+		wait_until_a_set_must_kick(a->loop, &a->f);
 		af_flag_set(&a->f);
 	}
 	return NULL;
@@ -2489,6 +2603,8 @@ Suite *make_suite(void)
 	tcase_add_test(tc, the_first_waiter_is_polled_and_a_second_flags_waiter_goes_through_the_pending_stack);
 	tcase_add_test(tc, a_polled_waiter_that_times_out_or_is_cancelled_leaves_the_slot_to_the_next_waiter);
 	tcase_add_test(tc, a_flag_still_queued_when_its_waiter_became_the_polled_one_is_woken_once_by_the_stack);
+	tcase_add_test(tc, a_loop_asleep_under_its_polled_waiter_marks_the_flag_and_the_set_that_finds_the_mark_wakes_it);
+	tcase_add_test(tc, the_set_of_an_awake_loops_polled_waiter_is_done_with_the_flag_at_its_cas);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("spinning before sleeping");

@@ -844,8 +844,7 @@ static void *set_kick_flag(void *arg)
 	struct af_loop *loop = arg;
 
 	/* Set while the loop sleeps, so that this kick wins the write. */
-	while ((atomic_load(&loop->sleep_state) & AF_SLEEP_MASK) != AF_SLEEPING)
-		sched_yield();
+	wait_until_a_set_must_kick(loop, &kick.flag);
 	af_flag_set(&kick.flag);
 	return NULL;
 }

@@ -455,11 +455,17 @@ static int errno_main(void *arg)
 	ck_assert_int_eq(t->state, AF_TASK_BLOCKED);
 	real = loop->efd;
 	loop->efd = -1;
+	/* As sleep_until() does: the waiter is the loop's polled one, so its
+	 * flag's word says the loop may be asleep too. */
 	atomic_store(&loop->sleep_state, AF_SLEEPING);
+	if (loop->polled)
+		atomic_fetch_or(&loop->polled->state, AF_FLAG_SLEEPER);
 	errno = 2222;
 	ck_assert_int_eq(raise(SIGUSR1), 0);
 	e->seen[1] = errno;
 	e->state_after_write = atomic_load(&loop->sleep_state);
+	if (loop->polled)
+		atomic_fetch_and(&loop->polled->state, ~AF_FLAG_SLEEPER);
 	atomic_store(&loop->sleep_state, AF_AWAKE);
 	loop->efd = real;
 	ck_assert_int_eq(af_task_join(t, NULL), 0);
