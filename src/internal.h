@@ -335,8 +335,8 @@ struct af__flag {
  * looked at this word (sleep_until() in loop.c), so a set must kick it.
  * Without the bit the loop is awake and reads the word again before it can
  * sleep, and a set needs nothing but its CAS. Written by the loop's thread
- * only: set on its polled flag before a sleep, cleared after it (and by the
- * waiter's clear or detach, which run on that thread, awake). */
+ * only: set on its polled flag before a sleep, cleared by the waiter's
+ * clear or detach (loop.c, polled_arm_sleep(), says why not at the wake). */
 #define AF_FLAG_SLEEPER   (1u << 4)
 /* Between init and destroy the tag bits hold AF_FLAG_LIVE. */
 #define AF_FLAG_TAG_MASK  (0xffu << 5)
@@ -762,7 +762,7 @@ static inline void af__task_wake(struct af_task *t, int result)
  * relaxed, on aarch64 as on x86: the load only decides to wake; the woken
  * wait's acq_rel clear of the word is what orders the setter's writes
  * before the waiter's reads, and a set this load misses is seen by a later
- * boundary or by sleep_until()'s seq_cst load before the loop sleeps. The
+ * boundary or by sleep_until()'s OR of SLEEPER before the loop sleeps. The
  * flag is live: its waiter is parked, and destroy refuses a flag with a
  * waiter. */
 static inline void af__flag_take_polled(struct af_loop *loop)

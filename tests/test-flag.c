@@ -1461,7 +1461,7 @@ static int slot_freed_main(void *arg)
 	/* A timeout gives the slot up. */
 	ck_assert_int_eq(af_flag_wait_timeout(&p->a.f, 1 * MS), -ETIMEDOUT);
 	ck_assert_ptr_null(loop->polled);
-	/* The loop slept with the word marked, and the timer's wake-up took
+	/* The loop slept with the word marked, and the timeout's detach took
 	 * the mark off with the slot. */
 	ck_assert_uint_eq(atomic_load(&fl(&p->a.f)->state) & (AF_FLAG_POLLED | AF_FLAG_SLEEPER), 0);
 	/* So does a cancel. */
@@ -1679,6 +1679,49 @@ START_TEST(the_set_of_an_awake_loops_polled_waiter_is_done_with_the_flag_at_its_
 	run_on_new_loop(freed_early_main, &e, 0);
 	ck_assert_int_eq(pthread_join(e.setter, NULL), 0);
 	stall_disarm();
+}
+END_TEST
+
+/* A loop woken by a timer while its polled waiter stays parked leaves the
+ * mark: the next set counts itself busy, finds the loop awake and makes
+ * no system call, and the waiter's clear takes the mark off. */
+static int stale_mark_main(void *arg)
+{
+	struct awake *a = arg;
+	struct af_loop *loop = af_loop_current();
+	struct setter st;
+	int real;
+
+	ck_assert_int_eq(af_flag_init(&a->s.f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&a->s.waiter, waiter_waits_once, &a->s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(af_sleep_ms(1), 0);
+	ck_assert_uint_ne(atomic_load(&fl(&a->s.f)->state) & AF_FLAG_SLEEPER, 0);
+	ck_assert_uint_eq(atomic_load(&loop->sleep_state), AF_AWAKE);
+	real = loop->efd;
+	loop->efd = a->fake;
+	setter_start(&st, &a->s.f, 0, 1, false);
+	setter_join(&st);
+	loop->efd = real;
+	a->was_readable = fd_readable(a->fake);
+	ck_assert_uint_eq(atomic_load(&fl(&a->s.f)->state) & AF_FLAG_BUSY_MASK, 0);
+	ck_assert_ptr_null(atomic_load(&loop->pending));
+	ck_assert_int_eq(af_task_join(a->s.waiter, NULL), 0);
+	ck_assert_uint_eq(atomic_load(&fl(&a->s.f)->state) & AF_FLAG_SLEEPER, 0);
+	af_flag_destroy(&a->s.f);
+	return 0;
+}
+
+START_TEST(a_mark_left_by_a_loop_that_woke_for_a_timer_costs_the_next_set_no_system_call)
+{
+	struct awake a = { .s = { .r1 = 1 } };
+
+	a.fake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ck_assert_int_ge(a.fake, 0);
+	run_on_new_loop(stale_mark_main, &a, 0);
+	close(a.fake);
+	ck_assert(!a.was_readable);
+	ck_assert_int_eq(a.s.r1, 0);
 }
 END_TEST
 
@@ -2605,6 +2648,7 @@ Suite *make_suite(void)
 	tcase_add_test(tc, a_flag_still_queued_when_its_waiter_became_the_polled_one_is_woken_once_by_the_stack);
 	tcase_add_test(tc, a_loop_asleep_under_its_polled_waiter_marks_the_flag_and_the_set_that_finds_the_mark_wakes_it);
 	tcase_add_test(tc, the_set_of_an_awake_loops_polled_waiter_is_done_with_the_flag_at_its_cas);
+	tcase_add_test(tc, a_mark_left_by_a_loop_that_woke_for_a_timer_costs_the_next_set_no_system_call);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("spinning before sleeping");
