@@ -571,9 +571,8 @@ static bool polled_set(const struct af_loop *loop)
  * Nothing turns SLEEPER off after the sleep: the woken waiter's clear
  * does, or its detach. A loop that woke for anything else leaves it, and
  * at most one set, the next, then counts itself busy for nothing and finds
- * the loop awake. Clearing it here cost the cold wake-up more than its one
- * RMW (wake-cold --cpu 1, 12 interleaved runs each: 1.16-1.25x eventfd
- * with the clear, 1.06-1.20x without). */
+ * the loop awake. Clearing it here would put one more RMW on every cold
+ * wake-up's path to spare that one set its busy count. */
 static bool polled_arm_sleep(struct af_loop *loop)
 {
 	return loop->polled && (atomic_fetch_or_explicit(&loop->polled->state, AF_FLAG_SLEEPER,
