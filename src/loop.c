@@ -602,7 +602,7 @@ static bool spin_for_wakeups(struct af_loop *loop, uint64_t deadline)
 			 * the flags' fields. A relaxed load still sees the push
 			 * within the spin on aarch64 as on x86 (coherence), and
 			 * one it misses is caught by the seq_cst handshake in
-			 * sleep_until(). */
+			 * sleep_until() (for the polled flag, by its OR). */
 			if (atomic_load_explicit(&loop->pending, memory_order_relaxed) ||
 			    atomic_load_explicit(&loop->jobs_done, memory_order_relaxed) ||
 			    polled_set(loop))
@@ -1174,7 +1174,9 @@ AF__HOT void af__loop_kick(struct af_loop *loop)
 	 * seq_cst push in the single total order. Weakened to acquire (RCpc
 	 * LDAPR on ARMv8.3+ may then read an older value past the push), it
 	 * may see AWAKE while the loop, not seeing the push, sleeps: a lost
-	 * wake-up. Only the setter that moves SLEEPING to WOKEN writes, so a
+	 * wake-up. A set for the polled waiter has no push: its CAS read the
+	 * loop's releasing OR of SLEEPER, which came after SLEEPING, so this
+	 * load sees the sleep (or later) by happens-before alone. Only the setter that moves SLEEPING to WOKEN writes, so a
 	 * storm of sets costs one write per loop sleep, none while awake. */
 	unsigned s = atomic_load_explicit(&loop->sleep_state, memory_order_seq_cst);
 

@@ -32,15 +32,20 @@ static inline unsigned wait_asleep_with(struct af_loop *loop, unsigned want)
  * it has published SLEEPING and, when the waiter is its polled one, marked
  * the flag's word (AF_FLAG_SLEEPER), which sleep_until() does just after.
  * Before the mark such a set needs no kick: the loop still looks at the
- * word. Only atomics are read, so there is no data race with the loop. */
+ * word. Only atomics are read, so there is no data race with the loop.
+ * The sleep state first: a waiter announces POLLED before its loop can
+ * publish the sleep, so the word read after SLEEPING shows it; read the
+ * other way round, an old word without POLLED could pass for a flag that
+ * needs no mark. */
 static inline void wait_until_a_set_must_kick(struct af_loop *loop, struct af_flag *flag)
 {
 	_Atomic uint32_t *word = &((struct af__flag *)(void *)&flag->_private)->state;
 
 	for (;;) {
+		unsigned ss = atomic_load(&loop->sleep_state);
 		uint32_t st = atomic_load(word);
 
-		if ((atomic_load(&loop->sleep_state) & AF_SLEEP_MASK) == AF_SLEEPING &&
+		if ((ss & AF_SLEEP_MASK) == AF_SLEEPING &&
 		    (!(st & AF_FLAG_POLLED) || (st & AF_FLAG_SLEEPER)))
 			return;
 		sched_yield();

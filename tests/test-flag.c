@@ -1695,7 +1695,11 @@ static int stale_mark_main(void *arg)
 	ck_assert_int_eq(af_flag_init(&a->s.f, NULL), 0);
 	ck_assert_int_eq(af_task_spawn(&a->s.waiter, waiter_waits_once, &a->s), 0);
 	ck_assert_int_eq(af_yield(), 0);
-	ck_assert_int_eq(af_sleep_ms(1), 0);
+	/* A timer already due when the loop looks needs no sleep: sleep
+	 * again until one did (100 tries, so that a loop that never marks
+	 * fails). */
+	for (int i = 0; i < 100 && !(atomic_load(&fl(&a->s.f)->state) & AF_FLAG_SLEEPER); i++)
+		ck_assert_int_eq(af_sleep_ms(2), 0);
 	ck_assert_uint_ne(atomic_load(&fl(&a->s.f)->state) & AF_FLAG_SLEEPER, 0);
 	ck_assert_uint_eq(atomic_load(&loop->sleep_state), AF_AWAKE);
 	real = loop->efd;

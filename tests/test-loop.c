@@ -1279,6 +1279,8 @@ static void *set_stalled(void *arg)
 	struct parking *c = arg;
 
 	wait_asleep_with(c->loop, AF_SLEEP_PARKED);
+	/* And past the polled flag's mark: a set before it needs no kick. */
+	wait_until_a_set_must_kick(c->loop, &c->flag);
 	af_flag_set(&c->flag);
 	return NULL;
 }
