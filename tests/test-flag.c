@@ -1583,9 +1583,10 @@ static void *set_once_marked_asleep(void *arg)
 {
 	struct marked *m = arg;
 
-	/* Bounded, so that a loop that never marks fails the case (the set
-	 * would still kick it, through the busy path not taken). */
-	for (int i = 0; i < 100000; i++) {
+	/* Bounded (about 2 s): if the mark never shows, the set still comes
+	 * and the case fails, on saw_mark or, the loop never woken, on its
+	 * timeout. */
+	for (int i = 0; i < 20000; i++) {
 		uint32_t st = atomic_load(&fl(&m->s.f)->state);
 		unsigned ss = atomic_load(&m->loop->sleep_state);
 
