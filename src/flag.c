@@ -144,9 +144,9 @@ static uint32_t set_state(uint32_t s)
  * (both were last written by the loop's thread). A set that queues the flag
  * writes that line (the push); one for the polled waiter of a loop that may
  * be asleep only reads it (the kick's load of sleep_state, beside pending),
- * so a shared copy is all it needs. The loop read here
- * may be stale or gone (a destroy racing with us); the CAS that follows
- * decides, and a prefetch of a stale address only costs the fetch.
+ * so a shared copy is all it needs. The loop read here may be stale or gone
+ * (a destroy racing with us); the CAS that follows decides, and a prefetch
+ * of a stale address only costs the fetch.
  * relaxed: nothing is read through it. */
 static void prefetch_push(struct af__flag *f, uint32_t s)
 {

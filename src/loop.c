@@ -1176,8 +1176,9 @@ AF__HOT void af__loop_kick(struct af_loop *loop)
 	 * may see AWAKE while the loop, not seeing the push, sleeps: a lost
 	 * wake-up. A set for the polled waiter has no push: its CAS read the
 	 * loop's releasing OR of SLEEPER, which came after SLEEPING, so this
-	 * load sees the sleep (or later) by happens-before alone. Only the setter that moves SLEEPING to WOKEN writes, so a
-	 * storm of sets costs one write per loop sleep, none while awake. */
+	 * load sees the sleep (or later) by happens-before alone. Only the
+	 * setter that moves SLEEPING to WOKEN writes, so a storm of sets costs
+	 * one write per loop sleep, none while awake. */
 	unsigned s = atomic_load_explicit(&loop->sleep_state, memory_order_seq_cst);
 
 	/* Retry while still SLEEPING: the CAS also fails when a kicker of an

@@ -1339,26 +1339,34 @@ struct awake {
 	bool stack;                  /* AF_POLL=0: the set pushes the flag */
 };
 
-static int awake_main(void *arg)
+/* One set of the flag from another thread, with the loop's eventfd swapped
+ * for a->fake while it runs: any kick the set makes is seen there, and
+ * nothing else reads it. */
+static void set_from_thread_seen_by_fake_eventfd(struct awake *a)
 {
-	struct awake *a = arg;
 	struct af_loop *loop = af_loop_current();
 	struct setter st;
-	int real;
+	int real = loop->efd;
 
-	ck_assert_int_eq(af_flag_init(&a->s.f, NULL), 0);
-	ck_assert_int_eq(af_task_spawn(&a->s.waiter, waiter_waits_once, &a->s), 0);
-	ck_assert_int_eq(af_yield(), 0);
-	ck_assert_int_eq(a->s.waiter->state, AF_TASK_BLOCKED);
-	/* This task runs, so the loop is awake. Any write the set makes goes
-	 * to our own eventfd, which nothing else reads. */
-	ck_assert_uint_eq(atomic_load(&loop->sleep_state), AF_AWAKE);
-	real = loop->efd;
 	loop->efd = a->fake;
 	setter_start(&st, &a->s.f, 0, 1, false);
 	setter_join(&st);
 	loop->efd = real;
 	a->was_readable = fd_readable(a->fake);
+}
+
+static int awake_main(void *arg)
+{
+	struct awake *a = arg;
+	struct af_loop *loop = af_loop_current();
+
+	ck_assert_int_eq(af_flag_init(&a->s.f, NULL), 0);
+	ck_assert_int_eq(af_task_spawn(&a->s.waiter, waiter_waits_once, &a->s), 0);
+	ck_assert_int_eq(af_yield(), 0);
+	ck_assert_int_eq(a->s.waiter->state, AF_TASK_BLOCKED);
+	/* This task runs, so the loop is awake. */
+	ck_assert_uint_eq(atomic_load(&loop->sleep_state), AF_AWAKE);
+	set_from_thread_seen_by_fake_eventfd(a);
 	if (a->stack) {
 		ck_assert_ptr_eq(atomic_load(&loop->pending), fl(&a->s.f));
 		ck_assert_ptr_null(loop->polled);
@@ -1377,7 +1385,9 @@ static int awake_main(void *arg)
 	return 0;
 }
 
-static void awake_run(bool stack)
+/* @fn on a new loop, with a fake eventfd for its set: no kick was written
+ * and the waiter's wait returned 0. */
+static void awake_run_with(af_task_fn fn, bool stack)
 {
 	struct awake a = { .s = { .r1 = 1 }, .stack = stack };
 
@@ -1385,10 +1395,15 @@ static void awake_run(bool stack)
 		through_the_stack();
 	a.fake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ck_assert_int_ge(a.fake, 0);
-	run_on_new_loop(awake_main, &a, 0);
+	run_on_new_loop(fn, &a, 0);
 	close(a.fake);
 	ck_assert(!a.was_readable);
 	ck_assert_int_eq(a.s.r1, 0);
+}
+
+static void awake_run(bool stack)
+{
+	awake_run_with(awake_main, stack);
 }
 
 START_TEST(a_set_from_another_thread_while_the_loop_is_awake_makes_no_system_call)
@@ -1690,8 +1705,6 @@ static int stale_mark_main(void *arg)
 {
 	struct awake *a = arg;
 	struct af_loop *loop = af_loop_current();
-	struct setter st;
-	int real;
 
 	ck_assert_int_eq(af_flag_init(&a->s.f, NULL), 0);
 	ck_assert_int_eq(af_task_spawn(&a->s.waiter, waiter_waits_once, &a->s), 0);
@@ -1703,12 +1716,7 @@ static int stale_mark_main(void *arg)
 		ck_assert_int_eq(af_sleep_ms(2), 0);
 	ck_assert_uint_ne(atomic_load(&fl(&a->s.f)->state) & AF_FLAG_SLEEPER, 0);
 	ck_assert_uint_eq(atomic_load(&loop->sleep_state), AF_AWAKE);
-	real = loop->efd;
-	loop->efd = a->fake;
-	setter_start(&st, &a->s.f, 0, 1, false);
-	setter_join(&st);
-	loop->efd = real;
-	a->was_readable = fd_readable(a->fake);
+	set_from_thread_seen_by_fake_eventfd(a);
 	ck_assert_uint_eq(atomic_load(&fl(&a->s.f)->state) & AF_FLAG_BUSY_MASK, 0);
 	ck_assert_ptr_null(atomic_load(&loop->pending));
 	ck_assert_int_eq(af_task_join(a->s.waiter, NULL), 0);
@@ -1719,14 +1727,7 @@ static int stale_mark_main(void *arg)
 
 START_TEST(a_mark_left_by_a_loop_that_woke_for_a_timer_costs_the_next_set_no_system_call)
 {
-	struct awake a = { .s = { .r1 = 1 } };
-
-	a.fake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	ck_assert_int_ge(a.fake, 0);
-	run_on_new_loop(stale_mark_main, &a, 0);
-	close(a.fake);
-	ck_assert(!a.was_readable);
-	ck_assert_int_eq(a.s.r1, 0);
+	awake_run_with(stale_mark_main, false);
 }
 END_TEST
 
